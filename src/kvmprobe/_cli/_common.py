@@ -1,0 +1,68 @@
+"""What every command shares: exit codes, the error line, where results come from, output.
+
+Imports the public API only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import IO, Any, NoReturn, Optional
+
+from ..errors import BackendUnavailable, KvmProbeError, KvmUnavailable
+from ..probing import ProbeResult, probe
+
+EXIT_OK = 0  # yes / ready / equal
+EXIT_NO = 1  # no / not ready / different
+EXIT_USAGE = 2  # bad arguments or bad input file
+EXIT_UNAVAILABLE = 3  # KVM could not be reached where the command needed the live device
+
+
+class UsageError(Exception):
+    """Bad command-line input (exit 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line and exit 2 (argparse prints usage too)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def exit_code_for(err: KvmProbeError) -> int:
+    """3 when KVM itself could not be used, else 2 (bad input: a name, a file, a backend)."""
+    if isinstance(err, KvmUnavailable) and not isinstance(err, BackendUnavailable):
+        return EXIT_UNAVAILABLE
+    return EXIT_USAGE
+
+
+def fail(message: str, code: int) -> int:
+    """Print one ``kvmprobe: error: ...`` line on stderr and return ``code``."""
+    print(f"kvmprobe: error: {' '.join(message.split())}", file=sys.stderr)
+    return code
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--device``: which host a command looks at."""
+    parser.add_argument(
+        "--device", metavar="PATH", help="the KVM device (default: $KVMPROBE_DEVICE or /dev/kvm)"
+    )
+
+
+def load_result(args: argparse.Namespace, *, vm: bool = False) -> ProbeResult:
+    """The probe result a command works on."""
+    return probe(getattr(args, "device", None), vm=vm)
+
+
+def use_color(stream: IO[str]) -> bool:
+    """Colour only on a terminal, and never when ``NO_COLOR`` is set (no-color.org)."""
+    return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def write_json(document: Any, stream: Optional[IO[str]] = None) -> None:
+    """Write ``document`` as indented JSON with a trailing newline."""
+    import json
+
+    out = stream or sys.stdout
+    out.write(json.dumps(document, indent=2) + "\n")

@@ -1,0 +1,71 @@
+"""``kvmprobe [dump]``: the capability table for a person, or JSON for a program."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, List
+
+from .._version import __version__
+from ..caps import Cap
+from ..probing import ProbeResult
+from . import _common
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The dump options (also accepted with no command named)."""
+    parser.add_argument("--json", action="store_true", help="print the JSON document for programs")
+    parser.add_argument("--all", action="store_true", help="list unsupported capabilities too")
+    parser.add_argument("--vm", action="store_true", help="also create a VM and ask each capability on its fd")
+    _common.add_source_arguments(parser)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("dump", help="print every capability and its value (the default)")
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = _common.load_result(args, vm=args.vm)
+    if args.json:
+        _common.write_json(result.to_dict())
+    else:
+        sys.stdout.write(render(result, show_all=args.all))
+    return _common.EXIT_OK
+
+
+def render(result: ProbeResult, *, show_all: bool = False) -> str:
+    """The human table: header facts, then one row per (supported) capability."""
+    supported = result.supported()
+    in_rs = sum(1 for cap in supported if cap.in_cap_rs)
+    lines: List[str] = [
+        f"kvmprobe {__version__}",
+        f"  device       {result.device}" + ("" if result.source == "live" else f"  ({result.source})"),
+        f"  API version  {result.api_version}",
+        f"  kernel       {result.kernel} ({result.arch})",
+        f"  backend      {result.backend}",
+        f"  supported    {len(supported)} of {len(Cap)} capabilities "
+        f"({in_rs} of {sum(1 for c in Cap if c.in_cap_rs)} in kvm-ioctls cap.rs)",
+    ]
+    if result.errors:
+        lines.append(f"  failed       {len(result.errors)} queries failed (shown as ERROR below)")
+    vm = result.vm_values is not None
+    header = f"{'CAPABILITY':<40} {'NUMBER':>6} {'VALUE':>10}" + (f" {'VM FD':>10}" if vm else "") + "  SINCE"
+    lines += ["", header]
+    for cap in Cap:
+        if not show_all and cap not in supported and cap not in result.errors:
+            continue
+        shown = "ERROR" if cap in result.errors else str(result.values.get(cap, 0))
+        row = f"{cap.c_name:<40} {int(cap):>6} {shown:>10}"
+        if vm:
+            assert result.vm_values is not None
+            vm_shown = "ERROR" if cap in result.vm_errors else str(result.vm_values.get(cap, "-"))
+            row += f" {vm_shown:>10}"
+        note = "" if cap.in_cap_rs else "  (not in cap.rs)"
+        if not cap.applies_to(result.arch):
+            note += f"  ({'/'.join(sorted(cap.arches))} only)"
+        lines.append(f"{row}  {cap.since_text}{note}")
+    if not show_all:
+        lines += ["", f"{len(Cap) - len(supported)} unsupported capabilities hidden; --all shows them."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,400 @@
+"""An open KVM device (the analog of kvm-ioctls ``Kvm``) and a short-lived VM fd.
+
+Imports ``caps``, ``_ioctl``, ``_backend`` and ``errors``. This is the one place where
+errno values from ``open(2)`` and ``ioctl(2)`` become kvmprobe errors with their fixes.
+Nothing here caches: see ``probe`` for that.
+"""
+
+from __future__ import annotations
+
+import errno
+import grp
+import os
+import pwd
+import stat
+import sys
+from types import TracebackType
+from typing import Iterator, Optional, Sequence, Tuple, Type
+
+from contextlib import contextmanager
+
+from ._backend import Backend, CheckResults, select_backend
+from ._ioctl import KVM_API_VERSION, KvmIoctls
+from .caps import Cap, CapLike
+from .errors import (
+    KvmBusy,
+    KvmIoctlError,
+    KvmNotFound,
+    KvmPermissionDenied,
+    KvmUnavailable,
+    NotAKvmDevice,
+    UnsupportedPlatform,
+    describe_errno,
+)
+
+__all__ = ["DEFAULT_DEVICE", "KvmDevice", "VmFd", "device_path"]
+
+DEFAULT_DEVICE = "/dev/kvm"
+
+_NOT_FOUND = (errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ENOTDIR)
+_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+_NOT_KVM = (errno.ENOTTY, errno.EISDIR, errno.EINVAL)
+
+
+def device_path(path: Optional[str] = None) -> str:
+    """The device to open: ``path``, else ``$KVMPROBE_DEVICE``, else ``/dev/kvm``.
+
+    Example:
+        >>> device_path("/dev/kvm")
+        '/dev/kvm'
+    """
+    return path or os.environ.get("KVMPROBE_DEVICE") or DEFAULT_DEVICE
+
+
+def ensure_linux(platform: str = sys.platform) -> None:
+    """Raise ``UnsupportedPlatform`` unless running on Linux.
+
+    Example:
+        >>> ensure_linux("linux")
+        >>> ensure_linux("darwin")
+        Traceback (most recent call last):
+        ...
+        kvmprobe.errors.UnsupportedPlatform: KVM is a Linux interface; this is darwin (hint: run kvmprobe on the Linux host itself, or check a recorded host with --snapshot FILE)
+    """
+    if not platform.startswith("linux"):
+        raise UnsupportedPlatform(
+            f"KVM is a Linux interface; this is {platform}",
+            hint="run kvmprobe on the Linux host itself, or check a recorded host with --snapshot FILE",
+        )
+
+
+class KvmDevice:
+    """An open KVM system fd. Use :meth:`open` and close it (or use ``with``).
+
+    Example (hardware):
+        >>> with KvmDevice.open() as kvm:  # doctest: +SKIP
+        ...     kvm.api_version(), kvm.check_extension(Cap.IMMEDIATE_EXIT) > 0
+        (12, True)
+    """
+
+    def __init__(self, fd: int, path: str, backend: Backend, ioctls: KvmIoctls) -> None:
+        self._fd: Optional[int] = fd
+        self.path = path
+        self.backend = backend
+        self.ioctls = ioctls
+
+    @classmethod
+    def open(cls, path: Optional[str] = None, *, backend: Optional[Backend] = None) -> KvmDevice:
+        """Open the device read-write with ``O_CLOEXEC`` and check that it speaks KVM API 12.
+
+        Args:
+            path: the device (default: ``$KVMPROBE_DEVICE`` or ``/dev/kvm``).
+            backend: the ioctl binding (default: :func:`kvmprobe.backend` picks one).
+
+        Raises:
+            KvmNotFound, KvmPermissionDenied, NotAKvmDevice, UnsupportedPlatform, KvmIoctlError.
+
+        Example:
+            >>> from kvmprobe.testing import FakeBackend
+            >>> with KvmDevice.open("/dev/kvm", backend=FakeBackend({Cap.HLT: 1})) as kvm:
+            ...     kvm.api_version(), kvm.check_extension(Cap.HLT)
+            (12, 1)
+        """
+        ensure_linux()
+        where = device_path(path)
+        ioctls = KvmIoctls.for_machine()
+        chosen = backend if backend is not None else select_backend()
+        try:
+            fd = chosen.open(where)  # ownership: this KvmDevice closes it
+        except OSError as err:
+            raise _open_error(where, err) from err
+        device = cls(fd, where, chosen, ioctls)
+        try:
+            version = device.api_version()
+        except BaseException:
+            device.close()
+            raise
+        if version != KVM_API_VERSION:
+            device.close()
+            raise NotAKvmDevice(
+                f"{where} answers KVM API version {version}; kvmprobe (like every VMM) needs {KVM_API_VERSION}",
+                hint="this kernel's KVM is not the mainline interface; use a mainline KVM kernel",
+                path=where,
+            )
+        return device
+
+    def fileno(self) -> int:
+        """The raw fd; raises ``KvmIoctlError`` once closed.
+
+        Example:
+            >>> from kvmprobe.testing import FakeBackend
+            >>> with KvmDevice.open("/dev/kvm", backend=FakeBackend({})) as kvm:
+            ...     kvm.fileno() >= 0
+            True
+        """
+        if self._fd is None:
+            raise KvmIoctlError(f"{self.path} is already closed", errno=errno.EBADF, path=self.path)
+        return self._fd
+
+    def close(self) -> None:
+        """Close the fd (idempotent).
+
+        Example:
+            >>> from kvmprobe.testing import FakeBackend
+            >>> kvm = KvmDevice.open("/dev/kvm", backend=FakeBackend({}))
+            >>> kvm.close(); kvm.close(); kvm.closed
+            True
+        """
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            self.backend.close(fd)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has run."""
+        return self._fd is None
+
+    def __enter__(self) -> KvmDevice:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def _ioctl(self, name: str, request: int, arg: int = 0) -> int:
+        try:
+            return self.backend.ioctl(self.fileno(), request, arg)
+        except OSError as err:
+            raise _ioctl_error(self.path, name, err) from err
+
+    def api_version(self) -> int:
+        """``KVM_GET_API_VERSION``: 12 on every kernel since 2.6.22.
+
+        Raises:
+            NotAKvmDevice: ENOTTY, the fd is no KVM device. KvmIoctlError: other errno.
+
+        Example:
+            >>> from kvmprobe.testing import FakeBackend
+            >>> with KvmDevice.open("/dev/kvm", backend=FakeBackend({})) as kvm:
+            ...     kvm.api_version()
+            12
+        """
+        return self._ioctl("KVM_GET_API_VERSION", self.ioctls.KVM_GET_API_VERSION)
+
+    def check_extension_raw(self, number: int) -> int:
+        """``KVM_CHECK_EXTENSION`` for any number: 0 means unsupported, > 0 is cap-specific.
+
+        Numbers the kernel does not know answer 0, not an error.
+
+        Example:
+            >>> from kvmprobe.testing import FakeBackend
+            >>> with KvmDevice.open("/dev/kvm", backend=FakeBackend({10: 32764})) as kvm:
+            ...     kvm.check_extension_raw(10), kvm.check_extension_raw(9999)
+            (32764, 0)
+        """
+        return self._ioctl("KVM_CHECK_EXTENSION", self.ioctls.KVM_CHECK_EXTENSION, number)
+
+    def check_extension(self, cap: CapLike) -> int:
+        """``KVM_CHECK_EXTENSION`` for a capability; its raw value (a count or mask for some).
+
+        Example:
+            >>> from kvmprobe.testing import FakeBackend
+            >>> with KvmDevice.open("/dev/kvm", backend=FakeBackend({Cap.NR_MEMSLOTS: 32764})) as kvm:
+            ...     kvm.check_extension("NR_MEMSLOTS")
+            32764
+        """
+        return self.check_extension_raw(int(Cap.lookup(cap)))
+
+    def has(self, cap: CapLike) -> bool:
+        """Whether the capability answers a positive value.
+
+        Example:
+            >>> from kvmprobe.testing import FakeBackend
+            >>> with KvmDevice.open("/dev/kvm", backend=FakeBackend({Cap.HLT: 1})) as kvm:
+            ...     kvm.has("HLT"), kvm.has("IRQCHIP")
+            (True, False)
+        """
+        return self.check_extension(cap) > 0
+
+    def check_many(self, numbers: Sequence[int]) -> CheckResults:
+        """``KVM_CHECK_EXTENSION`` for each number in one pass: values and errnos (0 = ok).
+
+        Example:
+            >>> from kvmprobe.testing import FakeBackend
+            >>> with KvmDevice.open("/dev/kvm", backend=FakeBackend({1: 1})) as kvm:
+            ...     kvm.check_many([0, 1])
+            ([0, 1], [0, 0])
+        """
+        return self.backend.check_many(self.fileno(), self.ioctls.KVM_CHECK_EXTENSION, numbers)
+
+    @contextmanager
+    def create_vm(self, vm_type: int = 0) -> Iterator[VmFd]:
+        """``KVM_CREATE_VM``: a VM fd that is closed when the ``with`` block ends.
+
+        Creating a VM allocates kernel memory and, on Intel/AMD, turns VMX/SVM on; kvmprobe
+        does it only when asked (``probe(vm=True)``, ``doctor``).
+
+        Raises:
+            KvmBusy: EBUSY, another hypervisor holds the extensions.
+            KvmPermissionDenied, KvmIoctlError: other failures.
+
+        Example:
+            >>> from kvmprobe.testing import FakeBackend
+            >>> with KvmDevice.open("/dev/kvm", backend=FakeBackend({}, vm_values={129: 11})) as kvm:
+            ...     with kvm.create_vm() as vm:
+            ...         vm.check_extension_raw(129)
+            11
+        """
+        vm_fd = self._ioctl("KVM_CREATE_VM", self.ioctls.KVM_CREATE_VM, vm_type)
+        vm = VmFd(vm_fd, self)  # ownership: closed below, whatever happens in the block
+        try:
+            yield vm
+        finally:
+            vm.close()
+
+
+class VmFd:
+    """A VM fd from :meth:`KvmDevice.create_vm`; closed by the context manager that made it."""
+
+    def __init__(self, fd: int, device: KvmDevice) -> None:
+        self._fd: Optional[int] = fd
+        self._device = device
+
+    def fileno(self) -> int:
+        """The raw VM fd."""
+        if self._fd is None:
+            raise KvmIoctlError("the VM fd is already closed", errno=errno.EBADF)
+        return self._fd
+
+    def close(self) -> None:
+        """Close the VM fd (idempotent)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            self._device.backend.close(fd)
+
+    def check_extension_raw(self, number: int) -> int:
+        """``KVM_CHECK_EXTENSION`` on the VM fd (``KVM_CAP_CHECK_EXTENSION_VM``)."""
+        try:
+            return self._device.backend.ioctl(self.fileno(), self._device.ioctls.KVM_CHECK_EXTENSION, number)
+        except OSError as err:
+            raise _ioctl_error(self._device.path, "KVM_CHECK_EXTENSION (VM fd)", err) from err
+
+    def check_many(self, numbers: Sequence[int]) -> CheckResults:
+        """``KVM_CHECK_EXTENSION`` on the VM fd for each number in one pass."""
+        return self._device.backend.check_many(self.fileno(), self._device.ioctls.KVM_CHECK_EXTENSION, numbers)
+
+
+def _owner(st: os.stat_result) -> Tuple[str, str]:
+    try:
+        user = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        user = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return user, group
+
+
+def permission_hint(path: str, st: Optional[os.stat_result]) -> str:
+    """What to do when this user may not open ``path``, from its observed mode and group.
+
+    Example:
+        >>> permission_hint("/dev/kvm", None)
+        "run as root, or ask for read-write access to /dev/kvm (e.g. 'sudo usermod -aG kvm $USER', then log in again)"
+    """
+    if st is None:
+        return (
+            f"run as root, or ask for read-write access to {path} "
+            "(e.g. 'sudo usermod -aG kvm $USER', then log in again)"
+        )
+    _, group = _owner(st)
+    if st.st_mode & stat.S_IRWXG == stat.S_IRGRP | stat.S_IWGRP and st.st_gid != 0:
+        return f"add yourself to group '{group}': 'sudo usermod -aG {group} $USER', then log out and in again"
+    return (
+        f"{path} is only for its owner (mode {stat.S_IMODE(st.st_mode):04o}); run as root, or give it a group with a "
+        "udev rule: KERNEL==\"kvm\", GROUP=\"kvm\", MODE=\"0660\" in /etc/udev/rules.d/65-kvm.rules, "
+        "then 'sudo usermod -aG kvm $USER' and log in again"
+    )
+
+
+def _open_error(path: str, err: OSError) -> KvmUnavailable:
+    code = err.errno or 0
+    if code in _NOT_FOUND:
+        if code == errno.ENOENT:
+            what = f"{path} does not exist"
+        else:
+            what = f"{path} has no KVM driver behind it ({describe_errno(code)})"
+        return KvmNotFound(
+            what,
+            hint="load the KVM module (modprobe kvm_intel, kvm_amd or kvm_pvm) and enable VT-x/AMD-V in the "
+            "firmware; in a VM enable nested virtualization; in a container pass --device /dev/kvm; "
+            "'python -m kvmprobe doctor' says which",
+            path=path,
+            errno=code,
+        )
+    if code in _DENIED:
+        try:
+            st: Optional[os.stat_result] = os.stat(path)
+        except OSError:
+            st = None
+        detail = ""
+        if st is not None:
+            user, group = _owner(st)
+            detail = f" (mode {stat.filemode(st.st_mode)} {user}:{group})"
+        return KvmPermissionDenied(
+            f"cannot open {path} read-write: permission denied{detail}",
+            hint=permission_hint(path, st),
+            path=path,
+            errno=code,
+        )
+    if code == errno.EISDIR:
+        return NotAKvmDevice(
+            f"{path} is a directory, not a KVM device",
+            hint="point kvmprobe at the KVM device (--device /dev/kvm or KVMPROBE_DEVICE)",
+            path=path,
+            errno=code,
+        )
+    return KvmIoctlError(
+        f"cannot open {path}: {describe_errno(code)}",
+        hint="check the device path (--device or KVMPROBE_DEVICE) and run 'python -m kvmprobe doctor'",
+        path=path,
+        errno=code,
+    )
+
+
+def _ioctl_error(path: str, name: str, err: OSError) -> KvmUnavailable:
+    code = err.errno or 0
+    if code in _NOT_KVM and name == "KVM_GET_API_VERSION":
+        return NotAKvmDevice(
+            f"{path} is not a KVM device ({name}: {describe_errno(code)})",
+            hint="point kvmprobe at the KVM device (--device /dev/kvm or KVMPROBE_DEVICE)",
+            path=path,
+            errno=code,
+        )
+    if code == errno.EBUSY and name == "KVM_CREATE_VM":
+        return KvmBusy(
+            f"{name} failed on {path}: {describe_errno(code)}",
+            hint="another hypervisor (VirtualBox, VMware) holds VT-x/AMD-V: stop it or unload its module "
+            "(e.g. 'sudo modprobe -r vboxdrv')",
+            path=path,
+            errno=code,
+        )
+    if code in (errno.EPERM, errno.EACCES):
+        return KvmPermissionDenied(
+            f"{name} refused on {path}: {describe_errno(code)}",
+            hint="a security policy (seccomp, SELinux, a container runtime) blocks KVM ioctls for this process",
+            path=path,
+            errno=code,
+        )
+    return KvmIoctlError(
+        f"{name} failed on {path}: {describe_errno(code)}",
+        hint="run 'python -m kvmprobe doctor' for a diagnosis of this host",
+        path=path,
+        errno=code,
+    )
+

@@ -1,0 +1,243 @@
+"""The exception tree of kvmprobe, each error with the fix for it.
+
+Imports nothing from the package. Every error carries ``message`` (what is wrong,
+with the facts observed), ``hint`` (what to do about it), and ``path`` / ``errno``
+where they apply. ``str(err)`` is one line: the message, then the hint.
+
+::
+
+    KvmProbeError (alias KvmError)
+    ├── KvmUnavailable              /dev/kvm cannot be used at all (CLI exit 3)
+    │   ├── KvmNotFound             ENOENT/ENODEV/ENXIO: no device node or no KVM module
+    │   ├── KvmPermissionDenied     EACCES/EPERM: this user may not open the device
+    │   ├── NotAKvmDevice           ENOTTY/EISDIR/... or an API version other than 12
+    │   ├── KvmBusy                 EBUSY on KVM_CREATE_VM: another hypervisor holds VT-x/AMD-V
+    │   ├── KvmIoctlError           an ioctl failed with an errno nothing else explains
+    │   └── UnsupportedPlatform     not Linux, or an arch with no ioctl encoding
+    ├── UnknownCapability (+LookupError)   a name that is no KVM capability; suggests close ones
+    ├── CapabilityQueryFailed (+LookupError) the kernel answered that capability's query with an error
+    ├── SnapshotError (+ValueError)        a malformed recorded host: the file and the field
+    ├── ProfileError (+ValueError)         a malformed custom VMM profile: the file and the key
+    └── BackendUnavailable                 the forced ioctl backend (KVMPROBE_BACKEND) is missing
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+from typing import Any
+
+__all__ = [
+    "BackendUnavailable",
+    "CapabilityQueryFailed",
+    "KvmBusy",
+    "KvmError",
+    "KvmIoctlError",
+    "KvmNotFound",
+    "KvmPermissionDenied",
+    "KvmProbeError",
+    "KvmUnavailable",
+    "NotAKvmDevice",
+    "ProfileError",
+    "SnapshotError",
+    "UnknownCapability",
+    "UnsupportedPlatform",
+]
+
+
+class KvmProbeError(Exception):
+    """Base of every error kvmprobe raises on purpose.
+
+    Example:
+        >>> err = KvmProbeError("something is wrong", hint="do this")
+        >>> str(err)
+        'something is wrong (hint: do this)'
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str = "",
+        path: str | None = None,
+        errno: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.path = path
+        self.errno = errno
+
+    def __str__(self) -> str:
+        return f"{self.message} (hint: {self.hint})" if self.hint else self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only arguments do not survive the default Exception pickling,
+        # which multiprocessing and pytest-xdist rely on.
+        return (_rebuild, (type(self), self.__dict__.copy()))
+
+
+def _rebuild(cls: type[KvmProbeError], state: dict[str, Any]) -> KvmProbeError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, state.get("message", ""))
+    err.__dict__.update(state)
+    return err
+
+
+KvmError = KvmProbeError
+
+
+class KvmUnavailable(KvmProbeError):
+    """KVM cannot be used through this device at all.
+
+    Example:
+        >>> issubclass(KvmNotFound, KvmUnavailable)
+        True
+    """
+
+
+class KvmNotFound(KvmUnavailable):
+    """The device node is missing, or no KVM module backs it (ENOENT, ENODEV, ENXIO).
+
+    Example:
+        >>> KvmNotFound("/dev/kvm does not exist", path="/dev/kvm").path
+        '/dev/kvm'
+    """
+
+
+class KvmPermissionDenied(KvmUnavailable):
+    """This user may not open the device read-write (EACCES, EPERM, EROFS).
+
+    Example:
+        >>> KvmPermissionDenied("no", errno=13).errno
+        13
+    """
+
+
+class NotAKvmDevice(KvmUnavailable):
+    """The path opens but is not a KVM device: ENOTTY on KVM_GET_API_VERSION, or API != 12.
+
+    Example:
+        >>> NotAKvmDevice("/tmp/x is not a KVM device").message
+        '/tmp/x is not a KVM device'
+    """
+
+
+class KvmBusy(KvmUnavailable):
+    """KVM_CREATE_VM failed with EBUSY: another hypervisor holds the virtualization extensions.
+
+    Example:
+        >>> issubclass(KvmBusy, KvmUnavailable)
+        True
+    """
+
+
+class KvmIoctlError(KvmUnavailable):
+    """An ioctl on the device failed with an errno that nothing more specific explains.
+
+    Example:
+        >>> KvmIoctlError("KVM_GET_API_VERSION failed", errno=5).errno
+        5
+    """
+
+
+class UnsupportedPlatform(KvmUnavailable):
+    """Not Linux, or a CPU architecture whose ioctl encoding kvmprobe does not know.
+
+    Example:
+        >>> issubclass(UnsupportedPlatform, KvmProbeError)
+        True
+    """
+
+
+class UnknownCapability(KvmProbeError, LookupError):
+    """A name or number that is no KVM capability kvmprobe knows; carries close matches.
+
+    Example:
+        >>> err = UnknownCapability("IMEDIATE_EXIT", ["KVM_CAP_IMMEDIATE_EXIT"])
+        >>> err.suggestions
+        ['KVM_CAP_IMMEDIATE_EXIT']
+    """
+
+    def __init__(self, name: str, suggestions: list[str] | None = None, *, hint: str = "") -> None:
+        self.name = name
+        self.suggestions = list(suggestions or [])
+        if not hint:
+            if self.suggestions:
+                hint = "did you mean " + ", ".join(self.suggestions) + "?"
+            else:
+                hint = "run 'python -m kvmprobe --all' to list every capability"
+        super().__init__(f"unknown KVM capability {name!r}", hint=hint)
+
+
+class CapabilityQueryFailed(KvmProbeError, LookupError):
+    """KVM_CHECK_EXTENSION for this capability failed, so its value is not known.
+
+    Example:
+        >>> CapabilityQueryFailed("KVM_CAP_HLT", 5).errno
+        5
+    """
+
+    def __init__(self, c_name: str, errno: int) -> None:
+        self.c_name = c_name
+        super().__init__(
+            f"KVM_CHECK_EXTENSION({c_name}) failed: {describe_errno(errno)}",
+            hint="the kernel gave no answer for this capability; see 'python -m kvmprobe doctor'",
+            errno=errno,
+        )
+
+
+class SnapshotError(KvmProbeError, ValueError):
+    """A recorded host (snapshot) is malformed: names the file and the JSON path of the field.
+
+    Example:
+        >>> str(SnapshotError("expected an integer", path="h.json", field="$.api_version"))
+        "h.json: $.api_version: expected an integer (hint: record the host again with 'python -m kvmprobe snapshot -o FILE')"
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, field: str = "", hint: str = "") -> None:
+        self.field = field
+        where = ": ".join(p for p in (path or "", field) if p)
+        super().__init__(
+            f"{where}: {message}" if where else message,
+            hint=hint or "record the host again with 'python -m kvmprobe snapshot -o FILE'",
+            path=path,
+        )
+
+
+class ProfileError(KvmProbeError, ValueError):
+    """A custom VMM profile file is malformed: names the file, the key and what was expected.
+
+    Example:
+        >>> ProfileError("expected a list of capability names", path="p.toml", key="required").key
+        'required'
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, key: str = "", hint: str = "") -> None:
+        self.key = key
+        where = ": ".join(p for p in (path or "", key) if p)
+        super().__init__(
+            f"{where}: {message}" if where else message,
+            hint=hint or "see 'Custom profiles' in README.md for the file format",
+            path=path,
+        )
+
+
+class BackendUnavailable(KvmProbeError):
+    """The ioctl backend asked for (``KVMPROBE_BACKEND``) cannot be loaded here.
+
+    Example:
+        >>> BackendUnavailable("cffi backend not built").message
+        'cffi backend not built'
+    """
+
+
+def describe_errno(code: int) -> str:
+    """``EACCES (Permission denied)`` for an errno value.
+
+    Example:
+        >>> describe_errno(13)
+        'EACCES (Permission denied)'
+    """
+    name = _errno.errorcode.get(code, f"errno {code}")
+    return f"{name} ({os.strerror(code)})"

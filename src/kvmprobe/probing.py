@@ -1,0 +1,354 @@
+"""The batch probe: one pass over the whole capability table, cached, thread-safe.
+
+Imports ``device``, ``caps``, ``_backend`` and ``errors``. ``probe()`` opens the device once,
+asks ``KVM_GET_API_VERSION`` and ``KVM_CHECK_EXTENSION`` for every ``Cap`` member, closes the
+fd and returns an immutable :class:`ProbeResult`. Later calls return the cached result until
+``probe(refresh=True)``; ``has()`` and ``value()`` then cost one dict lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import threading
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from ._backend import Backend
+from .caps import Cap, CapLike
+from .device import KvmDevice, device_path
+from .errors import CapabilityQueryFailed
+
+__all__ = ["ProbeResult", "has", "probe", "value"]
+
+def _frozen(mapping: Mapping[Cap, int]) -> Mapping[Cap, int]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True, eq=False)
+class ProbeResult:
+    """What the kernel answered, for every capability of the table, at one moment.
+
+    ``values`` holds the raw ``KVM_CHECK_EXTENSION`` answer on the system fd (0: unsupported;
+    many capabilities answer a count or a bit mask). ``errors`` holds the errno of each query
+    that failed (those have no value). ``vm_values`` is ``None`` unless probed with ``vm=True``
+    and the kernel has ``KVM_CAP_CHECK_EXTENSION_VM``; then it holds the VM-fd answers.
+
+    Example:
+        >>> from kvmprobe.testing import fake_probe_result
+        >>> result = fake_probe_result({Cap.NR_MEMSLOTS: 32764, Cap.HLT: 1})
+        >>> result.api_version, result.value("NR_MEMSLOTS"), result.has(Cap.HLT), result.has("IRQCHIP")
+        (12, 32764, True, False)
+    """
+
+    device: str
+    api_version: int
+    values: Mapping[Cap, int]
+    arch: str = field(default_factory=platform.machine)
+    kernel: str = field(default_factory=lambda: os.uname().release)
+    backend: str = ""
+    errors: Mapping[Cap, int] = field(default_factory=dict)
+    vm_values: Optional[Mapping[Cap, int]] = None
+    vm_errors: Mapping[Cap, int] = field(default_factory=dict)
+    vm_created: bool = False
+    source: str = "live"
+    _supported: Dict[Any, bool] = field(init=False, repr=False, compare=False)
+    _value: Dict[Any, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Freeze the mappings, and precompute the lookups has()/value() serve with one dict
+        # hit. Cap is an IntEnum, so a plain int key finds its member too.
+        setter = object.__setattr__
+        setter(self, "values", _frozen(self.values))
+        setter(self, "errors", _frozen(self.errors))
+        setter(self, "vm_errors", _frozen(self.vm_errors))
+        if self.vm_values is not None:
+            setter(self, "vm_values", _frozen(self.vm_values))
+        setter(self, "_value", dict(self.values))
+        setter(self, "_supported", {cap: v > 0 for cap, v in self.values.items()})
+
+    def value(self, cap: CapLike) -> int:
+        """The raw system-fd answer for ``cap`` (0: unsupported).
+
+        Raises:
+            UnknownCapability: ``cap`` names no capability.
+            CapabilityQueryFailed: the kernel's answer to this query was an error.
+
+        Example:
+            >>> from kvmprobe.testing import fake_probe_result
+            >>> fake_probe_result({Cap.X2APIC_API: 15}).value("X2ApicApi")
+            15
+        """
+        try:
+            return self._value[cap]
+        except (KeyError, TypeError):
+            pass
+        member = Cap.lookup(cap)
+        if member in self.errors:
+            raise CapabilityQueryFailed(member.c_name, self.errors[member])
+        return self._value.get(member, 0)
+
+    def has(self, cap: CapLike) -> bool:
+        """Whether ``cap`` answered a positive value on the system fd.
+
+        Raises:
+            UnknownCapability, CapabilityQueryFailed: as :meth:`value`.
+
+        Example:
+            >>> from kvmprobe.testing import fake_probe_result
+            >>> fake_probe_result({Cap.IMMEDIATE_EXIT: 1}).has("KVM_CAP_IMMEDIATE_EXIT")
+            True
+        """
+        try:
+            return self._supported[cap]
+        except (KeyError, TypeError):
+            return self.value(cap) > 0
+
+    def vm_value(self, cap: CapLike) -> Optional[int]:
+        """The VM-fd answer for ``cap``, or ``None`` when the VM fd was not asked.
+
+        Example:
+            >>> from kvmprobe.testing import fake_probe_result
+            >>> fake_probe_result({Cap.X2APIC_API: 15}, vm_values={Cap.X2APIC_API: 11}).vm_value("X2APIC_API")
+            11
+        """
+        member = Cap.lookup(cap)
+        if self.vm_values is None:
+            return None
+        if member in self.vm_errors:
+            raise CapabilityQueryFailed(member.c_name + " (VM fd)", self.vm_errors[member])
+        return self.vm_values.get(member)
+
+    def supported(self) -> List[Cap]:
+        """The capabilities that answered a positive value, in table order.
+
+        Example:
+            >>> from kvmprobe.testing import fake_probe_result
+            >>> [c.name for c in fake_probe_result({Cap.HLT: 1, Cap.IRQCHIP: 1}).supported()]
+            ['IRQCHIP', 'HLT']
+        """
+        return [cap for cap in Cap if self._supported.get(cap, False)]
+
+    def applies(self, cap: CapLike) -> bool:
+        """Whether cap.rs offers ``cap`` on this result's architecture (its arch gating).
+
+        Example:
+            >>> from kvmprobe.testing import fake_probe_result
+            >>> fake_probe_result({}, arch="aarch64").applies("XSAVE")
+            False
+        """
+        return Cap.lookup(cap).applies_to(self.arch)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The JSON document of ``python -m kvmprobe --json`` (without host facts).
+
+        Example:
+            >>> from kvmprobe.testing import fake_probe_result
+            >>> doc = fake_probe_result({Cap.HLT: 1}).to_dict()
+            >>> doc["api_version"], len(doc["capabilities"]) == len(Cap)
+            (12, True)
+        """
+        return {
+            "device": self.device,
+            "api_version": self.api_version,
+            "kernel": self.kernel,
+            "arch": self.arch,
+            "backend": self.backend,
+            "vm_created": self.vm_created,
+            "capabilities": self.capability_rows(),
+        }
+
+    def capability_rows(self) -> List[Dict[str, Any]]:
+        """One JSON-ready object per table entry: name, number, value (and vm_value, error).
+
+        Example:
+            >>> from kvmprobe.testing import fake_probe_result
+            >>> fake_probe_result({Cap.IRQCHIP: 1}).capability_rows()[0]["value"]
+            1
+        """
+        rows: List[Dict[str, Any]] = []
+        for cap in Cap:
+            row: Dict[str, Any] = {
+                "name": cap.c_name,
+                "number": int(cap),
+                "value": self.values.get(cap) if cap not in self.errors else None,
+            }
+            if cap in self.errors:
+                row["error"] = self.errors[cap]
+            if self.vm_values is not None:
+                row["vm_value"] = self.vm_values.get(cap) if cap not in self.vm_errors else None
+                if cap in self.vm_errors:
+                    row["vm_error"] = self.vm_errors[cap]
+            row["rust_name"] = cap.rust_name
+            row["since"] = cap.since_text
+            row["applies_here"] = cap.applies_to(self.arch)
+            rows.append(row)
+        return rows
+
+
+def _run_probe(path: str, backend: Optional[Backend], vm: bool) -> ProbeResult:
+    caps = list(Cap)
+    numbers = [int(cap) for cap in caps]
+    vm_values: Optional[Dict[Cap, int]] = None
+    vm_errors: Dict[Cap, int] = {}
+    with KvmDevice.open(path, backend=backend) as kvm:  # closed on leaving the block
+        api = kvm.api_version()
+        raw, errnos = kvm.check_many(numbers)
+        values = {cap: v for cap, v, e in zip(caps, raw, errnos) if not e}
+        errors = {cap: e for cap, e in zip(caps, errnos) if e}
+        if vm:
+            with kvm.create_vm() as vm_fd:  # the VM fd is closed on leaving the block
+                if values.get(Cap.CHECK_EXTENSION_VM, 0) > 0:
+                    vm_raw, vm_errnos = vm_fd.check_many(numbers)
+                    vm_values = {cap: v for cap, v, e in zip(caps, vm_raw, vm_errnos) if not e}
+                    vm_errors = {cap: e for cap, e in zip(caps, vm_errnos) if e}
+        return ProbeResult(
+            device=kvm.path,
+            api_version=api,
+            values=values,
+            backend=kvm.backend.name,
+            errors=errors,
+            vm_values=vm_values,
+            vm_errors=vm_errors,
+            vm_created=vm,
+        )
+
+
+class _Cache:
+    """The probe cache. One lock guards filling it; reads of ``current`` take no lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.by_key: Dict[Tuple[str, str], ProbeResult] = {}
+        self.current: Optional[ProbeResult] = None
+        self.overrides: List[ProbeResult] = []
+        self.probes = 0  # batch passes run by this process: tests count them
+
+    def after_fork(self) -> None:
+        # A child forked while another thread held the lock would deadlock on it; the cached
+        # results stay valid (same host, same kernel).
+        self.lock = threading.RLock()
+
+
+_cache = _Cache()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_cache.after_fork)
+
+
+def probe(
+    path: Optional[str] = None,
+    *,
+    backend: Optional[Backend] = None,
+    vm: bool = False,
+    refresh: bool = False,
+) -> ProbeResult:
+    """Ask the kernel about every capability in one pass, or return the cached answer.
+
+    The device is opened once (``O_RDWR | O_CLOEXEC``) and closed before returning. With
+    ``vm=True`` a VM is created (``KVM_CREATE_VM`` type 0), every capability is asked again on
+    the VM fd when ``KVM_CAP_CHECK_EXTENSION_VM`` allows it, and the VM fd is closed.
+    Concurrent first calls run one probe. The default device is resolved when the cache
+    is filled; ``refresh=True`` probes again (and re-reads ``KVMPROBE_DEVICE``).
+
+    Args:
+        path: the device (default: ``$KVMPROBE_DEVICE`` or ``/dev/kvm``).
+        backend: an ioctl backend (default: cffi when built, else ctypes).
+        vm: also create a VM and ask on its fd.
+        refresh: ignore the cache.
+
+    Raises:
+        KvmUnavailable: the device cannot be used (with the reason and the fix).
+
+    Example:
+        >>> from kvmprobe.testing import FakeBackend
+        >>> result = probe("/dev/kvm", backend=FakeBackend({Cap.IMMEDIATE_EXIT: 1}), refresh=True)
+        >>> result.api_version, result.has("IMMEDIATE_EXIT")
+        (12, True)
+    """
+    cache = _cache
+    if not refresh and path is None and backend is None:
+        current = cache.current
+        if current is not None and (not vm or current.vm_created):
+            return current
+    with cache.lock:
+        if cache.overrides:
+            return cache.overrides[-1]
+        where = device_path(path)
+        key = (where, backend.name if backend is not None else "")
+        cached = cache.by_key.get(key)
+        if cached is None or refresh or (vm and not cached.vm_created):
+            cached = _run_probe(where, backend, vm)
+            cache.probes += 1
+            cache.by_key[key] = cached
+        if path is None and backend is None:
+            cache.current = cached
+        return cached
+
+
+def has(cap: CapLike) -> bool:
+    """Whether the host's KVM supports ``cap`` (the cached probe; probes on first use).
+
+    Raises:
+        UnknownCapability: ``cap`` names no capability.
+        KvmUnavailable: the first probe could not reach KVM.
+        CapabilityQueryFailed: the kernel's answer for ``cap`` was an error.
+
+    Example:
+        >>> from kvmprobe.testing import fake_kvm
+        >>> with fake_kvm({Cap.IMMEDIATE_EXIT: 1}):
+        ...     has("IMMEDIATE_EXIT"), has("ImmediateExit"), has(136), has("XEN_HVM")
+        (True, True, True, False)
+    """
+    current = _cache.current
+    if current is not None:
+        try:
+            return current._supported[cap]
+        except (KeyError, TypeError):
+            return current.has(cap)
+    return probe().has(cap)
+
+
+def value(cap: CapLike) -> int:
+    """The raw ``KVM_CHECK_EXTENSION`` answer for ``cap`` (cached probe), e.g. a slot count.
+
+    Raises:
+        UnknownCapability, KvmUnavailable, CapabilityQueryFailed: as :func:`has`.
+
+    Example:
+        >>> from kvmprobe.testing import fake_kvm
+        >>> with fake_kvm({Cap.NR_MEMSLOTS: 32764}):
+        ...     value("NR_MEMSLOTS")
+        32764
+    """
+    current = _cache.current
+    if current is not None:
+        try:
+            return current._value[cap]
+        except (KeyError, TypeError):
+            return current.value(cap)
+    return probe().value(cap)
+
+
+def _push_override(result: ProbeResult) -> Tuple[Optional[ProbeResult], int]:
+    """Make every probe()/has()/value() in this process see ``result`` (for kvmprobe.testing)."""
+    with _cache.lock:
+        token = (_cache.current, len(_cache.overrides))
+        _cache.overrides.append(result)
+        _cache.current = result
+        return token
+
+
+def _pop_override(token: Tuple[Optional[ProbeResult], int]) -> None:
+    """Undo :func:`_push_override`."""
+    previous, depth = token
+    with _cache.lock:
+        del _cache.overrides[depth:]
+        _cache.current = _cache.overrides[-1] if _cache.overrides else previous
+
+
+def _clear_cache() -> None:
+    """Forget every cached result (for kvmprobe.testing and the CLI's --refresh)."""
+    with _cache.lock:
+        _cache.by_key.clear()
+        _cache.current = _cache.overrides[-1] if _cache.overrides else None
