@@ -13,12 +13,15 @@ import platform
 import threading
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 from ._backend import Backend
 from .caps import Cap, CapLike
 from .device import KvmDevice, device_path
 from .errors import CapabilityQueryFailed
+
+if TYPE_CHECKING:
+    from .host import HostFacts
 
 __all__ = ["ProbeResult", "has", "probe", "value"]
 
@@ -31,7 +34,8 @@ class ProbeResult:
     """What the kernel answered, for every capability of the table, at one moment.
 
     ``values`` holds the raw ``KVM_CHECK_EXTENSION`` answer on the system fd (0: unsupported;
-    many capabilities answer a count or a bit mask). ``errors`` holds the errno of each query
+    many capabilities answer a count or a bit mask). ``host`` carries the host facts of a
+    recorded host (``None`` for a live probe: read them with ``kvmprobe.host``). ``errors`` holds the errno of each query
     that failed (those have no value). ``vm_values`` is ``None`` unless probed with ``vm=True``
     and the kernel has ``KVM_CAP_CHECK_EXTENSION_VM``; then it holds the VM-fd answers.
 
@@ -53,6 +57,7 @@ class ProbeResult:
     vm_errors: Mapping[Cap, int] = field(default_factory=dict)
     vm_created: bool = False
     source: str = "live"
+    host: Optional[HostFacts] = None
     _supported: Dict[Any, bool] = field(init=False, repr=False, compare=False)
     _value: Dict[Any, int] = field(init=False, repr=False, compare=False)
 
