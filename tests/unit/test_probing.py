@@ -1,0 +1,140 @@
+"""The batch probe: one pass, the cache, thread safety, VM-fd answers, failed queries."""
+
+from __future__ import annotations
+
+import errno
+import threading
+from typing import List
+
+import pytest
+
+import kvmprobe
+from kvmprobe import Cap, CapabilityQueryFailed, KvmNotFound, UnknownCapability
+from kvmprobe import probing
+from kvmprobe.testing import FakeBackend, fake_kvm, fake_probe_result
+
+
+def test_one_pass_asks_every_capability_once() -> None:
+    backend = FakeBackend({Cap.NR_MEMSLOTS: 32764, Cap.IMMEDIATE_EXIT: 1})
+    result = kvmprobe.probe("/dev/kvm", backend=backend)
+    asked = [arg for name, arg in backend.calls if name == "KVM_CHECK_EXTENSION"]
+    assert sorted(asked) == sorted(int(c) for c in Cap)
+    assert backend.opened == ["/dev/kvm"] and backend.open_fds == []
+    assert result.value(Cap.NR_MEMSLOTS) == 32764  # the raw count, not 1
+    assert result.has("ImmediateExit") and not result.has("XEN_HVM")
+    assert result.api_version == 12 and result.backend == "fake" and result.vm_values is None
+
+
+def test_result_is_immutable() -> None:
+    result = fake_probe_result({Cap.HLT: 1})
+    with pytest.raises(Exception):
+        result.api_version = 11  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        result.values[Cap.HLT] = 0  # type: ignore[index]
+
+
+def test_cache_until_refresh() -> None:
+    backend = FakeBackend({Cap.HLT: 1})
+    first = kvmprobe.probe("/dev/kvm", backend=backend)
+    assert kvmprobe.probe("/dev/kvm", backend=backend) is first
+    backend.values[int(Cap.HLT)] = 0
+    second = kvmprobe.probe("/dev/kvm", backend=backend, refresh=True)
+    assert second is not first and not second.has(Cap.HLT)
+    assert len(backend.opened) == 2
+
+
+def test_concurrent_first_calls_probe_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = FakeBackend({Cap.HLT: 1})
+    start = threading.Barrier(16)
+    results: List[kvmprobe.ProbeResult] = []
+
+    def worker() -> None:
+        start.wait()
+        results.append(kvmprobe.probe("/dev/kvm", backend=backend))
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(backend.opened) == 1
+    assert all(r is results[0] for r in results)
+
+
+def test_vm_probe_keeps_both_values_and_closes_the_vm() -> None:
+    backend = FakeBackend(
+        {Cap.X2APIC_API: 15, Cap.CHECK_EXTENSION_VM: 1, Cap.HLT: 1},
+        vm_values={Cap.X2APIC_API: 11, Cap.CHECK_EXTENSION_VM: 1, Cap.HLT: 1},
+    )
+    result = kvmprobe.probe("/dev/kvm", backend=backend, vm=True)
+    assert result.value("X2APIC_API") == 15 and result.vm_value("X2APIC_API") == 11
+    assert result.vm_created and backend.open_fds == []
+    creates = [c for c in backend.calls if c[0] == "KVM_CREATE_VM"]
+    assert creates == [("KVM_CREATE_VM", 0)]  # type 0
+
+
+def test_vm_fd_not_asked_without_check_extension_vm() -> None:
+    backend = FakeBackend({Cap.X2APIC_API: 15}, vm_values={Cap.X2APIC_API: 11})
+    result = kvmprobe.probe("/dev/kvm", backend=backend, vm=True)
+    assert result.vm_created and result.vm_values is None and result.vm_value("X2APIC_API") is None
+    assert backend.open_fds == []
+
+
+def test_vm_request_upgrades_a_plain_cached_result() -> None:
+    backend = FakeBackend({Cap.CHECK_EXTENSION_VM: 1})
+    plain = kvmprobe.probe("/dev/kvm", backend=backend)
+    with_vm = kvmprobe.probe("/dev/kvm", backend=backend, vm=True)
+    assert not plain.vm_created and with_vm.vm_created
+    assert kvmprobe.probe("/dev/kvm", backend=backend) is with_vm
+
+
+def test_failed_query_is_reported_not_zero() -> None:
+    backend = FakeBackend({Cap.HLT: 1, Cap.IRQCHIP: 1}, fail={("KVM_CHECK_EXTENSION", int(Cap.IRQCHIP)): errno.EIO})
+    result = kvmprobe.probe("/dev/kvm", backend=backend)
+    assert result.errors == {Cap.IRQCHIP: errno.EIO}
+    with pytest.raises(CapabilityQueryFailed, match="KVM_CAP_IRQCHIP.*EIO"):
+        result.value(Cap.IRQCHIP)
+    with pytest.raises(CapabilityQueryFailed):
+        result.has("IRQCHIP")
+    row = next(r for r in result.capability_rows() if r["name"] == "KVM_CAP_IRQCHIP")
+    assert row["value"] is None and row["error"] == errno.EIO
+    assert result.has(Cap.HLT)
+
+
+def test_unavailable_device_is_not_cached() -> None:
+    backend = FakeBackend(open_errno=errno.ENOENT)
+    for _ in range(2):
+        with pytest.raises(KvmNotFound):
+            kvmprobe.probe("/dev/kvm", backend=backend)
+    assert len(backend.opened) == 2
+
+
+def test_module_level_has_and_value_follow_the_fake() -> None:
+    with fake_kvm({"IMMEDIATE_EXIT": 1, "NR_MEMSLOTS": 509}) as host:
+        assert kvmprobe.probe() is host
+        assert kvmprobe.has("IMMEDIATE_EXIT") and kvmprobe.has(136) and kvmprobe.has(Cap.IMMEDIATE_EXIT)
+        assert kvmprobe.value("NR_MEMSLOTS") == 509 and kvmprobe.value(10) == 509
+        assert not kvmprobe.has("XEN_HVM")
+        with pytest.raises(UnknownCapability):
+            kvmprobe.has("NOPE_NOT_A_CAP")
+        with fake_kvm({"IMMEDIATE_EXIT": 0}):
+            assert not kvmprobe.has("IMMEDIATE_EXIT")
+        assert kvmprobe.has("IMMEDIATE_EXIT")
+    assert probing._cache.current is None
+
+
+def test_arch_gating_is_reported() -> None:
+    arm = fake_probe_result({}, arch="aarch64")
+    assert not arm.applies(Cap.XSAVE) and arm.applies(Cap.ARM_SVE) and arm.applies(Cap.HLT)
+    rows = {r["name"]: r for r in arm.capability_rows()}
+    assert rows["KVM_CAP_XSAVE"]["applies_here"] is False
+
+
+def test_json_document_shape() -> None:
+    doc = fake_probe_result({Cap.NR_MEMSLOTS: 32764}, vm_values={Cap.NR_MEMSLOTS: 32764}).to_dict()
+    assert isinstance(doc["api_version"], int) and isinstance(doc["device"], str)
+    assert len(doc["capabilities"]) == len(Cap)
+    first = doc["capabilities"][0]
+    assert {"name", "number", "value", "vm_value"} <= set(first)
+    memslots = next(r for r in doc["capabilities"] if r["number"] == 10)
+    assert memslots == {**memslots, "name": "KVM_CAP_NR_MEMSLOTS", "value": 32764, "vm_value": 32764}
