@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+from ._atomic import write_atomic
 from ._backend import select_backend as _select_backend
 from ._version import __version__
 from .caps import Cap
@@ -33,6 +34,8 @@ from .errors import (
     UnknownCapability,
     UnsupportedPlatform,
 )
+from .export import nfd_features, prometheus_text
+from .host import HostFacts, read_host_facts
 from .probing import ProbeResult, has, probe, value
 
 
@@ -55,6 +58,7 @@ __all__ = [
     "BackendUnavailable",
     "Cap",
     "CapabilityQueryFailed",
+    "HostFacts",
     "KvmBusy",
     "KvmDevice",
     "KvmError",
@@ -72,6 +76,10 @@ __all__ = [
     "__version__",
     "backend",
     "has",
+    "nfd_features",
     "probe",
+    "prometheus_text",
+    "read_host_facts",
     "value",
+    "write_atomic",
 ]

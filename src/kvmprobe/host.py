@@ -640,16 +640,12 @@ def read_host_facts(root: str = "/", *, device: str = "/dev/kvm") -> HostFacts:
         SnapshotError: only for a fake host whose :data:`NODES_FILE` is malformed.
 
     Example:
-        >>> import pathlib, tempfile
+        >>> import tempfile
+        >>> from kvmprobe.testing import FakeHost
         >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     root = pathlib.Path(tmp)
-        ...     (root / "proc/sys/kernel").mkdir(parents=True)
-        ...     _ = (root / "proc/sys/kernel/osrelease").write_text("3.10.0-1160.el7.x86_64\\n")
-        ...     (root / "sys/module/kvm_intel/parameters").mkdir(parents=True)
-        ...     _ = (root / "sys/module/kvm_intel/parameters/nested").write_text("N\\n")
-        ...     facts = read_host_facts(tmp)
-        >>> facts.kernel_release, facts.kvm_backend, facts.nested_enabled, facts.kvm_node is None
-        ('3.10.0-1160.el7.x86_64', 'kvm_intel', False, True)
+        ...     facts = read_host_facts(FakeHost.centos7().write(tmp))
+        >>> facts.kernel_release, facts.kvm_backend, facts.nested_enabled, facts.kvm_node.mode_text
+        ('3.10.0-1160.el7.x86_64', 'kvm_intel', False, 'crw-rw----')
     """
     reader = _Reader(root)
     uname = os.uname() if reader.real else None

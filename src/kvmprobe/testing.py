@@ -12,15 +12,17 @@ import errno as _errno
 import itertools
 import threading
 from contextlib import contextmanager
+from dataclasses import dataclass as _dataclass, field as _field, replace as _replace
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from . import probing as _probe
 from ._backend import CheckResults
 from ._ioctl import KVM_API_VERSION, KvmIoctls
 from .caps import Cap, CapLike
+from .host import NODES_FILE as _NODES_FILE, DeviceNode as _DeviceNode
 from .probing import ProbeResult
 
-__all__ = ["FakeBackend", "fake_kvm", "fake_probe_result"]
+__all__ = ["FakeBackend", "FakeHost", "fake_kvm", "fake_probe_result"]
 
 Values = Mapping[CapLike, int]
 
@@ -204,3 +206,240 @@ def fake_kvm(host: Union[ProbeResult, Values, None] = None) -> Iterator[ProbeRes
         yield result
     finally:
         _probe._pop_override(token)
+
+
+# --- FakeHost: a miniature /proc, /sys, /dev and /etc for kvmprobe.host ----------------------
+
+#: The gid RHEL and Fedora give the ``kvm`` group (Debian/Ubuntu pick a dynamic one).
+KVM_GID = 36
+
+
+def _char(major: int, minor: int, mode: int = 0o660, uid: int = 0, gid: int = KVM_GID) -> _DeviceNode:
+    return _DeviceNode("char", major, minor, mode, uid, gid)
+
+
+def _standard_nodes(kvm: Optional[_DeviceNode], *, vhost: bool = True, tun: bool = True) -> Dict[str, Optional[_DeviceNode]]:
+    # Device numbers from a mainline kernel: misc 10:232 kvm, 10:238 vhost-net, 10:241
+    # vhost-vsock, 10:200 tun (include/linux/miscdevice.h).
+    return {
+        "/dev/kvm": kvm,
+        "/dev/vhost-net": _char(10, 238, 0o600, 0, 0) if vhost else None,
+        "/dev/vhost-vsock": _char(10, 241, 0o600, 0, 0) if vhost else None,
+        "/dev/net/tun": _char(10, 200, 0o666, 0, 0) if tun else None,
+    }
+
+
+@_dataclass
+class FakeHost:
+    """A made-up host, written as a directory tree that :func:`kvmprobe.read_host_facts` reads.
+
+    :meth:`write` lays out ``proc/`` (``sys/kernel/{ostype,osrelease,arch}``, ``cpuinfo``,
+    ``self/status``, ``1/cgroup``, ``modules``), ``sys/module/<module>/parameters/*``,
+    ``sys/devices/virtual/misc/kvm/dev``, ``etc/passwd``, ``etc/group``, a ``/.dockerenv``
+    for a container, ``dev/cpu/0/msr`` when ``msr`` is given, and the nodes of ``nodes`` in
+    ``kvmprobe-nodes.json`` (device nodes cannot be made without root; the reader reads that
+    file only under a root other than ``/``). Presets model the hosts of the doctor tests;
+    tweak one with :func:`dataclasses.replace`.
+
+    Example:
+        >>> import tempfile, kvmprobe
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     facts = kvmprobe.read_host_facts(FakeHost.amd_nested0().write(tmp))
+        >>> facts.cpu_vendor, facts.kvm_backend, facts.nested_enabled, facts.kvm_node.owner_text
+        ('AuthenticAMD', 'kvm_amd', False, 'root:kvm')
+    """
+
+    kernel_release: str = "6.8.0-45-generic"
+    machine: str = "x86_64"
+    system: str = "Linux"
+    cpu_vendor: Optional[str] = "GenuineIntel"
+    cpu_flags: Tuple[str, ...] = ("fpu", "vme", "msr", "vmx", "ept", "vpid", "lm")
+    modules: Mapping[str, Mapping[str, str]] = _field(
+        default_factory=lambda: {"kvm": {"halt_poll_ns": "200000"}, "kvm_intel": {"nested": "Y", "ept": "Y"}}
+    )
+    proc_modules: bool = True
+    kvm_misc_dev: Optional[str] = "10:232"
+    nodes: Mapping[str, Optional[_DeviceNode]] = _field(default_factory=lambda: _standard_nodes(_char(10, 232)))
+    uid: int = 1000
+    gid: int = 1000
+    groups: Tuple[int, ...] = (1000, KVM_GID)
+    users: Mapping[str, int] = _field(default_factory=lambda: {"root": 0, "alice": 1000, "nobody": 65534})
+    group_db: Tuple[Tuple[str, int, Tuple[str, ...]], ...] = (
+        ("root", 0, ()),
+        ("kvm", KVM_GID, ("alice",)),
+        ("alice", 1000, ()),
+        ("nogroup", 65534, ()),
+    )
+    container: Optional[str] = None
+    msr: Optional[Tuple[int, int]] = None
+
+    def write(self, root: str) -> str:
+        """Write the tree under ``root`` (an existing, preferably empty directory); return ``root``."""
+        import json
+        import os
+
+        def put(relative: str, text: str) -> None:
+            path = os.path.join(root, relative)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+
+        put("proc/sys/kernel/ostype", self.system + "\n")
+        put("proc/sys/kernel/osrelease", self.kernel_release + "\n")
+        put("proc/sys/kernel/arch", self.machine + "\n")
+        cpu = "".join(
+            f"processor\t: {n}\n"
+            + (f"vendor_id\t: {self.cpu_vendor}\n" if self.cpu_vendor else "")
+            + ("flags" if self.machine in ("x86_64", "i686") else "Features")
+            + f"\t\t: {' '.join(self.cpu_flags)}\n\n"
+            for n in range(2)
+        )
+        put("proc/cpuinfo", cpu)
+        groups = " ".join(str(g) for g in self.groups)
+        put("proc/self/status", f"Name:\tpython3\nUid:\t{self.uid}\t{self.uid}\t{self.uid}\t{self.uid}\n"
+            f"Gid:\t{self.gid}\t{self.gid}\t{self.gid}\t{self.gid}\nGroups:\t{groups} \n")  # fmt: skip
+        put("proc/1/cgroup", "0::/\n" if self.container != "kubernetes" else "0::/kubepods/burstable/pod1\n")
+        if self.proc_modules:
+            put("proc/modules", "".join(f"{name} 1 0 - Live 0x0\n" for name in self.modules))
+        os.makedirs(os.path.join(root, "sys/module"), exist_ok=True)
+        for name, params in self.modules.items():
+            os.makedirs(os.path.join(root, f"sys/module/{name}/parameters"), exist_ok=True)
+            for param, value in params.items():
+                put(f"sys/module/{name}/parameters/{param}", value + "\n")
+        if self.kvm_misc_dev is not None:
+            put("sys/devices/virtual/misc/kvm/dev", self.kvm_misc_dev + "\n")
+        put("etc/passwd", "".join(f"{name}:x:{uid}:{uid}::/home/{name}:/bin/sh\n" for name, uid in self.users.items()))
+        put("etc/group", "".join(f"{name}:x:{gid}:{','.join(members)}\n" for name, gid, members in self.group_db))
+        nodes = {path: node.to_dict() for path, node in self.nodes.items() if node is not None}
+        put(_NODES_FILE, json.dumps(nodes, indent=1, sort_keys=True) + "\n")
+        os.makedirs(os.path.join(root, "dev"), exist_ok=True)
+        if self.container == "docker":
+            put(".dockerenv", "")
+        elif self.container == "podman":
+            put("run/.containerenv", "")
+        if self.msr is not None:
+            offset, msr_value = self.msr
+            path = os.path.join(root, "dev/cpu/0/msr")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as handle:
+                handle.seek(offset)
+                handle.write(msr_value.to_bytes(8, "little"))
+        return root
+
+    @staticmethod
+    def char(major: int, minor: int, mode: int = 0o660, uid: int = 0, gid: int = KVM_GID) -> _DeviceNode:
+        """A character-device node description (default: 0660 root:kvm).
+
+        Example:
+            >>> FakeHost.char(10, 232).mode_text
+            'crw-rw----'
+        """
+        return _char(major, minor, mode, uid, gid)
+
+    def with_node(self, path: str, node: Optional[_DeviceNode]) -> FakeHost:
+        """A copy with ``path`` described as ``node`` (``None``: absent).
+
+        Example:
+            >>> FakeHost().with_node("/dev/kvm", None).nodes["/dev/kvm"] is None
+            True
+        """
+        return _replace(self, nodes={**self.nodes, path: node})
+
+    @classmethod
+    def centos7(cls) -> FakeHost:
+        """The CentOS 7 host of DEVELOPERS.md: bare-metal Intel, kernel 3.10, kvm_intel nested=N,
+        ``/dev/kvm`` 0660 root:kvm with the user in ``kvm``; no vhost-vsock (Linux 4.8 added it).
+
+        Example:
+            >>> FakeHost.centos7().kernel_release
+            '3.10.0-1160.el7.x86_64'
+        """
+        nodes = _standard_nodes(_char(10, 232))
+        nodes["/dev/vhost-vsock"] = None
+        return cls(
+            kernel_release="3.10.0-1160.el7.x86_64",
+            modules={"kvm": {"halt_poll_ns": "400000"}, "kvm_intel": {"nested": "N", "ept": "Y"}},
+            nodes=nodes,
+        )
+
+    @classmethod
+    def no_kvm_module(cls) -> FakeHost:
+        """Bare-metal Intel with VT-x, but no KVM module loaded: no ``/dev/kvm``, nothing registered.
+
+        Example:
+            >>> FakeHost.no_kvm_module().modules
+            {}
+        """
+        return cls(modules={}, kvm_misc_dev=None, nodes=_standard_nodes(None, vhost=False))
+
+    @classmethod
+    def outside_kvm_group(cls) -> FakeHost:
+        """Ubuntu-like host: ``/dev/kvm`` 0660 root:kvm, and the user (bob) is not in ``kvm``.
+
+        Example:
+            >>> FakeHost.outside_kvm_group().groups
+            (1001,)
+        """
+        return cls(
+            uid=1001,
+            gid=1001,
+            groups=(1001,),
+            users={"root": 0, "alice": 1000, "bob": 1001, "nobody": 65534},
+            group_db=(("root", 0, ()), ("kvm", KVM_GID, ("alice",)), ("bob", 1001, ()), ("nogroup", 65534, ())),
+        )
+
+    @classmethod
+    def amd_nested0(cls) -> FakeHost:
+        """Bare-metal AMD: kvm_amd with ``nested`` = 0 (kvm_amd prints an int, not Y/N).
+
+        Example:
+            >>> FakeHost.amd_nested0().modules["kvm_amd"]["nested"]
+            '0'
+        """
+        return cls(
+            cpu_vendor="AuthenticAMD",
+            cpu_flags=("fpu", "msr", "svm", "npt", "lm"),
+            modules={"kvm": {"halt_poll_ns": "200000"}, "kvm_amd": {"nested": "0", "npt": "1"}},
+        )
+
+    @classmethod
+    def pvm(cls) -> FakeHost:
+        """A guest like the machine kvmprobe is developed on: kernel 6.18, the ``hypervisor``
+        flag and no vmx/svm, KVM from ``kvm_pvm``, no ``/proc/modules``, ``/dev/kvm`` 0600
+        root:root, no vhost nodes, root in a docker container, and no ``kvm`` group.
+
+        Example:
+            >>> FakeHost.pvm().modules["kvm_pvm"]["pvm_native"]
+            'Y'
+        """
+        return cls(
+            kernel_release="6.18.44-fc-v769",
+            cpu_flags=("fpu", "msr", "hypervisor", "lm"),
+            modules={"kvm": {"enable_virt_at_load": "Y", "halt_poll_ns": "200000"},
+                     "kvm_pvm": {"pvm_native": "Y", "force": "N"}},  # fmt: skip
+            proc_modules=False,
+            nodes=_standard_nodes(_char(10, 232, 0o600, 0, 0), vhost=False, tun=True),
+            uid=0,
+            gid=0,
+            groups=(),
+            users={"root": 0, "nobody": 65534},
+            group_db=(("root", 0, ()), ("nogroup", 65534, ())),
+            container="docker",
+        )
+
+    @classmethod
+    def container_no_kvm(cls) -> FakeHost:
+        """A docker container on a KVM host, started without ``--device /dev/kvm``: the host's
+        modules and misc registration show through ``/sys``, the node does not exist.
+
+        Example:
+            >>> FakeHost.container_no_kvm().nodes["/dev/kvm"] is None
+            True
+        """
+        return cls(
+            nodes=_standard_nodes(None, vhost=False, tun=False),
+            uid=0,
+            gid=0,
+            groups=(),
+            container="docker",
+        )
