@@ -1,0 +1,127 @@
+"""Replace a file atomically, so that a reader sees the old content or the new, never a part.
+
+Imports nothing from the package. The fleet exports (``export --format nfd|prometheus -o``)
+write here, and so can anything else that produces a file another program polls.
+
+The recipe: create a fresh dot-file with a random name in the target's own directory
+(``O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC``, so a name somebody planted, a symlink included,
+is refused rather than followed), write everything, ``fsync``, then ``rename`` over the target
+(atomic within one filesystem, rename(2)) and ``fsync`` the directory so the rename itself is
+durable. On any failure the temporary file is removed and the target is left as it was.
+
+The temporary name starts with a dot and ends in ``.tmp``: NFD skips dot-files in
+``features.d`` (source/local/local.go) and node_exporter reads only ``*.prom``, so neither
+ever parses a file still being written.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Iterable, Iterator, Optional, Union
+
+__all__ = ["write_atomic"]
+
+#: Candidate temporary names tried before giving up (each is random; a clash means a planted file).
+_ATTEMPTS = 16
+
+# Keep the temporary name under NAME_MAX (255 on Linux filesystems) for any target name.
+_STEM_MAX = 200
+
+
+def _random_names(target: str) -> Iterator[str]:
+    stem = os.path.basename(target)[:_STEM_MAX]
+    for _ in range(_ATTEMPTS):
+        yield f".{stem}.{secrets.token_hex(8)}.tmp"
+
+
+def write_atomic(
+    path: Union[str, "os.PathLike[str]"],
+    text: str,
+    *,
+    mode: int = 0o644,
+    temp_names: Optional[Iterable[str]] = None,
+) -> None:
+    """Write ``text`` (UTF-8) to ``path`` so that no reader ever sees a partial file.
+
+    An existing ``path`` is replaced whole (if it is a symlink, the link itself is replaced,
+    its target is not written). The new file gets ``mode`` whatever the umask.
+
+    Args:
+        path: the file to create or replace; its directory must exist.
+        text: the complete new content.
+        mode: the permission bits of the new file (default ``0o644``: world-readable, as
+            node_exporter and nfd-worker need).
+        temp_names: the temporary basenames to try, in order (default: random dot-names);
+            tests pass fixed names to plant a symlink where the writer will look.
+
+    Raises:
+        FileExistsError: every temporary name tried was already taken (something was
+            planted there; it is neither followed nor removed).
+        OSError: the directory is missing or not writable, the disk is full, ``path`` is a
+            directory, ...; the target is unchanged and no temporary file is left.
+
+    Example:
+        >>> import tempfile, os, pathlib
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     target = pathlib.Path(tmp, "kvm.prom")
+        ...     write_atomic(target, "kvm_usable 1\\n")
+        ...     write_atomic(target, "kvm_usable 0\\n")
+        ...     target.read_text(), oct(target.stat().st_mode & 0o777), os.listdir(tmp)
+        ('kvm_usable 0\\n', '0o644', ['kvm.prom'])
+    """
+    target = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(target))
+    data = text.encode("utf-8")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    names = _random_names(target) if temp_names is None else iter(temp_names)
+    temp = ""
+    fd = -1
+    refused: Optional[OSError] = None
+    for name in names:
+        candidate = os.path.join(directory, name)
+        try:
+            fd = os.open(candidate, flags, mode)  # closed below, on every path
+        except FileExistsError as err:
+            refused = err  # taken (perhaps a planted symlink): never follow it, try another name
+            continue
+        temp = candidate
+        break
+    if fd < 0:
+        if refused is not None:
+            raise FileExistsError(
+                refused.errno, f"every temporary name for {target} was taken (last: {refused.filename})"
+            ) from refused
+        raise ValueError("temp_names gave no name to try")
+    try:
+        try:
+            os.fchmod(fd, mode)  # os.open's mode is filtered by the umask; the result must not be
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temp, target)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    _sync_directory(directory)
+
+
+def _sync_directory(directory: str) -> None:
+    """Make the rename durable; some filesystems cannot fsync a directory, which is no error here."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # closed just below
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,518 @@
+"""Render a probed host for the systems that already run fleets: NFD labels and Prometheus.
+
+Imports ``probing``, ``caps``, ``_ioctl`` and ``_version``. Both renderers are pure: they take what was learned about one host (a
+:class:`~kvmprobe.ProbeResult`, or ``None`` when the device could not be reached, plus the
+verdict, the nested setting and each VMM's readiness) and return text; writing the text is
+:func:`kvmprobe.write_atomic`'s job, gathering the facts the CLI's.
+
+* :func:`nfd_features`: a feature file for Kubernetes Node Feature Discovery's ``local``
+  source (``/etc/kubernetes/node-feature-discovery/features.d/``): one
+  ``<prefix>/<name>=<value>`` per line. Every key is a Kubernetes qualified name and every
+  value a label value (k8s.io/apimachinery ``IsQualifiedName``/``IsValidLabelValue``, which
+  nfd-master applies in pkg/apis/nfd/validate), and the file stays within nfd-worker's
+  65536-byte limit (``MaxFeatureFileSize`` in source/local/local.go).
+* :func:`prometheus_text`: the text exposition format for node_exporter's textfile
+  collector (``*.prom``): ``# HELP``/``# TYPE`` and gauges, no timestamps (the collector
+  rejects them).
+
+The labels, under ``prefix`` (default :data:`DEFAULT_PREFIX`)::
+
+    kvm.usable=true|false          kvmprobe's verdict: KVM works here
+    kvm.unavailable=<reason>       only when not usable and the reason is known (permission-denied, ...)
+    kvm.api-version=12             KVM_GET_API_VERSION
+    kvm.nested=true|false          the KVM module's nested parameter (absent: unknown)
+    kvm.cap.<name>=<value>         each selected capability the kernel supports (absent: unsupported)
+    vmm.<id>.ready=true|false      each VMM profile's verdict
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime, timezone
+from typing import Iterable, List, Mapping, Optional, Tuple, Union
+
+from ._ioctl import KVM_API_VERSION
+from ._version import __version__
+from .caps import Cap, CapLike
+from .probing import ProbeResult
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "NFD_MAX_FILE_SIZE",
+    "CapSelection",
+    "cap_label_name",
+    "check_prefix",
+    "is_label_value",
+    "is_qualified_name",
+    "label_name",
+    "nfd_features",
+    "prometheus_text",
+    "select_caps",
+    "unavailable_reason",
+]
+
+#: The label namespace kvmprobe writes under unless told otherwise (``--prefix``). A fleet
+#: that owns a domain should use its own (``kvm.example.com``), as Kubernetes recommends.
+DEFAULT_PREFIX = "kvmprobe.io"
+
+#: nfd-worker ignores a feature file larger than this (``MaxFeatureFileSize``, source/local/local.go).
+NFD_MAX_FILE_SIZE = 65536
+
+#: Which capabilities to export: ``"all"`` (or ``None``), ``"none"``, or names/numbers/members.
+CapSelection = Union[str, Iterable[CapLike], None]
+
+# k8s.io/apimachinery/pkg/util/validation: qualifiedNameFmt / labelValueFmt and
+# dns1123SubdomainFmt, with their limits (63 for a name or value, 253 for a prefix).
+_NAME_MAX = 63
+_PREFIX_MAX = 253
+_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_SUBDOMAIN = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
+_NOT_NAME_CHAR = re.compile(r"[^-A-Za-z0-9_.]")
+_UNTRIMMED = re.compile(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$")
+
+# nfd-master drops labels in kubernetes.io namespaces except these (pkg/apis/nfd/validate).
+_NFD_ALLOWED_K8S = ("feature.node.kubernetes.io", "profile.node.kubernetes.io")
+
+# Digits of the hash a shortened or repaired name ends with (8 hex: 32 bits, plenty for names).
+_HASH_DIGITS = 8
+
+
+def is_qualified_name(key: str) -> bool:
+    """Whether ``key`` is a valid Kubernetes label key (``IsQualifiedName``).
+
+    That is an optional prefix (a lowercase DNS subdomain of at most 253 characters) and
+    ``/``, then a name of at most 63 characters from ``[A-Za-z0-9._-]`` that begins and
+    ends with a letter or digit.
+
+    Example:
+        >>> is_qualified_name("kvmprobe.io/kvm.cap.immediate_exit"), is_qualified_name("kvm.usable")
+        (True, True)
+        >>> is_qualified_name("kvmprobe.io/_hidden"), is_qualified_name("Kvmprobe.io/x"), is_qualified_name("a/b/c")
+        (False, False, False)
+    """
+    prefix, slash, name = key.rpartition("/")
+    if slash and not _is_subdomain(prefix):
+        return False
+    return len(name) <= _NAME_MAX and _NAME.fullmatch(name) is not None
+
+
+def is_label_value(value: str) -> bool:
+    """Whether ``value`` is a valid Kubernetes label value (``IsValidLabelValue``): empty, or
+    at most 63 characters from ``[A-Za-z0-9._-]`` beginning and ending alphanumeric.
+
+    Example:
+        >>> is_label_value("32764"), is_label_value(""), is_label_value("-1"), is_label_value("a" * 64)
+        (True, True, False, False)
+    """
+    return value == "" or (len(value) <= _NAME_MAX and _NAME.fullmatch(value) is not None)
+
+
+def _is_subdomain(text: str) -> bool:
+    return 0 < len(text) <= _PREFIX_MAX and _SUBDOMAIN.fullmatch(text) is not None
+
+
+def check_prefix(prefix: str) -> str:
+    """Return ``prefix`` if labels under it are valid and nfd-master keeps them, else raise.
+
+    A prefix is a lowercase DNS subdomain of at most 253 characters. nfd-master drops
+    labels in ``kubernetes.io`` and ``*.kubernetes.io`` except under
+    ``feature.node.kubernetes.io`` and ``profile.node.kubernetes.io`` (and their
+    subdomains), so those others are refused here rather than silently lost there.
+
+    Raises:
+        ValueError: the prefix is not usable; the message says why and what would be.
+
+    Example:
+        >>> check_prefix("kvm.example.com"), check_prefix("feature.node.kubernetes.io")
+        ('kvm.example.com', 'feature.node.kubernetes.io')
+        >>> check_prefix("node.kubernetes.io")
+        Traceback (most recent call last):
+        ...
+        ValueError: label prefix 'node.kubernetes.io' is a kubernetes.io namespace, whose labels nfd-master drops; use a domain of your own or feature.node.kubernetes.io
+    """
+    if not _is_subdomain(prefix):
+        raise ValueError(
+            f"label prefix {prefix!r} is not a lowercase DNS subdomain of at most {_PREFIX_MAX} characters "
+            "(letters, digits, '-' and '.', each part starting and ending with a letter or digit), "
+            f"e.g. {DEFAULT_PREFIX} or kvm.example.com"
+        )
+    if prefix == "kubernetes.io" or prefix.endswith(".kubernetes.io"):
+        if not any(prefix == ns or prefix.endswith("." + ns) for ns in _NFD_ALLOWED_K8S):
+            raise ValueError(
+                f"label prefix {prefix!r} is a kubernetes.io namespace, whose labels nfd-master drops; "
+                "use a domain of your own or feature.node.kubernetes.io"
+            )
+    return prefix
+
+
+def label_name(text: str, *, max_length: int = _NAME_MAX) -> str:
+    """Turn any text into a valid label name (or value) of at most ``max_length`` characters.
+
+    A valid name comes back unchanged. Otherwise each character outside ``[A-Za-z0-9._-]``
+    becomes ``-``, the ends are trimmed to a letter or digit, and ``-`` plus 8 hex digits of
+    the SHA-256 of the original text is appended (cutting the name to make room), so two
+    different inputs keep different names and the same input always gets the same one.
+
+    Raises:
+        ValueError: ``max_length`` leaves no room for the hash (it must be at least 9).
+
+    Example:
+        >>> label_name("cloud-hypervisor")
+        'cloud-hypervisor'
+        >>> label_name("_my vmm_")
+        'my-vmm-c8b5cf49'
+        >>> len(label_name("x" * 100)), label_name("x" * 100)[-9:]
+        (63, '-09ecb6eb')
+    """
+    if max_length < _HASH_DIGITS + 1:
+        raise ValueError(f"max_length {max_length} leaves no room for the {_HASH_DIGITS}-digit hash")
+    if len(text) <= max_length and _NAME.fullmatch(text) is not None:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:_HASH_DIGITS]
+    cleaned = _NOT_NAME_CHAR.sub("-", text)
+    room = max_length - _HASH_DIGITS - 1
+    stem = _trim(_trim(cleaned)[:room])
+    return f"{stem}-{digest}" if stem else digest
+
+
+def _trim(text: str) -> str:
+    """Strip the characters that may not begin or end a name."""
+    return _UNTRIMMED.sub("", text)
+
+
+def cap_label_name(cap: CapLike) -> str:
+    """The label name of a capability: ``kvm.cap.`` and its lowercased short name.
+
+    Raises:
+        UnknownCapability: ``cap`` names no capability.
+
+    Example:
+        >>> cap_label_name(Cap.IMMEDIATE_EXIT), cap_label_name("KVM_CAP_NR_MEMSLOTS")
+        ('kvm.cap.immediate_exit', 'kvm.cap.nr_memslots')
+    """
+    head = "kvm.cap."
+    return head + label_name(Cap.lookup(cap).name.lower(), max_length=_NAME_MAX - len(head))
+
+
+def _vmm_label_name(vmm: str) -> str:
+    head, tail = "vmm.", ".ready"
+    return head + label_name(vmm, max_length=_NAME_MAX - len(head) - len(tail)) + tail
+
+
+def select_caps(selection: CapSelection = "all") -> Tuple[Cap, ...]:
+    """Resolve a capability selection to members, in table order without repeats.
+
+    ``"all"`` or ``None``: every member; ``"none"``: no capability; a comma-separated
+    string or an iterable: those capabilities, in any spelling :meth:`Cap.lookup` accepts.
+
+    Raises:
+        UnknownCapability: a name is no capability (with close matches).
+
+    Example:
+        >>> [c.name for c in select_caps("KVM_CAP_IMMEDIATE_EXIT, nr_memslots")]
+        ['NR_MEMSLOTS', 'IMMEDIATE_EXIT']
+        >>> len(select_caps("all")) == len(Cap), select_caps("none")
+        (True, ())
+    """
+    if selection is None:
+        return tuple(Cap)
+    if isinstance(selection, str):
+        word = selection.strip().lower()
+        if word == "all":
+            return tuple(Cap)
+        if word == "none":
+            return ()
+        items: Iterable[CapLike] = [part for part in (p.strip() for p in selection.split(",")) if part]
+    else:
+        items = selection
+    chosen = {Cap.lookup(item) for item in items}
+    return tuple(cap for cap in Cap if cap in chosen)
+
+
+def unavailable_reason(error: BaseException) -> str:
+    """A short label-safe reason for why KVM could not be used, from the error's class.
+
+    ``KvmPermissionDenied`` gives ``permission-denied``, ``KvmNotFound`` ``not-found``,
+    ``NotAKvmDevice`` ``not-a-kvm-device``.
+
+    Example:
+        >>> from kvmprobe import KvmPermissionDenied, KvmBusy
+        >>> unavailable_reason(KvmPermissionDenied("no")), unavailable_reason(KvmBusy("busy"))
+        ('permission-denied', 'busy')
+    """
+    name = type(error).__name__
+    if name.startswith("Kvm") and len(name) > 3:
+        name = name[3:]
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "-", name).lower()
+    return label_name(words)
+
+
+def _expiry_text(expiry: datetime) -> str:
+    if expiry.tzinfo is None or expiry.utcoffset() is None:
+        raise ValueError(f"expiry time {expiry.isoformat()} has no time zone; give an aware datetime (UTC)")
+    return expiry.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _facts(
+    result: Optional[ProbeResult],
+    usable: Optional[bool],
+    nested: Optional[bool],
+    unavailable: Optional[BaseException],
+) -> Tuple[bool, Optional[bool]]:
+    """Fill the defaults: usable means a device that answered API 12; nested from recorded facts."""
+    if usable is None:
+        usable = unavailable is None and result is not None and result.api_version == KVM_API_VERSION
+    if unavailable is not None:
+        usable = False
+    if nested is None and result is not None and result.host is not None:
+        nested = result.host.nested_enabled
+    return usable, nested
+
+
+def _bool(flag: bool) -> str:
+    return "true" if flag else "false"
+
+
+def _labels(
+    result: Optional[ProbeResult],
+    *,
+    usable: bool,
+    nested: Optional[bool],
+    vmm_ready: Mapping[str, bool],
+    unavailable: Optional[BaseException],
+    prefix: str,
+    caps: Tuple[Cap, ...],
+) -> List[Tuple[str, str]]:
+    pairs: List[Tuple[str, str]] = [("kvm.usable", _bool(usable))]
+    if not usable and unavailable is not None:
+        pairs.append(("kvm.unavailable", unavailable_reason(unavailable)))
+    if result is not None:
+        pairs.append(("kvm.api-version", str(result.api_version)))
+    if nested is not None:
+        pairs.append(("kvm.nested", _bool(nested)))
+    if result is not None:
+        for cap in caps:
+            if cap in result.errors:
+                continue
+            raw = result.values.get(cap, 0)
+            if raw > 0:
+                pairs.append((cap_label_name(cap), str(raw)))
+    for vmm in sorted(vmm_ready):
+        pairs.append((_vmm_label_name(vmm), _bool(vmm_ready[vmm])))
+    return [(f"{prefix}/{name}", value) for name, value in pairs]
+
+
+def nfd_features(
+    result: Optional[ProbeResult],
+    *,
+    usable: Optional[bool] = None,
+    nested: Optional[bool] = None,
+    vmm_ready: Optional[Mapping[str, bool]] = None,
+    unavailable: Optional[BaseException] = None,
+    prefix: str = DEFAULT_PREFIX,
+    caps: CapSelection = "all",
+    expiry_time: Optional[datetime] = None,
+) -> str:
+    """The NFD feature file for one host: one ``<prefix>/<name>=<value>`` label per line.
+
+    A supported capability's label carries the kernel's raw answer (``kvm.cap.nr_memslots=32764``);
+    an unsupported one has no label, as NFD does for CPU flags, so a ``nodeSelector`` or a
+    NodeFeatureRule ``Exists`` asks "supported?" and ``Gt`` asks "how many?". When the device
+    could not be reached, pass ``result=None`` and the error as ``unavailable``: the file
+    still says ``kvm.usable=false`` (and why), which is what a scheduler needs to know.
+
+    Args:
+        result: the probe (live or recorded), or ``None`` when KVM could not be reached.
+        usable: kvmprobe's verdict (default: a result answering API version 12).
+        nested: whether nested virtualization is on (default: from ``result.host`` when recorded;
+            ``None`` leaves the label out).
+        vmm_ready: each VMM profile id and whether it can run here.
+        unavailable: the error that kept KVM out of reach (sets ``kvm.unavailable``).
+        prefix: the label namespace (checked by :func:`check_prefix`).
+        caps: which capabilities get labels (:func:`select_caps`; default all).
+        expiry_time: adds ``# +expiry-time=<RFC 3339, UTC>``: nfd-worker drops the labels
+            after that moment unless the file was rewritten, so a node whose exporter
+            stopped does not keep claiming KVM forever.
+
+    Returns:
+        The file's text, ending in a newline.
+
+    Raises:
+        ValueError: bad ``prefix``, a naive ``expiry_time``, or a file over NFD's 64 KiB
+            (only a very long prefix with every capability gets there).
+        UnknownCapability: a name in ``caps`` is no capability.
+
+    Example:
+        >>> from kvmprobe.testing import fake_probe_result
+        >>> result = fake_probe_result({"IMMEDIATE_EXIT": 1, "NR_MEMSLOTS": 32764})
+        >>> print(nfd_features(result, vmm_ready={"firecracker": True}, prefix="kvm.example.com"), end="")
+        ... # doctest: +ELLIPSIS
+        # kvmprobe ... feature file for NFD's local source (features.d), from /dev/kvm (fake)
+        kvm.example.com/kvm.usable=true
+        kvm.example.com/kvm.api-version=12
+        kvm.example.com/kvm.cap.nr_memslots=32764
+        kvm.example.com/kvm.cap.immediate_exit=1
+        kvm.example.com/vmm.firecracker.ready=true
+    """
+    check_prefix(prefix)
+    chosen = select_caps(caps)
+    flag, nested = _facts(result, usable, nested, unavailable)
+    pairs = _labels(
+        result,
+        usable=flag,
+        nested=nested,
+        vmm_ready=vmm_ready or {},
+        unavailable=unavailable,
+        prefix=prefix,
+        caps=chosen,
+    )
+    where = "no device" if result is None else f"{result.device} ({result.source})"
+    lines = [f"# kvmprobe {__version__} feature file for NFD's local source (features.d), from {where}"]
+    if expiry_time is not None:
+        lines.append(f"# +expiry-time={_expiry_text(expiry_time)}")
+    for key, value in pairs:
+        # The sanitizers make this impossible; checking keeps a future label from slipping through.
+        if not is_qualified_name(key) or not is_label_value(value):
+            raise ValueError(f"internal error: label {key}={value} is not a valid Kubernetes label")
+        lines.append(f"{key}={value}")
+    text = "\n".join(lines) + "\n"
+    size = len(text.encode("utf-8"))
+    if size > NFD_MAX_FILE_SIZE:
+        raise ValueError(
+            f"the feature file would be {size} bytes, over NFD's limit of {NFD_MAX_FILE_SIZE} "
+            f"(nfd-worker ignores such a file); use a shorter prefix than {len(prefix)} characters "
+            "or export fewer capabilities (--caps)"
+        )
+    return text
+
+
+# --- Prometheus text exposition format (prometheus.io/docs/instrumenting/exposition_formats) ---
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _sample(name: str, value: int, labels: Optional[Mapping[str, str]] = None) -> str:
+    if not labels:
+        return f"{name} {value}"
+    inner = ",".join(f'{key}="{_escape_label(text)}"' for key, text in labels.items())
+    return f"{name}{{{inner}}} {value}"
+
+
+class _Metrics:
+    """Collects gauges family by family: HELP, TYPE, then the samples."""
+
+    def __init__(self) -> None:
+        self.lines: List[str] = []
+
+    def gauge(self, name: str, help_text: str, samples: List[str]) -> None:
+        if not samples:
+            return
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} gauge")
+        self.lines.extend(samples)
+
+
+def prometheus_text(
+    result: Optional[ProbeResult],
+    *,
+    usable: Optional[bool] = None,
+    nested: Optional[bool] = None,
+    vmm_ready: Optional[Mapping[str, bool]] = None,
+    unavailable: Optional[BaseException] = None,
+    caps: CapSelection = "all",
+) -> str:
+    """The host as Prometheus gauges, for node_exporter's textfile collector (a ``*.prom`` file).
+
+    Metrics: ``kvm_usable`` (1/0), ``kvm_unavailable{reason}`` (1, only when KVM could not
+    be reached), ``kvm_api_version``, ``kvm_capability{name,number}`` (the raw
+    ``KVM_CHECK_EXTENSION`` answer, 0 when unsupported, for each selected capability),
+    ``kvm_capability_query_errno{name,number}`` (a query the kernel failed),
+    ``kvm_vmm_ready{vmm}`` (1/0), ``kvm_nested_enabled`` (1/0, absent when unknown) and
+    ``kvm_probe_info{kernel,arch,device,source,backend,version}`` (1). No timestamps:
+    node_exporter refuses them in textfiles.
+
+    Args:
+        result, usable, nested, vmm_ready, unavailable, caps: as :func:`nfd_features`.
+
+    Raises:
+        UnknownCapability: a name in ``caps`` is no capability.
+
+    Example:
+        >>> from kvmprobe.testing import fake_probe_result
+        >>> text = prometheus_text(fake_probe_result({"NR_MEMSLOTS": 32764}), caps=["NR_MEMSLOTS"])
+        >>> print("\\n".join(line for line in text.splitlines() if not line.startswith("#")))
+        ... # doctest: +ELLIPSIS
+        kvm_usable 1
+        kvm_api_version 12
+        kvm_capability{name="KVM_CAP_NR_MEMSLOTS",number="10"} 32764
+        kvm_probe_info{kernel="6.18.0",arch="x86_64",device="/dev/kvm",source="fake",backend="fake",version="..."} 1
+    """
+    chosen = select_caps(caps)
+    flag, nested = _facts(result, usable, nested, unavailable)
+    out = _Metrics()
+    out.gauge(
+        "kvm_usable",
+        "Whether KVM is usable on this host (1) or not (0), as kvmprobe decided.",
+        [_sample("kvm_usable", int(flag))],
+    )
+    if not flag and unavailable is not None:
+        out.gauge(
+            "kvm_unavailable",
+            "Why KVM could not be reached (the reason label); present only then.",
+            [_sample("kvm_unavailable", 1, {"reason": unavailable_reason(unavailable)})],
+        )
+    if result is not None:
+        out.gauge(
+            "kvm_api_version",
+            "KVM_GET_API_VERSION: 12 on every Linux since 2.6.22.",
+            [_sample("kvm_api_version", result.api_version)],
+        )
+        out.gauge(
+            "kvm_capability",
+            "Raw KVM_CHECK_EXTENSION answer on the /dev/kvm fd (0: unsupported; some are counts or masks).",
+            [
+                _sample("kvm_capability", result.values.get(cap, 0), {"name": cap.c_name, "number": str(int(cap))})
+                for cap in chosen
+                if cap not in result.errors
+            ],
+        )
+        out.gauge(
+            "kvm_capability_query_errno",
+            "The errno KVM_CHECK_EXTENSION failed with, for a capability the kernel gave no answer.",
+            [
+                _sample("kvm_capability_query_errno", result.errors[cap], {"name": cap.c_name, "number": str(int(cap))})
+                for cap in chosen
+                if cap in result.errors
+            ],
+        )
+    ready = vmm_ready or {}
+    out.gauge(
+        "kvm_vmm_ready",
+        "Whether each VMM profile can run on this host (1) or not (0), by kvmprobe's readiness check.",
+        [_sample("kvm_vmm_ready", int(ready[vmm]), {"vmm": vmm}) for vmm in sorted(ready)],
+    )
+    if nested is not None:
+        out.gauge(
+            "kvm_nested_enabled",
+            "The KVM module's nested parameter: 1 on, 0 off (absent: unknown).",
+            [_sample("kvm_nested_enabled", int(nested))],
+        )
+    if result is not None:
+        info = {
+            "kernel": result.kernel,
+            "arch": result.arch,
+            "device": result.device,
+            "source": result.source,
+            "backend": result.backend,
+            "version": __version__,
+        }
+        out.gauge(
+            "kvm_probe_info",
+            "Where these kvm_* values come from (always 1).",
+            [_sample("kvm_probe_info", 1, info)],
+        )
+    return "\n".join(out.lines) + "\n"
