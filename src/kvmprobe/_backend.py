@@ -45,10 +45,16 @@ class Backend(Protocol):
 
 _lock = threading.Lock()
 _instances: dict[str, Backend] = {}
+_failures: dict[str, BackendUnavailable] = {}
 
 
-def select_backend(name: Optional[str] = None) -> Backend:
+def select_backend(name: Optional[str] = None, *, compiled_module: Optional[str] = None) -> Backend:
     """The backend named ``name``, else ``$KVMPROBE_BACKEND``, else cffi when built, else ctypes.
+
+    Args:
+        name: ``"cffi"``, ``"ctypes"`` or ``"auto"`` (default: ``$KVMPROBE_BACKEND``, else auto).
+        compiled_module: import name of the compiled cffi module (default ``kvmprobe._kvmbatch``;
+            tests name a missing one to see the fallback and the error).
 
     Raises:
         BackendUnavailable: the backend asked for is unknown or cannot be loaded here.
@@ -62,18 +68,19 @@ def select_backend(name: Optional[str] = None) -> Backend:
     with _lock:
         if wanted == "auto":
             for candidate in BACKEND_NAMES:
-                backend = _load(candidate, required=False)
+                backend = _load(candidate, required=False, module=compiled_module)
                 if backend is not None:
                     return backend
             raise BackendUnavailable("no ioctl backend could be loaded")  # ctypes always loads
-        backend = _load(wanted, required=True)
+        backend = _load(wanted, required=True, module=compiled_module)
         assert backend is not None  # required=True raises instead
         return backend
 
 
-def _load(name: str, *, required: bool) -> Optional[Backend]:
-    if name in _instances:
-        return _instances[name]
+def _load(name: str, *, required: bool, module: Optional[str]) -> Optional[Backend]:
+    key = name if module is None else f"{name}:{module}"
+    if key in _instances:
+        return _instances[key]
     backend: Backend
     if name == "ctypes":
         from ._backend_ctypes import CtypesBackend
@@ -82,15 +89,19 @@ def _load(name: str, *, required: bool) -> Optional[Backend]:
     else:
         from . import _backend_cffi
 
-        reason = _backend_cffi.unavailable_reason()
-        if reason:
+        failure = _failures.get(key)
+        if failure is None:
+            try:
+                backend = _backend_cffi.CffiBackend(module or _backend_cffi.MODULE)
+            except BackendUnavailable as err:
+                # Remembered: the automatic choice runs on every uncached probe, and a failed
+                # import is not free.
+                failure = _failures[key] = err
+        if failure is not None:
             if required:
                 raise BackendUnavailable(
-                    f"the cffi backend is not available: {reason}",
-                    hint="reinstall with a C compiler and cffi present (pip install 'kvmprobe[fast]'), "
-                    "or set KVMPROBE_BACKEND=ctypes",
-                )
+                    f"the cffi backend is not available: {failure.message}", hint=failure.hint
+                ) from failure
             return None
-        backend = _backend_cffi.CffiBackend()
-    _instances[name] = backend
+    _instances[key] = backend
     return backend

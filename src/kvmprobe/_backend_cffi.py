@@ -1,35 +1,144 @@
 """The fast ioctl backend: the compiled cffi module ``kvmprobe._kvmbatch`` (optional).
 
-Imports ``_backend`` and ``_version``. The extension is built by ``pip install .`` when cffi
-and a C compiler are there; when it is missing, ``unavailable_reason()`` says why and
-kvmprobe uses ctypes.
+Imports ``_backend``, ``_version`` and ``errors``. ``pip install .`` builds the module
+(``src/_kvmprobe_cffi/build_batch.py``) when cffi and a C compiler are there; using it needs
+the ``cffi`` package at run time too (the ``fast`` extra). When it cannot be used,
+:func:`unavailable_reason` says why and kvmprobe runs on ctypes. The batch loop
+``check_many`` runs in C: one Python call for the whole capability table.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import importlib
+import os
+import threading
+from typing import TYPE_CHECKING, Any, Dict, List, Sequence, Tuple, cast
 
 from ._backend import CheckResults
+from ._version import __version__
+from .errors import BackendUnavailable
+
+if TYPE_CHECKING:
+    from ._kvmbatch import Lib
+
+#: The compiled module's import name (``set_source`` in ``build_batch.py``).
+MODULE = "kvmprobe._kvmbatch"
+
+_OPEN_FLAGS = os.O_RDWR | os.O_CLOEXEC
+_REBUILD = "reinstall kvmprobe with cffi and a C compiler present (pip install --force-reinstall 'kvmprobe[fast]')"
 
 
-def unavailable_reason() -> str:
-    """Why the compiled module cannot be used, or ``""`` when it can."""
-    return "the compiled module kvmprobe._kvmbatch was not built"
+def load(module: str = MODULE, version: str = __version__) -> Tuple[Any, Lib]:
+    """Import the compiled module and return its ``(ffi, lib)``, checking the embedded version.
+
+    Raises:
+        BackendUnavailable: not built, cffi missing at run time, or built for another version.
+
+    Example:
+        >>> load("kvmprobe._no_such_module")
+        Traceback (most recent call last):
+        ...
+        kvmprobe.errors.BackendUnavailable: the compiled module kvmprobe._no_such_module was not built (no C compiler or no cffi when kvmprobe was installed) (hint: reinstall kvmprobe with cffi and a C compiler present (pip install --force-reinstall 'kvmprobe[fast]'), or set KVMPROBE_BACKEND=ctypes)
+    """
+    hint = _REBUILD + ", or set KVMPROBE_BACKEND=ctypes"
+    try:
+        compiled = importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name == "_cffi_backend":
+            raise BackendUnavailable(
+                f"the compiled module {module} needs the cffi package, which is not installed",
+                hint="pip install 'kvmprobe[fast]' (or cffi), or set KVMPROBE_BACKEND=ctypes",
+            ) from err
+        if err.name != module:
+            raise
+        raise BackendUnavailable(
+            f"the compiled module {module} was not built (no C compiler or no cffi when kvmprobe was installed)",
+            hint=hint,
+        ) from err
+    except ImportError as err:  # e.g. built for another Python, or a broken .so
+        raise BackendUnavailable(f"the compiled module {module} does not load: {err}", hint=hint) from err
+    ffi, lib = compiled.ffi, cast("Lib", compiled.lib)
+    built_for = ffi.string(lib.kvmbatch_version()).decode("ascii", "replace")
+    if built_for != version:
+        raise BackendUnavailable(
+            f"the compiled module {module} was built for kvmprobe {built_for}, this is kvmprobe {version}",
+            hint=hint,
+        )
+    return ffi, lib
+
+
+def unavailable_reason(module: str = MODULE, version: str = __version__) -> str:
+    """Why the compiled module cannot be used, or ``""`` when it can.
+
+    Example:
+        >>> unavailable_reason("kvmprobe._no_such_module")
+        'the compiled module kvmprobe._no_such_module was not built (no C compiler or no cffi when kvmprobe was installed)'
+    """
+    try:
+        load(module, version)
+    except BackendUnavailable as err:
+        return err.message
+    return ""
 
 
 class CffiBackend:
-    """KVM ioctls through the compiled cffi module."""
+    """KVM ioctls through the compiled cffi module; ``check_many`` loops in C.
+
+    The capability numbers arrive from Python at each call (C keeps no table). The C array
+    built from them is cached for the last few distinct number lists, since a probe sends the
+    same list every time; output arrays are new per call, so threads never share one.
+
+    Raises:
+        BackendUnavailable: as :func:`load`, when constructed where the module cannot be used.
+
+    Example (hardware):
+        >>> backend = CffiBackend()  # doctest: +SKIP
+        >>> fd = backend.open("/dev/kvm")  # doctest: +SKIP
+        >>> backend.ioctl(fd, 0xAE00), backend.check_many(fd, 0xAE03, [0, 3])  # doctest: +SKIP
+        (12, ([1, 1], [0, 0]))
+        >>> backend.close(fd)  # doctest: +SKIP
+    """
 
     name = "cffi"
 
+    def __init__(self, module: str = MODULE, version: str = __version__) -> None:
+        self._ffi, self._lib = load(module, version)
+        self._inputs: Dict[Tuple[int, ...], Any] = {}
+        self._lock = threading.Lock()
+
     def open(self, path: str) -> int:
-        raise NotImplementedError
+        # Ownership: the caller (device.KvmDevice) closes this fd. os.open retries EINTR (PEP 475).
+        return os.open(path, _OPEN_FLAGS)
 
     def close(self, fd: int) -> None:
-        raise NotImplementedError
+        os.close(fd)
 
     def ioctl(self, fd: int, request: int, arg: int = 0) -> int:
-        raise NotImplementedError
+        # Ownership: fd is borrowed from the caller, who keeps and closes it; C retries EINTR.
+        result: int = self._lib.kvmbatch_ioctl(fd, request, arg)
+        if result < 0:
+            code: int = self._ffi.errno
+            raise OSError(code, os.strerror(code))
+        return result
+
+    def _input(self, numbers: Sequence[int]) -> Tuple[Any, int]:
+        key = tuple(numbers)
+        array = self._inputs.get(key)
+        if array is None:
+            array = self._ffi.new("long[]", key)
+            with self._lock:
+                if len(self._inputs) >= 8:  # a probe uses one list; a few spare slots for callers
+                    self._inputs.clear()
+                self._inputs[key] = array
+        return array, len(key)
 
     def check_many(self, fd: int, request: int, numbers: Sequence[int]) -> CheckResults:
-        raise NotImplementedError
+        numbers_c, count = self._input(numbers)
+        ffi = self._ffi
+        values = ffi.new("int[]", count)
+        errnos = ffi.new("int[]", count)
+        # Ownership: fd is borrowed from the caller; the three arrays are owned by this frame
+        # (cffi frees them with their Python objects) and C keeps no pointer to any of them.
+        failed = self._lib.kvmbatch_check_many(fd, request, numbers_c, values, errnos, count)
+        errno_list: List[int] = ffi.unpack(errnos, count) if failed else [0] * count
+        return ffi.unpack(values, count), errno_list
