@@ -18,6 +18,7 @@ from ._backend import select_backend as _select_backend
 from ._version import __version__
 from .caps import Cap
 from .device import KvmDevice
+from .diagnose import Check, Diagnosis, Status, Verdict, diagnose
 from .errors import (
     BackendUnavailable,
     CapabilityQueryFailed,
@@ -32,11 +33,13 @@ from .errors import (
     ProfileError,
     SnapshotError,
     UnknownCapability,
+    UnknownVmm,
     UnsupportedPlatform,
 )
 from .export import nfd_features, prometheus_text
 from .host import HostFacts, read_host_facts
 from .probing import ProbeResult, has, probe, value
+from .profiles import Profile, Readiness, check_vmm, load_profile, vmm_names
 
 
 def backend() -> str:
@@ -58,6 +61,8 @@ __all__ = [
     "BackendUnavailable",
     "Cap",
     "CapabilityQueryFailed",
+    "Check",
+    "Diagnosis",
     "HostFacts",
     "KvmBusy",
     "KvmDevice",
@@ -69,17 +74,26 @@ __all__ = [
     "KvmUnavailable",
     "NotAKvmDevice",
     "ProbeResult",
+    "Profile",
     "ProfileError",
+    "Readiness",
     "SnapshotError",
+    "Status",
     "UnknownCapability",
+    "UnknownVmm",
     "UnsupportedPlatform",
+    "Verdict",
     "__version__",
     "backend",
+    "check_vmm",
+    "diagnose",
     "has",
+    "load_profile",
     "nfd_features",
     "probe",
     "prometheus_text",
     "read_host_facts",
     "value",
+    "vmm_names",
     "write_atomic",
 ]

@@ -18,6 +18,7 @@ where they apply. ``str(err)`` is one line: the message, then the hint.
     ├── CapabilityQueryFailed (+LookupError) the kernel answered that capability's query with an error
     ├── SnapshotError (+ValueError)        a malformed recorded host: the file and the field
     ├── ProfileError (+ValueError)         a malformed custom VMM profile: the file and the key
+    ├── UnknownVmm (+LookupError)          no built-in VMM profile by that name (or for that arch)
     └── BackendUnavailable                 the forced ioctl backend (KVMPROBE_BACKEND) is missing
 """
 
@@ -41,6 +42,7 @@ __all__ = [
     "ProfileError",
     "SnapshotError",
     "UnknownCapability",
+    "UnknownVmm",
     "UnsupportedPlatform",
 ]
 
@@ -221,6 +223,39 @@ class ProfileError(KvmProbeError, ValueError):
             hint=hint or "see 'Custom profiles' in README.md for the file format",
             path=path,
         )
+
+
+class UnknownVmm(KvmProbeError, LookupError):
+    """No built-in VMM profile has this name (or none exists for that architecture).
+
+    ``known`` lists the names there are; ``suggestions`` the close ones.
+
+    Example:
+        >>> err = UnknownVmm("cloud-hypervsor", ["cloud-hypervisor"], known=["cloud-hypervisor", "qemu"])
+        >>> err.suggestions, err.hint
+        (['cloud-hypervisor'], 'did you mean cloud-hypervisor?')
+    """
+
+    def __init__(
+        self,
+        name: str,
+        suggestions: list[str] | None = None,
+        *,
+        known: list[str] | None = None,
+        arch: str | None = None,
+        hint: str = "",
+    ) -> None:
+        self.name = name
+        self.suggestions = list(suggestions or [])
+        self.known = list(known or [])
+        self.arch = arch
+        if not hint:
+            if self.suggestions:
+                hint = "did you mean " + ", ".join(self.suggestions) + "?"
+            else:
+                hint = "known: " + ", ".join(self.known) + "; or describe it in a file for --profile"
+        where = f" for {arch}" if arch else ""
+        super().__init__(f"no built-in VMM profile {name!r}{where}", hint=hint)
 
 
 class BackendUnavailable(KvmProbeError):
