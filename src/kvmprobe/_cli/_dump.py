@@ -50,6 +50,7 @@ def render(result: ProbeResult, *, show_all: bool = False) -> str:
     ]
     if result.errors:
         lines.append(f"  failed       {len(result.errors)} queries failed (shown as ERROR below)")
+    lines += ["", "VMM READINESS ('kvmprobe check VMM' says why)"] + _readiness_lines(result)
     vm = result.vm_values is not None
     header = f"{'CAPABILITY':<40} {'NUMBER':>6} {'VALUE':>10}" + (f" {'VM FD':>10}" if vm else "") + "  SINCE"
     lines += ["", header]
@@ -69,3 +70,22 @@ def render(result: ProbeResult, *, show_all: bool = False) -> str:
     if not show_all:
         lines += ["", f"{len(Cap) - len(supported)} unsupported capabilities hidden; --all shows them."]
     return "\n".join(lines) + "\n"
+
+
+def _readiness_lines(result: ProbeResult) -> List[str]:
+    """One line per built-in VMM profile for the host's arch: ready, or not and why."""
+    from ..profiles import check_vmm, vmm_names
+
+    names = vmm_names(result.arch)
+    if not names:
+        return [f"  no built-in VMM profiles for {result.arch}"]
+    lines = []
+    for name in names:
+        verdict = check_vmm(name, result)
+        if verdict.ready:
+            optional = len(verdict.missing_optional)
+            detail = f"({optional} optional {'capability' if optional == 1 else 'capabilities'} missing)" if optional else ""
+            lines.append(f"  {name:<18} ready      {detail}".rstrip())
+        else:
+            lines.append(f"  {name:<18} NOT READY  {verdict.summary()}")
+    return lines
