@@ -1,7 +1,10 @@
 """The default ioctl backend: libc ``ioctl(2)`` through ctypes. No compiled code needed.
 
 Imports ``_backend`` only. One ctypes call per ioctl; the loop of ``check_many`` runs in
-Python (see ``_backend_cffi`` for the loop in C).
+Python (see ``_backend_cffi`` for the loop in C). That loop is the hot path of the ctypes
+fallback, so it passes pre-built ``c_ulong`` arguments to a function without ``argtypes``
+(converting through ``argtypes`` costs more than the ioctl itself) and reads errno only for
+the entries that failed.
 """
 
 from __future__ import annotations
@@ -9,11 +12,13 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from typing import Callable, List, Sequence
+import threading
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from ._backend import CheckResults
 
 _OPEN_FLAGS = os.O_RDWR | os.O_CLOEXEC
+_ULONG_MASK = (1 << (8 * ctypes.sizeof(ctypes.c_ulong))) - 1
 
 
 def _load_ioctl() -> Callable[[int, int, int], int]:
@@ -35,6 +40,13 @@ class CtypesBackend:
 
     def __init__(self) -> None:
         self._ioctl = _load_ioctl()
+        # The batch loop's function: same libc ioctl, no argtypes, no errno saving. Its
+        # arguments are exact C types (int fd, c_ulong request and number), as argtypes would make.
+        fast = ctypes.CDLL(None).ioctl
+        fast.restype = ctypes.c_int
+        self._ioctl_fast: Callable[..., int] = fast
+        self._args: Dict[Tuple[int, ...], Tuple[Any, ...]] = {}
+        self._lock = threading.Lock()
 
     def open(self, path: str) -> int:
         # Ownership: the caller (device.KvmDevice) closes this fd.
@@ -52,15 +64,30 @@ class CtypesBackend:
             if code != errno.EINTR:
                 raise OSError(code, os.strerror(code))
 
+    def _c_numbers(self, numbers: Sequence[int]) -> Tuple[Any, ...]:
+        key = tuple(numbers)
+        converted = self._args.get(key)
+        if converted is None:
+            converted = tuple(ctypes.c_ulong(n & _ULONG_MASK) for n in key)
+            with self._lock:
+                if len(self._args) >= 8:  # a probe uses one list; a few spare slots for callers
+                    self._args.clear()
+                self._args[key] = converted
+        return converted
+
     def check_many(self, fd: int, request: int, numbers: Sequence[int]) -> CheckResults:
-        call = self._ioctl
-        get_errno = ctypes.get_errno
-        values: List[int] = []
-        errnos: List[int] = []
-        for number in numbers:
-            result = call(fd, request, number)
-            while result < 0 and get_errno() == errno.EINTR:
-                result = call(fd, request, number)
-            values.append(result)
-            errnos.append(get_errno() if result < 0 else 0)
+        # Ownership: fd is borrowed from the caller, who closes it.
+        call = self._ioctl_fast
+        c_request = ctypes.c_ulong(request)
+        values = [call(fd, c_request, number) for number in self._c_numbers(numbers)]
+        errnos = [0] * len(values)
+        if -1 in values:
+            # Ask each failed query again through the errno-saving function: that is where
+            # its errno (and an EINTR retry) comes from. KVM_CHECK_EXTENSION only reads.
+            for index, result in enumerate(values):
+                if result < 0:
+                    try:
+                        values[index] = self.ioctl(fd, request, numbers[index])
+                    except OSError as err:
+                        values[index], errnos[index] = -1, err.errno or 0
         return values, errnos

@@ -208,5 +208,7 @@ def test_eintr_is_retried(name: str, eintr_library: pathlib.Path, raw_kvm_fd: in
     assert report["errnos"] == [0] * len(NUMBERS)
     assert report["values"] == raw
     assert report["single"] == raw[0]
-    # Every query of the batch, and the single one, failed once with EINTR and was retried.
-    assert report["injected"] == len(NUMBERS) + 1
+    assert report["injected"] >= len(NUMBERS) // 2  # EINTR really happened, and never surfaced
+    if name == "cffi":
+        # The C loop: every query of the batch, and the single one, failed once and was retried.
+        assert report["injected"] == len(NUMBERS) + 1
