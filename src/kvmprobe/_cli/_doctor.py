@@ -1,0 +1,90 @@
+"""``kvmprobe doctor``: whether KVM works here, why, and what to do.
+
+Exit codes: 0 usable (warnings allowed unless ``--strict``), 1 not usable (KVM unreachable
+included: that is the verdict, not an error), 2 the tool could not run (bad arguments, an
+unreadable snapshot, a forced backend that is missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, List
+
+from ..diagnose import Diagnosis, Status, Verdict, diagnose
+from . import _common
+
+_COLORS = {
+    Status.PASS: "\033[32m",  # green
+    Status.WARN: "\033[33m",  # yellow
+    Status.FAIL: "\033[31m",  # red
+    Status.SKIP: "\033[34m",  # blue
+    Status.INFO: "\033[36m",  # cyan
+}
+_VERDICT_STATUS = {
+    Verdict.USABLE: Status.PASS,
+    Verdict.USABLE_WITH_WARNINGS: Status.WARN,
+    Verdict.NOT_USABLE: Status.FAIL,
+}
+_RESET = "\033[0m"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "doctor",
+        help="say whether KVM works here, why, and what to do",
+        description="Diagnose this host's KVM: the device, its permissions for this user, the API "
+        "version, VM creation, the backend module and its nested parameter, CPU flags, and the "
+        "vhost/tun devices VMMs use. The verdict comes from the kernel's answers; the rest explains.",
+        epilog="exit codes: 0 usable (warnings allowed unless --strict), 1 not usable, 2 the tool could "
+        "not run (bad arguments, unreadable snapshot)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
+    parser.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    _common.add_source_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "snapshot", None) is not None:
+        report = diagnose(_common.load_result(args))
+    else:
+        report = diagnose(device=args.device)
+    if args.json:
+        _common.write_json(report.to_dict())
+    else:
+        sys.stdout.write(render(report, color=_common.use_color(sys.stdout)))
+    return exit_code(report, strict=args.strict)
+
+
+def exit_code(report: Diagnosis, *, strict: bool = False) -> int:
+    """0 usable, 1 not usable; with ``strict``, warnings count as not ready."""
+    if report.verdict is Verdict.NOT_USABLE:
+        return _common.EXIT_NO
+    if strict and report.verdict is Verdict.USABLE_WITH_WARNINGS:
+        return _common.EXIT_NO
+    return _common.EXIT_OK
+
+
+def _word(status: Status, color: bool) -> str:
+    word = f"{status.value:<4}"
+    return f"{_COLORS[status]}{word}{_RESET}" if color else word
+
+
+def render(report: Diagnosis, *, color: bool = False) -> str:
+    """One aligned line per check, the remedy under each WARN/FAIL, then the verdict."""
+    width = max(len(item.id) for item in report.checks)
+    indent = " " * (2 + 4 + 2 + width + 2)
+    source = "" if report.source == "live" else f" ({report.source})"
+    lines: List[str] = [f"kvmprobe doctor: {report.device}{source}", ""]
+    for item in report.checks:
+        lines.append(f"  {_word(item.status, color)}  {item.id:<{width}}  {item.summary}")
+        if item.remedy:
+            label = "fix" if item.status in (Status.WARN, Status.FAIL) else "to change"
+            lines.append(f"{indent}{label}: {item.remedy}")
+    verdict = report.verdict.text
+    if color:
+        verdict = f"{_COLORS[_VERDICT_STATUS[report.verdict]]}{verdict}{_RESET}"
+    rest = report.summary[len(report.verdict.text):]
+    lines += ["", f"verdict: {verdict}{rest}"]
+    return "\n".join(lines) + "\n"
