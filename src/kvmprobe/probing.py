@@ -38,6 +38,10 @@ class ProbeResult:
     recorded host (``None`` for a live probe: read them with ``kvmprobe.host``). ``errors`` holds the errno of each query
     that failed (those have no value). ``vm_values`` is ``None`` unless probed with ``vm=True``
     and the kernel has ``KVM_CAP_CHECK_EXTENSION_VM``; then it holds the VM-fd answers.
+    A recorded host (``kvmprobe.load_snapshot``) also carries ``recorded_at`` (ISO 8601 UTC),
+    ``recorded_by`` (the kvmprobe version that wrote it), ``synthesized`` (made up from the
+    table, not asked of a kernel) and ``unknown``: the capability rows, as read, whose names
+    this kvmprobe's table lacks (written by a newer kvmprobe; kept, never guessed at).
 
     Example:
         >>> from kvmprobe.testing import fake_probe_result
@@ -58,6 +62,10 @@ class ProbeResult:
     vm_created: bool = False
     source: str = "live"
     host: Optional[HostFacts] = None
+    unknown: Tuple[Mapping[str, Any], ...] = ()
+    recorded_at: Optional[str] = None
+    recorded_by: Optional[str] = None
+    synthesized: bool = False
     _supported: Dict[Any, bool] = field(init=False, repr=False, compare=False)
     _value: Dict[Any, int] = field(init=False, repr=False, compare=False)
 

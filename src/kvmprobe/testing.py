@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno as _errno
 import itertools
+import os as _os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass as _dataclass, field as _field, replace as _replace
@@ -22,7 +23,7 @@ from .caps import Cap, CapLike
 from .host import NODES_FILE as _NODES_FILE, DeviceNode as _DeviceNode
 from .probing import ProbeResult
 
-__all__ = ["FakeBackend", "FakeHost", "fake_kvm", "fake_probe_result"]
+__all__ = ["FakeBackend", "FakeHost", "HostSpec", "fake_kvm", "fake_probe_result", "host_result"]
 
 Values = Mapping[CapLike, int]
 
@@ -183,24 +184,91 @@ def fake_probe_result(
         vm_values=None if vm_values is None else {cap: caps(vm_values).get(cap, 0) for cap in Cap},
         vm_created=vm_values is not None,
         source=source,
+        synthesized=True,
     )
 
 
+#: What :func:`fake_kvm` and :func:`host_result` accept as a host.
+HostSpec = Union[ProbeResult, str, "_os.PathLike[str]", Values, None]
+
+
+def host_result(host: HostSpec = None, overrides: Optional[Values] = None, /, **caps: int) -> ProbeResult:
+    """The :class:`ProbeResult` a host spec names, with capability overrides applied.
+
+    ``host`` is a :class:`ProbeResult`; a preset name (``"linux-3.10"``, see
+    :func:`kvmprobe.preset_names`); a snapshot file (a path, or a string with a ``/`` or
+    ending in ``.json``); a dict of capability values (every other capability 0, see
+    :func:`fake_probe_result`); or ``None`` (every capability 0). ``overrides`` and keyword
+    arguments (``IMMEDIATE_EXIT=0``, any spelling ``Cap.lookup`` takes) then set single
+    capabilities, on the system fd and, where the host has them, on the VM fd; the result is
+    marked ``synthesized`` and its ``source`` lists the overrides.
+
+    Raises:
+        SnapshotError: no such preset, or the snapshot file is unreadable or malformed.
+        UnknownCapability: an override names no capability.
+        ValueError: an override value is negative.
+
+    Example:
+        >>> host = host_result("linux-4.14", IMMEDIATE_EXIT=0)
+        >>> host.has("IMMEDIATE_EXIT"), host.has("SPLIT_IRQCHIP"), host.source
+        (False, True, 'preset:linux-4.14 (synthesized) with IMMEDIATE_EXIT=0')
+    """
+    if isinstance(host, ProbeResult):
+        base = host
+    elif isinstance(host, str) and not _looks_like_path(host):
+        from .presets import load_preset
+
+        base = load_preset(host)
+    elif isinstance(host, (str, _os.PathLike)):
+        from .snapshot import load_snapshot
+
+        base = load_snapshot(host)
+    else:
+        base = fake_probe_result(host)
+    changes: Dict[Cap, int] = {}
+    for key, number in list((overrides or {}).items()) + list(caps.items()):
+        cap = Cap.lookup(key)
+        if int(number) < 0:
+            raise ValueError(f"{cap.c_name}={number}: a capability value is 0 (unsupported) or more")
+        changes[cap] = int(number)
+    if not changes:
+        return base
+    vm_values = None if base.vm_values is None else {**base.vm_values, **changes}
+    return _replace(
+        base,
+        values={**base.values, **changes},
+        errors={cap: e for cap, e in base.errors.items() if cap not in changes},
+        vm_values=vm_values,
+        vm_errors={cap: e for cap, e in base.vm_errors.items() if cap not in changes or vm_values is None},
+        source=base.source + " with " + ", ".join(f"{cap.name}={v}" for cap, v in changes.items()),
+        synthesized=True,
+    )
+
+
+def _looks_like_path(text: str) -> bool:
+    return _os.sep in text or text.endswith(".json") or _os.path.exists(text)
+
+
 @contextmanager
-def fake_kvm(host: Union[ProbeResult, Values, None] = None) -> Iterator[ProbeResult]:
+def fake_kvm(host: HostSpec = None, overrides: Optional[Values] = None, /, **caps: int) -> Iterator[ProbeResult]:
     """Make every kvmprobe probe in this process see ``host`` until the block ends.
 
-    ``host`` is a :class:`ProbeResult` or a dict of capability values (see
-    :func:`fake_probe_result`). Code under test needs no change: ``kvmprobe.has(...)`` and
-    ``kvmprobe.probe()`` answer from the fake. Blocks nest; the previous state comes back.
+    ``host``, ``overrides`` and keyword capabilities are as for :func:`host_result`: a
+    :class:`ProbeResult`, a preset name, a snapshot file or a dict of capability values, then
+    overrides on top (``fake_kvm("linux-3.10", IMMEDIATE_EXIT=1)``). Code under test needs no
+    change: ``kvmprobe.has(...)`` and ``kvmprobe.probe()`` answer from the fake, in every
+    thread. Blocks nest; the previous state comes back.
 
     Example:
         >>> import kvmprobe
         >>> with fake_kvm({"IMMEDIATE_EXIT": 0}) as host:
         ...     kvmprobe.has("IMMEDIATE_EXIT"), kvmprobe.probe() is host
         (False, True)
+        >>> with fake_kvm("linux-3.10", {"IMMEDIATE_EXIT": 1}):
+        ...     kvmprobe.has("IMMEDIATE_EXIT"), kvmprobe.has("SPLIT_IRQCHIP"), kvmprobe.probe().kernel
+        (True, False, '3.10.0-synthesized')
     """
-    result = host if isinstance(host, ProbeResult) else fake_probe_result(host)
+    result = host_result(host, overrides, **caps)
     token = _probe._push_override(result)
     try:
         yield result

@@ -1,0 +1,556 @@
+"""Recorded hosts: write a probe result as a JSON document, and read one back strictly.
+
+Imports ``probing``, ``host``, ``caps``, ``errors`` and ``_version``. A snapshot is the JSON
+document ``python -m kvmprobe snapshot`` (and ``python -m kvmprobe --json``) writes: the
+schema name and version, who wrote it and when, the device, API version and kernel, one row
+per capability (the system-fd value, the VM-fd value where asked, the errno where a query
+failed) and the host facts. ``load_snapshot`` turns such a document back into a
+:class:`~kvmprobe.ProbeResult`, so every API and command runs on a recorded host as on the
+live one. The schema is documented as JSON Schema in ``kvmprobe/schema/snapshot-1.schema.json``.
+
+Reading is strict: a malformed document raises :class:`~kvmprobe.SnapshotError` naming the
+file and the JSON path of the bad field (``$.capabilities[3].value``). Two things are not
+errors: capability names this kvmprobe's table lacks (a newer kvmprobe wrote them; they are
+kept in ``ProbeResult.unknown`` and reported), and capabilities of the table the document
+lacks (an older kvmprobe did not know them; they read as 0, as the kernel's answer to an
+unknown number would be).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Any, Dict, List, Mapping, NoReturn, Optional, Set, Tuple, Union
+
+from ._atomic import write_atomic
+from ._version import __version__
+from .caps import Cap
+from .errors import SnapshotError, describe_errno
+from .host import HostFacts, read_host_facts
+from .probing import ProbeResult, probe
+
+__all__ = [
+    "MAX_SNAPSHOT_BYTES",
+    "SCHEMA_NAME",
+    "SCHEMA_VERSION",
+    "load_snapshot",
+    "record",
+    "snapshot_document",
+    "write_snapshot",
+]
+
+#: The ``schema`` value every snapshot carries.
+SCHEMA_NAME = "kvmprobe-snapshot"
+#: The document shape this kvmprobe writes and reads. Any change of shape (a key added,
+#: removed or retyped) bumps it; new capability rows are data and do not.
+SCHEMA_VERSION = 1
+#: Files larger than this are refused before being read. A real snapshot is about 30 kB.
+MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024
+
+# KVM_CHECK_EXTENSION returns a C int; a negative return is an error (errno), never a value.
+_INT_MAX = 2**31 - 1
+# errno values are small positive numbers (Linux: below 4096, the -MAX_ERRNO window).
+_ERRNO_MAX = 4095
+_CAP_NAME = re.compile(r"KVM_CAP_[A-Z0-9_]+")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
+# Printable text only: a recorded string is later printed to a terminal, where C0/C1 control
+# characters (escape sequences) would act instead of showing.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+_TOP_KEYS = (
+    "schema",
+    "schema_version",
+    "kvmprobe_version",
+    "recorded_at",
+    "synthesized",
+    "device",
+    "api_version",
+    "backend",
+    "kernel",
+    "arch",
+    "vm_created",
+    "capabilities",
+    "host",
+)
+_ROW_KEYS = ("name", "number", "value", "error", "vm_value", "vm_error")
+
+PathOrDict = Union[str, "os.PathLike[str]", Mapping[str, Any]]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def snapshot_document(
+    result: ProbeResult,
+    host: Optional[HostFacts] = None,
+    *,
+    recorded_at: Optional[str] = None,
+) -> Dict[str, Any]:
+    """The snapshot document of ``result``: what ``python -m kvmprobe snapshot`` writes.
+
+    Keys come in a fixed order (the JSON text of one host is the same every time but for the
+    time). Capabilities are listed in table order, then any ``unknown`` rows a loaded snapshot
+    carried, by number. ``host`` defaults to ``result.host``; with neither the ``host`` key is
+    ``null``. ``recorded_at`` defaults to the result's own time (a loaded snapshot), else now
+    (UTC), and is ``null`` for a synthesized host.
+
+    Args:
+        result: a live, loaded or fake probe result.
+        host: the host facts to record (see :func:`kvmprobe.host.read_host_facts`).
+        recorded_at: override the time (ISO 8601), e.g. for reproducible output.
+
+    Returns:
+        A dict ready for ``json.dumps``; :func:`load_snapshot` reads it back.
+
+    Example:
+        >>> from kvmprobe.testing import fake_probe_result
+        >>> doc = snapshot_document(fake_probe_result({Cap.IMMEDIATE_EXIT: 1}))
+        >>> doc["schema"], doc["schema_version"], doc["synthesized"], doc["recorded_at"]
+        ('kvmprobe-snapshot', 1, True, None)
+        >>> [row for row in doc["capabilities"] if row["name"] == "KVM_CAP_IMMEDIATE_EXIT"]
+        [{'name': 'KVM_CAP_IMMEDIATE_EXIT', 'number': 136, 'value': 1}]
+    """
+    facts = host if host is not None else result.host
+    when = recorded_at or result.recorded_at or (None if result.synthesized else _now())
+    return {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "kvmprobe_version": result.recorded_by or __version__,
+        "recorded_at": when,
+        "synthesized": result.synthesized,
+        "device": result.device,
+        "api_version": result.api_version,
+        "backend": result.backend,
+        "kernel": result.kernel,
+        "arch": result.arch,
+        "vm_created": result.vm_created,
+        "capabilities": _rows(result),
+        "host": facts.to_dict() if facts is not None else None,
+    }
+
+
+def _rows(result: ProbeResult) -> List[Dict[str, Any]]:
+    rows: List[Dict[str, Any]] = []
+    for cap in Cap:
+        failed = cap in result.errors
+        row: Dict[str, Any] = {
+            "name": cap.c_name,
+            "number": int(cap),
+            "value": None if failed else result.values.get(cap, 0),
+        }
+        if failed:
+            row["error"] = result.errors[cap]
+        if result.vm_values is not None:
+            vm_failed = cap in result.vm_errors
+            row["vm_value"] = None if vm_failed else result.vm_values.get(cap, 0)
+            if vm_failed:
+                row["vm_error"] = result.vm_errors[cap]
+        rows.append(row)
+    for extra in sorted(result.unknown, key=lambda r: int(r["number"])):
+        rows.append({key: extra[key] for key in _ROW_KEYS if key in extra})
+    return rows
+
+
+def record(
+    path: Optional[str] = None,
+    *,
+    vm: bool = False,
+    root: str = "/",
+    refresh: bool = False,
+) -> Dict[str, Any]:
+    """Probe the live host and return its snapshot document, host facts included.
+
+    Args:
+        path: the KVM device (default ``$KVMPROBE_DEVICE`` or ``/dev/kvm``).
+        vm: also create a VM and record every capability's VM-fd value.
+        root: where the host facts are read (``/``; a test passes a fake tree).
+        refresh: probe again rather than use the cached answer.
+
+    Raises:
+        KvmUnavailable: the device cannot be used (with the reason and the fix).
+
+    Example (hardware):
+        >>> doc = record(vm=True)  # doctest: +SKIP
+        >>> doc["api_version"], doc["host"]["kernel_release"] == doc["kernel"]  # doctest: +SKIP
+        (12, True)
+    """
+    result = probe(path, vm=vm, refresh=refresh)
+    facts = result.host if result.host is not None else read_host_facts(root, device=result.device)
+    return snapshot_document(result, facts)
+
+
+def write_snapshot(document: Mapping[str, Any], path: str) -> None:
+    """Write ``document`` as JSON to ``path`` atomically (a temporary file, then a rename).
+
+    A reader never sees a half-written file, and a failed write leaves the old file as it
+    was. The file gets mode 0644 (see :func:`kvmprobe._atomic.write_atomic`).
+
+    Raises:
+        SnapshotError: the file cannot be written (the path and the reason).
+
+    Example:
+        >>> import os, tempfile
+        >>> from kvmprobe.testing import fake_probe_result
+        >>> target = os.path.join(tempfile.mkdtemp(), "host.json")
+        >>> write_snapshot(snapshot_document(fake_probe_result({"HLT": 1})), target)
+        >>> load_snapshot(target).has("HLT")
+        True
+    """
+    try:
+        write_atomic(path, json.dumps(document, indent=2) + "\n")
+    except OSError as err:
+        raise SnapshotError(
+            f"cannot write: {describe_errno(err.errno or 0)}",
+            path=path,
+            hint="choose a writable path with -o FILE (its directory must exist)",
+        ) from err
+
+
+def load_snapshot(path_or_dict: PathOrDict) -> ProbeResult:
+    """Read a recorded host: a snapshot file, or its already-parsed document.
+
+    The result has the interface of a live probe: ``has()``, ``value()``, ``vm_value()`` and
+    every command answer from it. ``source`` is ``"snapshot:<path>"`` (``"snapshot"`` for a
+    dict), and ``host`` holds the recorded host facts. Capabilities the document does not
+    list read as 0; rows whose names this kvmprobe does not know are kept in ``unknown``.
+
+    Files are refused before parsing when they are not regular files (a FIFO, ``/dev/zero``,
+    a directory) or larger than :data:`MAX_SNAPSHOT_BYTES`.
+
+    Args:
+        path_or_dict: a path (``str`` or ``os.PathLike``) or a mapping.
+
+    Returns:
+        The recorded host as a :class:`~kvmprobe.ProbeResult`.
+
+    Raises:
+        SnapshotError: the file cannot be read, is not UTF-8 JSON, or a field is wrong; the
+            message names the file and the JSON path (``$.capabilities[3].value``).
+        TypeError: ``path_or_dict`` is neither a path nor a mapping.
+
+    Example:
+        >>> from kvmprobe.testing import fake_probe_result
+        >>> doc = snapshot_document(fake_probe_result({"IMMEDIATE_EXIT": 1}, kernel="4.14.0"))
+        >>> host = load_snapshot(doc)
+        >>> host.has("IMMEDIATE_EXIT"), host.kernel, host.source
+        (True, '4.14.0', 'snapshot')
+        >>> doc["capabilities"][3]["value"] = "yes"
+        >>> load_snapshot(doc)
+        Traceback (most recent call last):
+        ...
+        kvmprobe.errors.SnapshotError: $.capabilities[3].value: expected an integer or null, got a string (hint: record the host again with 'python -m kvmprobe snapshot -o FILE')
+    """
+    if isinstance(path_or_dict, Mapping):
+        return _Reader(None).result(path_or_dict)
+    if isinstance(path_or_dict, (str, os.PathLike)):
+        path = os.fspath(path_or_dict)
+        if not isinstance(path, str):
+            raise TypeError("load_snapshot() takes a str path, not bytes")
+        return _Reader(path).result(_read_json(path))
+    raise TypeError(f"load_snapshot() takes a path or a mapping, not {type(path_or_dict).__name__}")
+
+
+def _read_json(path: str) -> Any:
+    """The parsed JSON of a snapshot file, or SnapshotError."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
+        # This function owns the fd and closes it below.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as err:
+        raise SnapshotError(
+            f"cannot open: {describe_errno(err.errno or 0)}",
+            path=path,
+            hint="give the path of a file written by 'python -m kvmprobe snapshot -o FILE'",
+        ) from err
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SnapshotError(
+                f"not a regular file ({_file_kind(info.st_mode)})",
+                path=path,
+                hint="give the path of a file written by 'python -m kvmprobe snapshot -o FILE'",
+            )
+        if info.st_size > MAX_SNAPSHOT_BYTES:
+            raise SnapshotError(f"{info.st_size} bytes is too large for a snapshot", path=path, hint=_SIZE_HINT)
+        chunks: List[bytes] = []
+        size = 0
+        while size <= MAX_SNAPSHOT_BYTES:  # the file may grow after fstat
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError as err:
+                raise SnapshotError(f"cannot read: {describe_errno(err.errno or 0)}", path=path) from err
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_SNAPSHOT_BYTES:
+            raise SnapshotError(f"more than {MAX_SNAPSHOT_BYTES} bytes", path=path, hint=_SIZE_HINT)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SnapshotError(f"not UTF-8 text (bad byte at offset {err.start})", path=path) from None
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except json.JSONDecodeError as err:
+        raise SnapshotError(f"not JSON: {err.msg} at line {err.lineno} column {err.colno}", path=path) from None
+    except SnapshotError as err:
+        raise SnapshotError(err.message, path=path) from None
+    except (ValueError, RecursionError) as err:
+        # ValueError: an integer of more than sys.get_int_max_str_digits() digits.
+        reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+        raise SnapshotError(f"not usable JSON: {reason}", path=path) from None
+
+
+_SIZE_HINT = f"a snapshot is at most {MAX_SNAPSHOT_BYTES} bytes; give a file written by 'python -m kvmprobe snapshot'"
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    document: Dict[str, Any] = {}
+    for key, item in pairs:
+        if key in document:
+            raise SnapshotError(f"not usable JSON: key {key!r} appears twice in one object")
+        document[key] = item
+    return document
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise SnapshotError(f"not standard JSON: {name} is no JSON number")
+
+
+def _type_name(item: Any) -> str:
+    if item is None:
+        return "null"
+    if isinstance(item, bool):
+        return "a boolean"
+    if isinstance(item, int):
+        return "an integer"
+    if isinstance(item, float):
+        return "a number with a fraction"
+    if isinstance(item, str):
+        return "a string"
+    if isinstance(item, (list, tuple)):
+        return "an array"
+    if isinstance(item, Mapping):
+        return "an object"
+    return type(item).__name__
+
+
+def _known_number(number: int) -> Optional[Cap]:
+    try:
+        return Cap(number)
+    except ValueError:
+        return None
+
+
+def _key_path(parent: str, key: str) -> str:
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        return f"{parent}.{key}"
+    return f"{parent}[{json.dumps(key)}]"
+
+
+class _Reader:
+    """Validates one document; every error names the file and the field."""
+
+    def __init__(self, path: Optional[str]) -> None:
+        self.path = path
+
+    def fail(self, field: str, message: str, hint: str = "") -> NoReturn:
+        raise SnapshotError(message, path=self.path, field=field, hint=hint)
+
+    def integer(self, item: Any, field: str, low: int, high: int) -> int:
+        if isinstance(item, bool) or not isinstance(item, int):
+            self.fail(field, f"expected an integer, got {_type_name(item)}")
+        if not low <= item <= high:
+            self.fail(field, f"{item} is out of range ({low}..{high})")
+        return int(item)
+
+    def integer_or_null(self, item: Any, field: str, low: int, high: int) -> Optional[int]:
+        if item is None:
+            return None
+        if isinstance(item, bool) or not isinstance(item, int):
+            self.fail(field, f"expected an integer or null, got {_type_name(item)}")
+        return self.integer(item, field, low, high)
+
+    def text(self, item: Any, field: str, *, empty: bool = False) -> str:
+        if not isinstance(item, str):
+            self.fail(field, f"expected a string, got {_type_name(item)}")
+        if not item and not empty:
+            self.fail(field, "expected a non-empty string")
+        if _CONTROL.search(item):
+            self.fail(field, "contains control characters")
+        return item
+
+    def boolean(self, item: Any, field: str) -> bool:
+        if not isinstance(item, bool):
+            self.fail(field, f"expected true or false, got {_type_name(item)}")
+        return item
+
+    def result(self, document: Any) -> ProbeResult:
+        if not isinstance(document, Mapping):
+            self.fail("$", f"expected a JSON object, got {_type_name(document)}")
+        schema = document.get("schema")
+        if schema != SCHEMA_NAME:
+            self.fail(
+                "$.schema",
+                f"not a kvmprobe snapshot (expected \"schema\": \"{SCHEMA_NAME}\")",
+                hint="record one with 'python -m kvmprobe snapshot -o FILE'",
+            )
+        if "schema_version" not in document:
+            self.fail("$.schema_version", "missing")
+        version = self.integer(document["schema_version"], "$.schema_version", 1, _INT_MAX)
+        if version > SCHEMA_VERSION:
+            self.fail(
+                "$.schema_version",
+                f"snapshot schema {version} is newer than this kvmprobe {__version__} reads ({SCHEMA_VERSION})",
+                hint="upgrade kvmprobe (pip install -U kvmprobe)",
+            )
+        for key in document:
+            if key not in _TOP_KEYS:
+                self.fail(_key_path("$", str(key)), "unknown key", hint=f"the keys are: {', '.join(_TOP_KEYS)}")
+        for key in _TOP_KEYS:
+            if key not in document:
+                self.fail(_key_path("$", key), "missing")
+        recorded_by = self.text(document["kvmprobe_version"], "$.kvmprobe_version")
+        recorded_at = self.time(document["recorded_at"], "$.recorded_at")
+        synthesized = self.boolean(document["synthesized"], "$.synthesized")
+        device = self.text(document["device"], "$.device")
+        api_version = self.integer(document["api_version"], "$.api_version", 0, _INT_MAX)
+        backend = self.text(document["backend"], "$.backend", empty=True)
+        kernel = self.text(document["kernel"], "$.kernel")
+        arch = self.text(document["arch"], "$.arch")
+        vm_created = self.boolean(document["vm_created"], "$.vm_created")
+        values, errors, vm_values, vm_errors, unknown = self.capabilities(document["capabilities"])
+        if vm_values is not None and not vm_created:
+            self.fail("$.vm_created", "is false, but the capabilities carry VM-fd values")
+        facts = document["host"]
+        host = None if facts is None else HostFacts.from_dict(facts, path=self.path, field="$.host")
+        return ProbeResult(
+            device=device,
+            api_version=api_version,
+            values=values,
+            arch=arch,
+            kernel=kernel,
+            backend=backend,
+            errors=errors,
+            vm_values=vm_values,
+            vm_errors=vm_errors,
+            vm_created=vm_created,
+            source=f"snapshot:{self.path}" if self.path is not None else "snapshot",
+            host=host,
+            unknown=unknown,
+            recorded_at=recorded_at,
+            recorded_by=recorded_by,
+            synthesized=synthesized,
+        )
+
+    def time(self, item: Any, field: str) -> Optional[str]:
+        if item is None:
+            return None
+        text = self.text(item, field)
+        if _TIME.fullmatch(text) is None:
+            self.fail(field, f"{text!r} is not an ISO 8601 time like 2026-11-25T09:30:00Z")
+        try:
+            datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        except ValueError:
+            self.fail(field, f"{text!r} is not a valid date and time")
+        return text
+
+    def capabilities(
+        self, rows: Any
+    ) -> Tuple[
+        Dict[Cap, int], Dict[Cap, int], Optional[Dict[Cap, int]], Dict[Cap, int], Tuple[Mapping[str, Any], ...]
+    ]:
+        if not isinstance(rows, list):
+            self.fail("$.capabilities", f"expected an array, got {_type_name(rows)}")
+        values: Dict[Cap, int] = {}
+        errors: Dict[Cap, int] = {}
+        vm_values: Dict[Cap, int] = {}
+        vm_errors: Dict[Cap, int] = {}
+        unknown: List[Mapping[str, Any]] = []
+        names: Set[str] = set()
+        numbers: Dict[int, str] = {}
+        with_vm: Optional[bool] = None
+        for index, row in enumerate(rows):
+            at = f"$.capabilities[{index}]"
+            if not isinstance(row, Mapping):
+                self.fail(at, f"expected an object, got {_type_name(row)}")
+            for key in row:
+                if key not in _ROW_KEYS:
+                    self.fail(_key_path(at, str(key)), "unknown key", hint=f"a row has: {', '.join(_ROW_KEYS)}")
+            for key in ("name", "number", "value"):
+                if key not in row:
+                    self.fail(f"{at}.{key}", "missing")
+            name = self.text(row["name"], f"{at}.name")
+            if _CAP_NAME.fullmatch(name) is None:
+                self.fail(f"{at}.name", f"{name!r} is not a capability name like KVM_CAP_IMMEDIATE_EXIT")
+            if name in names:
+                self.fail(f"{at}.name", f"{name} is listed twice")
+            names.add(name)
+            number = self.integer(row["number"], f"{at}.number", 0, _INT_MAX)
+            if number in numbers:
+                self.fail(f"{at}.number", f"{number} is listed twice ({numbers[number]} and {name})")
+            numbers[number] = name
+            value, error = self.answer(row, at, "value", "error")
+            has_vm = "vm_value" in row
+            if with_vm is None:
+                with_vm = has_vm
+            elif has_vm != with_vm:
+                self.fail(
+                    f"{at}.vm_value",
+                    "missing (other rows have one)" if with_vm else "present (other rows have none)",
+                )
+            if not has_vm and "vm_error" in row:
+                self.fail(f"{at}.vm_error", "present without vm_value")
+            vm_value, vm_error = self.answer(row, at, "vm_value", "vm_error") if has_vm else (None, None)
+            try:
+                cap = Cap[name[len("KVM_CAP_"):]]
+            except KeyError:
+                known = _known_number(number)
+                if known is not None:
+                    self.fail(f"{at}.number", f"{number} is {known.c_name} in this kvmprobe's table, not {name}")
+                unknown.append(MappingProxyType({key: row[key] for key in _ROW_KEYS if key in row}))
+                continue
+            if number != int(cap):
+                self.fail(f"{at}.number", f"{name} is number {int(cap)}, not {number}")
+            if error is not None:
+                errors[cap] = error
+            elif value is not None:
+                values[cap] = value
+            if vm_error is not None:
+                vm_errors[cap] = vm_error
+            elif vm_value is not None:
+                vm_values[cap] = vm_value
+        return values, errors, (vm_values if with_vm else None), vm_errors, tuple(unknown)
+
+    def answer(self, row: Mapping[str, Any], at: str, value_key: str, error_key: str) -> Tuple[Optional[int], Optional[int]]:
+        """A value and its errno: exactly one of the two is set (null value iff an error)."""
+        value = self.integer_or_null(row[value_key], f"{at}.{value_key}", 0, _INT_MAX)
+        if error_key in row:
+            error = self.integer(row[error_key], f"{at}.{error_key}", 1, _ERRNO_MAX)
+            if value is not None:
+                self.fail(f"{at}.{value_key}", f"must be null when the query failed ({error_key} is set)")
+            return None, error
+        if value is None:
+            self.fail(f"{at}.{value_key}", f"is null, but no {error_key} says why")
+        return value, None
