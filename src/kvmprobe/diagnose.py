@@ -442,6 +442,8 @@ class _Judge:
         self.answers = answers
         self.path = path
         self.works = bool(answers.opened) and answers.api_error is None and answers.open_error is None
+        # KVM registered its device or a backend module is loaded: CPU flags then explain nothing.
+        self.backend_present = facts.kvm_backend is not None or facts.kvm_misc_dev is not None
 
     def explain(self, status: Status) -> Status:
         # An explanation never overrules a working device: what would be a FAIL is a WARN then.
@@ -611,7 +613,9 @@ class _Judge:
             return Check("nested", Status.INFO, summary)
         option = module.replace("_", "-")
         if facts.proc_modules is False or backend == "built-in":
-            recipe = f"read-only at runtime; to turn it on, add '{option}.nested=1' to the kernel command line and reboot"
+            recipe = (
+                f"read-only at runtime; to turn it on, add '{option}.nested=1' to the kernel command line and reboot"
+            )
         else:
             recipe = (
                 f"read-only while {module} is loaded ('modprobe {module} nested=1' then does nothing); to turn it "
@@ -627,7 +631,8 @@ class _Judge:
                 if "sie" in facts.cpu_flags:
                     return Check("cpu-flags", Status.PASS, "sie (s390 start-interpretive execution)")
                 return Check("cpu-flags", self.explain(Status.FAIL), "no sie facility", _module_remedy(facts))
-            return Check("cpu-flags", Status.INFO, f"{facts.machine or 'this CPU'} lists no virtualization flag to check")
+            cpu = facts.machine or "this CPU"
+            return Check("cpu-flags", Status.INFO, f"{cpu} lists no virtualization flag to check")
         if facts.cpu_vendor is None and not facts.cpu_flags:
             return Check("cpu-flags", Status.SKIP, "/proc/cpuinfo could not be read")
         names = {"vmx": "vmx (Intel VT-x)", "svm": "svm (AMD-V)"}
@@ -635,9 +640,13 @@ class _Judge:
         extra = sorted(facts.cpu_flags & {"ept", "vpid", "npt"})
         if found:
             return Check("cpu-flags", Status.PASS, ", ".join(found + extra))
+        how = f": {facts.kvm_backend} needs neither" if facts.kvm_backend == "kvm_pvm" else ""
         if self.works:
-            how = f": {facts.kvm_backend} needs neither" if facts.kvm_backend == "kvm_pvm" else ""
             return Check("cpu-flags", Status.INFO, f"neither vmx nor svm, and KVM works{how}")
+        if self.backend_present:
+            # KVM is loaded without them, so they do not explain this failure (the other checks do).
+            loaded = facts.kvm_backend or "a KVM backend"
+            return Check("cpu-flags", Status.INFO, f"neither vmx nor svm, yet {loaded} is loaded{how}")
         return Check("cpu-flags", Status.FAIL, "neither vmx nor svm in /proc/cpuinfo", _module_remedy(facts))
 
     def hypervisor(self) -> Check:
@@ -654,9 +663,14 @@ class _Judge:
                 how = "nested virtualization (the host passes vmx/svm through)"
             else:
                 how = facts.kvm_backend or "an unidentified backend"
-            return Check("hypervisor", Status.INFO, f"hypervisor flag: this is a virtual machine; KVM works through {how}")
+            summary = f"hypervisor flag: this is a virtual machine; KVM works through {how}"
+            return Check("hypervisor", Status.INFO, summary)
         if nested:
             return Check("hypervisor", Status.INFO, "hypervisor flag: a virtual machine with vmx/svm passed through")
+        if self.backend_present:
+            loaded = facts.kvm_backend or "a KVM backend"
+            summary = f"hypervisor flag: a virtual machine without vmx/svm, with {loaded} loaded"
+            return Check("hypervisor", Status.INFO, summary)
         return Check(
             "hypervisor",
             Status.FAIL,

@@ -574,13 +574,17 @@ def _nodes_sidecar(reader: _Reader) -> Dict[str, Any]:
     try:
         data = json.loads(text)
     except ValueError as err:
-        raise SnapshotError(f"not valid JSON: {err}", path=where, field="$", hint="fix or rewrite the fake host") from None
+        raise SnapshotError(
+            f"not valid JSON: {err}", path=where, field="$", hint="fix or rewrite the fake host"
+        ) from None
     if not isinstance(data, dict):
         raise SnapshotError("expected an object of node paths", path=where, field="$", hint="fix the fake host")
     return data
 
 
-def _node(reader: _Reader, sidecar: Mapping[str, Any], path: str, names: Tuple[Dict[int, str], Dict[int, str]]) -> Optional[DeviceNode]:
+def _node(
+    reader: _Reader, sidecar: Mapping[str, Any], path: str, names: Tuple[Dict[int, str], Dict[int, str]]
+) -> Optional[DeviceNode]:
     users, groups = names
     if path in sidecar:
         loader = _FactsLoader(reader.path(NODES_FILE), "$")

@@ -401,3 +401,12 @@ def test_check_to_dict() -> None:
     assert Check("tun", Status.PASS, "ok").to_dict() == {
         "id": "tun", "status": "PASS", "decisive": False, "summary": "ok", "remedy": None,
     }  # fmt: skip
+
+
+def test_flags_do_not_take_the_blame_when_a_backend_is_loaded(root: str) -> None:
+    # As nobody on the PVM host: the failure is the permission, not the missing vmx/svm.
+    host = dataclasses.replace(FakeHost.pvm(), uid=65534, gid=65534, groups=(65534,))
+    report = run(host, root, FakeBackend(open_errno=errno.EACCES))
+    assert [c.id for c in report.checks if c.status is Status.FAIL] == ["device-access"]
+    assert report.check("cpu-flags").summary == "neither vmx nor svm, yet kvm_pvm is loaded: kvm_pvm needs neither"
+    assert report.check("hypervisor").summary == "hypervisor flag: a virtual machine without vmx/svm, with kvm_pvm loaded"
