@@ -44,14 +44,44 @@ def fail(message: str, code: int) -> int:
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--device``: which host a command looks at."""
+    """``--device`` or ``--snapshot``: which host a command looks at."""
     parser.add_argument(
         "--device", metavar="PATH", help="the KVM device (default: $KVMPROBE_DEVICE or /dev/kvm)"
     )
+    parser.add_argument(
+        "--snapshot",
+        metavar="FILE",
+        help="read a recorded host instead of the live one: a file written by 'kvmprobe snapshot', "
+        "or preset:NAME (see 'kvmprobe snapshot --list-presets')",
+    )
+
+
+def load_host(spec: str) -> ProbeResult:
+    """A recorded host named on the command line: ``preset:NAME`` or a snapshot file path."""
+    if spec.startswith("preset:"):
+        from ..presets import load_preset
+
+        return load_preset(spec[len("preset:"):])
+    from ..snapshot import load_snapshot
+
+    result = load_snapshot(spec)
+    if result.unknown:
+        names = ", ".join(f"{row['name']} ({row['number']})" for row in result.unknown)
+        print(
+            f"kvmprobe: note: {spec} has {len(result.unknown)} capabilities this kvmprobe does not know: "
+            f"{names}; they are kept but not used (upgrade kvmprobe to use them)",
+            file=sys.stderr,
+        )
+    return result
 
 
 def load_result(args: argparse.Namespace, *, vm: bool = False) -> ProbeResult:
-    """The probe result a command works on."""
+    """The probe result a command works on: the recorded host of ``--snapshot``, else a probe."""
+    snapshot = getattr(args, "snapshot", None)
+    if snapshot is not None:
+        if getattr(args, "device", None) is not None:
+            raise UsageError("--device and --snapshot exclude each other: a recorded host has no device to open")
+        return load_host(snapshot)
     return probe(getattr(args, "device", None), vm=vm)
 
 

@@ -29,7 +29,9 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     result = _common.load_result(args, vm=args.vm)
     if args.json:
-        _common.write_json(result.to_dict())
+        from ._snapshot import document_for  # the snapshot document: one schema for every JSON host
+
+        _common.write_json(document_for(result))
     else:
         sys.stdout.write(render(result, show_all=args.all))
     return _common.EXIT_OK

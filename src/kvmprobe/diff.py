@@ -1,0 +1,379 @@
+"""Compare two hosts: capabilities gained, lost and changed, host facts, and VMM verdicts.
+
+Imports ``probing``, ``profiles``, ``caps`` and ``errors``. :func:`diff_hosts` takes two
+:class:`~kvmprobe.ProbeResult` (recorded, preset or live) and returns a :class:`HostDiff`:
+what an operator needs to know before moving VMs from host A to host B (or from one kernel
+to the next). Pure: it never probes; the CLI (``kvmprobe diff A [B]``) gathers the hosts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from .caps import Cap
+from .errors import describe_errno
+from .probing import ProbeResult
+from .profiles import check_vmm, vmm_names
+
+__all__ = ["CapChange", "FactChange", "HostDiff", "VerdictChange", "diff_hosts"]
+
+#: The ``schema`` of :meth:`HostDiff.to_dict`.
+DIFF_SCHEMA = "kvmprobe-diff"
+DIFF_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CapChange:
+    """One capability whose answer differs: ``a`` on host A, ``b`` on host B.
+
+    ``None`` is no value: the query failed (``a_error``/``b_error`` holds the errno).
+
+    Example:
+        >>> change = CapChange("KVM_CAP_NR_VCPUS", 9, 2, 8)
+        >>> change.describe()
+        'KVM_CAP_NR_VCPUS (9): 2 -> 8'
+    """
+
+    name: str
+    number: int
+    a: Optional[int]
+    b: Optional[int]
+    a_error: Optional[int] = None
+    b_error: Optional[int] = None
+
+    def describe(self) -> str:
+        """``NAME (number): a -> b``, a failed query shown with its errno name.
+
+        Example:
+            >>> CapChange("KVM_CAP_HLT", 1, 1, None, b_error=5).describe()
+            'KVM_CAP_HLT (1): 1 -> query failed: EIO (Input/output error)'
+        """
+        return f"{self.name} ({self.number}): {_shown(self.a, self.a_error)} -> {_shown(self.b, self.b_error)}"
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready: name, number, a, b (and a_error/b_error when a query failed)."""
+        doc: Dict[str, Any] = {"name": self.name, "number": self.number, "a": self.a, "b": self.b}
+        if self.a_error is not None:
+            doc["a_error"] = self.a_error
+        if self.b_error is not None:
+            doc["b_error"] = self.b_error
+        return doc
+
+
+def _shown(value: Optional[int], error: Optional[int]) -> str:
+    if error is not None:
+        return f"query failed: {describe_errno(error)}"
+    return "-" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class FactChange:
+    """One host fact that differs, by its dotted key (``host.kvm_modules.kvm_pvm.nested``).
+
+    For a list of strings (``host.cpu_flags``) ``added``/``removed`` say what changed. A fact
+    one host has no entry for at all (a module not loaded there) shows as ``(absent)``.
+
+    Example:
+        >>> FactChange("host.cpu_flags", ["svm"], ["vmx"], added=("vmx",), removed=("svm",)).describe()
+        'host.cpu_flags: +vmx -svm'
+    """
+
+    key: str
+    a: Any
+    b: Any
+    added: Tuple[str, ...] = ()
+    removed: Tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """``key: a -> b`` (or ``+added -removed`` for a list).
+
+        Example:
+            >>> FactChange("kernel", "5.10.0", "6.1.0").describe()
+            "kernel: '5.10.0' -> '6.1.0'"
+        """
+        if self.added or self.removed:
+            return f"{self.key}: " + " ".join([f"+{x}" for x in self.added] + [f"-{x}" for x in self.removed])
+        return f"{self.key}: {_fact(self.a)} -> {_fact(self.b)}"
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready: key, a, b (``null`` where a host has no such fact), added/removed for a list."""
+        doc: Dict[str, Any] = {
+            "key": self.key,
+            "a": None if self.a is _ABSENT else self.a,
+            "b": None if self.b is _ABSENT else self.b,
+        }
+        if self.added or self.removed:
+            doc["added"] = list(self.added)
+            doc["removed"] = list(self.removed)
+        return doc
+
+
+def _fact(value: Any) -> str:
+    if value is _ABSENT:
+        return "(absent)"
+    if isinstance(value, Mapping):
+        return f"{{{len(value)} entries}}" if value else "{}"
+    return repr(value)
+
+
+class _Absent:
+    """A fact one host's record does not have at all (unlike ``None``: recorded as unknown)."""
+
+    def __repr__(self) -> str:
+        return "(absent)"
+
+
+_ABSENT: Any = _Absent()
+
+
+@dataclass(frozen=True)
+class VerdictChange:
+    """A VMM that can run on one host and not on the other, with both one-line verdicts.
+
+    Example:
+        >>> VerdictChange("cloud-hypervisor", "Cloud Hypervisor", True, False, "ok", "no").describe()
+        'Cloud Hypervisor: ready -> NOT READY (no)'
+    """
+
+    vmm: str
+    display_name: str
+    a_ready: bool
+    b_ready: bool
+    a_summary: str
+    b_summary: str
+
+    def describe(self) -> str:
+        """``Name: ready -> NOT READY (B's reason)``, or the other way round.
+
+        Example:
+            >>> VerdictChange("qemu", "QEMU", False, True, "QEMU cannot run", "QEMU can run").describe()
+            'QEMU: NOT READY -> ready (A: QEMU cannot run)'
+        """
+        if self.a_ready:
+            return f"{self.display_name}: ready -> NOT READY ({self.b_summary})"
+        return f"{self.display_name}: NOT READY -> ready (A: {self.a_summary})"
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "vmm": self.vmm,
+            "display_name": self.display_name,
+            "a_ready": self.a_ready,
+            "b_ready": self.b_ready,
+            "a_summary": self.a_summary,
+            "b_summary": self.b_summary,
+        }
+
+
+@dataclass(frozen=True)
+class HostDiff:
+    """What differs between host A and host B.
+
+    * ``gained``: unsupported (0, or a failed query) on A, positive on B; ``lost`` the reverse;
+      ``changed``: any other difference (a count or bit mask, or 0 against a failed query).
+    * ``vm_changed``: VM-fd answers that differ, when both hosts recorded them.
+    * ``facts``: ``kernel``, ``arch``, ``api_version`` and every host fact (``host.*``).
+    * ``verdicts``: built-in VMMs ready on one host and not on the other.
+    * ``notes``: what could not be compared (facts or VM-fd values recorded on one side only,
+      capabilities only one side's kvmprobe knew).
+
+    ``equal`` is true when nothing differs (notes do not count).
+
+    Example:
+        >>> from kvmprobe.testing import fake_probe_result
+        >>> a = fake_probe_result({"IMMEDIATE_EXIT": 0, "NR_VCPUS": 2}, kernel="4.9.0")
+        >>> b = fake_probe_result({"IMMEDIATE_EXIT": 1, "NR_VCPUS": 8}, kernel="4.14.0")
+        >>> d = diff_hosts(a, b)
+        >>> d.equal, [c.name for c in d.gained], [c.describe() for c in d.changed], d.facts[0].describe()
+        (False, ['KVM_CAP_IMMEDIATE_EXIT'], ['KVM_CAP_NR_VCPUS (9): 2 -> 8'], "kernel: '4.9.0' -> '4.14.0'")
+        >>> diff_hosts(a, a).equal
+        True
+    """
+
+    a_source: str
+    b_source: str
+    gained: Tuple[CapChange, ...] = ()
+    lost: Tuple[CapChange, ...] = ()
+    changed: Tuple[CapChange, ...] = ()
+    vm_changed: Tuple[CapChange, ...] = ()
+    facts: Tuple[FactChange, ...] = ()
+    verdicts: Tuple[VerdictChange, ...] = ()
+    notes: Tuple[str, ...] = ()
+
+    @property
+    def equal(self) -> bool:
+        """Whether nothing differs (notes aside).
+
+        Example:
+            >>> HostDiff("a.json", "b.json").equal
+            True
+        """
+        return not (self.gained or self.lost or self.changed or self.vm_changed or self.facts or self.verdicts)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The JSON document of ``kvmprobe diff --json`` (``schema``: ``kvmprobe-diff``, version 1).
+
+        Example:
+            >>> doc = HostDiff("a.json", "b.json").to_dict()
+            >>> doc["schema"], doc["equal"], doc["gained"]
+            ('kvmprobe-diff', True, [])
+        """
+        return {
+            "schema": DIFF_SCHEMA,
+            "schema_version": DIFF_SCHEMA_VERSION,
+            "a": self.a_source,
+            "b": self.b_source,
+            "equal": self.equal,
+            "gained": [c.to_dict() for c in self.gained],
+            "lost": [c.to_dict() for c in self.lost],
+            "changed": [c.to_dict() for c in self.changed],
+            "vm_changed": [c.to_dict() for c in self.vm_changed],
+            "facts": [f.to_dict() for f in self.facts],
+            "verdicts": [v.to_dict() for v in self.verdicts],
+            "notes": list(self.notes),
+        }
+
+
+# One capability's answer on one fd: (value, errno); exactly one is not None.
+_Answer = Tuple[Optional[int], Optional[int]]
+
+
+def _answers(
+    values: Optional[Mapping[Cap, int]], errors: Mapping[Cap, int], unknown: Tuple[Mapping[str, Any], ...], vm: bool
+) -> Dict[Tuple[int, str], _Answer]:
+    """Every answer of one host on one fd, keyed (number, name); a capability not listed is 0."""
+    found: Dict[Tuple[int, str], _Answer] = {}
+    if values is not None:
+        for cap in Cap:
+            found[(int(cap), cap.c_name)] = (None, errors[cap]) if cap in errors else (values.get(cap, 0), None)
+    value_key, error_key = ("vm_value", "vm_error") if vm else ("value", "error")
+    for row in unknown:
+        if value_key in row:
+            found[(int(row["number"]), str(row["name"]))] = (row[value_key], row.get(error_key))
+    return found
+
+
+def _supported(answer: _Answer) -> bool:
+    return answer[0] is not None and answer[0] > 0
+
+
+def _compare(
+    a: Dict[Tuple[int, str], _Answer], b: Dict[Tuple[int, str], _Answer]
+) -> Tuple[List[CapChange], List[CapChange], List[CapChange], List[Tuple[int, str]]]:
+    gained: List[CapChange] = []
+    lost: List[CapChange] = []
+    changed: List[CapChange] = []
+    one_sided: List[Tuple[int, str]] = []
+    for key in list(a) + [k for k in b if k not in a]:
+        if key not in a or key not in b:
+            one_sided.append(key)
+            continue
+        left, right = a[key], b[key]
+        if left == right:
+            continue
+        change = CapChange(key[1], key[0], left[0], right[0], left[1], right[1])
+        if not _supported(left) and _supported(right):
+            gained.append(change)
+        elif _supported(left) and not _supported(right):
+            lost.append(change)
+        else:
+            changed.append(change)
+    return gained, lost, changed, one_sided
+
+
+def _diff_facts(key: str, x: Any, y: Any, out: List[FactChange]) -> None:
+    """Append what differs under ``key``: objects key by key, lists of strings as sets."""
+    if x == y:
+        return
+    if isinstance(x, Mapping) and isinstance(y, Mapping):
+        for sub in list(x) + [k for k in y if k not in x]:
+            _diff_facts(f"{key}.{sub}", x.get(sub, _ABSENT), y.get(sub, _ABSENT), out)
+    elif isinstance(x, list) and isinstance(y, list) and all(isinstance(i, str) for i in x + y):
+        out.append(FactChange(key, x, y, tuple(i for i in y if i not in x), tuple(i for i in x if i not in y)))
+    else:
+        out.append(FactChange(key, x, y))
+
+
+def _fact_changes(a: ProbeResult, b: ProbeResult, notes: List[str]) -> List[FactChange]:
+    changes: List[FactChange] = []
+    for key in ("kernel", "arch", "api_version"):
+        _diff_facts(key, getattr(a, key), getattr(b, key), changes)
+    if a.host is not None and b.host is not None:
+        _diff_facts("host", a.host.to_dict(), b.host.to_dict(), changes)
+    elif a.host is not None or b.host is not None:
+        notes.append(f"host facts: only {'A' if a.host is not None else 'B'} recorded them; not compared")
+    return changes
+
+
+def _verdicts(a: ProbeResult, b: ProbeResult) -> List[VerdictChange]:
+    changes: List[VerdictChange] = []
+    theirs = set(vmm_names(b.arch))
+    for name in vmm_names(a.arch):
+        if name not in theirs:
+            continue
+        left, right = check_vmm(name, a), check_vmm(name, b)
+        if left.ready != right.ready:
+            changes.append(
+                VerdictChange(name, left.display_name, left.ready, right.ready, left.summary(), right.summary())
+            )
+    return changes
+
+
+def diff_hosts(a: ProbeResult, b: ProbeResult) -> HostDiff:
+    """Compare host ``a`` with host ``b`` (two probe results: recorded, preset or live).
+
+    Capabilities are compared by number and name, the table's first, then any a snapshot
+    carried that this kvmprobe does not know (compared when both hosts recorded them, noted
+    otherwise). VM-fd answers are compared when both hosts recorded them. Host facts are
+    compared when both have them. The VMM verdicts are those of :func:`kvmprobe.profiles.check_vmm`
+    for every built-in VMM with a profile for both hosts' architectures.
+
+    Args:
+        a: the host you have (or had).
+        b: the host you compare it with (or move to).
+
+    Returns:
+        A :class:`HostDiff`; ``.equal`` is true when nothing differs.
+
+    Example:
+        >>> from kvmprobe.presets import load_preset
+        >>> d = diff_hosts(load_preset("linux-4.14"), load_preset("linux-3.10"))
+        >>> "KVM_CAP_IMMEDIATE_EXIT" in [c.name for c in d.lost]
+        True
+        >>> [v.describe() for v in d.verdicts if v.vmm == "cloud-hypervisor"]  # doctest: +ELLIPSIS
+        ['Cloud Hypervisor: ready -> NOT READY (Cloud Hypervisor cannot run here: KVM_CAP_IMMEDIATE_EXIT...)']
+    """
+    notes: List[str] = []
+    gained, lost, changed, one_sided = _compare(
+        _answers(a.values, a.errors, a.unknown, False), _answers(b.values, b.errors, b.unknown, False)
+    )
+    for number, name in one_sided:
+        notes.append(f"{name} ({number}): only one host's kvmprobe knew it; not compared")
+    vm_changes: List[CapChange] = []
+    if a.vm_values is not None and b.vm_values is not None:
+        vm_gained, vm_lost, vm_other, _ = _compare(
+            _answers(a.vm_values, a.vm_errors, a.unknown, True), _answers(b.vm_values, b.vm_errors, b.unknown, True)
+        )
+        vm_changes = sorted(vm_gained + vm_lost + vm_other, key=_table_order)
+    elif a.vm_values is not None or b.vm_values is not None:
+        notes.append(f"VM-fd values: only {'A' if a.vm_values is not None else 'B'} recorded them; not compared")
+    facts = _fact_changes(a, b, notes)
+    return HostDiff(
+        a_source=a.source,
+        b_source=b.source,
+        gained=tuple(gained),
+        lost=tuple(lost),
+        changed=tuple(changed),
+        vm_changed=tuple(vm_changes),
+        facts=tuple(facts),
+        verdicts=tuple(_verdicts(a, b)),
+        notes=tuple(notes),
+    )
+
+
+_ORDER = {int(cap): index for index, cap in enumerate(Cap)}
+
+
+def _table_order(change: CapChange) -> Tuple[int, int]:
+    return (_ORDER.get(change.number, len(_ORDER)), change.number)
