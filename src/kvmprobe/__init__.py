@@ -13,33 +13,124 @@ Example:
 
 from __future__ import annotations
 
-from ._atomic import write_atomic
-from ._backend import select_backend as _select_backend
+import sys
+
 from ._version import __version__
-from .caps import Cap
-from .device import KvmDevice
-from .diagnose import Check, Diagnosis, Status, Verdict, diagnose
-from .errors import (
-    BackendUnavailable,
-    CapabilityQueryFailed,
-    KvmBusy,
-    KvmError,
-    KvmIoctlError,
-    KvmNotFound,
-    KvmPermissionDenied,
-    KvmProbeError,
-    KvmUnavailable,
-    NotAKvmDevice,
-    ProfileError,
-    SnapshotError,
-    UnknownCapability,
-    UnknownVmm,
-    UnsupportedPlatform,
-)
-from .export import nfd_features, prometheus_text
-from .host import HostFacts, read_host_facts
-from .probing import ProbeResult, has, probe, value
-from .profiles import Profile, Readiness, check_vmm, load_profile, vmm_names
+
+# The public names are loaded on first use (PEP 562), so that 'import kvmprobe' costs almost
+# nothing (the pytest plugin imports it in every test run) and using one name loads only the
+# modules it needs. To export a name: import it below for type checkers, map it in
+# _EXPORTS for the run time, and list it in __all__ (tests/unit/test_lazy_facade.py checks
+# that all three agree). Not even typing is imported at run time: mypy takes a bare
+# TYPE_CHECKING name as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, List
+
+    from ._atomic import write_atomic
+    from .caps import Cap
+    from .device import KvmDevice
+    from .diagnose import Check, Diagnosis, Status, Verdict, diagnose
+    from .errors import (
+        BackendUnavailable,
+        CapabilityQueryFailed,
+        KvmBusy,
+        KvmError,
+        KvmIoctlError,
+        KvmNotFound,
+        KvmPermissionDenied,
+        KvmProbeError,
+        KvmUnavailable,
+        NotAKvmDevice,
+        ProfileError,
+        SnapshotError,
+        UnknownCapability,
+        UnknownVmm,
+        UnsupportedPlatform,
+    )
+    from .export import nfd_features, prometheus_text
+    from .host import HostFacts, read_host_facts
+    from .probing import ProbeResult, has, probe, value
+    from .profiles import Profile, Readiness, check_vmm, load_profile, vmm_names
+
+#: Public name -> the submodule that defines it.
+_EXPORTS = {
+    "BackendUnavailable": "errors",
+    "Cap": "caps",
+    "CapabilityQueryFailed": "errors",
+    "Check": "diagnose",
+    "Diagnosis": "diagnose",
+    "HostFacts": "host",
+    "KvmBusy": "errors",
+    "KvmDevice": "device",
+    "KvmError": "errors",
+    "KvmIoctlError": "errors",
+    "KvmNotFound": "errors",
+    "KvmPermissionDenied": "errors",
+    "KvmProbeError": "errors",
+    "KvmUnavailable": "errors",
+    "NotAKvmDevice": "errors",
+    "ProbeResult": "probing",
+    "Profile": "profiles",
+    "ProfileError": "errors",
+    "Readiness": "profiles",
+    "SnapshotError": "errors",
+    "Status": "diagnose",
+    "UnknownCapability": "errors",
+    "UnknownVmm": "errors",
+    "UnsupportedPlatform": "errors",
+    "Verdict": "diagnose",
+    "check_vmm": "profiles",
+    "diagnose": "diagnose",
+    "has": "probing",
+    "load_profile": "profiles",
+    "nfd_features": "export",
+    "probe": "probing",
+    "prometheus_text": "export",
+    "read_host_facts": "host",
+    "value": "probing",
+    "vmm_names": "profiles",
+    "write_atomic": "_atomic",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name (or a submodule: ``kvmprobe.caps``) on first use."""
+    from importlib import import_module
+
+    where = _EXPORTS.get(name)
+    if where is not None:
+        value = getattr(import_module(f".{where}", __name__), name)
+        globals()[name] = value  # later lookups never come back here
+        return value
+    if not name.startswith("__"):
+        try:
+            return import_module(f".{name}", __name__)
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Facade(type(sys)):  # type: ignore[misc]  # types.ModuleType, without importing types
+    """The package module: keeps a public name that is also a submodule's name (``diagnose``).
+
+    The import system binds a submodule on its package when it is first loaded; eagerly
+    imported, the public function was bound after that and won. Here the submodule may load
+    later, so the binding is turned into the public name it defines.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if _EXPORTS.get(name) == name and isinstance(value, type(sys)):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Facade
 
 
 def backend() -> str:
@@ -54,7 +145,9 @@ def backend() -> str:
         >>> backend() in ("cffi", "ctypes")
         True
     """
-    return _select_backend().name
+    from ._backend import select_backend
+
+    return select_backend().name
 
 
 __all__ = [
