@@ -95,7 +95,12 @@ class Verdict(enum.Enum):
 
     @property
     def text(self) -> str:
-        """The verdict as a person reads it."""
+        """The verdict as a person reads it.
+
+        Example:
+            >>> Verdict.NOT_USABLE.text
+            'KVM not usable'
+        """
         return {
             "usable": "KVM usable",
             "usable_with_warnings": "KVM usable, with warnings",
@@ -123,7 +128,12 @@ class Check:
     decisive: bool = False
 
     def to_dict(self) -> Dict[str, Any]:
-        """JSON-ready: ``id``, ``status``, ``decisive``, ``summary``, ``remedy`` (null when none)."""
+        """JSON-ready: ``id``, ``status``, ``decisive``, ``summary``, ``remedy`` (null when none).
+
+        Example:
+            >>> Check("api-version", Status.PASS, "KVM API version 12", decisive=True).to_dict()["remedy"] is None
+            True
+        """
         return {
             "id": self.id,
             "status": self.status.value,
@@ -160,7 +170,16 @@ class Diagnosis:
 
     @property
     def warnings(self) -> List[Check]:
-        """The checks that say WARN (and non-decisive FAILs)."""
+        """The checks that say WARN (and non-decisive FAILs).
+
+        Example:
+            >>> import tempfile
+            >>> from kvmprobe.testing import FakeBackend, FakeHost
+            >>> with tempfile.TemporaryDirectory() as tmp:
+            ...     report = diagnose(root=FakeHost.centos7().write(tmp), backend=FakeBackend({}))
+            >>> [check.id for check in report.warnings]
+            ['kernel', 'vhost-vsock']
+        """
         return [c for c in self.checks if c.status is Status.WARN or (c.status is Status.FAIL and not c.decisive)]
 
     def check(self, check_id: str) -> Check:
@@ -168,6 +187,15 @@ class Diagnosis:
 
         Raises:
             KeyError: no check has that id (see :data:`CHECK_IDS`).
+
+        Example:
+            >>> import errno, tempfile
+            >>> from kvmprobe.testing import FakeBackend, FakeHost
+            >>> with tempfile.TemporaryDirectory() as tmp:
+            ...     report = diagnose(root=FakeHost.container_no_kvm().write(tmp),
+            ...                       backend=FakeBackend(open_errno=errno.ENOENT))
+            >>> report.check("device-access").status.value, report.usable
+            ('FAIL', False)
         """
         for item in self.checks:
             if item.id == check_id:

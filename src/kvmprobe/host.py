@@ -147,7 +147,12 @@ class GroupEntry:
     members: Tuple[str, ...] = ()
 
     def to_dict(self) -> Dict[str, Any]:
-        """JSON-ready, fixed key order."""
+        """JSON-ready, fixed key order.
+
+        Example:
+            >>> GroupEntry("kvm", 36).to_dict()["members"]
+            []
+        """
         return {"name": self.name, "gid": self.gid, "members": list(self.members)}
 
 
@@ -274,23 +279,44 @@ class HostFacts:
 
     @property
     def in_vm(self) -> bool:
-        """Whether the CPU says this kernel runs in a virtual machine (the ``hypervisor`` flag)."""
+        """Whether the CPU says this kernel runs in a virtual machine (the ``hypervisor`` flag).
+
+        Example:
+            >>> HostFacts("Linux", "x86_64", "6.18.0", cpu_flags=frozenset({"hypervisor"})).in_vm
+            True
+        """
         return "hypervisor" in self.cpu_flags
 
     @property
     def kvm_node(self) -> Optional[DeviceNode]:
-        """The :class:`DeviceNode` of :attr:`kvm_device`, or ``None`` when there is none."""
+        """The :class:`DeviceNode` of :attr:`kvm_device`, or ``None`` when there is none.
+
+        Example:
+            >>> node = DeviceNode("char", 10, 232, 0o600, 0, 0)
+            >>> HostFacts("Linux", "x86_64", "6.18.0", devices={"/dev/kvm": node}).kvm_node is node
+            True
+        """
         return self.devices.get(self.kvm_device)
 
     def group(self, gid: int) -> Optional[GroupEntry]:
-        """The ``/etc/group`` entry of ``gid`` among :attr:`group_db`, if read."""
+        """The ``/etc/group`` entry of ``gid`` among :attr:`group_db`, if read.
+
+        Example:
+            >>> HostFacts("Linux", "x86_64", "6.8", group_db=(GroupEntry("kvm", 36, ("alice",)),)).group(36).name
+            'kvm'
+        """
         for entry in self.group_db:
             if entry.gid == gid:
                 return entry
         return None
 
     def group_named(self, name: str) -> Optional[GroupEntry]:
-        """The ``/etc/group`` entry named ``name`` among :attr:`group_db`, if read."""
+        """The ``/etc/group`` entry named ``name`` among :attr:`group_db`, if read.
+
+        Example:
+            >>> HostFacts("Linux", "x86_64", "6.8", group_db=(GroupEntry("kvm", 36),)).group_named("kvm").gid
+            36
+        """
         for entry in self.group_db:
             if entry.name == name:
                 return entry
