@@ -8,9 +8,7 @@ Nothing here caches: see ``probe`` for that.
 from __future__ import annotations
 
 import errno
-import grp
 import os
-import pwd
 import stat
 import sys
 from types import TracebackType
@@ -289,6 +287,9 @@ class VmFd:
 
 
 def _owner(st: os.stat_result) -> Tuple[str, str]:
+    import grp  # only on this error path
+    import pwd
+
     try:
         user = pwd.getpwuid(st.st_uid).pw_name
     except KeyError:
