@@ -38,9 +38,10 @@ from .caps import Cap, CapLike
 from .probing import ProbeResult
 
 __all__ = [
+    "CapSelection",
     "DEFAULT_PREFIX",
     "NFD_MAX_FILE_SIZE",
-    "CapSelection",
+    "Unavailable",
     "cap_label_name",
     "check_prefix",
     "is_label_value",
@@ -58,6 +59,9 @@ DEFAULT_PREFIX = "kvmprobe.io"
 
 #: nfd-worker ignores a feature file larger than this (``MaxFeatureFileSize``, source/local/local.go).
 NFD_MAX_FILE_SIZE = 65536
+
+#: Why KVM cannot be used: an error (its class names the reason), a short text, or ``None``.
+Unavailable = Union[BaseException, str, None]
 
 #: Which capabilities to export: ``"all"`` (or ``None``), ``"none"``, or names/numbers/members.
 CapSelection = Union[str, Iterable[CapLike], None]
@@ -231,17 +235,22 @@ def select_caps(selection: CapSelection = "all") -> Tuple[Cap, ...]:
     return tuple(cap for cap in Cap if cap in chosen)
 
 
-def unavailable_reason(error: BaseException) -> str:
-    """A short label-safe reason for why KVM could not be used, from the error's class.
+def unavailable_reason(error: Union[BaseException, str]) -> str:
+    """A short label-safe reason for why KVM cannot be used: from an error's class, or a text.
 
     ``KvmPermissionDenied`` gives ``permission-denied``, ``KvmNotFound`` ``not-found``,
-    ``NotAKvmDevice`` ``not-a-kvm-device``.
+    ``NotAKvmDevice`` ``not-a-kvm-device``. A text (such as the id of the doctor check that
+    failed, ``create-vm``) is made label-safe with :func:`label_name`.
 
     Example:
         >>> from kvmprobe import KvmPermissionDenied, KvmBusy
         >>> unavailable_reason(KvmPermissionDenied("no")), unavailable_reason(KvmBusy("busy"))
         ('permission-denied', 'busy')
+        >>> unavailable_reason("create-vm")
+        'create-vm'
     """
+    if isinstance(error, str):
+        return label_name(error)
     name = type(error).__name__
     if name.startswith("Kvm") and len(name) > 3:
         name = name[3:]
@@ -259,7 +268,7 @@ def _facts(
     result: Optional[ProbeResult],
     usable: Optional[bool],
     nested: Optional[bool],
-    unavailable: Optional[BaseException],
+    unavailable: Unavailable,
 ) -> Tuple[bool, Optional[bool]]:
     """Fill the defaults: usable means a device that answered API 12; nested from recorded facts."""
     if usable is None:
@@ -281,7 +290,7 @@ def _labels(
     usable: bool,
     nested: Optional[bool],
     vmm_ready: Mapping[str, bool],
-    unavailable: Optional[BaseException],
+    unavailable: Unavailable,
     prefix: str,
     caps: Tuple[Cap, ...],
 ) -> List[Tuple[str, str]]:
@@ -310,7 +319,7 @@ def nfd_features(
     usable: Optional[bool] = None,
     nested: Optional[bool] = None,
     vmm_ready: Optional[Mapping[str, bool]] = None,
-    unavailable: Optional[BaseException] = None,
+    unavailable: Unavailable = None,
     prefix: str = DEFAULT_PREFIX,
     caps: CapSelection = "all",
     expiry_time: Optional[datetime] = None,
@@ -329,7 +338,9 @@ def nfd_features(
         nested: whether nested virtualization is on (default: from ``result.host`` when recorded;
             ``None`` leaves the label out).
         vmm_ready: each VMM profile id and whether it can run here.
-        unavailable: the error that kept KVM out of reach (sets ``kvm.unavailable``).
+        unavailable: why KVM cannot be used: the error that kept the device out of reach, or
+            a short text such as the failed doctor check's id (sets ``kvm.unavailable``; makes
+            ``usable`` false).
         prefix: the label namespace (checked by :func:`check_prefix`).
         caps: which capabilities get labels (:func:`select_caps`; default all).
         expiry_time: adds ``# +expiry-time=<RFC 3339, UTC>``: nfd-worker drops the labels
@@ -422,13 +433,13 @@ def prometheus_text(
     usable: Optional[bool] = None,
     nested: Optional[bool] = None,
     vmm_ready: Optional[Mapping[str, bool]] = None,
-    unavailable: Optional[BaseException] = None,
+    unavailable: Unavailable = None,
     caps: CapSelection = "all",
 ) -> str:
     """The host as Prometheus gauges, for node_exporter's textfile collector (a ``*.prom`` file).
 
-    Metrics: ``kvm_usable`` (1/0), ``kvm_unavailable{reason}`` (1, only when KVM could not
-    be reached), ``kvm_api_version``, ``kvm_capability{name,number}`` (the raw
+    Metrics: ``kvm_usable`` (1/0), ``kvm_unavailable{reason}`` (1, only when not usable and
+    the reason is known), ``kvm_api_version``, ``kvm_capability{name,number}`` (the raw
     ``KVM_CHECK_EXTENSION`` answer, 0 when unsupported, for each selected capability),
     ``kvm_capability_query_errno{name,number}`` (a query the kernel failed),
     ``kvm_vmm_ready{vmm}`` (1/0), ``kvm_nested_enabled`` (1/0, absent when unknown) and
@@ -462,7 +473,7 @@ def prometheus_text(
     if not flag and unavailable is not None:
         out.gauge(
             "kvm_unavailable",
-            "Why KVM could not be reached (the reason label); present only then.",
+            "Why KVM is not usable here (the reason label); present only then.",
             [_sample("kvm_unavailable", 1, {"reason": unavailable_reason(unavailable)})],
         )
     if result is not None:

@@ -330,3 +330,13 @@ def test_output_is_deterministic() -> None:
     result = fake_probe_result({"HLT": 1, "IRQCHIP": 1})
     vmms: Dict[str, bool] = {"b": True, "a": False}
     assert nfd_features(result, vmm_ready=vmms) == nfd_features(result, vmm_ready=dict(reversed(list(vmms.items()))))
+
+
+def test_a_reachable_but_unusable_device_names_the_failed_check() -> None:
+    text = nfd_features(fake_probe_result({"HLT": 1}), unavailable="create-vm")
+    labels = assert_all_valid(text)
+    assert labels[f"{DEFAULT_PREFIX}/kvm.usable"] == "false"
+    assert labels[f"{DEFAULT_PREFIX}/kvm.unavailable"] == "create-vm"
+    assert labels[f"{DEFAULT_PREFIX}/kvm.cap.hlt"] == "1"  # what the kernel answered still counts
+    odd = assert_all_valid(nfd_features(None, unavailable="_weird reason!"))
+    assert is_label_value(odd[f"{DEFAULT_PREFIX}/kvm.unavailable"])

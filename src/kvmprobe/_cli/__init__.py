@@ -14,7 +14,7 @@ from ..errors import KvmProbeError
 from . import _common
 
 # The commands, in the order ``--help`` lists them. ``dump`` runs when none is named.
-_COMMANDS = ("dump", "has", "check", "doctor", "snapshot", "diff")
+_COMMANDS = ("dump", "has", "check", "doctor", "snapshot", "diff", "export")
 
 
 def build_parser() -> _common.Parser:

@@ -1,0 +1,183 @@
+"""``kvmprobe export --format nfd|prometheus``: this host's KVM facts for a fleet's own tooling.
+
+The command gathers what the renderers in :mod:`kvmprobe.export` need (the probe, the
+diagnosis's verdict and nested setting, each built-in VMM's readiness) and prints the text or
+replaces ``-o FILE`` atomically.
+
+A live host whose KVM cannot be used is still exported: ``kvm.usable=false`` /
+``kvm_usable 0``, with the reason (``kvm.unavailable=permission-denied``), every VMM not
+ready, and the host facts that need no device (nested). The file is written first; then the
+command exits 3, with the reason on stderr, so a person at a terminal sees it, while a
+systemd unit (``SuccessExitStatus=3``) or a DaemonSet loop simply carries on. A recorded host
+(``--snapshot``) exits 0 whatever it says: no live device was needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Dict, Optional
+
+from .._atomic import write_atomic
+from ..device import device_path
+from ..diagnose import Status, diagnose
+from ..errors import KvmUnavailable
+from ..export import DEFAULT_PREFIX, Unavailable, check_prefix, nfd_features, prometheus_text, select_caps
+from ..host import read_host_facts
+from ..probing import ProbeResult
+from ..profiles import check_vmm, vmm_names
+from . import _common
+
+_DURATION = re.compile(r"(\d+)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="write this host's KVM facts for a fleet: NFD feature labels or Prometheus metrics",
+        description="Render the host (or a recorded one) as a Node Feature Discovery feature file "
+        "(features.d) or as a node_exporter textfile (*.prom). With -o the file is replaced "
+        "atomically. A host where KVM is not usable is exported as such (usable=false).",
+        epilog="exit codes: 0 written, 2 bad input or unwritable output, 3 written, but the live "
+        "KVM device is not usable (the export says so).",
+    )
+    parser.add_argument("--format", required=True, choices=("nfd", "prometheus"), help="which format to write")
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", help="replace FILE atomically (default: standard output; '-' too)"
+    )
+    parser.add_argument(
+        "--prefix", metavar="DOMAIN", help=f"nfd: the label namespace (default: {DEFAULT_PREFIX})"
+    )
+    parser.add_argument(
+        "--caps",
+        default="all",
+        metavar="all|none|LIST",
+        help="which capabilities to export: all (default), none, or a comma-separated list of names",
+    )
+    parser.add_argument(
+        "--expiry-time",
+        metavar="WHEN",
+        help="nfd: labels expire at WHEN unless rewritten: an RFC 3339 time (2026-11-26T10:00:00Z) "
+        "or a duration from now (90m, 3h, 7d)",
+    )
+    _common.add_source_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def parse_expiry(text: str, now: datetime) -> datetime:
+    """An RFC 3339 time with a zone, or ``now`` plus a duration like ``3h``."""
+    spelled = text.strip()
+    match = _DURATION.fullmatch(spelled)
+    if match is not None:
+        return now + timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    iso = spelled[:-1] + "+00:00" if spelled[-1:] in ("Z", "z") else spelled
+    try:
+        when = datetime.fromisoformat(iso.replace("t", "T"))
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise _common.UsageError(
+            f"--expiry-time {text!r} is neither an RFC 3339 time with a zone (2026-11-26T10:00:00Z) "
+            "nor a duration (90m, 3h, 7d)"
+        )
+    return when
+
+
+def run(args: argparse.Namespace) -> int:
+    # Bad input fails before KVM is touched.
+    if args.format != "nfd":
+        for flag, given in (("--prefix", args.prefix), ("--expiry-time", args.expiry_time)):
+            if given is not None:
+                raise _common.UsageError(f"{flag} applies to --format nfd only")
+    caps = select_caps(args.caps)
+    expiry = parse_expiry(args.expiry_time, datetime.now(timezone.utc)) if args.expiry_time else None
+    prefix = args.prefix if args.prefix is not None else DEFAULT_PREFIX
+    try:
+        check_prefix(prefix)
+    except ValueError as err:
+        raise _common.UsageError(str(err)) from None
+
+    host = gather(args)
+    try:
+        if args.format == "nfd":
+            text = nfd_features(
+                host.result, usable=host.usable, nested=host.nested, vmm_ready=host.vmm_ready,
+                unavailable=host.unavailable, prefix=prefix, caps=caps, expiry_time=expiry,
+            )
+        else:
+            text = prometheus_text(
+                host.result, usable=host.usable, nested=host.nested, vmm_ready=host.vmm_ready,
+                unavailable=host.unavailable, caps=caps,
+            )
+    except ValueError as err:  # a feature file over NFD's size limit
+        raise _common.UsageError(str(err)) from None
+    _emit(text, args.output)
+
+    if host.live and not host.usable:
+        print(f"kvmprobe: KVM is not usable here, exported as such: {host.why}", file=sys.stderr)
+        return _common.EXIT_UNAVAILABLE
+    return _common.EXIT_OK
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """What the renderers need about one host, and why it is not usable when it is not."""
+
+    result: Optional[ProbeResult]
+    live: bool
+    usable: bool
+    nested: Optional[bool]
+    vmm_ready: Dict[str, bool]
+    unavailable: Unavailable
+    why: str
+
+
+def gather(args: argparse.Namespace) -> Gathered:
+    """Probe (or load the recorded host), diagnose, and check every built-in VMM.
+
+    Live, the probe also creates a VM (``probe(vm=True)``): that is the decisive test of a
+    usable KVM, and the device is opened once. When the device cannot be used at all, the
+    error is the reason and the host facts that need no device still count (nested).
+    """
+    live = getattr(args, "snapshot", None) is None
+    try:
+        result = _common.load_result(args, vm=live)
+    except KvmUnavailable as err:
+        if not live:
+            raise
+        facts = read_host_facts(device=device_path(getattr(args, "device", None)))
+        names = vmm_names(facts.machine)
+        return Gathered(
+            None, live=True, usable=False, nested=facts.nested_enabled,
+            vmm_ready={name: False for name in names}, unavailable=err, why=str(err),
+        )
+    diagnosis = diagnose(result)
+    failed = next((c for c in diagnosis.checks if c.decisive and c.status is Status.FAIL), None)
+    unavailable: Unavailable = None
+    if not diagnosis.usable:
+        unavailable = failed.id if failed is not None else "not-usable"
+    ready = {
+        name: diagnosis.usable and check_vmm(name, result, arch=result.arch).ready
+        for name in vmm_names(result.arch)
+    }
+    return Gathered(
+        result, live=live, usable=diagnosis.usable, nested=diagnosis.facts.nested_enabled,
+        vmm_ready=ready, unavailable=unavailable, why=diagnosis.summary,
+    )
+
+
+def _emit(text: str, output: Optional[str]) -> None:
+    if output is None or output == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        write_atomic(output, text)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise _common.UsageError(
+            f"cannot write {output}: {reason} (the directory must exist and be writable; nothing was changed)"
+        ) from None
