@@ -528,9 +528,11 @@ class _Judge:
         facts = self.facts
         node = facts.kvm_node
         path = facts.kvm_device
+        if path not in facts.devices:
+            return Check("device-node", Status.SKIP, f"{path} was not looked at (not in the host facts)")
         if node is None:
             if self.works:
-                return Check("device-node", Status.INFO, f"{path} is not in the facts read, yet it opened")
+                return Check("device-node", Status.INFO, f"{path} does not exist under the root read, yet it opened")
             return Check("device-node", Status.FAIL, f"{path} does not exist", _missing_device_remedy(facts))
         expected = facts.kvm_misc_dev or _KVM_NUMBER
         recreate = (
@@ -554,6 +556,7 @@ class _Judge:
         facts = self.facts
         who = _who(facts)
         if answers.how == "recorded":
+            who = who if facts.uid is not None else "the user who recorded it"
             return Check("device-access", Status.PASS,
                          f"{self.path} opened read-write for {who} when the host was recorded",
                          decisive=True)  # fmt: skip
@@ -742,7 +745,9 @@ class _Judge:
 
     def node_check(self, check_id: str, path: str, module: str, purpose: str) -> Check:
         facts = self.facts
-        node = facts.devices.get(path)
+        if path not in facts.devices:
+            return Check(check_id, Status.SKIP, f"{path} was not looked at (not in the host facts)")
+        node = facts.devices[path]
         if node is not None and node.is_char:
             return Check(check_id, Status.PASS, f"{path}: {_node_text(node)}")
         if facts.container is not None:
@@ -784,6 +789,11 @@ class _Judge:
         )
 
 
+def _has_facts(facts: HostFacts) -> bool:
+    """Whether the facts were read from a host at all (a synthesized host's are all empty)."""
+    return bool(facts.devices or facts.kvm_modules or facts.cpu_flags or facts.cpu_vendor or facts.uid is not None)
+
+
 def _verdict(checks: Sequence[Check]) -> Verdict:
     decisive = {c.id: c for c in checks if c.decisive}
     if any(c.status is Status.FAIL for c in decisive.values()):
@@ -795,14 +805,15 @@ def _verdict(checks: Sequence[Check]) -> Verdict:
     return Verdict.USABLE
 
 
-def _summary(verdict: Verdict, checks: Sequence[Check], facts: HostFacts) -> str:
+def _summary(verdict: Verdict, checks: Sequence[Check], facts: HostFacts, *, recorded: bool) -> str:
     if verdict is Verdict.NOT_USABLE:
         failed = next((c for c in checks if c.decisive and c.status is Status.FAIL), None)
         return f"{verdict.text}: {failed.summary}" if failed else verdict.text
     backend = facts.kvm_backend or "unknown backend"
     vm = "a VM can be created" if next(c for c in checks if c.id == "create-vm").status is Status.PASS else (
         "VM creation not checked")  # fmt: skip
-    text = f"{verdict.text}: the device opens, API version {KVM_API_VERSION}, {vm} ({backend})"
+    opens = "the device opened when recorded" if recorded else "the device opens"
+    text = f"{verdict.text}: {opens}, API version {KVM_API_VERSION}, {vm} ({backend})"
     warned = [c.id for c in checks if c.status is Status.WARN]
     if warned:
         text += f"; warnings: {', '.join(warned)}"
@@ -860,6 +871,8 @@ def diagnose(
         answers = _recorded_answers(probe, "recorded")
         path = probe.device
         source = probe.source
+        # A preset synthesized from the capability table carries empty facts.
+        facts_known = _has_facts(facts)
     elif probe is not None and probe.source not in ("live", "fake"):
         # A recorded host without facts (a synthesized preset): only its answers are known.
         facts = HostFacts(system="Linux", machine=probe.arch, kernel_release=probe.kernel, kvm_device=probe.device)
@@ -883,7 +896,7 @@ def diagnose(
         verdict=verdict,
         checks=checks,
         facts=facts,
-        summary=_summary(verdict, checks, facts),
+        summary=_summary(verdict, checks, facts, recorded=answers.how == "recorded"),
         source=source,
         device=path,
     )

@@ -198,3 +198,13 @@ def test_snapshot_and_device_exclude_each_other(tmp_path: Path, capsys: pytest.C
     path = _snapshot(tmp_path, FakeHost.pvm(), {}, vm=False)
     code, _, err = run(["doctor", "--snapshot", path, "--device", "/dev/kvm"], capsys)
     assert code == 2 and err.count("\n") == 1
+
+
+def test_synthesized_preset_judges_only_the_answers(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("kvmprobe.presets", reason="the presets module is not in this tree yet")
+    code, out, _ = run(["doctor", "--snapshot", "preset:linux-3.10", "--json"], capsys)
+    doc = json.loads(out)
+    checks = {c["id"]: c for c in doc["checks"]}
+    assert code == 0 and doc["verdict"] == "usable_with_warnings"
+    assert checks["kernel"]["status"] == "WARN" and "KVM_CAP_IMMEDIATE_EXIT" in checks["kernel"]["summary"]
+    assert checks["kvm-module"]["status"] == "SKIP" and checks["vhost-net"]["status"] == "SKIP"

@@ -410,3 +410,26 @@ def test_flags_do_not_take_the_blame_when_a_backend_is_loaded(root: str) -> None
     assert [c.id for c in report.checks if c.status is Status.FAIL] == ["device-access"]
     assert report.check("cpu-flags").summary == "neither vmx nor svm, yet kvm_pvm is loaded: kvm_pvm needs neither"
     assert report.check("hypervisor").summary == "hypervisor flag: a virtual machine without vmx/svm, with kvm_pvm loaded"
+
+
+def test_synthesized_host_skips_every_fact_check() -> None:
+    # A preset made from the capability table carries empty host facts: nothing to explain with.
+    empty = HostFacts(system="Linux", machine="x86_64", kernel_release="3.10.0-synthesized")
+    result = dataclasses.replace(fake_probe_result({}, kernel="3.10.0-synthesized", source="preset:linux-3.10"),
+                                 host=empty)  # fmt: skip
+    report = diagnose(result)
+    judged = {"platform", "kernel", *DECISIVE}
+    assert all(c.status is Status.SKIP for c in report.checks if c.id not in judged)
+    assert report.check("device-access").summary.endswith("for the user who recorded it when the host was recorded")
+    assert report.summary.startswith("KVM usable, with warnings: the device opened when recorded")
+
+
+def test_nodes_not_looked_at_are_skip_not_missing(root: str) -> None:
+    facts = facts_for(FakeHost.amd_nested0(), root)
+    partial = dataclasses.replace(facts, devices={"/dev/kvm": facts.devices["/dev/kvm"]})
+    report = diagnose(dataclasses.replace(fake_probe_result(WORKING, source="snapshot"), host=partial))
+    assert report.check("device-node").status is Status.PASS
+    assert report.check("vhost-net").status is Status.SKIP and report.check("tun").status is Status.SKIP
+    gone = diagnose(dataclasses.replace(fake_probe_result(WORKING, source="snapshot"),
+                                        host=dataclasses.replace(facts, devices={})))  # fmt: skip
+    assert gone.check("device-node").status is Status.SKIP
