@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .caps import Cap
     from .device import KvmDevice
     from .diagnose import Check, Diagnosis, Status, Verdict, diagnose
+    from .diff import HostDiff, diff_hosts
     from .errors import (
         BackendUnavailable,
         CapabilityQueryFailed,
@@ -50,8 +51,10 @@ if TYPE_CHECKING:
     )
     from .export import nfd_features, prometheus_text
     from .host import HostFacts, read_host_facts
+    from .presets import load_preset, preset_names
     from .probing import ProbeResult, has, probe, value
     from .profiles import Profile, Readiness, check_vmm, load_profile, vmm_names
+    from .snapshot import load_snapshot
 
 #: Public name -> the submodule that defines it.
 _EXPORTS = {
@@ -60,6 +63,7 @@ _EXPORTS = {
     "CapabilityQueryFailed": "errors",
     "Check": "diagnose",
     "Diagnosis": "diagnose",
+    "HostDiff": "diff",
     "HostFacts": "host",
     "KvmBusy": "errors",
     "KvmDevice": "device",
@@ -82,9 +86,13 @@ _EXPORTS = {
     "Verdict": "diagnose",
     "check_vmm": "profiles",
     "diagnose": "diagnose",
+    "diff_hosts": "diff",
     "has": "probing",
+    "load_preset": "presets",
     "load_profile": "profiles",
+    "load_snapshot": "snapshot",
     "nfd_features": "export",
+    "preset_names": "presets",
     "probe": "probing",
     "prometheus_text": "export",
     "read_host_facts": "host",
@@ -156,6 +164,7 @@ __all__ = [
     "CapabilityQueryFailed",
     "Check",
     "Diagnosis",
+    "HostDiff",
     "HostFacts",
     "KvmBusy",
     "KvmDevice",
@@ -180,9 +189,13 @@ __all__ = [
     "backend",
     "check_vmm",
     "diagnose",
+    "diff_hosts",
     "has",
+    "load_preset",
     "load_profile",
+    "load_snapshot",
     "nfd_features",
+    "preset_names",
     "probe",
     "prometheus_text",
     "read_host_facts",
