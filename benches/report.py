@@ -142,7 +142,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 return status
             with open(path, encoding="utf-8") as handle:
                 document = json.load(handle)
-    print(render(document))
+    try:
+        print(render(document))
+    except BrokenPipeError:  # report.py | head
+        sys.stderr.close()
     return 0
 
 
