@@ -26,6 +26,7 @@ import tempfile
 from typing import Any, Dict, List, Optional, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+GROUP_ORDER = ("batch", "probe", "lookup", "startup", "importtime")
 
 
 def run_benchmarks(json_path: str, quick: bool, extra: Sequence[str] = ()) -> int:
@@ -75,7 +76,7 @@ def rows(document: Dict[str, Any]) -> List[Dict[str, str]]:
         row = {"group": info["group"], "what": info["label"], "median": _time(_per_pass(bench))}
         if info["role"] == "measure":
             value = float(info["value_ms"])
-            row.update(baseline="-", result=f"{value:.2f} ms", target=f"<= {target:g} ms" if target else "-")
+            row.update(median="-", baseline="-", result=f"{value:.2f} ms", target=f"<= {target:g} ms" if target else "-")
         elif base is None:
             row.update(baseline="(no baseline in this run)", result="-", target="-")
             value = float("nan")
@@ -95,6 +96,8 @@ def rows(document: Dict[str, Any]) -> List[Dict[str, str]]:
             )
         row["verdict"] = "-" if target is None or value != value else ("met" if value <= target else "MISSED")
         table.append(row)
+    order = {group: index for index, group in enumerate(GROUP_ORDER)}
+    table.sort(key=lambda row: order.get(row["group"], len(order)))  # stable: file order within a group
     return table
 
 
