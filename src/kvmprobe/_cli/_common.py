@@ -68,7 +68,8 @@ def load_host(spec: str) -> ProbeResult:
     if result.unknown:
         names = ", ".join(f"{row['name']} ({row['number']})" for row in result.unknown)
         print(
-            f"kvmprobe: note: {spec} has {len(result.unknown)} capabilities this kvmprobe does not know: "
+            f"kvmprobe: note: {spec} has {len(result.unknown)} "
+            f"{'capability' if len(result.unknown) == 1 else 'capabilities'} this kvmprobe does not know: "
             f"{names}; they are kept but not used (upgrade kvmprobe to use them)",
             file=sys.stderr,
         )
