@@ -93,11 +93,13 @@ class CLoop:
 
     def batch(self, fd: int, request: int) -> int:
         """``reps`` passes of the plain loop on ``fd``; returns the failures of the last pass."""
+        # Ownership: fd is the bench's, which closes it; the arrays belong to this object.
         result: int = self.lib.c_batch(fd, request, self.numbers, self.values, self.errnos, self.count, self.reps)
         return result
 
     def probe(self, path: str, api_request: int, check_request: int) -> int:
         """``reps`` whole probes (open, API version, pass, close); returns the API version."""
+        # Ownership: c_probe closes every fd it opens before it returns.
         result: int = self.lib.c_probe(
             path.encode(), api_request, check_request, self.numbers, self.values, self.errnos, self.count, self.reps
         )
