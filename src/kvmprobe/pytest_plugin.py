@@ -82,18 +82,41 @@ def _session_reason(config: pytest.Config) -> Optional[str]:
     return config.stash[_REASON_KEY]
 
 
+def _required() -> bool:
+    return os.environ.get("KVMPROBE_REQUIRE_KVM", "") not in ("", "0")
+
+
 def _skip_without_kvm(config: pytest.Config) -> None:
     reason = _session_reason(config)
     if reason is None:
         return
-    if os.environ.get("KVMPROBE_REQUIRE_KVM", "") not in ("", "0"):
+    if _required():
         pytest.fail(f"{reason} (KVMPROBE_REQUIRE_KVM is set, so this fails instead of skipping)", pytrace=False)
     pytest.skip(reason)
 
 
+def _needs_kvm(item: pytest.Item) -> bool:
+    return item.get_closest_marker("kvm") is not None or "real_kvm" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    """Mark the tests that need KVM (marker ``kvm`` or fixture ``real_kvm``) skipped, with the reason.
+
+    A skip mark (rather than a skip raised later) makes pytest report each test's own location.
+    The device is opened only when such a test was collected.
+    """
+    needing = [item for item in items if _needs_kvm(item)]
+    if not needing or _required():
+        return
+    reason = _session_reason(config)
+    if reason is not None:
+        for item in needing:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Skip a test marked ``kvm`` where no usable KVM device exists (or fail it, see above)."""
-    if item.get_closest_marker("kvm") is not None:
+    """With ``KVMPROBE_REQUIRE_KVM`` set, fail a test that needs KVM where there is none."""
+    if _needs_kvm(item):
         _skip_without_kvm(item.config)
 
 
