@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import socket
+import subprocess
+import threading
+import urllib.request
+from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
@@ -11,7 +17,7 @@ from hypothesis import strategies as st
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from kvmprobe import Cap, KvmPermissionDenied, UnknownCapability
+from kvmprobe import Cap, KvmPermissionDenied, UnknownCapability, write_atomic
 from kvmprobe.caps import CapLike
 from kvmprobe.export import prometheus_text
 from kvmprobe.host import HostFacts
@@ -122,3 +128,80 @@ def test_text_ends_with_one_newline_and_has_no_blank_lines() -> None:
     assert text.endswith("\n") and not text.endswith("\n\n")
     lines: List[str] = text.split("\n")[:-1]
     assert all(lines)
+
+
+# --- The real consumer, where it is installed ---
+
+
+def _node_exporter() -> str:
+    for name in ("node_exporter", "prometheus-node-exporter"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.skip("node_exporter is not installed here (Debian: apt-get install prometheus-node-exporter)")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return str(response.read().decode())
+
+
+def test_node_exporter_reads_every_rewrite_whole(tmp_path: Path) -> None:
+    exporter = _node_exporter()
+    values: Dict[CapLike, int] = {cap: int(cap) % 5 for cap in Cap}
+    texts = [prometheus_text(fake_probe_result(values), vmm_ready={"qemu": flag}) for flag in (True, False)]
+    target = tmp_path / "kvmprobe.prom"
+    write_atomic(target, texts[0])
+    port = _free_port()
+    proc = subprocess.Popen(
+        [exporter, "--collector.disable-defaults", "--collector.textfile",
+         f"--collector.textfile.directory={tmp_path}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    stop = threading.Event()
+
+    def rewrite() -> None:
+        flip = 0
+        while not stop.is_set():
+            flip ^= 1
+            write_atomic(target, texts[flip])
+
+    writer = threading.Thread(target=rewrite)
+    try:
+        for _ in range(200):  # wait until it listens
+            try:
+                _scrape(port)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"node_exporter exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+                stop.wait(0.05)
+        writer.start()
+        for _ in range(40):
+            samples = parse_exposition(_scrape(port))
+            assert samples[("node_textfile_scrape_error", ())] == 0
+            assert cap_samples(samples) == {int(cap): float(values[cap]) for cap in Cap}
+            assert samples[("kvm_usable", ())] == 1
+    finally:
+        stop.set()
+        if writer.is_alive():
+            writer.join()
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def parse_exposition(text: str) -> Samples:
+    """Samples of a whole /metrics page (node_exporter's own families included)."""
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
