@@ -213,6 +213,7 @@ def select_caps(selection: CapSelection = "all") -> Tuple[Cap, ...]:
 
     Raises:
         UnknownCapability: a name is no capability (with close matches).
+        ValueError: the string names nothing at all (``""``, ``","``).
 
     Example:
         >>> [c.name for c in select_caps("KVM_CAP_IMMEDIATE_EXIT, nr_memslots")]
@@ -229,6 +230,8 @@ def select_caps(selection: CapSelection = "all") -> Tuple[Cap, ...]:
         if word == "none":
             return ()
         items: Iterable[CapLike] = [part for part in (p.strip() for p in selection.split(",")) if part]
+        if not items:
+            raise ValueError(f"capability selection {selection!r} names nothing; give all, none, or names")
     else:
         items = selection
     chosen = {Cap.lookup(item) for item in items}

@@ -264,6 +264,8 @@ def test_a_capability_list_limits_the_labels() -> None:
     assert select_caps([Cap.HLT, "hlt", 1]) == (Cap.HLT,)
     with pytest.raises(UnknownCapability, match="IMMEDIATE_EXIT"):
         nfd_features(result, caps="IMEDIATE_EXIT")
+    with pytest.raises(ValueError, match="names nothing"):
+        select_caps("")
 
 
 # --- Prefix ---

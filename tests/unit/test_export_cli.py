@@ -155,6 +155,7 @@ def test_expiry_as_rfc3339_and_as_a_duration(capsys: pytest.CaptureFixture[str])
         (["--format", "nfd", "--expiry-time", "tomorrow"], "RFC 3339"),
         (["--format", "nfd", "--expiry-time", "2026-11-26T10:00:00"], "with a zone"),
         (["--format", "nfd", "--caps", "IMEDIATE_EXIT"], "did you mean KVM_CAP_IMMEDIATE_EXIT"),
+        (["--format", "prometheus", "--caps", " , "], "names nothing"),
         (["--format", "nfd", "-o", "/nonexistent/dir/kvmprobe"], "cannot write /nonexistent/dir/kvmprobe"),
         (["--format", "nfd", "--snapshot", "/nonexistent.json"], "nonexistent.json"),
         (["--format", "yaml"], "invalid choice"),

@@ -93,10 +93,10 @@ def run(args: argparse.Namespace) -> int:
         for flag, given in (("--prefix", args.prefix), ("--expiry-time", args.expiry_time)):
             if given is not None:
                 raise _common.UsageError(f"{flag} applies to --format nfd only")
-    caps = select_caps(args.caps)
     expiry = parse_expiry(args.expiry_time, datetime.now(timezone.utc)) if args.expiry_time else None
     prefix = args.prefix if args.prefix is not None else DEFAULT_PREFIX
     try:
+        caps = select_caps(args.caps)
         check_prefix(prefix)
     except ValueError as err:
         raise _common.UsageError(str(err)) from None
