@@ -1,6 +1,6 @@
 """Recorded hosts: write a probe result as a JSON document, and read one back strictly.
 
-Imports ``probing``, ``host``, ``caps``, ``errors`` and ``_version``. A snapshot is the JSON
+Imports ``probing``, ``host``, ``caps``, ``errors``, ``_atomic`` and ``_version``. A snapshot is the JSON
 document ``python -m kvmprobe snapshot`` (and ``python -m kvmprobe --json``) writes: the
 schema name and version, who wrote it and when, the device, API version and kernel, one row
 per capability (the system-fd value, the VM-fd value where asked, the errno where a query
