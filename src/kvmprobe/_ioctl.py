@@ -8,8 +8,9 @@ every architecture: x86_64, aarch64, riscv64, s390x and loongarch64 use the gene
 
 from __future__ import annotations
 
-import platform
+import os
 from dataclasses import dataclass
+from typing import Dict
 
 from .errors import UnsupportedPlatform
 
@@ -59,7 +60,7 @@ GENERIC = IocLayout(sizebits=14, dirbits=2, none=0, read=2, write=1)
 POWERPC = IocLayout(sizebits=13, dirbits=3, none=1, read=2, write=4)  # also mips, sparc, alpha
 PARISC = IocLayout(sizebits=14, dirbits=2, none=0, read=1, write=2)
 
-# platform.machine() prefixes -> layout. Order matters: the first prefix that matches wins.
+# ``uname -m`` prefixes -> layout. Order matters: the first prefix that matches wins.
 _LAYOUTS: tuple[tuple[str, IocLayout], ...] = (
     ("x86_64", GENERIC),
     ("amd64", GENERIC),
@@ -97,7 +98,7 @@ class KvmIoctls:
 
     @classmethod
     def for_machine(cls, machine: str | None = None) -> KvmIoctls:
-        """The numbers for ``machine`` (default: this one, from ``platform.machine()``).
+        """The numbers for ``machine`` (default: this one, ``uname -m``).
 
         Raises:
             UnsupportedPlatform: no known ioctl layout for that architecture.
@@ -106,18 +107,24 @@ class KvmIoctls:
             >>> hex(KvmIoctls.for_machine("ppc64le").KVM_CHECK_EXTENSION)
             '0x2000ae03'
         """
-        name = (machine if machine is not None else platform.machine()).lower()
-        layout = layout_for(name)
-        return cls(
-            machine=name,
-            KVM_GET_API_VERSION=layout.io(KVMIO, 0x00),
-            KVM_CREATE_VM=layout.io(KVMIO, 0x01),
-            KVM_CHECK_EXTENSION=layout.io(KVMIO, 0x03),
-        )
+        name = (machine if machine is not None else os.uname().machine).lower()
+        numbers = _BY_MACHINE.get(name)
+        if numbers is None:
+            layout = layout_for(name)
+            numbers = _BY_MACHINE[name] = cls(
+                machine=name,
+                KVM_GET_API_VERSION=layout.io(KVMIO, 0x00),
+                KVM_CREATE_VM=layout.io(KVMIO, 0x01),
+                KVM_CHECK_EXTENSION=layout.io(KVMIO, 0x03),
+            )
+        return numbers
+
+
+_BY_MACHINE: Dict[str, KvmIoctls] = {}
 
 
 def layout_for(machine: str) -> IocLayout:
-    """The ioctl layout of a ``platform.machine()`` name.
+    """The ioctl layout of a ``uname -m`` name.
 
     Example:
         >>> layout_for("s390x") is GENERIC, layout_for("mips64") is POWERPC

@@ -9,14 +9,13 @@ fd and returns an immutable :class:`ProbeResult`. Later calls return the cached 
 from __future__ import annotations
 
 import os
-import platform
 import threading
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 from ._backend import Backend
-from .caps import Cap, CapLike
+from .caps import _SEEN, Cap, CapLike
 from .device import KvmDevice, device_path
 from .errors import CapabilityQueryFailed
 
@@ -24,6 +23,11 @@ if TYPE_CHECKING:
     from .host import HostFacts
 
 __all__ = ["ProbeResult", "has", "probe", "value"]
+
+# The table in its order, and the numbers the batch pass asks: built once, not per probe.
+_CAPS: Tuple[Cap, ...] = tuple(Cap)
+_NUMBERS: Tuple[int, ...] = tuple(int(cap) for cap in _CAPS)
+
 
 def _frozen(mapping: Mapping[Cap, int]) -> Mapping[Cap, int]:
     return MappingProxyType(dict(mapping))
@@ -53,7 +57,7 @@ class ProbeResult:
     device: str
     api_version: int
     values: Mapping[Cap, int]
-    arch: str = field(default_factory=platform.machine)
+    arch: str = field(default_factory=lambda: os.uname().machine)
     kernel: str = field(default_factory=lambda: os.uname().release)
     backend: str = ""
     errors: Mapping[Cap, int] = field(default_factory=dict)
@@ -66,20 +70,19 @@ class ProbeResult:
     recorded_at: Optional[str] = None
     recorded_by: Optional[str] = None
     synthesized: bool = False
-    _supported: Dict[Any, bool] = field(init=False, repr=False, compare=False)
     _value: Dict[Any, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Freeze the mappings, and precompute the lookups has()/value() serve with one dict
-        # hit. Cap is an IntEnum, so a plain int key finds its member too.
+        # Freeze the mappings over private copies. ``_value`` is what has()/value() serve
+        # with one dict hit; Cap is an IntEnum, so a plain int key finds its member too.
         setter = object.__setattr__
-        setter(self, "values", _frozen(self.values))
+        private = dict(self.values)
+        setter(self, "_value", private)
+        setter(self, "values", MappingProxyType(private))
         setter(self, "errors", _frozen(self.errors))
         setter(self, "vm_errors", _frozen(self.vm_errors))
         if self.vm_values is not None:
             setter(self, "vm_values", _frozen(self.vm_values))
-        setter(self, "_value", dict(self.values))
-        setter(self, "_supported", {cap: v > 0 for cap, v in self.values.items()})
 
     def value(self, cap: CapLike) -> int:
         """The raw system-fd answer for ``cap`` (0: unsupported).
@@ -113,10 +116,7 @@ class ProbeResult:
             >>> fake_probe_result({Cap.IMMEDIATE_EXIT: 1}).has("KVM_CAP_IMMEDIATE_EXIT")
             True
         """
-        try:
-            return self._supported[cap]
-        except (KeyError, TypeError):
-            return self.value(cap) > 0
+        return self.value(cap) > 0
 
     def vm_value(self, cap: CapLike) -> Optional[int]:
         """The VM-fd answer for ``cap``, or ``None`` when the VM fd was not asked.
@@ -141,7 +141,7 @@ class ProbeResult:
             >>> [c.name for c in fake_probe_result({Cap.HLT: 1, Cap.IRQCHIP: 1}).supported()]
             ['IRQCHIP', 'HLT']
         """
-        return [cap for cap in Cap if self._supported.get(cap, False)]
+        return [cap for cap in _CAPS if self._value.get(cap, 0) > 0]
 
     def applies(self, cap: CapLike) -> bool:
         """Whether cap.rs offers ``cap`` on this result's architecture (its arch gating).
@@ -201,21 +201,15 @@ class ProbeResult:
 
 
 def _run_probe(path: str, backend: Optional[Backend], vm: bool) -> ProbeResult:
-    caps = list(Cap)
-    numbers = [int(cap) for cap in caps]
     vm_values: Optional[Dict[Cap, int]] = None
     vm_errors: Dict[Cap, int] = {}
     with KvmDevice.open(path, backend=backend) as kvm:  # closed on leaving the block
         api = kvm.api_version()
-        raw, errnos = kvm.check_many(numbers)
-        values = {cap: v for cap, v, e in zip(caps, raw, errnos) if not e}
-        errors = {cap: e for cap, e in zip(caps, errnos) if e}
+        values, errors = _split(kvm.check_many(_NUMBERS))
         if vm:
             with kvm.create_vm() as vm_fd:  # the VM fd is closed on leaving the block
                 if values.get(Cap.CHECK_EXTENSION_VM, 0) > 0:
-                    vm_raw, vm_errnos = vm_fd.check_many(numbers)
-                    vm_values = {cap: v for cap, v, e in zip(caps, vm_raw, vm_errnos) if not e}
-                    vm_errors = {cap: e for cap, e in zip(caps, vm_errnos) if e}
+                    vm_values, vm_errors = _split(vm_fd.check_many(_NUMBERS))
         return ProbeResult(
             device=kvm.path,
             api_version=api,
@@ -226,6 +220,15 @@ def _run_probe(path: str, backend: Optional[Backend], vm: bool) -> ProbeResult:
             vm_errors=vm_errors,
             vm_created=vm,
         )
+
+
+def _split(answers: Tuple[List[int], List[int]]) -> Tuple[Dict[Cap, int], Dict[Cap, int]]:
+    """Values of the queries that worked, errnos of those that failed (by table order)."""
+    raw, errnos = answers
+    if not any(errnos):
+        return dict(zip(_CAPS, raw)), {}
+    values = {cap: v for cap, v, e in zip(_CAPS, raw, errnos) if not e}
+    return values, {cap: e for cap, e in zip(_CAPS, errnos) if e}
 
 
 class _Cache:
@@ -315,10 +318,8 @@ def has(cap: CapLike) -> bool:
     """
     current = _cache.current
     if current is not None:
-        try:
-            return current._supported[cap]
-        except (KeyError, TypeError):
-            return current.has(cap)
+        found = _cached_value(current, cap)
+        return found > 0 if found is not None else current.has(cap)
     return probe().has(cap)
 
 
@@ -336,11 +337,26 @@ def value(cap: CapLike) -> int:
     """
     current = _cache.current
     if current is not None:
-        try:
-            return current._value[cap]
-        except (KeyError, TypeError):
-            return current.value(cap)
+        found = _cached_value(current, cap)
+        return found if found is not None else current.value(cap)
     return probe().value(cap)
+
+
+def _cached_value(result: ProbeResult, cap: object) -> Optional[int]:
+    """The hot path of has()/value(): a member, a number, or a name looked up before.
+
+    ``None`` sends the caller to the full lookup (first use of a name, unknown names, failed
+    queries), which raises what it must.
+    """
+    try:
+        found = result._value.get(cap)
+        if found is None:
+            member = _SEEN.get(cap)
+            if member is not None:
+                found = result._value.get(member)
+    except TypeError:  # unhashable: the full lookup says what is wrong
+        return None
+    return found
 
 
 def _push_override(result: ProbeResult) -> Tuple[Optional[ProbeResult], int]:
