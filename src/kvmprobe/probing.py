@@ -153,52 +153,6 @@ class ProbeResult:
         """
         return Cap.lookup(cap).applies_to(self.arch)
 
-    def to_dict(self) -> Dict[str, Any]:
-        """The JSON document of ``python -m kvmprobe --json`` (without host facts).
-
-        Example:
-            >>> from kvmprobe.testing import fake_probe_result
-            >>> doc = fake_probe_result({Cap.HLT: 1}).to_dict()
-            >>> doc["api_version"], len(doc["capabilities"]) == len(Cap)
-            (12, True)
-        """
-        return {
-            "device": self.device,
-            "api_version": self.api_version,
-            "kernel": self.kernel,
-            "arch": self.arch,
-            "backend": self.backend,
-            "vm_created": self.vm_created,
-            "capabilities": self.capability_rows(),
-        }
-
-    def capability_rows(self) -> List[Dict[str, Any]]:
-        """One JSON-ready object per table entry: name, number, value (and vm_value, error).
-
-        Example:
-            >>> from kvmprobe.testing import fake_probe_result
-            >>> fake_probe_result({Cap.IRQCHIP: 1}).capability_rows()[0]["value"]
-            1
-        """
-        rows: List[Dict[str, Any]] = []
-        for cap in Cap:
-            row: Dict[str, Any] = {
-                "name": cap.c_name,
-                "number": int(cap),
-                "value": self.values.get(cap) if cap not in self.errors else None,
-            }
-            if cap in self.errors:
-                row["error"] = self.errors[cap]
-            if self.vm_values is not None:
-                row["vm_value"] = self.vm_values.get(cap) if cap not in self.vm_errors else None
-                if cap in self.vm_errors:
-                    row["vm_error"] = self.vm_errors[cap]
-            row["rust_name"] = cap.rust_name
-            row["since"] = cap.since_text
-            row["applies_here"] = cap.applies_to(self.arch)
-            rows.append(row)
-        return rows
-
 
 def _run_probe(path: str, backend: Optional[Backend], vm: bool) -> ProbeResult:
     vm_values: Optional[Dict[Cap, int]] = None
