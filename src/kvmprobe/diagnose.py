@@ -29,6 +29,7 @@ from .errors import (
     KvmPermissionDenied,
     KvmProbeError,
     KvmUnavailable,
+    NotAKvmDevice,
     UnsupportedPlatform,
 )
 from .host import MSR_FEATURE_CONTROL, MSR_VM_CR, DeviceNode, HostFacts, read_host_facts
@@ -306,6 +307,13 @@ def _ask_kernel(path: str, backend: Optional[Backend], create_vm: bool) -> _Answ
 
 def _recorded_answers(result: ProbeResult, how: str) -> _Answers:
     answers = _Answers(how, opened=True, api_version=result.api_version)
+    if result.api_version != KVM_API_VERSION:
+        # A live device with another version fails at open; a recording keeps what it answered.
+        answers.api_error = NotAKvmDevice(
+            f"{result.device} answered KVM API version {result.api_version}; every VMM needs {KVM_API_VERSION}",
+            hint="this kernel's KVM is not the mainline interface; use a mainline KVM kernel",
+            path=result.device,
+        )
     if result.vm_created:
         answers.vm_created = True
     elif how == "recorded":

@@ -433,3 +433,11 @@ def test_nodes_not_looked_at_are_skip_not_missing(root: str) -> None:
     gone = diagnose(dataclasses.replace(fake_probe_result(WORKING, source="snapshot"),
                                         host=dataclasses.replace(facts, devices={})))  # fmt: skip
     assert gone.check("device-node").status is Status.SKIP
+
+
+def test_recorded_host_with_another_api_version_is_not_usable() -> None:
+    recorded = fake_probe_result(WORKING, vm_values=WORKING, api_version=11, source="snapshot:old.json")
+    report = diagnose(recorded)
+    api = report.check("api-version")
+    assert api.status is Status.FAIL and "API version 11" in api.summary and api.remedy
+    assert report.verdict is Verdict.NOT_USABLE
