@@ -17,7 +17,6 @@ ever parses a file still being written.
 from __future__ import annotations
 
 import os
-import secrets
 from typing import Iterable, Iterator, Optional, Union
 
 __all__ = ["write_atomic"]
@@ -32,7 +31,7 @@ _STEM_MAX = 200
 def _random_names(target: str) -> Iterator[str]:
     stem = os.path.basename(target)[:_STEM_MAX]
     for _ in range(_ATTEMPTS):
-        yield f".{stem}.{secrets.token_hex(8)}.tmp"
+        yield f".{stem}.{os.urandom(8).hex()}.tmp"  # the secrets module would import hashlib
 
 
 def write_atomic(
