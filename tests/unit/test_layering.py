@@ -1,0 +1,129 @@
+"""The package is layered: a module imports only modules of lower layers (checked with ast).
+
+The ioctl layer knows nothing of profiles, snapshots or the CLI; the CLI sits on top of the
+public API. A new module must be given a layer here, which is the point: where it sits is
+decided, not drifted into.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from typing import Dict, Iterator, Set
+
+import kvmprobe
+
+PACKAGE = os.path.dirname(os.path.abspath(kvmprobe.__file__))
+
+LAYERS: Dict[str, int] = {
+    # 0: no package imports at all
+    "_version": 0, "errors": 0, "_release": 0, "_atomic": 0,
+    # 1: pure data and encodings
+    "caps": 1, "_ioctl": 1,
+    # 2: data built on the table
+    "_vmm_requirements": 2,
+    # 2: the backends (fds, ioctl numbers, errno) and the host reader (files)
+    "_backend": 2, "_backend_ctypes": 2, "_backend_cffi": 2, "_kvmbatch": 2, "host": 2,
+    # 3: the device, the one place errno becomes an error
+    "device": 3,
+    # 4: the batch probe and its cache
+    "probing": 4,
+    # 5: what is made of a probe
+    "profiles": 5, "snapshot": 5, "diagnose": 5, "export": 5,
+    # 6: built on those
+    "presets": 6, "diff": 6,
+    # 7-10: the shells: fakes, the pytest plugin over them, the facade, the CLI
+    "testing": 7, "pytest_plugin": 8, "__init__": 9, "_cli": 9, "__main__": 10,
+}
+
+# Inside a layer, these imports are allowed (both sides are backends: the selector loads them).
+SAME_LAYER_OK = {("_backend", "_backend_ctypes"), ("_backend", "_backend_cffi"),
+                 ("_backend_cffi", "_backend"), ("_backend_ctypes", "_backend"),
+                 ("_backend_cffi", "_kvmbatch")}
+
+
+def modules() -> Iterator[str]:
+    for folder, _, files in os.walk(PACKAGE):
+        for name in files:
+            if name.endswith(".py"):
+                yield os.path.relpath(os.path.join(folder, name), PACKAGE)
+
+
+def top(relpath: str) -> str:
+    first = relpath.split(os.sep)[0]
+    return first[:-3] if first.endswith(".py") else first
+
+
+def imported(relpath: str) -> Set[str]:
+    """The package's top-level modules that ``relpath`` imports (absolute or relative)."""
+    with open(os.path.join(PACKAGE, relpath), encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    depth = relpath.count(os.sep)  # 0 for a module of the package, 1 inside _cli/
+    found: Set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                parts = (node.module or "").split(".")
+                if parts[0] != "kvmprobe":
+                    continue
+                names = parts[1:2] or [alias.name for alias in node.names]
+            else:
+                up = node.level - 1 - depth  # >= 0 means above the package root: not possible
+                if up > 0:
+                    continue
+                if node.level - 1 < depth:  # a relative import inside the same subpackage
+                    continue
+                names = (node.module or "").split(".")[:1] if node.module else [a.name for a in node.names]
+            found.update(n for n in names if n)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "kvmprobe" and len(parts) > 1:
+                    found.add(parts[1])
+    return found
+
+
+def test_every_module_has_a_layer() -> None:
+    unknown = sorted({top(m) for m in modules()} - set(LAYERS))
+    assert unknown == [], f"give these modules a layer in {__file__}: {unknown}"
+
+
+def test_imports_point_downward() -> None:
+    wrong = []
+    for relpath in modules():
+        mine = top(relpath)
+        for other in imported(relpath) - {mine}:
+            if other not in LAYERS:
+                continue  # a name imported from the package facade's submodule list
+            if LAYERS[other] > LAYERS[mine] or (
+                LAYERS[other] == LAYERS[mine] and (mine, other) not in SAME_LAYER_OK
+            ):
+                wrong.append(f"{relpath} (layer {LAYERS[mine]}) imports {other} (layer {LAYERS[other]})")
+    assert wrong == []
+
+
+def test_the_core_needs_only_the_standard_library() -> None:
+    import sys
+
+    stdlib = set(sys.stdlib_module_names) if hasattr(sys, "stdlib_module_names") else None
+    if stdlib is None:  # Python 3.9
+        return
+    outside = {}
+    for relpath in modules():
+        if top(relpath) in ("pytest_plugin", "_backend_cffi"):
+            continue  # pytest's plugin needs pytest; the compiled backend needs cffi, optionally
+        with open(os.path.join(PACKAGE, relpath), encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                root = name.split(".")[0]
+                if root not in stdlib and root != "kvmprobe":
+                    outside.setdefault(relpath, set()).add(root)
+    # tomli is the optional TOML reader on Python < 3.11 (profiles.py imports it guarded).
+    assert {k: v - {"tomli"} for k, v in outside.items() if v - {"tomli"}} == {}
