@@ -371,15 +371,10 @@ class Cap(enum.IntEnum):
                 raise UnknownCapability(str(key), hint="no KVM_CAP_* constant has this number") from None
         if not isinstance(key, str):
             raise UnknownCapability(repr(key), hint="give a capability name or number")
-        found = _SEEN.get(key)
-        if found is not None:
-            return found
         text = key.strip()
         found = cls.lookup(int(text)) if text.isdigit() else _index().get(_fold(text))
         if found is None:
             raise UnknownCapability(key, _suggest(text))
-        if len(_SEEN) < _SEEN_LIMIT:
-            _SEEN[key] = found
         return found
 
 
@@ -392,11 +387,6 @@ def _fold(text: str) -> str:
 
 
 _INDEX: dict[str, Cap] = {}
-
-#: Spellings resolved before, exactly as given ("IMMEDIATE_EXIT", "ImmediateExit"): the cached
-#: has("...")/value("...") read this with one dict hit. Bounded, since callers choose the keys.
-_SEEN: dict[object, Cap] = {}
-_SEEN_LIMIT = 4096
 
 
 def _index() -> dict[str, Cap]:

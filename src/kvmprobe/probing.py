@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 from ._backend import Backend
-from .caps import _SEEN, Cap, CapLike
+from .caps import Cap, CapLike
 from .device import KvmDevice, device_path
 from .errors import CapabilityQueryFailed
 
@@ -27,6 +27,9 @@ __all__ = ["ProbeResult", "has", "probe", "value"]
 # The table in its order, and the numbers the batch pass asks: built once, not per probe.
 _CAPS: Tuple[Cap, ...] = tuple(Cap)
 _NUMBERS: Tuple[int, ...] = tuple(int(cap) for cap in _CAPS)
+
+# Names resolved once are remembered per result, up to this many keys (callers choose them).
+_MEMO_LIMIT = 4 * len(_CAPS)
 
 
 def _frozen(mapping: Mapping[Cap, int]) -> Mapping[Cap, int]:
@@ -73,12 +76,12 @@ class ProbeResult:
     _value: Dict[Any, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Freeze the mappings over private copies. ``_value`` is what has()/value() serve
-        # with one dict hit; Cap is an IntEnum, so a plain int key finds its member too.
+        # Freeze the mappings over private copies. ``_value`` is what has()/value() serve with
+        # one dict hit: Cap is an IntEnum, so a plain int key finds its member too, and a name
+        # resolved once is added to it (never to ``values``).
         setter = object.__setattr__
-        private = dict(self.values)
-        setter(self, "_value", private)
-        setter(self, "values", MappingProxyType(private))
+        setter(self, "values", _frozen(self.values))
+        setter(self, "_value", dict(self.values))
         setter(self, "errors", _frozen(self.errors))
         setter(self, "vm_errors", _frozen(self.vm_errors))
         if self.vm_values is not None:
@@ -103,7 +106,10 @@ class ProbeResult:
         member = Cap.lookup(cap)
         if member in self.errors:
             raise CapabilityQueryFailed(member.c_name, self.errors[member])
-        return self._value.get(member, 0)
+        found = self._value.get(member, 0)
+        if isinstance(cap, str) and len(self._value) < _MEMO_LIMIT:
+            self._value[cap] = found  # the next has("IMMEDIATE_EXIT") is one dict hit
+        return found
 
     def has(self, cap: CapLike) -> bool:
         """Whether ``cap`` answered a positive value on the system fd.
@@ -272,8 +278,10 @@ def has(cap: CapLike) -> bool:
     """
     current = _cache.current
     if current is not None:
-        found = _cached_value(current, cap)
-        return found > 0 if found is not None else current.has(cap)
+        try:
+            return current._value[cap] > 0
+        except (KeyError, TypeError):
+            return current.has(cap)
     return probe().has(cap)
 
 
@@ -291,26 +299,11 @@ def value(cap: CapLike) -> int:
     """
     current = _cache.current
     if current is not None:
-        found = _cached_value(current, cap)
-        return found if found is not None else current.value(cap)
+        try:
+            return current._value[cap]
+        except (KeyError, TypeError):
+            return current.value(cap)
     return probe().value(cap)
-
-
-def _cached_value(result: ProbeResult, cap: object) -> Optional[int]:
-    """The hot path of has()/value(): a member, a number, or a name looked up before.
-
-    ``None`` sends the caller to the full lookup (first use of a name, unknown names, failed
-    queries), which raises what it must.
-    """
-    try:
-        found = result._value.get(cap)
-        if found is None:
-            member = _SEEN.get(cap)
-            if member is not None:
-                found = result._value.get(member)
-    except TypeError:  # unhashable: the full lookup says what is wrong
-        return None
-    return found
 
 
 def _push_override(result: ProbeResult) -> Tuple[Optional[ProbeResult], int]:

@@ -137,3 +137,12 @@ def test_json_document_shape() -> None:
     assert {"name", "number", "value", "vm_value"} <= set(first)
     memslots = next(r for r in doc["capabilities"] if r["number"] == 10)
     assert memslots == {**memslots, "name": "KVM_CAP_NR_MEMSLOTS", "value": 32764, "vm_value": 32764}
+
+
+def test_names_resolved_once_stay_out_of_values() -> None:
+    result = fake_probe_result({Cap.IMMEDIATE_EXIT: 1})
+    for _ in range(2):
+        assert result.has("ImmediateExit") and result.value("IMMEDIATE_EXIT") == 1
+    assert set(result.values) == set(Cap)  # the public mapping is keyed by members only
+    with pytest.raises(UnknownCapability):
+        result.has("ImmediatExit")
