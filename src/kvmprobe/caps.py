@@ -20,7 +20,6 @@ constants (Linux up to 7.2) in numeric order.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import re
 from typing import Union
@@ -401,6 +400,8 @@ def _index() -> dict[str, Cap]:
 
 
 def _suggest(text: str) -> list[str]:
+    import difflib  # only on the error path: it costs milliseconds to import
+
     folded = _fold(text)
     names = {_fold(cap.name): cap.c_name for cap in Cap}
     close = difflib.get_close_matches(folded, list(names), n=3, cutoff=0.6)
