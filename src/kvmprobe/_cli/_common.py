@@ -8,10 +8,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import IO, Any, NoReturn, Optional
+from typing import IO, TYPE_CHECKING, Any, NoReturn, Optional
 
 from ..errors import BackendUnavailable, KvmProbeError, KvmUnavailable
 from ..probing import ProbeResult, probe
+
+if TYPE_CHECKING:
+    from .._backend import Backend
 
 EXIT_OK = 0  # yes / ready / equal
 EXIT_NO = 1  # no / not ready / different
@@ -83,7 +86,26 @@ def load_result(args: argparse.Namespace, *, vm: bool = False) -> ProbeResult:
         if getattr(args, "device", None) is not None:
             raise UsageError("--device and --snapshot exclude each other: a recorded host has no device to open")
         return load_host(snapshot)
-    return probe(getattr(args, "device", None), vm=vm)
+    return probe(getattr(args, "device", None), vm=vm, backend=backend_of(args))
+
+
+def backend_of(args: argparse.Namespace) -> Optional[Backend]:
+    """The ioctl backend ``main(backend=...)`` was given (tests inject fakes), else ``None``."""
+    backend: Optional[Backend] = getattr(args, "backend", None)
+    return backend
+
+
+def tolerant_streams() -> None:
+    """Let stdout/stderr print any path: a file name that is not valid UTF-8 (argv carries it
+    as lone surrogates) is shown backslash-escaped instead of failing the whole command."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is None:
+            continue
+        try:
+            reconfigure(errors="backslashreplace")
+        except (ValueError, OSError):  # a closed or exotic stream: leave it as it is
+            pass
 
 
 def use_color(stream: IO[str]) -> bool:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from typing import Any, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
 from ..diff import CapChange, HostDiff, diff_hosts
 from ..host import read_host_facts
 from ..probing import ProbeResult, probe
 from . import _common
+
+if TYPE_CHECKING:
+    from .._backend import Backend
 
 
 def register(subparsers: Any) -> None:
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
             raise _common.UsageError("--device and --vm apply to this host, which is compared only when B is omitted")
         b = _common.load_host(args.b)
     else:
-        b = _live(args.device, args.vm)
+        b = _live(args.device, args.vm, _common.backend_of(args))
     result = diff_hosts(a, b)
     if args.json:
         _common.write_json(result.to_dict())
@@ -47,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
     return _common.EXIT_OK if result.equal else _common.EXIT_NO
 
 
-def _live(device: Any, vm: bool) -> ProbeResult:
-    result = probe(device, vm=vm)
+def _live(device: Any, vm: bool, backend: Optional[Backend] = None) -> ProbeResult:
+    result = probe(device, vm=vm, backend=backend)
     return dataclasses.replace(result, host=read_host_facts(device=result.device))
 
 

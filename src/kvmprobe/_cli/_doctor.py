@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "snapshot", None) is not None:
         report = diagnose(_common.load_result(args))
     else:
-        report = diagnose(device=args.device)
+        report = diagnose(device=args.device, backend=_common.backend_of(args))
     if args.json:
         _common.write_json(report.to_dict())
     else:
