@@ -12,7 +12,7 @@ import os
 import stat
 import sys
 from types import TracebackType
-from typing import Iterator, Optional, Sequence, Tuple, Type
+from typing import Callable, Iterator, Optional, Sequence, Tuple, Type, TypeVar
 
 from contextlib import contextmanager
 
@@ -103,7 +103,7 @@ class KvmDevice:
         ioctls = KvmIoctls.for_machine()
         chosen = backend if backend is not None else select_backend()
         try:
-            fd = chosen.open(where)  # ownership: this KvmDevice closes it
+            fd = _retrying(lambda: chosen.open(where))  # ownership: this KvmDevice closes it
         except OSError as err:
             raise _open_error(where, err) from err
         device = cls(fd, where, chosen, ioctls)
@@ -145,7 +145,7 @@ class KvmDevice:
         """
         fd, self._fd = self._fd, None
         if fd is not None:
-            self.backend.close(fd)
+            _close(self.backend, fd)
 
     @property
     def closed(self) -> bool:
@@ -164,8 +164,9 @@ class KvmDevice:
         self.close()
 
     def _ioctl(self, name: str, request: int, arg: int = 0) -> int:
+        fd = self.fileno()
         try:
-            return self.backend.ioctl(self.fileno(), request, arg)
+            return _retrying(lambda: self.backend.ioctl(fd, request, arg))
         except OSError as err:
             raise _ioctl_error(self.path, name, err) from err
 
@@ -227,7 +228,8 @@ class KvmDevice:
             ...     kvm.check_many([0, 1])
             ([0, 1], [0, 0])
         """
-        return self.backend.check_many(self.fileno(), self.ioctls.KVM_CHECK_EXTENSION, numbers)
+        fd = self.fileno()
+        return _ask_again_if_interrupted(self.backend, fd, self.ioctls.KVM_CHECK_EXTENSION, numbers)
 
     @contextmanager
     def create_vm(self, vm_type: int = 0) -> Iterator[VmFd]:
@@ -272,18 +274,62 @@ class VmFd:
         """Close the VM fd (idempotent)."""
         fd, self._fd = self._fd, None
         if fd is not None:
-            self._device.backend.close(fd)
+            _close(self._device.backend, fd)
 
     def check_extension_raw(self, number: int) -> int:
         """``KVM_CHECK_EXTENSION`` on the VM fd (``KVM_CAP_CHECK_EXTENSION_VM``)."""
+        fd = self.fileno()
+        backend = self._device.backend
         try:
-            return self._device.backend.ioctl(self.fileno(), self._device.ioctls.KVM_CHECK_EXTENSION, number)
+            return _retrying(lambda: backend.ioctl(fd, self._device.ioctls.KVM_CHECK_EXTENSION, number))
         except OSError as err:
             raise _ioctl_error(self._device.path, "KVM_CHECK_EXTENSION (VM fd)", err) from err
 
     def check_many(self, numbers: Sequence[int]) -> CheckResults:
         """``KVM_CHECK_EXTENSION`` on the VM fd for each number in one pass."""
-        return self._device.backend.check_many(self.fileno(), self._device.ioctls.KVM_CHECK_EXTENSION, numbers)
+        fd = self.fileno()
+        return _ask_again_if_interrupted(self._device.backend, fd, self._device.ioctls.KVM_CHECK_EXTENSION, numbers)
+
+
+# EINTR means the call was interrupted before it did anything (signal(7)): ask again. The
+# backends already retry; this covers any other Backend. Bounded, so that a backend that
+# answers EINTR forever ends in an error instead of a hang.
+_EINTR_RETRIES = 100
+
+_T = TypeVar("_T")
+
+
+def _retrying(call: Callable[[], _T]) -> _T:
+    for _ in range(_EINTR_RETRIES):
+        try:
+            return call()
+        except InterruptedError:
+            continue
+    return call()
+
+
+def _ask_again_if_interrupted(backend: Backend, fd: int, request: int, numbers: Sequence[int]) -> CheckResults:
+    """``check_many``, with each entry that reports EINTR asked again on its own."""
+    values, errnos = backend.check_many(fd, request, numbers)
+    if errno.EINTR in errnos:
+        values, errnos = list(values), list(errnos)
+        for index, code in enumerate(errnos):
+            if code == errno.EINTR:
+                try:
+                    values[index], errnos[index] = _retrying(lambda: backend.ioctl(fd, request, numbers[index])), 0
+                except OSError as err:
+                    values[index], errnos[index] = -1, err.errno or errno.EIO
+    return values, errnos
+
+
+def _close(backend: Backend, fd: int) -> None:
+    """Close ``fd``, never failing: Linux releases the descriptor even when close(2) reports an
+    error (EINTR, EIO), and retrying could close an fd another thread just got (close(2) NOTES).
+    kvmprobe wrote nothing through it, so no data can have been lost."""
+    try:
+        backend.close(fd)
+    except OSError:
+        pass
 
 
 def _owner(st: os.stat_result) -> Tuple[str, str]:

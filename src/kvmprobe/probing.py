@@ -196,7 +196,7 @@ class _Cache:
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self.by_key: Dict[Tuple[str, str], ProbeResult] = {}
+        self.by_key: Dict[Tuple[str, Optional[Backend]], ProbeResult] = {}
         self.current: Optional[ProbeResult] = None
         self.overrides: List[ProbeResult] = []
         self.probes = 0  # batch passes run by this process: tests count them
@@ -251,7 +251,9 @@ def probe(
         if cache.overrides:
             return cache.overrides[-1]
         where = device_path(path)
-        key = (where, backend.name if backend is not None else "")
+        # Keyed by the backend object, not its name: two fakes both named "fake" answer
+        # differently, and one must never be served the other's result.
+        key = (where, backend)
         cached = cache.by_key.get(key)
         if cached is None or refresh or (vm and not cached.vm_created):
             cached = _run_probe(where, backend, vm)
