@@ -15,6 +15,7 @@ call a working PVM host unusable). Checks that need root and cannot run say SKIP
 from __future__ import annotations
 
 import enum
+import errno
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -31,6 +32,7 @@ from .errors import (
     KvmUnavailable,
     NotAKvmDevice,
     UnsupportedPlatform,
+    describe_errno,
 )
 from .host import MSR_FEATURE_CONTROL, MSR_VM_CR, DeviceNode, HostFacts, read_host_facts
 from .probing import ProbeResult
@@ -242,6 +244,8 @@ class _Answers:
     vm_error: Optional[KvmProbeError] = None
     vm_skip: str = ""
     immediate_exit: Optional[int] = None
+    immediate_exit_errno: Optional[int] = None  # its query failed with this errno
+    query_errors: Dict[Cap, int] = field(default_factory=dict)  # every failed capability query
 
 
 class _Watch:
@@ -290,8 +294,10 @@ def _ask_kernel(path: str, backend: Optional[Backend], create_vm: bool) -> _Answ
         answers.api_version = watch.api_version if watch.api_version is not None else KVM_API_VERSION
         try:
             answers.immediate_exit = kvm.check_extension(Cap.IMMEDIATE_EXIT)
-        except KvmProbeError:
+        except KvmProbeError as err:
             answers.immediate_exit = None
+            answers.immediate_exit_errno = err.errno or errno.EIO
+            answers.query_errors = {Cap.IMMEDIATE_EXIT: answers.immediate_exit_errno}
         if not create_vm:
             answers.vm_skip = "not asked (create_vm=False)"
             return answers
@@ -322,6 +328,9 @@ def _recorded_answers(result: ProbeResult, how: str) -> _Answers:
         answers.vm_skip = "the probe did not create a VM (probe(vm=True) does)"
     if Cap.IMMEDIATE_EXIT not in result.errors:
         answers.immediate_exit = result.values.get(Cap.IMMEDIATE_EXIT, 0)
+    else:
+        answers.immediate_exit_errno = result.errors[Cap.IMMEDIATE_EXIT]
+    answers.query_errors = dict(result.errors)
     return answers
 
 
@@ -513,6 +522,16 @@ class _Judge:
         )
         if value is not None and value > 0:
             return Check("kernel", Status.PASS, f"Linux {release}; KVM answers {cap.c_name}")
+        failed = self.answers.immediate_exit_errno
+        if value is None and failed is not None:
+            return Check(
+                "kernel",
+                Status.WARN,
+                f"Linux {release}: KVM_CHECK_EXTENSION({cap.c_name}) failed with {describe_errno(failed)}, so "
+                "whether VMMs that require it (Cloud Hypervisor) can start here is unknown",
+                "a security policy (seccomp, SELinux, a container runtime) may block KVM ioctls for this process; "
+                f"'python -m kvmprobe has {cap.name}' asks again",
+            )
         if value == 0:
             return Check(
                 "kernel",
@@ -767,10 +786,29 @@ class _Judge:
         found = f"{path} is a {node.kind}, not a character device" if node is not None else f"{path} is missing"
         return Check(check_id, Status.WARN, f"{found}: {purpose}", remedy)
 
+    def capability_queries(self) -> Tuple[Check, ...]:
+        """A WARN naming the capability queries that failed; nothing when none did."""
+        failed = self.answers.query_errors
+        if not failed:
+            return ()
+        shown = ", ".join(f"{cap.c_name} ({describe_errno(code).split(' ')[0]})" for cap, code in list(failed.items())[:5])
+        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+        return (
+            Check(
+                "capability-queries",
+                Status.WARN,
+                f"{len(failed)} KVM_CHECK_EXTENSION {'query' if len(failed) == 1 else 'queries'} failed, "
+                f"so {'that capability is' if len(failed) == 1 else 'those capabilities are'} unknown: {shown}{more}",
+                "a security policy (seccomp, SELinux, a container runtime) may block KVM ioctls for this process; "
+                "'python -m kvmprobe --all' shows each one as ERROR",
+            ),
+        )
+
     def all(self) -> Tuple[Check, ...]:
         checks = (
             self.platform(),
             self.kernel(),
+            *self.capability_queries(),
             self.device_node(),
             self.device_access(),
             self.api_version(),
@@ -790,7 +828,7 @@ class _Judge:
         if self.facts_known:
             return checks
         # A recorded host without facts: only the kernel's recorded answers can be judged.
-        judged = ("platform", "kernel") + DECISIVE
+        judged = ("platform", "kernel", "capability-queries") + DECISIVE
         return tuple(
             c if c.id in judged else Check(c.id, Status.SKIP, "not recorded (the recorded host carries no host facts)")
             for c in checks
