@@ -22,6 +22,8 @@ The labels, under ``prefix`` (default :data:`DEFAULT_PREFIX`)::
     kvm.api-version=12             KVM_GET_API_VERSION
     kvm.nested=true|false          the KVM module's nested parameter (absent: unknown)
     kvm.cap.<name>=<value>         each selected capability the kernel supports (absent: unsupported)
+    kvm.capability-query-errors=N  only when N selected capabilities' queries failed: those have no
+                                   label, and are unknown rather than unsupported
     vmm.<id>.ready=true|false      each VMM profile's verdict
 """
 
@@ -305,6 +307,10 @@ def _labels(
     if nested is not None:
         pairs.append(("kvm.nested", _bool(nested)))
     if result is not None:
+        failed = sum(1 for cap in caps if cap in result.errors)
+        if failed:
+            # A failed query has no cap label, like an unsupported one; this says the two apart.
+            pairs.append(("kvm.capability-query-errors", str(failed)))
         for cap in caps:
             if cap in result.errors:
                 continue
