@@ -367,14 +367,28 @@ class Cap(enum.IntEnum):
             try:
                 return cls(key)
             except ValueError:
-                raise UnknownCapability(str(key), hint="no KVM_CAP_* constant has this number") from None
+                # str() of an int past sys.get_int_max_str_digits() digits raises: give its size.
+                shown = str(key) if key.bit_length() <= 128 else f"an integer of {key.bit_length()} bits"
+                raise UnknownCapability(shown, hint="no KVM_CAP_* constant has this number") from None
         if not isinstance(key, str):
             raise UnknownCapability(repr(key), hint="give a capability name or number")
         text = key.strip()
-        found = cls.lookup(int(text)) if text.isdigit() else _index().get(_fold(text))
+        # isdigit() also holds for '²' and other non-ASCII digits, which int() refuses; and a
+        # capability number is a C int, so a longer digit string names none (int() would even
+        # refuse one over 4300 digits).
+        if text.isascii() and text.isdigit():
+            if len(text) > _MAX_DIGITS:
+                shown = text if len(text) <= 40 else f"{text[:12]}... ({len(text)} digits)"
+                raise UnknownCapability(shown, hint="no KVM_CAP_* constant has this number")
+            return cls.lookup(int(text))
+        found = _index().get(_fold(text))
         if found is None:
             raise UnknownCapability(key, _suggest(text))
         return found
+
+
+# Capability numbers are C ints: at most 10 decimal digits.
+_MAX_DIGITS = 10
 
 
 def _fold(text: str) -> str:
