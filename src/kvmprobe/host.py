@@ -1,13 +1,14 @@
 """Read the host facts KVM depends on, from files under a ``root`` (default ``/``).
 
-Imports only ``errors``. This is the one reader of the system for kvmprobe: procfs, sysfs,
+Imports ``errors`` and ``_files``. This is the one reader of the system for kvmprobe: procfs, sysfs,
 ``/dev`` and ``/etc/group``/``/etc/passwd``, every path taken relative to ``root`` so that a
 test can hand it a directory tree that looks like another host (see
 ``kvmprobe.testing.FakeHost``). It never issues an ioctl: what the kernel *answers* is the
 job of ``device``; here are only the facts that *explain* an answer.
 
 A missing file is not an error: the fact is ``None`` (or empty) and the diagnosis reports
-it as unknown. ``OSError`` is mapped in exactly one place, :func:`_read`.
+it as unknown. So is a path that is no regular file (a FIFO, a device) or is far larger than
+such a file can be: nothing here blocks or reads without bound. ``OSError`` is mapped in exactly one place, :func:`_read`.
 
 Device nodes cannot be created portably in a test tree (``mknod`` needs root), so under a
 root other than ``/`` the reader also reads :data:`NODES_FILE`, a small JSON file that
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Tuple, TypeVar
 
+from ._files import read_limited
 from .errors import SnapshotError
 
 __all__ = [
@@ -481,6 +483,16 @@ class _FactsLoader:
 # --- the reader ---------------------------------------------------------------------------
 
 
+# The procfs/sysfs/etc files read are small: a sysfs attribute is at most a page. More than
+# this is no such file (a fake root may hold anything) and reads as unknown.
+_TEXT_LIMIT = 1024 * 1024
+# /etc/passwd and /etc/group may list many users; still bounded, so memory is.
+_DB_LIMIT = 16 * 1024 * 1024
+# Only the first CPU's block of /proc/cpuinfo is used; a machine with thousands of CPUs has
+# a longer file, of which the head is enough.
+_CPUINFO_LIMIT = 4 * 1024 * 1024
+
+
 class _Reader:
     """Files under one root. The only place ``OSError`` from reading the host is handled."""
 
@@ -491,9 +503,10 @@ class _Reader:
     def path(self, absolute: str) -> str:
         return os.path.join(self.root, absolute.lstrip("/"))
 
-    def text(self, absolute: str) -> Optional[str]:
-        """The file's text, or ``None`` when it is missing or unreadable."""
-        return _read(lambda: _read_text(self.path(absolute)))
+    def text(self, absolute: str, limit: int = _TEXT_LIMIT, *, truncate: bool = False) -> Optional[str]:
+        """The file's text, or ``None`` when it is missing, unreadable, not a regular file or
+        over ``limit`` bytes (with ``truncate``: its first ``limit`` bytes)."""
+        return _read(lambda: _read_text(self.path(absolute), limit, truncate))
 
     def exists(self, absolute: str) -> bool:
         return os.path.lexists(self.path(absolute))
@@ -508,7 +521,8 @@ class _Reader:
         """Bytes at ``offset``, or ``None`` and the errno name (``EACCES``, ``ENOENT``)."""
 
         def read() -> bytes:
-            fd = os.open(self.path(absolute), os.O_RDONLY | os.O_CLOEXEC)  # ownership: closed below
+            # O_NONBLOCK: under a fake root the path may be a FIFO; the msr driver ignores the flag.
+            fd = os.open(self.path(absolute), os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # ownership: closed below
             try:
                 return os.pread(fd, size, offset)
             finally:
@@ -517,9 +531,9 @@ class _Reader:
         return _attempt(read)
 
 
-def _read_text(path: str) -> str:
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        return handle.read()
+def _read_text(path: str, limit: int, truncate: bool) -> str:
+    # read_limited opens regular files only (a FIFO would block, /dev/zero never end).
+    return read_limited(path, limit, truncate=truncate).decode("utf-8", errors="replace")
 
 
 def _attempt(action: Callable[[], _T]) -> Tuple[Optional[_T], Optional[str]]:
@@ -599,9 +613,10 @@ def _nodes_sidecar(reader: _Reader) -> Dict[str, Any]:
     where = reader.path(NODES_FILE)
     try:
         data = json.loads(text)
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
+        reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)
         raise SnapshotError(
-            f"not valid JSON: {err}", path=where, field="$", hint="fix or rewrite the fake host"
+            f"not valid JSON: {reason}", path=where, field="$", hint="fix or rewrite the fake host"
         ) from None
     if not isinstance(data, dict):
         raise SnapshotError("expected an object of node paths", path=where, field="$", hint="fix the fake host")
@@ -688,7 +703,7 @@ def read_host_facts(root: str = "/", *, device: str = "/dev/kvm") -> HostFacts:
     release = kernel("osrelease", uname.release if uname else "")
     # /proc/sys/kernel/arch exists since Linux 5.19; older kernels leave uname as the source.
     machine = kernel("arch", uname.machine if uname else "")
-    vendor, flags = _parse_cpuinfo(reader.text("/proc/cpuinfo"))
+    vendor, flags = _parse_cpuinfo(reader.text("/proc/cpuinfo", _CPUINFO_LIMIT, truncate=True))
 
     modules: Dict[str, Dict[str, str]] = {}
     for name in reader.listdir("/sys/module"):
@@ -701,8 +716,8 @@ def read_host_facts(root: str = "/", *, device: str = "/dev/kvm") -> HostFacts:
             modules[name] = params
     misc = reader.text("/sys/devices/virtual/misc/kvm/dev")
 
-    users = {number: name for name, number, _ in _parse_db(reader.text("/etc/passwd"))}
-    db = _parse_db(reader.text("/etc/group"))
+    users = {number: name for name, number, _ in _parse_db(reader.text("/etc/passwd", _DB_LIMIT))}
+    db = _parse_db(reader.text("/etc/group", _DB_LIMIT))
     group_names = {number: name for name, number, _ in db}
     sidecar = _nodes_sidecar(reader)
     devices = {path: _node(reader, sidecar, path, (users, group_names)) for path in (device,) + DEVICE_PATHS}

@@ -1,7 +1,7 @@
 """VMM readiness: can Firecracker, Cloud Hypervisor, QEMU, crosvm, ... run on this host, and if not, why?
 
 Imports ``_vmm_requirements`` (the built-in profiles, as data), ``probing``, ``caps``,
-``_release`` and ``errors``. A :class:`Profile` lists what a VMM needs from KVM;
+``_release``, ``_files`` and ``errors``. A :class:`Profile` lists what a VMM needs from KVM;
 :func:`check_vmm` holds a host's answers (a :class:`~kvmprobe.ProbeResult`, live or recorded)
 against it and returns a :class:`Readiness` that says what is missing, which Linux release
 first had it, and which kernel the host runs. :func:`load_profile` reads a VMM's own
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import probing
+from ._files import read_limited
 from ._release import format_version, parse_release
 from ._vmm_requirements import ENTRIES, VmmEntry
 from .caps import ARCHES, Cap
@@ -34,6 +35,7 @@ from .probing import ProbeResult
 __all__ = [
     "CAVEAT",
     "KINDS",
+    "MAX_PROFILE_BYTES",
     "Missing",
     "Profile",
     "Readiness",
@@ -594,6 +596,9 @@ def _missing_phrase(missing: Sequence[Missing], kernel: str) -> str:
 
 # --- Custom profiles from files ---------------------------------------------------------------
 
+#: Profile files larger than this are refused before being read (a real one is a few kB).
+MAX_PROFILE_BYTES = 1024 * 1024
+
 _KEYS = (
     "name",
     "display_name",
@@ -641,13 +646,12 @@ def load_profile(path: Union[str, "os.PathLike[str]"]) -> Profile:
     """
     where = os.fspath(path)
     try:
-        with open(where, "rb") as handle:
-            raw = handle.read()
+        raw = read_limited(where, MAX_PROFILE_BYTES)
     except OSError as err:
         raise ProfileError(
             f"cannot read the profile: {err.strerror or err}",
             path=where,
-            hint="give the path of a readable JSON or TOML profile file",
+            hint=f"give the path of a readable JSON or TOML profile file (at most {MAX_PROFILE_BYTES} bytes)",
         ) from err
     try:
         text = raw.decode("utf-8")
@@ -681,6 +685,8 @@ def _parse_json(text: str, where: str) -> Any:
     except ValueError as err:
         detail = f"{err.msg} (line {err.lineno}, column {err.colno})" if isinstance(err, json.JSONDecodeError) else str(err)
         raise ProfileError(f"not valid JSON: {detail}", path=where) from None
+    except RecursionError:  # json recurses once per nesting level
+        raise ProfileError("not usable JSON: nested too deeply", path=where) from None
 
 
 def _parse_toml(text: str, where: str) -> Any:
@@ -701,6 +707,29 @@ def _parse_toml(text: str, where: str) -> Any:
         return toml.loads(text)
     except ValueError as err:  # tomllib.TOMLDecodeError is a ValueError
         raise ProfileError(f"not valid TOML: {err}", path=where) from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ProfileError("not usable TOML: nested too deeply", path=where) from None
+
+
+# C0/C1 controls (a terminal would act on escape sequences) and lone surrogates (JSON "\\udc80"
+# parses to one; no output stream can encode it).
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _printable(text: str, where: str, key: str) -> None:
+    """Refuse text that would be printed as anything but itself (tab and newline are fine)."""
+    bad = _UNPRINTABLE.search(text)
+    if bad is not None:
+        raise ProfileError(
+            f"contains the unprintable character {ascii(bad.group())} at offset {bad.start()}",
+            path=where,
+            key=key,
+        )
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    """At most ``limit`` characters of ``text`` for a message (a value may be megabytes long)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _kind_of(value: Any) -> str:
@@ -708,9 +737,9 @@ def _kind_of(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, (int, float)):
-        return f"the number {value!r}"
+        return f"the number {_clip(repr(value))}"
     if isinstance(value, str):
-        return f"the string {value!r}"
+        return f"the string {_clip(ascii(value))}"
     if isinstance(value, list):
         return "an array"
     if isinstance(value, dict):
@@ -727,7 +756,7 @@ def _validate(doc: Any, where: str) -> Profile:
             raise ProfileError(
                 "unknown key",
                 path=where,
-                key=str(key),
+                key=_clip(ascii(key)[1:-1]),
                 hint=(f"did you mean '{close[0]}'? " if close else "") + "the keys are " + ", ".join(_KEYS),
             )
     for key in _MANDATORY:
@@ -738,6 +767,8 @@ def _validate(doc: Any, where: str) -> Profile:
         value = doc.get(key, default)
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise ProfileError(f"expected a non-empty string, found {_kind_of(value)}", path=where, key=key)
+        if value is not None:
+            _printable(value, where, key)
         return value
 
     name = string("name") or ""
@@ -813,6 +844,7 @@ def _caps(value: Any, kind: str, where: str) -> List[Tuple[Cap, str, str]]:
             if not isinstance(text, str) or (kind == "conditional" and not text.strip()):
                 what = "the condition under which it is needed" if kind == "conditional" else "a text (or \"\")"
                 raise ProfileError(f"expected a string: {what}, found {_kind_of(text)}", path=where, key=key)
+            _printable(text, where, key)
             items.append((entry, text, key))
     else:
         shape = "a table of capability name = condition" if kind == "conditional" else (

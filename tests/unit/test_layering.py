@@ -17,7 +17,7 @@ PACKAGE = os.path.dirname(os.path.abspath(kvmprobe.__file__))
 
 LAYERS: Dict[str, int] = {
     # 0: no package imports at all
-    "_version": 0, "errors": 0, "_release": 0, "_atomic": 0,
+    "_version": 0, "errors": 0, "_release": 0, "_atomic": 0, "_files": 0,
     # 1: pure data and encodings
     "caps": 1, "_ioctl": 1,
     # 2: data built on the table
