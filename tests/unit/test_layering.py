@@ -108,7 +108,7 @@ def test_the_core_needs_only_the_standard_library() -> None:
     stdlib = set(sys.stdlib_module_names) if hasattr(sys, "stdlib_module_names") else None
     if stdlib is None:  # Python 3.9
         return
-    outside = {}
+    outside: Dict[str, Set[str]] = {}
     for relpath in modules():
         if top(relpath) in ("pytest_plugin", "_backend_cffi"):
             continue  # pytest's plugin needs pytest; the compiled backend needs cffi, optionally

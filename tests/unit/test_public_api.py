@@ -37,7 +37,7 @@ def _documented() -> Iterator[Tuple[str, Any]]:
             yield name, item
 
 
-@pytest.mark.parametrize("name, item", sorted(_documented(), key=lambda pair: pair[0]))
+@pytest.mark.parametrize("name, item", sorted(dict(_documented()).items()))
 def test_public_callable_has_a_docstring_with_an_example(name: str, item: Any) -> None:
     doc = inspect.getdoc(item) or ""
     assert doc.strip(), f"{name} has no docstring"
