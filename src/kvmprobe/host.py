@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno as _errno
 import json
 import os
+import re
 import stat as _stat
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -69,6 +70,12 @@ MSR_VM_CR = 0xC0010114
 _T = TypeVar("_T")
 
 _NODE_KINDS = ("char", "block", "directory", "file", "other")
+
+# Recorded facts are printed as text (doctor, diff): no C0/C1 controls, which a terminal would
+# act on, and no lone surrogates (JSON "\\ud800"), which no output stream can encode.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# Every recorded number (ids, device numbers, the MSR) fits in 64 unsigned bits.
+_FACT_INT_MAX = 2**64 - 1
 
 
 @dataclass(frozen=True)
@@ -393,7 +400,20 @@ class _FactsLoader:
         # bool is an int subclass: an integer field must not accept true/false.
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise self.error(where, f"expected {what}, got {type(value).__name__}")
+        if isinstance(value, str):
+            self.printable(value, where)
+        elif isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= _FACT_INT_MAX:
+            shown = value if value.bit_length() <= 128 else f"an integer of {value.bit_length()} bits"
+            raise self.error(where, f"{shown} is out of range (0..{_FACT_INT_MAX})")
+        elif isinstance(value, dict):
+            for key in value:
+                self.printable(str(key), f"{where} (a key)")
         return value
+
+    def printable(self, text: str, where: str) -> None:
+        bad = _UNPRINTABLE.search(text)
+        if bad is not None:
+            raise self.error(where, f"contains the unprintable character {ascii(bad.group())}")
 
     def optional(self, value: Any, kind: type, where: str, what: str) -> Any:
         return None if value is None else self.expect(value, kind, where, what)
@@ -544,6 +564,8 @@ def _attempt(action: Callable[[], _T]) -> Tuple[Optional[_T], Optional[str]]:
         return action(), None
     except OSError as err:
         return None, _errno.errorcode.get(err.errno or 0, "EIO")
+    except ValueError:  # a path with a NUL or an unencodable surrogate names no file
+        return None, "EINVAL"
 
 
 def _read(action: Callable[[], _T]) -> Optional[_T]:

@@ -58,8 +58,9 @@ _ERRNO_MAX = 4095
 _CAP_NAME = re.compile(r"KVM_CAP_[A-Z0-9_]+")
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
 # Printable text only: a recorded string is later printed to a terminal, where C0/C1 control
-# characters (escape sequences) would act instead of showing.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# characters (escape sequences) would act instead of showing; and a lone surrogate (JSON
+# "\\udc80") can be neither printed nor written back as UTF-8.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 _TOP_KEYS = (
     "schema",
@@ -203,6 +204,8 @@ def write_snapshot(document: Mapping[str, Any], path: str) -> None:
     """
     try:
         write_atomic(path, json.dumps(document, indent=2) + "\n")
+    except ValueError as err:  # an embedded NUL, or a surrogate the file system encoding cannot carry
+        raise SnapshotError(f"cannot write: not a file name ({err})", path=ascii(path)) from None
     except OSError as err:
         raise SnapshotError(
             f"cannot write: {describe_errno(err.errno or 0)}",
@@ -257,16 +260,19 @@ def load_snapshot(path_or_dict: PathOrDict) -> ProbeResult:
 
 def _read_json(path: str) -> Any:
     """The parsed JSON of a snapshot file, or SnapshotError."""
+    hint = "give the path of a file written by 'python -m kvmprobe snapshot -o FILE'"
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
-        # This function owns the fd and closes it below.
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+        # stat first: a device is never opened (opening /dev/watchdog, say, has effects).
+        # O_NONBLOCK: should a FIFO take the path's place meanwhile, open must not wait for a
+        # writer; fstat then refuses it. This function owns the fd and closes it below.
+        kind = os.stat(path).st_mode
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY) if stat.S_ISREG(kind) else -1
     except OSError as err:
-        raise SnapshotError(
-            f"cannot open: {describe_errno(err.errno or 0)}",
-            path=path,
-            hint="give the path of a file written by 'python -m kvmprobe snapshot -o FILE'",
-        ) from err
+        raise SnapshotError(f"cannot open: {describe_errno(err.errno or 0)}", path=path, hint=hint) from err
+    except ValueError as err:  # an embedded NUL, or a surrogate the file system encoding cannot carry
+        raise SnapshotError(f"cannot open: not a file name ({err})", path=ascii(path), hint=hint) from None
+    if fd < 0:
+        raise SnapshotError(f"not a regular file ({_file_kind(kind)})", path=path, hint=hint)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -398,7 +404,7 @@ class _Reader:
         if not item and not empty:
             self.fail(field, "expected a non-empty string")
         if _CONTROL.search(item):
-            self.fail(field, "contains control characters")
+            self.fail(field, "contains control characters or a lone surrogate")
         return item
 
     def boolean(self, item: Any, field: str) -> bool:

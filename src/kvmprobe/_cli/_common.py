@@ -40,9 +40,23 @@ def exit_code_for(err: KvmProbeError) -> int:
     return EXIT_USAGE
 
 
+#: An error line longer than this is cut in the middle (a message may quote megabytes of input).
+MAX_ERROR_LINE = 2000
+
+
 def fail(message: str, code: int) -> int:
-    """Print one ``kvmprobe: error: ...`` line on stderr and return ``code``."""
-    print(f"kvmprobe: error: {' '.join(message.split())}", file=sys.stderr)
+    """Print one ``kvmprobe: error: ...`` line on stderr and return ``code``.
+
+    The line is made safe for a terminal: whitespace runs become one space, and characters
+    that are not printable (escape sequences quoted from bad input, lone surrogates from a
+    file name that is not UTF-8) are shown escaped, as ``\\x1b``.
+    """
+    text = " ".join(message.split())
+    text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    if len(text) > MAX_ERROR_LINE:
+        half = MAX_ERROR_LINE // 2
+        text = f"{text[:half]} [...] {text[-half:]}"
+    print(f"kvmprobe: error: {text}", file=sys.stderr)
     return code
 
 
