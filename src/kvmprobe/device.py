@@ -106,6 +106,12 @@ class KvmDevice:
             fd = _retrying(lambda: chosen.open(where))  # ownership: this KvmDevice closes it
         except OSError as err:
             raise _open_error(where, err) from err
+        except ValueError as err:  # an embedded NUL, or a surrogate the file system encoding cannot carry
+            raise KvmNotFound(
+                f"{ascii(where)} cannot name a device ({err})",
+                hint="give the KVM device's path (--device /dev/kvm or KVMPROBE_DEVICE)",
+                path=where,
+            ) from None
         device = cls(fd, where, chosen, ioctls)
         try:
             version = device.api_version()

@@ -645,14 +645,13 @@ def load_profile(path: Union[str, "os.PathLike[str]"]) -> Profile:
         ('my-vmm', ['KVM_CAP_USER_MEMORY', 'KVM_CAP_IMMEDIATE_EXIT'])
     """
     where = os.fspath(path)
+    hint = f"give the path of a readable JSON or TOML profile file (at most {MAX_PROFILE_BYTES} bytes)"
     try:
         raw = read_limited(where, MAX_PROFILE_BYTES)
     except OSError as err:
-        raise ProfileError(
-            f"cannot read the profile: {err.strerror or err}",
-            path=where,
-            hint=f"give the path of a readable JSON or TOML profile file (at most {MAX_PROFILE_BYTES} bytes)",
-        ) from err
+        raise ProfileError(f"cannot read the profile: {err.strerror or err}", path=where, hint=hint) from err
+    except ValueError as err:  # an embedded NUL, or a surrogate the file system encoding cannot carry
+        raise ProfileError(f"cannot read the profile: not a file name ({err})", path=ascii(where), hint=hint) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
