@@ -73,7 +73,10 @@ def parse_expiry(text: str, now: datetime) -> datetime:
     spelled = text.strip()
     match = _DURATION.fullmatch(spelled)
     if match is not None:
-        return now + timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+        try:
+            return now + timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+        except (OverflowError, ValueError):  # past year 9999, or more digits than int() reads
+            raise _common.UsageError(f"--expiry-time {text[:40]!r} is too far in the future (dates end at year 9999); give a duration such as 7d") from None
     iso = spelled[:-1] + "+00:00" if spelled[-1:] in ("Z", "z") else spelled
     try:
         when = datetime.fromisoformat(iso.replace("t", "T"))
