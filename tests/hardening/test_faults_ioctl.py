@@ -374,3 +374,36 @@ def test_every_command_under_every_fault_exits_by_the_convention_in_one_line() -
                     problems.append(f"{where}: output differs from the fault-free run")
     tally("ioctl faults: CLI commands", cases, len(problems))
     assert not problems, f"{len(problems)} of {cases} cases:\n" + "\n".join(problems[:40])
+
+
+def test_a_recorded_failed_query_stays_a_failed_query_in_every_command(tmp_path: object) -> None:
+    """Recorded with a failing query, read back by every command: still failed, never 0."""
+    import os.path
+
+    backend = FaultBackend(recorded_host_backend(), [Fault("KVM_CHECK_EXTENSION", errno.EIO, arg=int(PROBED_CAP))])
+    code, out, err = run_cli(("snapshot",), backend)
+    assert code == 0, err
+    path = os.path.join(str(tmp_path), "failed-query.json")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(out)
+    forms: Tuple[Tuple[Tuple[str, ...], int], ...] = (
+        (("dump", "--snapshot", path), 0),
+        (("dump", "--json", "--snapshot", path), 0),
+        (("has", PROBED_CAP.name, "--snapshot", path), 2),
+        (("check", "cloud-hypervisor", "--snapshot", path), 1),
+        (("doctor", "--snapshot", path), 0),
+        (("doctor", "--strict", "--snapshot", path), 1),
+        (("snapshot", "--snapshot", path), 0),
+        (("export", "--format", "nfd", "--snapshot", path), 0),
+        (("export", "--format", "prometheus", "--snapshot", path), 0),
+        (("diff", "preset:pvm-6.18", path), 1),
+    )
+    problems: List[str] = []
+    for argv, expected in forms:
+        code, out, err = run_cli(argv, None)
+        shown_as = tuple(a for a in argv if a not in ("--snapshot", path) and a != "preset:pvm-6.18")
+        if code != expected or not failed_query_shown(shown_as, code, out, err, "EIO"):
+            problems.append(f"{' '.join(argv)}: exit {code} (expected {expected}); failure shown: "
+                            f"{failed_query_shown(shown_as, code, out, err, 'EIO')}; stderr {err!r}")
+    tally("ioctl faults: CLI commands", len(forms), len(problems))
+    assert not problems, "\n".join(problems)
