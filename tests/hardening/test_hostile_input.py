@@ -19,11 +19,13 @@ whole file takes seconds.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import json
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
@@ -52,7 +54,8 @@ def bounded(examples: int) -> settings:
     )
 
 
-WORK = Path(tempfile.mkdtemp(prefix="kvmprobe-hostile-"))
+WORK = Path(tempfile.mkdtemp(prefix="kvmprobe-hostile-"))  # thousands of small files; removed at exit
+atexit.register(shutil.rmtree, WORK, True)
 BASE: Dict[str, Any] = snapshot_document(load_preset("pvm-6.18"))
 BASE_HOST = load_preset("pvm-6.18")
 
