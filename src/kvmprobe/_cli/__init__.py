@@ -7,9 +7,8 @@ stderr and an exit code (see ``_common``). Anything else escaping is a bug.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import TYPE_CHECKING, Any, List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from ..errors import KvmProbeError
 from . import _common
@@ -21,66 +20,47 @@ if TYPE_CHECKING:
 _COMMANDS = ("dump", "has", "check", "doctor", "snapshot", "diff", "export")
 
 
-class _TopParser(_common.Parser):
-    """The top-level parser. It also takes the default command's options (``kvmprobe --json``),
-    but only without a command: argparse would let a command's own defaults silently replace
-    them (``kvmprobe --device X has HLT`` would ask /dev/kvm), so there they are refused."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.recording = False  # set before argparse's own __init__ adds --help
-        self.default_command_options: List[Tuple[argparse.Action, str, Any]] = []
-        super().__init__(*args, **kwargs)
-
-    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
-        action = super().add_argument(*args, **kwargs)
-        if self.recording:
-            # Parsed under a private name with no default, so that "given" is visible afterwards.
-            self.default_command_options.append((action, action.dest, action.default))
-            action.dest, action.default = f"_top_{action.dest}", argparse.SUPPRESS
-        return action
-
-    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
-        parsed, extras = super().parse_known_args(args, namespace)
-        command = getattr(parsed, "command", None)
-        for action, dest, default in self.default_command_options:
-            if not hasattr(parsed, action.dest):
-                if command is None:
-                    setattr(parsed, dest, default)
-                continue
-            if command is not None:
-                option = action.option_strings[-1]
-                raise _common.UsageError(
-                    f"{option} before the command name belongs to the default command (dump); "
-                    f"put it after the command: 'kvmprobe {command} {option} ...'"
-                )
-            setattr(parsed, dest, getattr(parsed, action.dest))
-            delattr(parsed, action.dest)
-        return parsed, extras
+_DEFAULT = "dump"
+_TOP_LEVEL = ("-h", "--help", "--version")
 
 
-def build_parser() -> _common.Parser:
-    """The argparse parser with every command registered."""
+def build_parser(commands: Sequence[str] = _COMMANDS) -> _common.Parser:
+    """The argparse parser with ``commands`` registered (all of them by default)."""
     import importlib
 
-    parser = _TopParser(
+    from .._version import __version__
+
+    parser = _common.Parser(
         prog="kvmprobe",
         description="What KVM on this host can do, and why a VMM will or won't run here.",
         epilog="exit codes: 0 yes/ready, 1 no/not ready, 2 bad input, 3 KVM unavailable. "
-        "Without a command, prints the capability table (the 'dump' command).",
+        "Without a command, prints the capability table (the 'dump' command): "
+        "'kvmprobe --json' is 'kvmprobe dump --json'.",
     )
-    from .._version import __version__
-
     parser.add_argument("--version", action="version", version=f"kvmprobe {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_common.Parser)
-    modules = [importlib.import_module(f"{__name__}._{name}") for name in _COMMANDS]
-    for module in modules:
-        module.register(subparsers)
-    # The default command's options also work without naming it: 'kvmprobe --json'.
-    parser.recording = True
-    modules[0].add_arguments(parser)
-    parser.recording = False
-    parser.set_defaults(func=modules[0].run)
+    for name in commands:
+        importlib.import_module(f"{__name__}._{name}").register(subparsers)
     return parser
+
+
+def _with_command(argv: List[str]) -> Tuple[List[str], Sequence[str]]:
+    """``argv`` with the command named first (the default one when none is), and the commands
+    whose modules the parser needs: only that one, unless the top-level help is asked for."""
+    first = argv[0] if argv else None
+    if first in _COMMANDS:
+        return argv, (first,)
+    if first in _TOP_LEVEL:
+        return argv, _COMMANDS
+    named = next((word for word in argv if word in _COMMANDS), None)
+    if named is not None:
+        # 'kvmprobe --device X has HLT': the options would go to the default command and
+        # 'has' would see none of them. Refused rather than silently asking /dev/kvm.
+        before = " ".join(argv[: argv.index(named)])
+        raise _common.UsageError(f"put options after the command name: 'kvmprobe {named} {before} ...'")
+    if first is not None and not first.startswith("-"):
+        raise _common.UsageError(f"unknown command {first!r} (choose from {', '.join(_COMMANDS)})")
+    return [_DEFAULT, *argv], (_DEFAULT,)
 
 
 def main(argv: Optional[List[str]] = None, *, backend: Optional[Backend] = None) -> int:
@@ -90,9 +70,9 @@ def main(argv: Optional[List[str]] = None, *, backend: Optional[Backend] = None)
     :class:`kvmprobe.testing.FakeBackend`, e.g. one that fails chosen calls).
     """
     _common.tolerant_streams()
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        words, commands = _with_command(list(sys.argv[1:] if argv is None else argv))
+        args = build_parser(commands).parse_args(words)
         args.backend = backend
         return int(args.func(args))
     except _common.UsageError as err:
