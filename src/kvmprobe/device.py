@@ -80,6 +80,8 @@ class KvmDevice:
         self.path = path
         self.backend = backend
         self.ioctls = ioctls
+        #: What KVM_GET_API_VERSION answered when :meth:`open` checked it (always 12 then).
+        self.version = 0
 
     @classmethod
     def open(cls, path: Optional[str] = None, *, backend: Optional[Backend] = None) -> KvmDevice:
@@ -125,6 +127,7 @@ class KvmDevice:
                 hint="this kernel's KVM is not the mainline interface; use a mainline KVM kernel",
                 path=where,
             )
+        device.version = version
         return device
 
     def fileno(self) -> int:

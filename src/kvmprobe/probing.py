@@ -164,7 +164,7 @@ def _run_probe(path: str, backend: Optional[Backend], vm: bool) -> ProbeResult:
     vm_values: Optional[Dict[Cap, int]] = None
     vm_errors: Dict[Cap, int] = {}
     with KvmDevice.open(path, backend=backend) as kvm:  # closed on leaving the block
-        api = kvm.api_version()
+        api = kvm.version  # asked by KvmDevice.open, which refuses anything but 12
         values, errors = _split(kvm.check_many(_NUMBERS))
         if vm:
             with kvm.create_vm() as vm_fd:  # the VM fd is closed on leaving the block
