@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import sys
 
 from ._version import __version__
 
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
     from ._atomic import write_atomic
     from .caps import Cap
     from .device import KvmDevice
-    from .diagnose import Check, Diagnosis, Status, Verdict, diagnose
+    from .diagnosis import Check, Diagnosis, Status, Verdict, diagnose
     from .diff import HostDiff, diff_hosts
     from .errors import (
         BackendUnavailable,
@@ -61,8 +60,8 @@ _EXPORTS = {
     "BackendUnavailable": "errors",
     "Cap": "caps",
     "CapabilityQueryFailed": "errors",
-    "Check": "diagnose",
-    "Diagnosis": "diagnose",
+    "Check": "diagnosis",
+    "Diagnosis": "diagnosis",
     "HostDiff": "diff",
     "HostFacts": "host",
     "KvmBusy": "errors",
@@ -79,13 +78,13 @@ _EXPORTS = {
     "ProfileError": "errors",
     "Readiness": "profiles",
     "SnapshotError": "errors",
-    "Status": "diagnose",
+    "Status": "diagnosis",
     "UnknownCapability": "errors",
     "UnknownVmm": "errors",
     "UnsupportedPlatform": "errors",
-    "Verdict": "diagnose",
+    "Verdict": "diagnosis",
     "check_vmm": "profiles",
-    "diagnose": "diagnose",
+    "diagnose": "diagnosis",
     "diff_hosts": "diff",
     "has": "probing",
     "load_preset": "presets",
@@ -122,23 +121,6 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> List[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-class _Facade(type(sys)):  # type: ignore[misc]  # types.ModuleType, without importing types
-    """The package module: keeps a public name that is also a submodule's name (``diagnose``).
-
-    The import system binds a submodule on its package when it is first loaded; eagerly
-    imported, the public function was bound after that and won. Here the submodule may load
-    later, so the binding is turned into the public name it defines.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if _EXPORTS.get(name) == name and isinstance(value, type(sys)):
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Facade
 
 
 def backend() -> str:

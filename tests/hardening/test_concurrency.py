@@ -20,7 +20,7 @@ from kvmprobe import ProbeResult, probe
 from kvmprobe._backend import CheckResults
 from kvmprobe._ioctl import KVM_API_VERSION, KvmIoctls
 from kvmprobe.caps import Cap
-from kvmprobe.diagnose import diagnose
+from kvmprobe.diagnosis import diagnose
 from kvmprobe.testing import FakeHost
 
 THREADS = 64

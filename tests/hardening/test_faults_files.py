@@ -25,7 +25,7 @@ import pytest
 from hardening._faultlib import recorded_host_backend, tally
 from kvmprobe import HostFacts, ProfileError, SnapshotError, read_host_facts
 from kvmprobe._cli import main
-from kvmprobe.diagnose import diagnose
+from kvmprobe.diagnosis import diagnose
 from kvmprobe.presets import load_preset
 from kvmprobe.profiles import load_profile
 from kvmprobe.snapshot import load_snapshot, snapshot_document

@@ -42,7 +42,7 @@ from kvmprobe import (
 )
 from kvmprobe._cli import main
 from kvmprobe.caps import Cap
-from kvmprobe.diagnose import Status, diagnose
+from kvmprobe.diagnosis import Status, diagnose
 
 # What each (call, errno) must raise, written from the errno semantics (open(2), ioctl(2) and
 # Documentation/virt/kvm/api.rst), independently of device.py's mapping.

@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from hardening._faultlib import recorded_host_backend, tally
 from kvmprobe import ProbeResult, ProfileError, SnapshotError
 from kvmprobe._cli import _check, _diff, _doctor, _dump, main
-from kvmprobe.diagnose import diagnose
+from kvmprobe.diagnosis import diagnose
 from kvmprobe.diff import diff_hosts
 from kvmprobe.export import nfd_features, prometheus_text
 from kvmprobe.presets import load_preset

@@ -32,7 +32,7 @@ from kvmprobe import probe, probing, write_atomic
 from kvmprobe._backend import select_backend
 from kvmprobe._backend_cffi import unavailable_reason
 from kvmprobe._cli import main
-from kvmprobe.diagnose import diagnose
+from kvmprobe.diagnosis import diagnose
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 

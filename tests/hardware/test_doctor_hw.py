@@ -149,7 +149,7 @@ def _as_nobody(args: List[str]) -> "subprocess.CompletedProcess[str]":
         pytest.skip(f"{DEVICE} is world read-write here: every user may open it")
     drop = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", python]
     env = {"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin", "NO_COLOR": "1"}
-    check = subprocess.run(drop + ["-c", "import kvmprobe.diagnose"], capture_output=True, text=True,
+    check = subprocess.run(drop + ["-c", "import kvmprobe.diagnosis"], capture_output=True, text=True,
                            timeout=60, env=env)  # fmt: skip
     if check.returncode != 0:
         pytest.skip(f"the source tree is not readable by uid {NOBODY}: {check.stderr.strip()[-200:]}")

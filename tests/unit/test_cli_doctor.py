@@ -22,7 +22,7 @@ import pytest
 
 from kvmprobe import Cap, read_host_facts
 from kvmprobe._cli import _common, _doctor, main
-from kvmprobe.diagnose import CHECK_IDS, Diagnosis, Verdict, diagnose
+from kvmprobe.diagnosis import CHECK_IDS, Diagnosis, Verdict, diagnose
 from kvmprobe.testing import FakeBackend, FakeHost, fake_probe_result
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -29,7 +29,7 @@ LAYERS: Dict[str, int] = {
     # 4: the batch probe and its cache
     "probing": 4,
     # 5: what is made of a probe
-    "profiles": 5, "snapshot": 5, "diagnose": 5, "export": 5,
+    "profiles": 5, "snapshot": 5, "diagnosis": 5, "export": 5,
     # 6: built on those
     "presets": 6, "diff": 6,
     # 7-10: the shells: fakes, the pytest plugin over them, the facade, the CLI

@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any, List
 
-from ..diagnose import Diagnosis, Status, Verdict, diagnose
+from ..diagnosis import Diagnosis, Status, Verdict, diagnose
 from . import _common
 
 _COLORS = {

@@ -23,7 +23,7 @@ from typing import Any, Dict, Optional
 
 from .._atomic import write_atomic
 from ..device import device_path
-from ..diagnose import Status, diagnose
+from ..diagnosis import Status, diagnose
 from ..errors import KvmUnavailable
 from ..export import DEFAULT_PREFIX, Unavailable, check_prefix, nfd_features, prometheus_text, select_caps
 from ..host import read_host_facts

@@ -1,4 +1,4 @@
-"""kvmprobe.diagnose on fake hosts (FakeHost trees) and fake kernels (FakeBackend).
+"""kvmprobe.diagnosis (diagnose()) on fake hosts (FakeHost trees) and fake kernels (FakeBackend).
 
 Each fake host of the issue gets its verdict and the remedy text a user would need. The rule
 under test throughout: the verdict comes from the kernel's answers; flags, modules and
@@ -17,7 +17,7 @@ import pytest
 
 from kvmprobe import Cap, HostFacts, read_host_facts
 from kvmprobe.caps import CapLike
-from kvmprobe.diagnose import CHECK_IDS, DECISIVE, Check, Diagnosis, Status, Verdict, diagnose
+from kvmprobe.diagnosis import CHECK_IDS, DECISIVE, Check, Diagnosis, Status, Verdict, diagnose
 from kvmprobe.testing import KVM_GID, FakeBackend, FakeHost, fake_probe_result
 
 WORKING: Dict[CapLike, int] = {Cap.IMMEDIATE_EXIT: 1}
