@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-
 from ._version import __version__
 
 # The public names are loaded on first use (PEP 562), so that 'import kvmprobe' costs almost
