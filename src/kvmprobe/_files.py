@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from typing import Optional
 
 __all__ = ["FileRefused", "file_kind", "read_limited"]
 
@@ -21,7 +22,12 @@ _CHUNK = 65536
 
 
 class FileRefused(OSError):
-    """The path names something other than a regular file, or a file over the size limit."""
+    """The path names something other than a regular file, or a file over the size limit.
+
+    ``strerror`` says which; ``size`` is the file's size where a size refused it and stat knew it.
+    """
+
+    size: Optional[int] = None
 
 
 def file_kind(mode: int) -> str:
@@ -53,11 +59,13 @@ def read_limited(path: str, limit: int, *, truncate: bool = False) -> bytes:
     """
     before = os.stat(path)
     if stat.S_ISDIR(before.st_mode):
-        raise FileRefused(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        raise FileRefused(errno.EISDIR, "not a regular file (a directory)", path)
     if not stat.S_ISREG(before.st_mode):
         raise FileRefused(errno.EINVAL, f"not a regular file ({file_kind(before.st_mode)})", path)
     if before.st_size > limit and not truncate:
-        raise FileRefused(errno.EFBIG, f"{before.st_size} bytes, more than the {limit} read", path)
+        refused = FileRefused(errno.EFBIG, f"{before.st_size} bytes, more than the {limit} read", path)
+        refused.size = before.st_size
+        raise refused
     # O_NONBLOCK: should the path become a FIFO after the stat, open must not wait for a writer.
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)  # closed below
     try:

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import json
 import os
+import errno
 import re
-import stat
 from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, Dict, List, Mapping, NoReturn, Optional, Set, Tuple, Union
 
 from ._atomic import write_atomic
+from ._files import FileRefused, read_limited
 from ._version import __version__
 from .caps import Cap
 from .errors import SnapshotError, describe_errno
@@ -262,43 +263,18 @@ def _read_json(path: str) -> Any:
     """The parsed JSON of a snapshot file, or SnapshotError."""
     hint = "give the path of a file written by 'python -m kvmprobe snapshot -o FILE'"
     try:
-        # stat first: a device is never opened (opening /dev/watchdog, say, has effects).
-        # O_NONBLOCK: should a FIFO take the path's place meanwhile, open must not wait for a
-        # writer; fstat then refuses it. This function owns the fd and closes it below.
-        kind = os.stat(path).st_mode
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY) if stat.S_ISREG(kind) else -1
+        # Only a regular file is ever opened (a FIFO would block, /dev/zero never end), and at
+        # most MAX_SNAPSHOT_BYTES are read: see _files.read_limited.
+        data = read_limited(path, MAX_SNAPSHOT_BYTES)
+    except FileRefused as err:
+        if err.errno == errno.EFBIG:
+            size = f"{err.size} bytes is" if err.size is not None else "more than that is"
+            raise SnapshotError(f"{size} too large for a snapshot", path=path, hint=_SIZE_HINT) from None
+        raise SnapshotError(err.strerror or "not a regular file", path=path, hint=hint) from None
     except OSError as err:
         raise SnapshotError(f"cannot open: {describe_errno(err.errno or 0)}", path=path, hint=hint) from err
     except ValueError as err:  # an embedded NUL, or a surrogate the file system encoding cannot carry
         raise SnapshotError(f"cannot open: not a file name ({err})", path=ascii(path), hint=hint) from None
-    if fd < 0:
-        raise SnapshotError(f"not a regular file ({_file_kind(kind)})", path=path, hint=hint)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise SnapshotError(
-                f"not a regular file ({_file_kind(info.st_mode)})",
-                path=path,
-                hint="give the path of a file written by 'python -m kvmprobe snapshot -o FILE'",
-            )
-        if info.st_size > MAX_SNAPSHOT_BYTES:
-            raise SnapshotError(f"{info.st_size} bytes is too large for a snapshot", path=path, hint=_SIZE_HINT)
-        chunks: List[bytes] = []
-        size = 0
-        while size <= MAX_SNAPSHOT_BYTES:  # the file may grow after fstat
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError as err:
-                raise SnapshotError(f"cannot read: {describe_errno(err.errno or 0)}", path=path) from err
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > MAX_SNAPSHOT_BYTES:
-            raise SnapshotError(f"more than {MAX_SNAPSHOT_BYTES} bytes", path=path, hint=_SIZE_HINT)
-    finally:
-        os.close(fd)
-    data = b"".join(chunks)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -316,19 +292,6 @@ def _read_json(path: str) -> Any:
 
 
 _SIZE_HINT = f"a snapshot is at most {MAX_SNAPSHOT_BYTES} bytes; give a file written by 'python -m kvmprobe snapshot'"
-
-
-def _file_kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
 
 
 def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:

@@ -448,7 +448,7 @@ def test_bad_profile_files_name_the_file_and_key(tmp_path: Path, case: Tuple[str
 def test_unreadable_profile_files(tmp_path: Path) -> None:
     for path, expected in (
         (tmp_path / "missing.toml", "No such file or directory"),
-        (tmp_path, "Is a directory"),
+        (tmp_path, "not a regular file (a directory)"),
     ):
         with pytest.raises(ProfileError) as caught:
             load_profile(path)
