@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import stat
+import subprocess
 from typing import Dict
 
 
@@ -31,3 +34,33 @@ def raw_check_extension(fd: int, number: int) -> int:
     import fcntl
 
     return fcntl.ioctl(fd, RAW_KVM_CHECK_EXTENSION, number)
+
+
+NOBODY = 65534
+SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "src"))
+
+
+def kvmprobe_as_nobody(*args: str, device: str = "/dev/kvm", timeout: float = 120) -> "subprocess.CompletedProcess[str]":
+    """``python -m kvmprobe ARGS`` run as uid 65534 (setpriv) on this host's real device.
+
+    Skips, with the reason, where that cannot show a permission problem: not root, no setpriv,
+    no interpreter outside /root (pyenv's lives there, 0700), a world-read-write device, or a
+    source tree that uid cannot read. The system interpreter runs the checkout's ``src``.
+    """
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop to an unprivileged user")
+    setpriv = shutil.which("setpriv")
+    python = "/usr/bin/python3"
+    if setpriv is None or not os.access(python, os.X_OK):
+        pytest.skip(f"needs setpriv (util-linux) and {python}, an interpreter uid {NOBODY} can execute")
+    mode = os.stat(device).st_mode
+    if mode & stat.S_IROTH and mode & stat.S_IWOTH:
+        pytest.skip(f"{device} is world read-write here: every user may open it")
+    drop = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", python]
+    env = {"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin", "NO_COLOR": "1"}
+    check = subprocess.run([*drop, "-c", "import kvmprobe._cli"], capture_output=True, text=True, timeout=60, env=env)
+    if check.returncode != 0:
+        pytest.skip(f"the source tree is not readable by uid {NOBODY}: {check.stderr.strip()[-200:]}")
+    return subprocess.run([*drop, "-m", "kvmprobe", *args], capture_output=True, text=True, timeout=timeout, env=env)

@@ -14,18 +14,17 @@ import shutil
 import stat
 import subprocess
 import sys
-from typing import FrozenSet, List
+from typing import FrozenSet
 
 import pytest
 
-from _helpers import GENERIC_ARCHES, RAW_KVM_CREATE_VM, RAW_KVM_GET_API_VERSION, open_fds
+from _helpers import GENERIC_ARCHES, NOBODY, RAW_KVM_CREATE_VM, RAW_KVM_GET_API_VERSION, kvmprobe_as_nobody, open_fds
 from kvmprobe import Status, Verdict, diagnose
 
 pytestmark = pytest.mark.kvm
 
 DEVICE = "/dev/kvm"
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "src"))
-NOBODY = 65534
 
 
 @pytest.fixture(autouse=True)
@@ -134,31 +133,8 @@ def test_cli_exit_codes_follow_the_verdict() -> None:
 # --- as an unprivileged user -------------------------------------------------------------------------
 
 
-def _as_nobody(args: List[str]) -> "subprocess.CompletedProcess[str]":
-    if os.geteuid() != 0:
-        pytest.skip("needs root to drop to an unprivileged user")
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("needs setpriv (util-linux)")
-    # pyenv's interpreter lives under /root (0700 here): use the system one, which nobody can run.
-    python = "/usr/bin/python3"
-    if not os.access(python, os.X_OK):
-        pytest.skip(f"needs {python}, an interpreter outside /root that uid {NOBODY} can execute")
-    mode = os.stat(DEVICE).st_mode
-    if mode & stat.S_IROTH and mode & stat.S_IWOTH:
-        pytest.skip(f"{DEVICE} is world read-write here: every user may open it")
-    drop = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", python]
-    env = {"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin", "NO_COLOR": "1"}
-    check = subprocess.run(drop + ["-c", "import kvmprobe.diagnosis"], capture_output=True, text=True,
-                           timeout=60, env=env)  # fmt: skip
-    if check.returncode != 0:
-        pytest.skip(f"the source tree is not readable by uid {NOBODY}: {check.stderr.strip()[-200:]}")
-    return subprocess.run(drop + ["-m", "kvmprobe", "doctor", *args], capture_output=True, text=True,
-                          timeout=120, env=env)  # fmt: skip
-
-
 def test_unprivileged_user_gets_the_permission_fail_and_its_remedy() -> None:
-    result = _as_nobody(["--json"])
+    result = kvmprobe_as_nobody("doctor", "--json", device=DEVICE)
     assert result.returncode == 1 and result.stderr == ""
     doc = json.loads(result.stdout)
     access = next(c for c in doc["checks"] if c["id"] == "device-access")
@@ -185,7 +161,7 @@ def test_unprivileged_user_gets_the_permission_fail_and_its_remedy() -> None:
 
 
 def test_unprivileged_text_output_shows_the_fix() -> None:
-    result = _as_nobody([])
+    result = kvmprobe_as_nobody("doctor", device=DEVICE)
     lines = result.stdout.splitlines()
     assert result.returncode == 1
     access = next(i for i, line in enumerate(lines) if line.startswith("  FAIL  device-access"))

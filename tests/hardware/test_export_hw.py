@@ -5,9 +5,6 @@ from __future__ import annotations
 import fcntl
 import os
 import platform
-import shutil
-import stat
-import subprocess
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -18,13 +15,11 @@ from kvmprobe import Cap
 from kvmprobe._cli import main
 from kvmprobe.export import DEFAULT_PREFIX, is_label_value, is_qualified_name
 
-from _helpers import open_fds  # noqa: I001
+from _helpers import kvmprobe_as_nobody, open_fds  # noqa: I001
 from _helpers import RAW_KVM_CREATE_VM, RAW_KVM_GET_API_VERSION, raw_check_extension
 
 pytestmark = pytest.mark.kvm
 
-SRC = os.path.join(os.path.dirname(__file__), "..", "..", "src")
-NOBODY = 65534
 
 Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
 
@@ -101,22 +96,7 @@ def test_exporting_leaves_no_fd_open(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_as_an_unprivileged_user_the_export_says_not_usable(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to drop to an unprivileged user")
-    setpriv = shutil.which("setpriv")
-    python = "/usr/bin/python3"
-    if setpriv is None or not os.access(python, os.X_OK):
-        pytest.skip("needs setpriv (util-linux) and /usr/bin/python3")
-    mode = os.stat("/dev/kvm").st_mode
-    if mode & stat.S_IROTH and mode & stat.S_IWOTH:
-        pytest.skip("/dev/kvm is world read-write here: every user may open it")
-    env = {"PYTHONPATH": os.path.abspath(SRC), "PATH": "/usr/bin:/bin"}
-    drop = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", python]
-    check = subprocess.run([*drop, "-c", "import kvmprobe"], capture_output=True, text=True, timeout=60, env=env)
-    if check.returncode != 0:
-        pytest.skip(f"the source tree is not readable by uid {NOBODY}: {check.stderr.strip()[-200:]}")
-    proc = subprocess.run([*drop, "-m", "kvmprobe", "export", "--format", "prometheus"],
-                          capture_output=True, text=True, timeout=60, env=env)
+    proc = kvmprobe_as_nobody("export", "--format", "prometheus")
     assert proc.returncode == 3 and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
     samples = samples_of(proc.stdout)
     assert samples[("kvm_usable", ())] == 0
