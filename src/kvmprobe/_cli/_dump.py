@@ -12,17 +12,13 @@ from ..probing import ProbeResult
 from . import _common
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The dump options (also accepted with no command named)."""
+def register(subparsers: Any) -> None:
+    # The default command: 'kvmprobe --json' reaches here as 'kvmprobe dump --json' (_cli._with_command).
+    parser = subparsers.add_parser("dump", help="print every capability and its value (the default)")
     parser.add_argument("--json", action="store_true", help="print the JSON document for programs")
     parser.add_argument("--all", action="store_true", help="list unsupported capabilities too")
     parser.add_argument("--vm", action="store_true", help="also create a VM and ask each capability on its fd")
     _common.add_source_arguments(parser)
-
-
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("dump", help="print every capability and its value (the default)")
-    add_arguments(parser)
     parser.set_defaults(func=run)
 
 
