@@ -189,6 +189,12 @@ class CapabilityQueryFailed(KvmProbeError, LookupError):
         )
 
 
+def _located(message: str, path: str | None, part: str) -> str:
+    """``file: part: message``, leaving out what is not known."""
+    where = ": ".join(p for p in (path or "", part) if p)
+    return f"{where}: {message}" if where else message
+
+
 class SnapshotError(KvmProbeError, ValueError):
     """A recorded host (snapshot) is malformed: names the file and the JSON path of the field.
 
@@ -199,9 +205,8 @@ class SnapshotError(KvmProbeError, ValueError):
 
     def __init__(self, message: str, *, path: str | None = None, field: str = "", hint: str = "") -> None:
         self.field = field
-        where = ": ".join(p for p in (path or "", field) if p)
         super().__init__(
-            f"{where}: {message}" if where else message,
+            _located(message, path, field),
             hint=hint or "record the host again with 'python -m kvmprobe snapshot -o FILE'",
             path=path,
         )
@@ -217,9 +222,8 @@ class ProfileError(KvmProbeError, ValueError):
 
     def __init__(self, message: str, *, path: str | None = None, key: str = "", hint: str = "") -> None:
         self.key = key
-        where = ": ".join(p for p in (path or "", key) if p)
         super().__init__(
-            f"{where}: {message}" if where else message,
+            _located(message, path, key),
             hint=hint or "see 'Custom profiles' in README.md for the file format",
             path=path,
         )
