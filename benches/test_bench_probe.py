@@ -21,7 +21,8 @@ import pytest
 
 import kvmprobe
 from kvmprobe import _backend_cffi
-from kvmprobe._backend import Backend, select_backend
+from kvmprobe._backend import Backend
+from kvmprobe._backend_select import select_backend
 from kvmprobe._ioctl import KvmIoctls
 from kvmprobe.caps import Cap
 from kvmprobe.device import KvmDevice

@@ -53,29 +53,24 @@ static const char *kvmbatch_version(void)
 }
 
 /* One ioctl whose argument is an integer (KVM_GET_API_VERSION, KVM_CHECK_EXTENSION,
- * KVM_CREATE_VM). EINTR is retried. Returns the result, or -1 with errno set (cffi saves
- * errno for ffi.errno). The fd is the caller's: nothing here opens or closes one. */
+ * KVM_CREATE_VM), issued once. Returns the result, or -1 with errno set (cffi saves errno for
+ * ffi.errno); EINTR is reported like any errno, and kvmprobe's device layer asks again, a
+ * bounded number of times. The fd is the caller's: nothing here opens or closes one. */
 static int kvmbatch_ioctl(int fd, unsigned long request, long arg)
 {
-    int r;
-    do {
-        r = ioctl(fd, request, (unsigned long)arg);
-    } while (r < 0 && errno == EINTR);
-    return r;
+    return ioctl(fd, request, (unsigned long)arg);
 }
 
-/* For each i: values[i] = ioctl(fd, request, numbers[i]); errnos[i] = its errno, or 0 when
- * it succeeded (values[i] is then >= 0; -1 on failure). EINTR is retried per entry. Returns
- * how many entries failed, so the caller can skip reading errnos when none did. */
+/* For each i: values[i] = ioctl(fd, request, numbers[i]), issued once; errnos[i] = its errno
+ * (EINTR included: the caller asks those again), or 0 when it succeeded (values[i] is then
+ * >= 0; -1 on failure). Returns how many entries failed, so the caller can skip reading
+ * errnos when none did. */
 static size_t kvmbatch_check_many(int fd, unsigned long request, const long *numbers,
                                   int *values, int *errnos, size_t count)
 {
     size_t i, failed = 0;
     for (i = 0; i < count; i++) {
-        int r;
-        do {
-            r = ioctl(fd, request, (unsigned long)numbers[i]);
-        } while (r < 0 && errno == EINTR);
+        int r = ioctl(fd, request, (unsigned long)numbers[i]);
         values[i] = r;
         if (r < 0) {
             errnos[i] = errno;

@@ -134,7 +134,7 @@ def backend() -> str:
         >>> backend() in ("cffi", "ctypes")
         True
     """
-    from ._backend import select_backend
+    from ._backend_select import select_backend
 
     return select_backend().name
 

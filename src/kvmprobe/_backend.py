@@ -1,25 +1,26 @@
-"""The ioctl backend seam: what any binding must offer, and how one is chosen.
+"""The ioctl backend seam: what any binding must offer, and the base the real ones share.
 
-Imports ``errors`` (and, lazily, the concrete backends). A backend knows paths, file
-descriptors, ioctl numbers and errno values; it knows nothing of capabilities, profiles
-or the CLI. Its calls raise ``OSError`` carrying the errno, except ``check_many``, which
-reports an errno per entry; ``device`` is where errno values become kvmprobe errors.
+Imports nothing from the package. A backend knows paths, file descriptors, ioctl numbers,
+byte buffers and errno values; it knows nothing of capabilities, profiles or the CLI. Its
+calls raise ``OSError`` carrying the errno, except ``check_many``, which reports an errno per
+entry. A backend never retries: ``EINTR`` is reported like any errno, and ``device`` (the one
+place errno values become kvmprobe errors) asks again, a bounded number of times, so that a
+call interrupted forever ends in an error instead of a hang. Which backend runs is decided in
+``_backend_select``.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from typing import List, Optional, Sequence, Tuple
-
-from typing import Protocol
-
-from .errors import BackendUnavailable
+from typing import Callable, Dict, Generic, List, Optional, Protocol, Sequence, Tuple, TypeVar
 
 #: Per entry of ``check_many``: the ioctl's return value (``-1`` on failure) and its errno (0: none).
 CheckResults = Tuple[List[int], List[int]]
 
-BACKEND_NAMES = ("cffi", "ctypes")
+#: ``open(2)`` flags for every KVM fd: read-write (the ioctls need it) and close-on-exec, so no
+#: child process ever inherits a KVM fd.
+OPEN_FLAGS = os.O_RDWR | os.O_CLOEXEC
 
 
 class Backend(Protocol):
@@ -34,74 +35,79 @@ class Backend(Protocol):
         """Close ``fd``."""
 
     def ioctl(self, fd: int, request: int, arg: int = 0) -> int:
-        """Issue one integer-argument ioctl; return its non-negative result; raise ``OSError``.
-
-        ``EINTR`` is retried, never reported.
-        """
+        """Issue one integer-argument ioctl once; return its non-negative result; raise ``OSError``."""
 
     def check_many(self, fd: int, request: int, numbers: Sequence[int]) -> CheckResults:
-        """Issue ``request`` once per number (``EINTR`` retried); return values and errnos."""
+        """Issue ``request`` once per number; return the values and the errnos (0: it worked)."""
+
+    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray) -> int:
+        """Issue one ioctl whose argument points at ``buffer`` (read and written in place).
+
+        The caller lays the structure out in ``buffer`` and reads the kernel's answer from it;
+        the backend only passes the pointer. Returns the result; raises ``OSError``.
+        """
 
 
-_lock = threading.Lock()
-_instances: dict[str, Backend] = {}
-_failures: dict[str, BackendUnavailable] = {}
+_Array = TypeVar("_Array")
+
+# A probe sends the same number list every time; a few spare slots serve other callers.
+_ARRAY_SLOTS = 8
 
 
-def select_backend(name: Optional[str] = None, *, compiled_module: Optional[str] = None) -> Backend:
-    """The backend named ``name``, else ``$KVMPROBE_BACKEND``, else cffi when built, else ctypes.
+class BackendBase(Generic[_Array]):
+    """``open``/``close``, buffer ioctls and the number-array cache, shared by the real backends.
 
-    Args:
-        name: ``"cffi"``, ``"ctypes"`` or ``"auto"`` (default: ``$KVMPROBE_BACKEND``, else auto).
-        compiled_module: import name of the compiled cffi module (default ``kvmprobe._kvmbatch``;
-            tests name a missing one to see the fallback and the error).
-
-    Raises:
-        BackendUnavailable: the backend asked for is unknown or cannot be loaded here.
+    A subclass sets ``name``, implements ``ioctl`` and ``check_many``, and says how a list of
+    numbers becomes its native array (:meth:`_convert`): :meth:`_array` converts each distinct
+    list once. Buffer ioctls are rare and never on a hot path, so both backends issue them
+    through one ctypes function.
     """
-    wanted = (name or os.environ.get("KVMPROBE_BACKEND") or "auto").strip().lower()
-    if wanted not in ("auto",) + BACKEND_NAMES:
-        raise BackendUnavailable(
-            f"unknown ioctl backend {wanted!r}",
-            hint="set KVMPROBE_BACKEND to 'cffi' or 'ctypes', or unset it",
-        )
-    with _lock:
-        if wanted == "auto":
-            for candidate in BACKEND_NAMES:
-                backend = _load(candidate, required=False, module=compiled_module)
-                if backend is not None:
-                    return backend
-            raise BackendUnavailable("no ioctl backend could be loaded")  # ctypes always loads
-        backend = _load(wanted, required=True, module=compiled_module)
-        assert backend is not None  # required=True raises instead
-        return backend
 
+    name = "base"
 
-def _load(name: str, *, required: bool, module: Optional[str]) -> Optional[Backend]:
-    key = name if module is None else f"{name}:{module}"
-    if key in _instances:
-        return _instances[key]
-    backend: Backend
-    if name == "ctypes":
-        from ._backend_ctypes import CtypesBackend
+    def __init__(self) -> None:
+        self._arrays: Dict[Tuple[int, ...], _Array] = {}
+        self._arrays_lock = threading.Lock()
+        self._buffer_ioctl: Optional[Callable[..., int]] = None
 
-        backend = CtypesBackend()
-    else:
-        from . import _backend_cffi
+    def open(self, path: str) -> int:
+        # Ownership: the caller (device.KvmDevice) closes this fd. os.open retries EINTR (PEP 475).
+        return os.open(path, OPEN_FLAGS)
 
-        failure = _failures.get(key)
-        if failure is None:
-            try:
-                backend = _backend_cffi.CffiBackend(module or _backend_cffi.MODULE)
-            except BackendUnavailable as err:
-                # Remembered: the automatic choice runs on every uncached probe, and a failed
-                # import is not free.
-                failure = _failures[key] = err
-        if failure is not None:
-            if required:
-                raise BackendUnavailable(
-                    f"the cffi backend is not available: {failure.message}", hint=failure.hint
-                ) from failure
-            return None
-    _instances[key] = backend
-    return backend
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+    def _convert(self, numbers: Tuple[int, ...]) -> _Array:
+        raise NotImplementedError
+
+    def _array(self, numbers: Sequence[int]) -> _Array:
+        key = tuple(numbers)
+        array = self._arrays.get(key)
+        if array is None:
+            array = self._convert(key)
+            with self._arrays_lock:
+                if len(self._arrays) >= _ARRAY_SLOTS:
+                    self._arrays.clear()
+                self._arrays[key] = array
+        return array
+
+    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray) -> int:
+        import ctypes
+
+        call = self._buffer_ioctl
+        if call is None:
+            # dlopen(NULL): libc's ioctl among the process's own symbols; use_errno keeps errno.
+            call = ctypes.CDLL(None, use_errno=True).ioctl
+            call.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)
+            call.restype = ctypes.c_int
+            self._buffer_ioctl = call
+        if not buffer:
+            raise ValueError("an ioctl buffer must not be empty")
+        # Ownership: fd is borrowed from the caller; the ctypes view borrows the caller's
+        # bytearray, which outlives the call, and the kernel keeps no pointer to it.
+        view = (ctypes.c_char * len(buffer)).from_buffer(buffer)
+        result: int = call(fd, request, ctypes.addressof(view))
+        if result < 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+        return result

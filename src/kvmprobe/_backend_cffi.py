@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import importlib
 import os
-import threading
-from typing import TYPE_CHECKING, Any, Dict, List, Sequence, Tuple, cast
+from typing import TYPE_CHECKING, Any, List, Sequence, Tuple, cast
 
-from ._backend import CheckResults
+from ._backend import BackendBase, CheckResults
 from ._version import __version__
 from .errors import BackendUnavailable
 
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
 #: The compiled module's import name (``set_source`` in ``build_batch.py``).
 MODULE = "kvmprobe._kvmbatch"
 
-_OPEN_FLAGS = os.O_RDWR | os.O_CLOEXEC
 _REBUILD = "reinstall kvmprobe with cffi and a C compiler present (pip install --force-reinstall 'kvmprobe[fast]')"
 
 
@@ -81,12 +79,13 @@ def unavailable_reason(module: str = MODULE, version: str = __version__) -> str:
     return ""
 
 
-class CffiBackend:
+class CffiBackend(BackendBase[Any]):
     """KVM ioctls through the compiled cffi module; ``check_many`` loops in C.
 
     The capability numbers arrive from Python at each call (C keeps no table). The C array
-    built from them is cached for the last few distinct number lists, since a probe sends the
-    same list every time; output arrays are new per call, so threads never share one.
+    built from them is cached for the last few distinct number lists (``BackendBase``), since a
+    probe sends the same list every time; output arrays are new per call, so threads never
+    share one.
 
     Raises:
         BackendUnavailable: as :func:`load`, when constructed where the module cannot be used.
@@ -102,38 +101,23 @@ class CffiBackend:
     name = "cffi"
 
     def __init__(self, module: str = MODULE, version: str = __version__) -> None:
+        super().__init__()
         self._ffi, self._lib = load(module, version)
-        self._inputs: Dict[Tuple[int, ...], Any] = {}
-        self._lock = threading.Lock()
-
-    def open(self, path: str) -> int:
-        # Ownership: the caller (device.KvmDevice) closes this fd. os.open retries EINTR (PEP 475).
-        return os.open(path, _OPEN_FLAGS)
-
-    def close(self, fd: int) -> None:
-        os.close(fd)
 
     def ioctl(self, fd: int, request: int, arg: int = 0) -> int:
-        # Ownership: fd is borrowed from the caller, who keeps and closes it; C retries EINTR.
+        # Ownership: fd is borrowed from the caller, who keeps and closes it.
         result: int = self._lib.kvmbatch_ioctl(fd, request, arg)
         if result < 0:
             code: int = self._ffi.errno
             raise OSError(code, os.strerror(code))
         return result
 
-    def _input(self, numbers: Sequence[int]) -> Tuple[Any, int]:
-        key = tuple(numbers)
-        array = self._inputs.get(key)
-        if array is None:
-            array = self._ffi.new("long[]", key)
-            with self._lock:
-                if len(self._inputs) >= 8:  # a probe uses one list; a few spare slots for callers
-                    self._inputs.clear()
-                self._inputs[key] = array
-        return array, len(key)
+    def _convert(self, numbers: Tuple[int, ...]) -> Any:
+        return self._ffi.new("long[]", numbers)
 
     def check_many(self, fd: int, request: int, numbers: Sequence[int]) -> CheckResults:
-        numbers_c, count = self._input(numbers)
+        numbers_c = self._array(numbers)
+        count = len(numbers)
         ffi = self._ffi
         values = ffi.new("int[]", count)
         errnos = ffi.new("int[]", count)

@@ -10,14 +10,11 @@ the entries that failed.
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
-import threading
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Sequence, Tuple
 
-from ._backend import CheckResults
+from ._backend import BackendBase, CheckResults
 
-_OPEN_FLAGS = os.O_RDWR | os.O_CLOEXEC
 _ULONG_MASK = (1 << (8 * ctypes.sizeof(ctypes.c_ulong))) - 1
 
 
@@ -26,64 +23,47 @@ def _load_ioctl() -> Callable[[int, int, int], int]:
     # would spawn ldconfig or a compiler to find the same thing.)
     libc = ctypes.CDLL(None, use_errno=True)
     fn = libc.ioctl
-    # ioctl(int fd, unsigned long request, ...): every KVM request kvmprobe issues takes an
-    # integer argument, passed as unsigned long (as kvm-ioctls' ioctl_with_val does).
+    # ioctl(int fd, unsigned long request, ...): the integer-argument KVM requests take an
+    # unsigned long (as kvm-ioctls' ioctl_with_val does).
     fn.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong)
     fn.restype = ctypes.c_int
     return fn
 
 
-class CtypesBackend:
+class CtypesBackend(BackendBase[Tuple[Any, ...]]):
     """libc ``ioctl`` through ctypes, with ``use_errno`` so errno survives the call."""
 
     name = "ctypes"
 
     def __init__(self) -> None:
+        super().__init__()
         self._ioctl = _load_ioctl()
         # The batch loop's function: same libc ioctl, no argtypes, no errno saving. Its
         # arguments are exact C types (int fd, c_ulong request and number), as argtypes would make.
         fast = ctypes.CDLL(None).ioctl
         fast.restype = ctypes.c_int
         self._ioctl_fast: Callable[..., int] = fast
-        self._args: Dict[Tuple[int, ...], Tuple[Any, ...]] = {}
-        self._lock = threading.Lock()
-
-    def open(self, path: str) -> int:
-        # Ownership: the caller (device.KvmDevice) closes this fd.
-        return os.open(path, _OPEN_FLAGS)
-
-    def close(self, fd: int) -> None:
-        os.close(fd)
 
     def ioctl(self, fd: int, request: int, arg: int = 0) -> int:
-        while True:
-            result = self._ioctl(fd, request, arg)
-            if result >= 0:
-                return result
+        # Ownership: fd is borrowed from the caller, who closes it.
+        result = self._ioctl(fd, request, arg)
+        if result < 0:
             code = ctypes.get_errno()
-            if code != errno.EINTR:
-                raise OSError(code, os.strerror(code))
+            raise OSError(code, os.strerror(code))
+        return result
 
-    def _c_numbers(self, numbers: Sequence[int]) -> Tuple[Any, ...]:
-        key = tuple(numbers)
-        converted = self._args.get(key)
-        if converted is None:
-            converted = tuple(ctypes.c_ulong(n & _ULONG_MASK) for n in key)
-            with self._lock:
-                if len(self._args) >= 8:  # a probe uses one list; a few spare slots for callers
-                    self._args.clear()
-                self._args[key] = converted
-        return converted
+    def _convert(self, numbers: Tuple[int, ...]) -> Tuple[Any, ...]:
+        return tuple(ctypes.c_ulong(n & _ULONG_MASK) for n in numbers)
 
     def check_many(self, fd: int, request: int, numbers: Sequence[int]) -> CheckResults:
         # Ownership: fd is borrowed from the caller, who closes it.
         call = self._ioctl_fast
         c_request = ctypes.c_ulong(request)
-        values = [call(fd, c_request, number) for number in self._c_numbers(numbers)]
+        values = [call(fd, c_request, number) for number in self._array(numbers)]
         errnos = [0] * len(values)
         if -1 in values:
             # Ask each failed query again through the errno-saving function: that is where
-            # its errno (and an EINTR retry) comes from. KVM_CHECK_EXTENSION only reads.
+            # its errno comes from. KVM_CHECK_EXTENSION only reads, so asking twice is harmless.
             for index, result in enumerate(values):
                 if result < 0:
                     try:

@@ -1,7 +1,8 @@
 """An open KVM device (the analog of kvm-ioctls ``Kvm``) and a short-lived VM fd.
 
-Imports ``caps``, ``_ioctl``, ``_backend`` and ``errors``. This is the one place where
-errno values from ``open(2)`` and ``ioctl(2)`` become kvmprobe errors with their fixes.
+Imports ``caps``, ``_ioctl``, ``_backend``, ``_backend_select`` and ``errors``. This is the one
+place where errno values from ``open(2)`` and ``ioctl(2)`` become kvmprobe errors with their
+fixes, and where an interrupted call (``EINTR``) is asked again, a bounded number of times.
 Nothing here caches: see ``probe`` for that.
 """
 
@@ -16,10 +17,12 @@ from typing import Callable, Iterator, Optional, Sequence, Tuple, Type, TypeVar
 
 from contextlib import contextmanager
 
-from ._backend import Backend, CheckResults, select_backend
+from ._backend import Backend, CheckResults
+from ._backend_select import select_backend
 from ._ioctl import KVM_API_VERSION, KvmIoctls
 from .caps import Cap, CapLike
 from .errors import (
+    CapabilityQueryFailed,
     KvmBusy,
     KvmIoctlError,
     KvmNotFound,
@@ -198,13 +201,17 @@ class KvmDevice:
 
         Numbers the kernel does not know answer 0, not an error.
 
+        Raises:
+            CapabilityQueryFailed: the query itself failed (its errno is kept); the device
+                stays usable, only this answer is unknown.
+
         Example:
             >>> from kvmprobe.testing import FakeBackend
             >>> with KvmDevice.open("/dev/kvm", backend=FakeBackend({10: 32764})) as kvm:
             ...     kvm.check_extension_raw(10), kvm.check_extension_raw(9999)
             (32764, 0)
         """
-        return self._ioctl("KVM_CHECK_EXTENSION", self.ioctls.KVM_CHECK_EXTENSION, number)
+        return _query(self.backend, self.fileno(), self.ioctls.KVM_CHECK_EXTENSION, number, "")
 
     def check_extension(self, cap: CapLike) -> int:
         """``KVM_CHECK_EXTENSION`` for a capability; its raw value (a count or mask for some).
@@ -286,13 +293,13 @@ class VmFd:
             _close(self._device.backend, fd)
 
     def check_extension_raw(self, number: int) -> int:
-        """``KVM_CHECK_EXTENSION`` on the VM fd (``KVM_CAP_CHECK_EXTENSION_VM``)."""
-        fd = self.fileno()
-        backend = self._device.backend
-        try:
-            return _retrying(lambda: backend.ioctl(fd, self._device.ioctls.KVM_CHECK_EXTENSION, number))
-        except OSError as err:
-            raise _ioctl_error(self._device.path, "KVM_CHECK_EXTENSION (VM fd)", err) from err
+        """``KVM_CHECK_EXTENSION`` on the VM fd (``KVM_CAP_CHECK_EXTENSION_VM``).
+
+        Raises:
+            CapabilityQueryFailed: the query failed (its errno is kept).
+        """
+        device = self._device
+        return _query(device.backend, self.fileno(), device.ioctls.KVM_CHECK_EXTENSION, number, " (VM fd)")
 
     def check_many(self, numbers: Sequence[int]) -> CheckResults:
         """``KVM_CHECK_EXTENSION`` on the VM fd for each number in one pass."""
@@ -300,9 +307,10 @@ class VmFd:
         return _ask_again_if_interrupted(self._device.backend, fd, self._device.ioctls.KVM_CHECK_EXTENSION, numbers)
 
 
-# EINTR means the call was interrupted before it did anything (signal(7)): ask again. The
-# backends already retry; this covers any other Backend. Bounded, so that a backend that
-# answers EINTR forever ends in an error instead of a hang.
+# EINTR means the call was interrupted before it did anything (signal(7)): ask again. This is
+# the one EINTR policy: backends report EINTR like any errno, and every call through this
+# module is asked again at most this many times, so that a call interrupted forever ends in an
+# error instead of a hang.
 _EINTR_RETRIES = 100
 
 _T = TypeVar("_T")
@@ -315,6 +323,18 @@ def _retrying(call: Callable[[], _T]) -> _T:
         except InterruptedError:
             continue
     return call()
+
+
+def _query(backend: Backend, fd: int, request: int, number: int, where: str) -> int:
+    """One ``KVM_CHECK_EXTENSION``; a failure is that query's, not the device's."""
+    try:
+        return _retrying(lambda: backend.ioctl(fd, request, number))
+    except OSError as err:
+        try:
+            name = Cap(number).c_name
+        except ValueError:
+            name = f"capability number {number}"
+        raise CapabilityQueryFailed(name + where, err.errno or errno.EIO) from err
 
 
 def _ask_again_if_interrupted(backend: Backend, fd: int, request: int, numbers: Sequence[int]) -> CheckResults:

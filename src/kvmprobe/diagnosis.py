@@ -20,7 +20,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ._backend import Backend, CheckResults, select_backend
+from ._backend import Backend, CheckResults
+from ._backend_select import select_backend
 from ._ioctl import KVM_API_VERSION, KvmIoctls
 from ._release import format_version, parse_release
 from .caps import Cap
@@ -274,6 +275,9 @@ class _Watch:
 
     def check_many(self, fd: int, request: int, numbers: Sequence[int]) -> CheckResults:
         return self.inner.check_many(fd, request, numbers)
+
+    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray) -> int:
+        return self.inner.ioctl_buffer(fd, request, buffer)
 
 
 def _ask_kernel(path: str, backend: Optional[Backend], create_vm: bool) -> _Answers:

@@ -12,10 +12,10 @@ where they apply. ``str(err)`` is one line: the message, then the hint.
     │   ├── KvmPermissionDenied     EACCES/EPERM: this user may not open the device
     │   ├── NotAKvmDevice           ENOTTY/EISDIR/... or an API version other than 12
     │   ├── KvmBusy                 EBUSY on KVM_CREATE_VM: another hypervisor holds VT-x/AMD-V
-    │   ├── KvmIoctlError           an ioctl failed with an errno nothing else explains
+    │   ├── KvmIoctlError           opening the device, its API version or KVM_CREATE_VM failed otherwise
     │   └── UnsupportedPlatform     not Linux, or an arch with no ioctl encoding
     ├── UnknownCapability (+LookupError)   a name that is no KVM capability; suggests close ones
-    ├── CapabilityQueryFailed (+LookupError) the kernel answered that capability's query with an error
+    ├── CapabilityQueryFailed (+LookupError) one KVM_CHECK_EXTENSION failed; the device still works
     ├── SnapshotError (+ValueError)        a malformed recorded host: the file and the field
     ├── ProfileError (+ValueError)         a malformed custom VMM profile: the file and the key
     ├── UnknownVmm (+LookupError)          no built-in VMM profile by that name (or for that arch)
@@ -135,7 +135,9 @@ class KvmBusy(KvmUnavailable):
 
 
 class KvmIoctlError(KvmUnavailable):
-    """An ioctl on the device failed with an errno that nothing more specific explains.
+    """Opening the device, ``KVM_GET_API_VERSION`` or ``KVM_CREATE_VM`` failed with an errno that
+    nothing more specific explains, so the device cannot be used. (One failed capability query
+    is :class:`CapabilityQueryFailed`: the device still answers everything else.)
 
     Example:
         >>> KvmIoctlError("KVM_GET_API_VERSION failed", errno=5).errno
@@ -174,6 +176,9 @@ class UnknownCapability(KvmProbeError, LookupError):
 
 class CapabilityQueryFailed(KvmProbeError, LookupError):
     """KVM_CHECK_EXTENSION for this capability failed, so its value is not known.
+
+    Raised by ``ProbeResult.has()``/``value()`` for a query the probe recorded as failed, and by
+    ``KvmDevice.check_extension()`` for one that fails now. KVM itself stays usable.
 
     Example:
         >>> CapabilityQueryFailed("KVM_CAP_HLT", 5).errno

@@ -127,6 +127,12 @@ class FaultBackend:
                 values[index], errnos[index] = -1, code
         return values, errnos
 
+    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray) -> int:
+        code = self._fault(self._op(fd, request))
+        if code:
+            raise OSError(code, os.strerror(code))
+        return self.inner.ioctl_buffer(fd, request, buffer)
+
 
 def recorded_host_backend() -> FakeBackend:
     """A FakeBackend answering what the recorded PVM host answered (system and VM fd)."""

@@ -20,7 +20,8 @@ import pytest
 
 from hardening._faultlib import tally
 from kvmprobe import probe
-from kvmprobe._backend import Backend, CheckResults, select_backend
+from kvmprobe._backend import Backend, CheckResults
+from kvmprobe._backend_select import select_backend
 from kvmprobe._backend_cffi import unavailable_reason
 
 pytestmark = pytest.mark.kvm
@@ -57,6 +58,9 @@ class SpawningBackend:
             }
         )
         return self.inner.check_many(fd, request, numbers)
+
+    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray) -> int:
+        return self.inner.ioctl_buffer(fd, request, buffer)
 
 
 @pytest.mark.parametrize("name", ["cffi", "ctypes"])

@@ -9,6 +9,8 @@ of the open it came from; the hardware test counts batch passes against the real
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Set
@@ -74,6 +76,9 @@ class GenerationBackend:
             time.sleep(0)  # let the other 64 threads in, mid-probe
             values.append(self._gen[fd])
         return values, [0] * len(values)
+
+    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray) -> int:
+        raise OSError(errno.ENOTTY, os.strerror(errno.ENOTTY))
 
 
 def generation(result: ProbeResult) -> int:

@@ -15,7 +15,8 @@ import pytest
 from _helpers import open_fds
 from hardening._faultlib import Fault, FaultBackend, tally
 from kvmprobe import KvmError, probe
-from kvmprobe._backend import Backend, select_backend
+from kvmprobe._backend import Backend
+from kvmprobe._backend_select import select_backend
 from kvmprobe._backend_cffi import unavailable_reason
 from kvmprobe._cli import main
 from kvmprobe.caps import Cap

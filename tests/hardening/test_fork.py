@@ -97,6 +97,9 @@ class _Blocking:
     def check_many(self, fd: int, request: int, numbers: Any) -> Any:
         return self.inner.check_many(fd, request, numbers)
 
+    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray) -> int:
+        return self.inner.ioctl_buffer(fd, request, buffer)
+
 
 def test_a_fork_while_another_thread_holds_the_probe_lock_does_not_deadlock() -> None:
     blocking = _Blocking()

@@ -29,7 +29,7 @@ import pytest
 
 from hardening._faultlib import FaultBackend, recorded_host_backend, tally
 from kvmprobe import probe, probing, write_atomic
-from kvmprobe._backend import select_backend
+from kvmprobe._backend_select import select_backend
 from kvmprobe._backend_cffi import unavailable_reason
 from kvmprobe._cli import main
 from kvmprobe.diagnosis import diagnose

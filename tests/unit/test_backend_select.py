@@ -12,7 +12,7 @@ import pytest
 
 import kvmprobe
 from kvmprobe import _backend_cffi
-from kvmprobe._backend import select_backend
+from kvmprobe._backend_select import select_backend
 from kvmprobe.errors import BackendUnavailable
 
 MISSING = "kvmprobe._kvmbatch_not_built"

@@ -11,11 +11,13 @@ import pytest
 
 from kvmprobe import (
     Cap,
+    CapabilityQueryFailed,
     KvmBusy,
     KvmDevice,
     KvmIoctlError,
     KvmNotFound,
     KvmPermissionDenied,
+    KvmUnavailable,
     NotAKvmDevice,
     UnsupportedPlatform,
 )
@@ -145,11 +147,14 @@ def test_create_vm_ebusy_names_another_hypervisor() -> None:
 
 
 @pytest.mark.parametrize("code", [errno.EIO, errno.ENOMEM, errno.EFAULT, errno.EBADF])
-def test_other_ioctl_errors_keep_their_errno(code: int) -> None:
+def test_a_failed_query_is_that_query_failing_not_kvm_unavailable(code: int) -> None:
     with KvmDevice.open("/dev/kvm", backend=FakeBackend(fail={("KVM_CHECK_EXTENSION", 1): code})) as kvm:
-        with pytest.raises(KvmIoctlError) as info:
+        with pytest.raises(CapabilityQueryFailed) as info:
             kvm.check_extension(Cap.HLT)
-    assert info.value.errno == code
+        assert kvm.check_extension(Cap.IRQCHIP) == 0  # the device itself still answers
+    err = info.value
+    assert err.errno == code and not isinstance(err, KvmUnavailable)
+    assert "KVM_CAP_HLT" in str(err) and errno.errorcode[code] in str(err)
 
 
 def test_eintr_is_retried() -> None:
