@@ -1,6 +1,9 @@
 """Parse Linux kernel release strings (``uname -r``) into comparable version tuples.
 
-Imports nothing from the package.
+Imports nothing from the package. The one release parser: recorded snapshots, custom profiles
+and the ``Cap`` table's first releases all come through it. Releases come from untrusted files,
+so each number is at most nine ASCII digits (``int()`` of a 5,000-digit string raises, and
+``\\d`` would also match other scripts' digits, which ``int()`` then reads as numbers).
 """
 
 from __future__ import annotations
@@ -8,21 +11,27 @@ from __future__ import annotations
 import re
 from typing import Optional, Tuple
 
-_RELEASE = re.compile(r"(\d+)\.(\d+)")
+# Nine digits: far beyond any release, and always an int without surprises.
+_NUMBER = "[0-9]{1,9}"
+_RELEASE = re.compile(rf"({_NUMBER})\.({_NUMBER})(?![0-9])", re.ASCII)
 
 
-def parse_release(release: str) -> Optional[Tuple[int, int]]:
+def parse_release(release: str, *, exact: bool = False) -> Optional[Tuple[int, int]]:
     """``(major, minor)`` of a kernel release, or ``None`` when it has no ``N.N`` at its start.
 
     Vendor suffixes are ignored: RHEL's ``3.10.0-1160.el7.x86_64`` is ``(3, 10)`` (and carries
     many backports, so a capability's first release is advice, the kernel's answer the truth).
+    With ``exact=True`` nothing may follow (``"5.10"``, as profiles give a minimum kernel).
 
     Example:
         >>> parse_release("3.10.0-1160.el7.x86_64"), parse_release("6.18.44-fc-v769"), parse_release("junk")
         ((3, 10), (6, 18), None)
+        >>> parse_release("5" * 5000 + ".1"), parse_release("5.10-rc1", exact=True)
+        (None, None)
     """
-    match = _RELEASE.match(release.strip())
-    if match is None:
+    text = release.strip()
+    match = _RELEASE.match(text)
+    if match is None or (exact and match.end() != len(text)):
         return None
     return int(match.group(1)), int(match.group(2))
 

@@ -21,9 +21,9 @@ constants (Linux up to 7.2) in numeric order.
 from __future__ import annotations
 
 import enum
-import re
 from typing import Union
 
+from ._release import parse_release
 from .errors import UnknownCapability
 
 __all__ = ["ARCHES", "Cap", "CapLike"]
@@ -34,7 +34,6 @@ ARCHES = ("x86_64", "aarch64", "riscv64", "s390x")
 #: Anything :meth:`Cap.lookup` resolves: a member, a number, or one of the three spellings.
 CapLike = Union["Cap", int, str]
 
-_SINCE = re.compile(r"(<=)?(\d+)\.(\d+)")
 
 
 @enum.unique
@@ -60,10 +59,10 @@ class Cap(enum.IntEnum):
     def __new__(cls, number: int, since: str = "", rust_name: str = "", arches: str = "") -> Cap:
         member = int.__new__(cls, number)
         member._value_ = number
-        match = _SINCE.fullmatch(since)
-        if match is None:
+        release = parse_release(since[2:] if since.startswith("<=") else since, exact=True)
+        if release is None:
             raise ValueError(f"bad 'since' {since!r} for capability {number}")
-        member.since = (int(match.group(2)), int(match.group(3)))
+        member.since = release
         member.since_text = since
         member.rust_name = rust_name or None
         member.arches = frozenset(arches.split(",")) if arches else frozenset()

@@ -28,6 +28,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Tuple, TypeVar
 
 from ._files import read_limited
+from ._validate import Checker, key_path, parse_json
 from .errors import SnapshotError
 
 __all__ = [
@@ -71,9 +72,6 @@ _T = TypeVar("_T")
 
 _NODE_KINDS = ("char", "block", "directory", "file", "other")
 
-# Recorded facts are printed as text (doctor, diff): no C0/C1 controls, which a terminal would
-# act on, and no lone surrogates (JSON "\\ud800"), which no output stream can encode.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # Every recorded number (ids, device numbers, the MSR) fits in 64 unsigned bits.
 _FACT_INT_MAX = 2**64 - 1
 
@@ -375,12 +373,12 @@ class HostFacts:
             >>> HostFacts.from_dict({"system": "Linux", "machine": "x86_64", "kernel_release": 3})
             Traceback (most recent call last):
             ...
-            kvmprobe.errors.SnapshotError: $.host.kernel_release: expected a string, got int (hint: record the host again with 'python -m kvmprobe snapshot -o FILE')
+            kvmprobe.errors.SnapshotError: $.host.kernel_release: expected a string, got an integer (3) (hint: record the host again with 'python -m kvmprobe snapshot -o FILE')
         """
         return _FactsLoader(path, field).load(data)
 
 
-class _FactsLoader:
+class _FactsLoader(Checker):
     """Strict validation of a ``to_dict`` document; each error names the JSON path."""
 
     _KEYS = (
@@ -390,113 +388,82 @@ class _FactsLoader:
     )  # fmt: skip
 
     def __init__(self, path: Optional[str], field: str) -> None:
-        self.path = path
+        super().__init__(lambda where, message, hint: SnapshotError(message, path=path, field=where, hint=hint))
         self.field = field
 
-    def error(self, where: str, message: str) -> SnapshotError:
-        return SnapshotError(message, path=self.path, field=where)
+    def number(self, item: Any, where: str) -> int:
+        return self.integer(item, where, 0, _FACT_INT_MAX)
 
-    def expect(self, value: Any, kind: type, where: str, what: str) -> Any:
-        # bool is an int subclass: an integer field must not accept true/false.
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.error(where, f"expected {what}, got {type(value).__name__}")
-        if isinstance(value, str):
-            self.printable(value, where)
-        elif isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= _FACT_INT_MAX:
-            shown = value if value.bit_length() <= 128 else f"an integer of {value.bit_length()} bits"
-            raise self.error(where, f"{shown} is out of range (0..{_FACT_INT_MAX})")
-        elif isinstance(value, dict):
-            for key in value:
-                self.printable(str(key), f"{where} (a key)")
-        return value
+    def number_or_null(self, item: Any, where: str) -> Optional[int]:
+        return self.integer_or_null(item, where, 0, _FACT_INT_MAX)
 
-    def printable(self, text: str, where: str) -> None:
-        bad = _UNPRINTABLE.search(text)
-        if bad is not None:
-            raise self.error(where, f"contains the unprintable character {ascii(bad.group())}")
-
-    def optional(self, value: Any, kind: type, where: str, what: str) -> Any:
-        return None if value is None else self.expect(value, kind, where, what)
-
-    def load(self, data: Mapping[str, Any]) -> HostFacts:
+    def load(self, data: Any) -> HostFacts:
         top = self.field
-        if not isinstance(data, Mapping):
-            raise self.error(top, f"expected an object, got {type(data).__name__}")
-        unknown = sorted(set(data) - set(self._KEYS))
-        if unknown:
-            raise self.error(f"{top}.{unknown[0]}", "unknown key (expected one of: " + ", ".join(self._KEYS) + ")")
-        for key in ("system", "machine", "kernel_release"):
-            if key not in data:
-                raise self.error(f"{top}.{key}", "missing")
+        self.mapping(data, top)
+        self.keys(data, top, self._KEYS, required=("system", "machine", "kernel_release"))
 
         def at(key: str) -> str:
             return f"{top}.{key}"
 
-        text = "a string"
-        optional_text = "a string or null"
-        flags = self.expect(data.get("cpu_flags", []), list, at("cpu_flags"), "a list of strings")
-        modules_raw = self.expect(data.get("kvm_modules", {}), dict, at("kvm_modules"), "an object")
         modules: Dict[str, Dict[str, str]] = {}
-        for name, params in modules_raw.items():
-            where = f"{at('kvm_modules')}.{name}"
-            self.expect(params, dict, where, "an object of parameter strings")
-            modules[name] = {k: self.expect(v, str, f"{where}.{k}", text) for k, v in params.items()}
-        devices_raw = self.expect(data.get("devices", {}), dict, at("devices"), "an object")
+        for name, params in self.mapping(data.get("kvm_modules", {}), at("kvm_modules")).items():
+            where = key_path(at("kvm_modules"), name)
+            self.mapping(params, where)
+            modules[name] = {k: self.text(v, key_path(where, k), empty=True) for k, v in params.items()}
         devices = {
-            node_path: (None if node is None else self.node(node, f"{at('devices')}.{node_path}"))
-            for node_path, node in devices_raw.items()
+            node_path: (None if node is None else self.node(node, key_path(at("devices"), node_path)))
+            for node_path, node in self.mapping(data.get("devices", {}), at("devices")).items()
         }
-        groups = self.expect(data.get("groups", []), list, at("groups"), "a list of integers")
-        db = self.expect(data.get("group_db", []), list, at("group_db"), "a list of objects")
+        flags = self.array(data.get("cpu_flags", []), at("cpu_flags"))
+        groups = self.array(data.get("groups", []), at("groups"))
+        db = self.array(data.get("group_db", []), at("group_db"))
         return HostFacts(
-            system=self.expect(data["system"], str, at("system"), text),
-            machine=self.expect(data["machine"], str, at("machine"), text),
-            kernel_release=self.expect(data["kernel_release"], str, at("kernel_release"), text),
-            cpu_vendor=self.optional(data.get("cpu_vendor"), str, at("cpu_vendor"), optional_text),
-            cpu_flags=frozenset(self.expect(f, str, f"{at('cpu_flags')}[{i}]", text) for i, f in enumerate(flags)),
+            system=self.text(data["system"], at("system"), empty=True),
+            machine=self.text(data["machine"], at("machine"), empty=True),
+            kernel_release=self.text(data["kernel_release"], at("kernel_release"), empty=True),
+            cpu_vendor=self.text_or_null(data.get("cpu_vendor"), at("cpu_vendor")),
+            cpu_flags=frozenset(self.text(f, f"{at('cpu_flags')}[{i}]") for i, f in enumerate(flags)),
             kvm_modules=modules,
-            proc_modules=self.optional(data.get("proc_modules"), bool, at("proc_modules"), "true, false or null"),
-            kvm_misc_dev=self.optional(data.get("kvm_misc_dev"), str, at("kvm_misc_dev"), optional_text),
-            kvm_device=self.expect(data.get("kvm_device", "/dev/kvm"), str, at("kvm_device"), text),
+            proc_modules=self.boolean_or_null(data.get("proc_modules"), at("proc_modules")),
+            kvm_misc_dev=self.text_or_null(data.get("kvm_misc_dev"), at("kvm_misc_dev")),
+            kvm_device=self.text(data.get("kvm_device", "/dev/kvm"), at("kvm_device")),
             devices=devices,
-            uid=self.optional(data.get("uid"), int, at("uid"), "an integer or null"),
-            gid=self.optional(data.get("gid"), int, at("gid"), "an integer or null"),
-            groups=tuple(self.expect(g, int, f"{at('groups')}[{i}]", "an integer") for i, g in enumerate(groups)),
-            user_name=self.optional(data.get("user_name"), str, at("user_name"), optional_text),
+            uid=self.number_or_null(data.get("uid"), at("uid")),
+            gid=self.number_or_null(data.get("gid"), at("gid")),
+            groups=tuple(self.number(g, f"{at('groups')}[{i}]") for i, g in enumerate(groups)),
+            user_name=self.text_or_null(data.get("user_name"), at("user_name")),
             group_db=tuple(self.group(entry, f"{at('group_db')}[{i}]") for i, entry in enumerate(db)),
-            container=self.optional(data.get("container"), str, at("container"), optional_text),
-            msr_vt=self.optional(data.get("msr_vt"), int, at("msr_vt"), "an integer or null"),
-            msr_error=self.optional(data.get("msr_error"), str, at("msr_error"), optional_text),
+            container=self.text_or_null(data.get("container"), at("container")),
+            msr_vt=self.number_or_null(data.get("msr_vt"), at("msr_vt")),
+            msr_error=self.text_or_null(data.get("msr_error"), at("msr_error")),
         )
 
     def node(self, node: Any, where: str) -> DeviceNode:
-        self.expect(node, dict, where, "an object or null")
-        kind = self.expect(node.get("type"), str, f"{where}.type", "a string")
+        self.mapping(node, where)
+        kind = self.text(node.get("type"), f"{where}.type")
         if kind not in _NODE_KINDS:
-            raise self.error(f"{where}.type", f"expected one of {', '.join(_NODE_KINDS)}, got {kind!r}")
-        mode_text = self.expect(node.get("mode"), str, f"{where}.mode", "an octal string like '0660'")
-        try:
-            mode = int(mode_text, 8)
-        except ValueError:
-            raise self.error(f"{where}.mode", f"expected an octal string like '0660', got {mode_text!r}") from None
+            self.fail(f"{where}.type", f"expected one of {', '.join(_NODE_KINDS)}, got {kind!r}")
+        mode_text = self.text(node.get("mode"), f"{where}.mode")
+        if not re.fullmatch("[0-7]{1,6}", mode_text):
+            self.fail(f"{where}.mode", f"expected an octal string like '0660', got {mode_text!r}")
         return DeviceNode(
             kind=kind,
-            major=self.optional(node.get("major"), int, f"{where}.major", "an integer or null"),
-            minor=self.optional(node.get("minor"), int, f"{where}.minor", "an integer or null"),
-            mode=mode & 0o7777,
-            uid=self.expect(node.get("uid"), int, f"{where}.uid", "an integer"),
-            gid=self.expect(node.get("gid"), int, f"{where}.gid", "an integer"),
-            owner=self.optional(node.get("owner"), str, f"{where}.owner", "a string or null"),
-            group=self.optional(node.get("group"), str, f"{where}.group", "a string or null"),
+            major=self.number_or_null(node.get("major"), f"{where}.major"),
+            minor=self.number_or_null(node.get("minor"), f"{where}.minor"),
+            mode=int(mode_text, 8) & 0o7777,
+            uid=self.number(node.get("uid"), f"{where}.uid"),
+            gid=self.number(node.get("gid"), f"{where}.gid"),
+            owner=self.text_or_null(node.get("owner"), f"{where}.owner"),
+            group=self.text_or_null(node.get("group"), f"{where}.group"),
         )
 
     def group(self, entry: Any, where: str) -> GroupEntry:
-        self.expect(entry, dict, where, "an object")
-        members = self.expect(entry.get("members", []), list, f"{where}.members", "a list of strings")
+        self.mapping(entry, where)
+        members = self.array(entry.get("members", []), f"{where}.members")
         return GroupEntry(
-            name=self.expect(entry.get("name"), str, f"{where}.name", "a string"),
-            gid=self.expect(entry.get("gid"), int, f"{where}.gid", "an integer"),
-            members=tuple(self.expect(m, str, f"{where}.members[{i}]", "a string") for i, m in enumerate(members)),
+            name=self.text(entry.get("name"), f"{where}.name"),
+            gid=self.number(entry.get("gid"), f"{where}.gid"),
+            members=tuple(self.text(m, f"{where}.members[{i}]") for i, m in enumerate(members)),
         )
 
 
@@ -633,13 +600,7 @@ def _nodes_sidecar(reader: _Reader) -> Dict[str, Any]:
     if text is None:
         return {}
     where = reader.path(NODES_FILE)
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as err:
-        reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)
-        raise SnapshotError(
-            f"not valid JSON: {reason}", path=where, field="$", hint="fix or rewrite the fake host"
-        ) from None
+    data = parse_json(text, lambda message: SnapshotError(message, path=where, field="$", hint="fix or rewrite the fake host"))
     if not isinstance(data, dict):
         raise SnapshotError("expected an object of node paths", path=where, field="$", hint="fix the fake host")
     return data

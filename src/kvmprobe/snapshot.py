@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import json
 import os
-import errno
 import re
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Any, Dict, List, Mapping, NoReturn, Optional, Set, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 from ._atomic import write_atomic
-from ._files import FileRefused, read_limited
+from ._validate import Checker, key_path, parse_json, read_text, type_word
 from ._version import __version__
 from .caps import Cap
 from .errors import SnapshotError, describe_errno
@@ -58,10 +57,6 @@ _INT_MAX = 2**31 - 1
 _ERRNO_MAX = 4095
 _CAP_NAME = re.compile(r"KVM_CAP_[A-Z0-9_]+")
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
-# Printable text only: a recorded string is later printed to a terminal, where C0/C1 control
-# characters (escape sequences) would act instead of showing; and a lone surrogate (JSON
-# "\\udc80") can be neither printed nor written back as UTF-8.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 _TOP_KEYS = (
     "schema",
@@ -247,7 +242,7 @@ def load_snapshot(path_or_dict: PathOrDict) -> ProbeResult:
         >>> load_snapshot(doc)
         Traceback (most recent call last):
         ...
-        kvmprobe.errors.SnapshotError: $.capabilities[3].value: expected an integer or null, got a string (hint: record the host again with 'python -m kvmprobe snapshot -o FILE')
+        kvmprobe.errors.SnapshotError: $.capabilities[3].value: expected an integer or null, got a string ('yes') (hint: record the host again with 'python -m kvmprobe snapshot -o FILE')
     """
     if isinstance(path_or_dict, Mapping):
         return _Reader(None).result(path_or_dict)
@@ -262,67 +257,12 @@ def load_snapshot(path_or_dict: PathOrDict) -> ProbeResult:
 def _read_json(path: str) -> Any:
     """The parsed JSON of a snapshot file, or SnapshotError."""
     hint = "give the path of a file written by 'python -m kvmprobe snapshot -o FILE'"
-    try:
-        # Only a regular file is ever opened (a FIFO would block, /dev/zero never end), and at
-        # most MAX_SNAPSHOT_BYTES are read: see _files.read_limited.
-        data = read_limited(path, MAX_SNAPSHOT_BYTES)
-    except FileRefused as err:
-        if err.errno == errno.EFBIG:
-            size = f"{err.size} bytes is" if err.size is not None else "more than that is"
-            raise SnapshotError(f"{size} too large for a snapshot", path=path, hint=_SIZE_HINT) from None
-        raise SnapshotError(err.strerror or "not a regular file", path=path, hint=hint) from None
-    except OSError as err:
-        raise SnapshotError(f"cannot open: {describe_errno(err.errno or 0)}", path=path, hint=hint) from err
-    except ValueError as err:  # an embedded NUL, or a surrogate the file system encoding cannot carry
-        raise SnapshotError(f"cannot open: not a file name ({err})", path=ascii(path), hint=hint) from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise SnapshotError(f"not UTF-8 text (bad byte at offset {err.start})", path=path) from None
-    try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-    except json.JSONDecodeError as err:
-        raise SnapshotError(f"not JSON: {err.msg} at line {err.lineno} column {err.colno}", path=path) from None
-    except SnapshotError as err:
-        raise SnapshotError(err.message, path=path) from None
-    except (ValueError, RecursionError) as err:
-        # ValueError: an integer of more than sys.get_int_max_str_digits() digits.
-        reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)
-        raise SnapshotError(f"not usable JSON: {reason}", path=path) from None
 
+    def file_error(message: str, shown: str, why: str) -> SnapshotError:
+        return SnapshotError(message, path=shown, hint=why)
 
-_SIZE_HINT = f"a snapshot is at most {MAX_SNAPSHOT_BYTES} bytes; give a file written by 'python -m kvmprobe snapshot'"
-
-
-def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
-    document: Dict[str, Any] = {}
-    for key, item in pairs:
-        if key in document:
-            raise SnapshotError(f"not usable JSON: key {key!r} appears twice in one object")
-        document[key] = item
-    return document
-
-
-def _no_constant(name: str) -> NoReturn:
-    raise SnapshotError(f"not standard JSON: {name} is no JSON number")
-
-
-def _type_name(item: Any) -> str:
-    if item is None:
-        return "null"
-    if isinstance(item, bool):
-        return "a boolean"
-    if isinstance(item, int):
-        return "an integer"
-    if isinstance(item, float):
-        return "a number with a fraction"
-    if isinstance(item, str):
-        return "a string"
-    if isinstance(item, (list, tuple)):
-        return "an array"
-    if isinstance(item, Mapping):
-        return "an object"
-    return type(item).__name__
+    text = read_text(path, MAX_SNAPSHOT_BYTES, file_error, hint=hint)
+    return parse_json(text, lambda message: SnapshotError(message, path=path))
 
 
 def _known_number(number: int) -> Optional[Cap]:
@@ -332,52 +272,16 @@ def _known_number(number: int) -> Optional[Cap]:
         return None
 
 
-def _key_path(parent: str, key: str) -> str:
-    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-        return f"{parent}.{key}"
-    return f"{parent}[{json.dumps(key)}]"
-
-
-class _Reader:
+class _Reader(Checker):
     """Validates one document; every error names the file and the field."""
 
     def __init__(self, path: Optional[str]) -> None:
+        super().__init__(lambda field, message, hint: SnapshotError(message, path=path, field=field, hint=hint))
         self.path = path
-
-    def fail(self, field: str, message: str, hint: str = "") -> NoReturn:
-        raise SnapshotError(message, path=self.path, field=field, hint=hint)
-
-    def integer(self, item: Any, field: str, low: int, high: int) -> int:
-        if isinstance(item, bool) or not isinstance(item, int):
-            self.fail(field, f"expected an integer, got {_type_name(item)}")
-        if not low <= item <= high:
-            self.fail(field, f"{item} is out of range ({low}..{high})")
-        return int(item)
-
-    def integer_or_null(self, item: Any, field: str, low: int, high: int) -> Optional[int]:
-        if item is None:
-            return None
-        if isinstance(item, bool) or not isinstance(item, int):
-            self.fail(field, f"expected an integer or null, got {_type_name(item)}")
-        return self.integer(item, field, low, high)
-
-    def text(self, item: Any, field: str, *, empty: bool = False) -> str:
-        if not isinstance(item, str):
-            self.fail(field, f"expected a string, got {_type_name(item)}")
-        if not item and not empty:
-            self.fail(field, "expected a non-empty string")
-        if _CONTROL.search(item):
-            self.fail(field, "contains control characters or a lone surrogate")
-        return item
-
-    def boolean(self, item: Any, field: str) -> bool:
-        if not isinstance(item, bool):
-            self.fail(field, f"expected true or false, got {_type_name(item)}")
-        return item
 
     def result(self, document: Any) -> ProbeResult:
         if not isinstance(document, Mapping):
-            self.fail("$", f"expected a JSON object, got {_type_name(document)}")
+            self.fail("$", f"expected a JSON object, got {type_word(document)}")
         schema = document.get("schema")
         if schema != SCHEMA_NAME:
             self.fail(
@@ -396,10 +300,10 @@ class _Reader:
             )
         for key in document:
             if key not in _TOP_KEYS:
-                self.fail(_key_path("$", str(key)), "unknown key", hint=f"the keys are: {', '.join(_TOP_KEYS)}")
+                self.fail(key_path("$", str(key)), "unknown key", hint=f"the keys are: {', '.join(_TOP_KEYS)}")
         for key in _TOP_KEYS:
             if key not in document:
-                self.fail(_key_path("$", key), "missing")
+                self.fail(key_path("$", key), "missing")
         recorded_by = self.text(document["kvmprobe_version"], "$.kvmprobe_version")
         recorded_at = self.time(document["recorded_at"], "$.recorded_at")
         synthesized = self.boolean(document["synthesized"], "$.synthesized")
@@ -451,7 +355,7 @@ class _Reader:
         Dict[Cap, int], Dict[Cap, int], Optional[Dict[Cap, int]], Dict[Cap, int], Tuple[Mapping[str, Any], ...]
     ]:
         if not isinstance(rows, list):
-            self.fail("$.capabilities", f"expected an array, got {_type_name(rows)}")
+            self.fail("$.capabilities", f"expected an array, got {type_word(rows)}")
         values: Dict[Cap, int] = {}
         errors: Dict[Cap, int] = {}
         vm_values: Dict[Cap, int] = {}
@@ -463,10 +367,10 @@ class _Reader:
         for index, row in enumerate(rows):
             at = f"$.capabilities[{index}]"
             if not isinstance(row, Mapping):
-                self.fail(at, f"expected an object, got {_type_name(row)}")
+                self.fail(at, f"expected an object, got {type_word(row)}")
             for key in row:
                 if key not in _ROW_KEYS:
-                    self.fail(_key_path(at, str(key)), "unknown key", hint=f"a row has: {', '.join(_ROW_KEYS)}")
+                    self.fail(key_path(at, str(key)), "unknown key", hint=f"a row has: {', '.join(_ROW_KEYS)}")
             for key in ("name", "number", "value"):
                 if key not in row:
                     self.fail(f"{at}.{key}", "missing")

@@ -19,9 +19,11 @@ LAYERS: Dict[str, int] = {
     # 0: no package imports at all (the ioctl seam, the compiled loop, plumbing)
     "_version": 0, "errors": 0, "_release": 0, "_atomic": 0, "_files": 0, "_backend": 0, "_kvmbatch": 0,
     # 1: pure data and encodings; the two ioctl backends over the seam
-    "caps": 1, "_ioctl": 1, "_backend_ctypes": 1, "_backend_cffi": 1,
+    "caps": 1, "_ioctl": 1, "_backend_ctypes": 1, "_backend_cffi": 1, "_validate": 1,
     # 2: data built on the table; choosing a backend; the host reader (files)
-    "_vmm_requirements": 2, "_backend_select": 2, "host": 2,
+    "_vmm_requirements": 2, "_backend_select": 2, "host": 2, "_profile": 2,
+    # 3: the profile file loader
+    "_profile_file": 3,
     # 3: the device, the one place errno becomes an error
     "device": 3,
     # 4: the batch probe and its cache

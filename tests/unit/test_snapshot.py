@@ -225,7 +225,7 @@ BAD = [
     ("schema-version-newer", _set("schema_version", 2), "$.schema_version", "upgrade kvmprobe"),
     ("schema-version-zero", _set("schema_version", 0), "$.schema_version", "out of range"),
     ("kernel-empty", _set("kernel", ""), "$.kernel", "non-empty"),
-    ("kernel-escape", _set("kernel", "6.1\x1b[2J"), "$.kernel", "control characters"),
+    ("kernel-escape", _set("kernel", "6.1\x1b[2J"), "$.kernel", "unprintable character '\\x1b'"),
     ("api-string", _set("api_version", "12"), "$.api_version", "expected an integer"),
     ("time-shape", _set("recorded_at", "yesterday"), "$.recorded_at", "ISO 8601"),
     ("time-invalid", _set("recorded_at", "2026-02-30T10:00:00Z"), "$.recorded_at", "not a valid date"),
@@ -355,14 +355,14 @@ def test_invalid_utf8(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "text, fragment",
     [
-        ("", "not JSON: Expecting value at line 1 column 1"),
-        ('{"schema": ', "not JSON"),
+        ("", "not valid JSON: Expecting value at line 1, column 1"),
+        ('{"schema": ', "not valid JSON"),
         ('{"a": NaN}', "NaN is no JSON number"),
         ('{"a": 1, "a": 2}', "key 'a' appears twice"),
         ("[" * 100000 + "]" * 100000, "nested too deeply"),
         # Python 3.11+ refuses integers of more than 4300 digits while parsing; 3.9 parses them.
-        ('{"a": ' + "9" * 5000 + "}", "not usable JSON" if hasattr(sys, "get_int_max_str_digits") else "$.schema"),
-        ("\ufeff{}", "not JSON"),
+        ('{"a": ' + "9" * 5000 + "}", "not valid JSON: a number has too many digits" if hasattr(sys, "get_int_max_str_digits") else "$.schema"),
+        ("\ufeff{}", "not valid JSON"),
     ],
     ids=["empty", "truncated", "nan", "duplicate-key", "deep", "huge-int", "bom"],
 )

@@ -1,0 +1,297 @@
+"""Validate untrusted input, in one place: files anyone can name, and the documents in them.
+
+Imports ``_files`` and ``errors``. Snapshots, the host facts they carry, a fake host's node
+file and custom VMM profiles all come from paths a user (or a hostile file) chooses. Each of
+their readers reads through :func:`read_text` (only a regular file, bounded, UTF-8), parses
+JSON through :func:`parse_json` (strict: no duplicate keys, no NaN, bounded nesting and digits),
+and checks fields with a :class:`Checker`, whose errors are the caller's own exception type
+naming the file and the field. Words for what was found come from :func:`described`; text
+that would act on a terminal is refused by :func:`unprintable`. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import re
+from typing import Any, Callable, Dict, Iterable, List, Mapping, NoReturn, Optional, Sequence, Tuple
+
+from ._files import FileRefused, read_limited
+from .errors import describe_errno
+
+__all__ = ["Checker", "clip", "described", "parse_json", "read_text", "shown_int", "type_word", "unprintable"]
+
+# C0/C1 controls (a terminal acts on escape sequences instead of showing them) and lone
+# surrogates (JSON "\\udc80" parses to one; no output stream can encode it).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# The same, but tab and newline are allowed (free text in a profile may be wrapped).
+_UNPRINTABLE_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def unprintable(text: str, *, whitespace: bool = False) -> Optional[str]:
+    """Why ``text`` cannot be printed as itself, or ``None`` when it can.
+
+    ``whitespace=True`` lets tab and newline through (free text); other controls never pass.
+
+    Example:
+        >>> unprintable("kvm"), unprintable("a\\x1b[2J"), unprintable("a\\tb", whitespace=True)
+        (None, "contains the unprintable character '\\\\x1b' at offset 1", None)
+    """
+    bad = (_UNPRINTABLE_TEXT if whitespace else _UNPRINTABLE).search(text)
+    if bad is None:
+        return None
+    return f"contains the unprintable character {ascii(bad.group())} at offset {bad.start()}"
+
+
+def clip(text: str, limit: int = 60) -> str:
+    """At most ``limit`` characters of ``text`` for a message (a value may be megabytes long).
+
+    Example:
+        >>> clip("x" * 100, 10)
+        'xxxxxxx...'
+    """
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def shown_int(value: int) -> str:
+    """An integer for a message; one too long to print sensibly is given by its size.
+
+    Example:
+        >>> shown_int(12), shown_int(10 ** 5000)
+        ('12', 'an integer of 16610 bits')
+    """
+    return str(value) if value.bit_length() <= 128 else f"an integer of {value.bit_length()} bits"
+
+
+def type_word(item: Any) -> str:
+    """The JSON word for a parsed value's type: ``null``, ``a boolean``, ``an integer``...
+
+    Example:
+        >>> type_word(None), type_word(True), type_word(3), type_word(1.5), type_word([]), type_word({})
+        ('null', 'a boolean', 'an integer', 'a number with a fraction', 'an array', 'an object')
+    """
+    if item is None:
+        return "null"
+    if isinstance(item, bool):
+        return "a boolean"
+    if isinstance(item, int):
+        return "an integer"
+    if isinstance(item, float):
+        return "a number with a fraction"
+    if isinstance(item, str):
+        return "a string"
+    if isinstance(item, (list, tuple)):
+        return "an array"
+    if isinstance(item, Mapping):
+        return "an object"
+    return type(item).__name__
+
+
+def described(item: Any) -> str:
+    """:func:`type_word`, with the value itself for a scalar (clipped, escaped).
+
+    Example:
+        >>> described(5), described("yes"), described([1])
+        ('an integer (5)', "a string ('yes')", 'an array')
+    """
+    word = type_word(item)
+    if isinstance(item, bool):
+        return f"{word} ({'true' if item else 'false'})"
+    if isinstance(item, int):
+        return f"{word} ({clip(shown_int(item))})"
+    if isinstance(item, (float, str)):
+        return f"{word} ({clip(ascii(item))})"
+    return word
+
+
+#: Makes the caller's exception for a bad field: ``(field, message, hint)``.
+ErrorMaker = Callable[[str, str, str], Exception]
+
+
+class Checker:
+    """Field checks for one document; every failure is the caller's exception, naming the field.
+
+    Example:
+        >>> check = Checker(lambda field, message, hint: ValueError(f"{field}: {message}"))
+        >>> check.integer(7, "$.n", 0, 10)
+        7
+        >>> check.integer(True, "$.n", 0, 10)
+        Traceback (most recent call last):
+        ...
+        ValueError: $.n: expected an integer, got a boolean (true)
+    """
+
+    def __init__(self, make_error: ErrorMaker) -> None:
+        self._make = make_error
+
+    def fail(self, field: str, message: str, hint: str = "") -> NoReturn:
+        """Raise the caller's error for ``field``."""
+        raise self._make(field, message, hint)
+
+    def integer(self, item: Any, field: str, low: int, high: int) -> int:
+        """An integer (never a boolean) within ``low..high``."""
+        if isinstance(item, bool) or not isinstance(item, int):
+            self.fail(field, f"expected an integer, got {described(item)}")
+        if not low <= item <= high:
+            self.fail(field, f"{shown_int(item)} is out of range ({low}..{high})")
+        return int(item)
+
+    def integer_or_null(self, item: Any, field: str, low: int, high: int) -> Optional[int]:
+        """As :meth:`integer`, or ``None`` for null."""
+        if item is None:
+            return None
+        if isinstance(item, bool) or not isinstance(item, int):
+            self.fail(field, f"expected an integer or null, got {described(item)}")
+        return self.integer(item, field, low, high)
+
+    def text(self, item: Any, field: str, *, empty: bool = False, whitespace: bool = False) -> str:
+        """A printable string (non-empty unless ``empty``; tab/newline only with ``whitespace``)."""
+        if not isinstance(item, str):
+            self.fail(field, f"expected a string, got {described(item)}")
+        if not item.strip() and not empty:
+            self.fail(field, "expected a non-empty string")
+        why = unprintable(item, whitespace=whitespace)
+        if why is not None:
+            self.fail(field, why)
+        return item
+
+    def text_or_null(self, item: Any, field: str) -> Optional[str]:
+        """As :meth:`text` (empty allowed), or ``None`` for null."""
+        return None if item is None else self.text(item, field, empty=True)
+
+    def boolean(self, item: Any, field: str) -> bool:
+        """``true`` or ``false``."""
+        if not isinstance(item, bool):
+            self.fail(field, f"expected true or false, got {described(item)}")
+        return item
+
+    def boolean_or_null(self, item: Any, field: str) -> Optional[bool]:
+        """``true``, ``false`` or ``None`` for null."""
+        return None if item is None else self.boolean(item, field)
+
+    def mapping(self, item: Any, field: str) -> Mapping[str, Any]:
+        """An object whose keys are printable."""
+        if not isinstance(item, Mapping):
+            self.fail(field, f"expected an object, got {described(item)}")
+        for key in item:
+            why = unprintable(str(key))
+            if why is not None:
+                self.fail(field, f"a key {why}")
+        return item
+
+    def array(self, item: Any, field: str) -> List[Any]:
+        """An array."""
+        if not isinstance(item, list):
+            self.fail(field, f"expected an array, got {described(item)}")
+        return item
+
+    def keys(self, item: Mapping[str, Any], field: str, known: Sequence[str], required: Iterable[str] = ()) -> None:
+        """Refuse a key not in ``known`` (suggesting the closest), and a missing required one."""
+        for key in item:
+            if key not in known:
+                import difflib  # only on this error path
+
+                close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+                self.fail(
+                    key_path(field, str(key)),
+                    "unknown key",
+                    (f"did you mean '{close[0]}'? " if close else "") + "the keys are: " + ", ".join(known),
+                )
+        for key in required:
+            if key not in item:
+                self.fail(key_path(field, key), "missing")
+
+
+def key_path(parent: str, key: str) -> str:
+    """The JSON path of ``key`` under ``parent``: ``$.a`` or ``$["odd key"]``.
+
+    An empty ``parent`` gives the key alone (the bare key names of a profile).
+
+    Example:
+        >>> key_path("$", "api_version"), key_path("$.host", "a b"), key_path("", "arch")
+        ('$.api_version', '$.host["a b"]', 'arch')
+    """
+    plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) is not None
+    if not parent:  # a top-level key of a document whose keys are named bare (profiles)
+        return key if plain else json.dumps(clip(key))
+    if plain:
+        return f"{parent}.{key}"
+    return f"{parent}[{json.dumps(clip(key))}]"
+
+
+#: Makes the caller's exception for a file that cannot be used: ``(message, path shown, hint)``.
+FileErrorMaker = Callable[[str, str, str], Exception]
+
+
+def read_text(path: str, limit: int, make_error: FileErrorMaker, *, hint: str) -> str:
+    """The UTF-8 text of a regular file of at most ``limit`` bytes, or the caller's error.
+
+    A FIFO, a device or a directory is refused before it is opened (see
+    :func:`kvmprobe._files.read_limited`), a larger file before it is read. ``hint`` goes with
+    errors about the path; a file that is not UTF-8 is the file's fault and gets none.
+
+    Example:
+        >>> read_text("/nonexistent", 100, lambda m, p, h: ValueError(f"{p}: {m}"), hint="")
+        Traceback (most recent call last):
+        ...
+        ValueError: /nonexistent: cannot open: ENOENT (No such file or directory)
+    """
+    try:
+        data = read_limited(path, limit)
+    except FileRefused as err:
+        if err.errno == errno.EFBIG:
+            size = f"{err.size} bytes" if err.size is not None else "more"
+            raise make_error(f"{size} is too large (at most {limit} bytes)", path, hint) from None
+        raise make_error(err.strerror or "not a regular file", path, hint) from None
+    except OSError as err:
+        raise make_error(f"cannot open: {describe_errno(err.errno or 0)}", path, hint) from err
+    except ValueError as err:  # an embedded NUL, or a surrogate the file system encoding cannot carry
+        raise make_error(f"cannot open: not a file name ({err})", ascii(path), hint) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise make_error(f"not UTF-8 text (bad byte at offset {err.start})", path, "") from None
+
+
+class _Refused(ValueError):
+    """A JSON document that parses in Python but is no standard, unambiguous JSON."""
+
+
+def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    document: Dict[str, Any] = {}
+    for key, item in pairs:
+        if key in document:
+            raise _Refused(f"key {clip(ascii(key))} appears twice in one object")
+        document[key] = item
+    return document
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise _Refused(f"{name} is no JSON number")
+
+
+def parse_json(text: str, make_error: Callable[[str], Exception]) -> Any:
+    """Parse ``text`` as strict JSON, or raise the caller's error with one clear reason.
+
+    Refused besides syntax errors: a key twice in one object, ``NaN``/``Infinity``, nesting
+    deeper than Python's recursion allows, and integers too long to convert.
+
+    Example:
+        >>> parse_json('{"a": 1}', ValueError)
+        {'a': 1}
+        >>> parse_json('{"a": 1, "a": 2}', ValueError)
+        Traceback (most recent call last):
+        ...
+        ValueError: not valid JSON: key 'a' appears twice in one object
+    """
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except json.JSONDecodeError as err:
+        reason = f"{err.msg} at line {err.lineno}, column {err.colno}"
+    except _Refused as err:
+        reason = str(err)
+    except RecursionError:  # json recurses once per nesting level
+        reason = "nested too deeply"
+    except ValueError:  # an integer of more digits than int() converts (sys.get_int_max_str_digits)
+        reason = "a number has too many digits"
+    raise make_error(f"not valid JSON: {reason}")
