@@ -20,7 +20,7 @@ from .device import KvmDevice, device_path
 from .errors import CapabilityQueryFailed
 
 if TYPE_CHECKING:
-    from .host import HostFacts
+    from ._host_facts import HostFacts
 
 __all__ = ["ProbeResult", "has", "probe", "value"]
 

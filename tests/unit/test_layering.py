@@ -21,11 +21,13 @@ LAYERS: Dict[str, int] = {
     # 1: pure data and encodings; the two ioctl backends over the seam
     "caps": 1, "_ioctl": 1, "_backend_ctypes": 1, "_backend_cffi": 1, "_validate": 1,
     # 2: data built on the table; choosing a backend; the host reader (files)
-    "_vmm_requirements": 2, "_backend_select": 2, "host": 2, "_profile": 2,
-    # 3: the profile file loader
-    "_profile_file": 3,
+    "_vmm_requirements": 2, "_backend_select": 2, "_profile": 2, "_host_facts": 2,
+    # 3: readers of files: the profile loader, the host reader
+    "_profile_file": 3, "_host_reader": 3,
     # 3: the device, the one place errno becomes an error
     "device": 3,
+    # 4: the host facts' public home
+    "host": 4,
     # 4: the batch probe and its cache
     "probing": 4,
     # 5: what is made of a probe

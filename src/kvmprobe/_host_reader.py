@@ -1,0 +1,319 @@
+"""Read the host facts KVM depends on, from files under a ``root`` (default ``/``).
+
+Imports ``_host_facts``, ``_files``, ``_validate`` and ``errors``. This is the one reader of the
+system for kvmprobe: procfs, sysfs, ``/dev`` and ``/etc/group``/``/etc/passwd``, every path
+taken relative to ``root`` so that a test can hand it a directory tree that looks like another
+host (see ``kvmprobe.testing.FakeHost``). It never issues an ioctl: what the kernel *answers*
+is the job of ``device``; here are only the facts that *explain* an answer.
+
+A missing file is not an error: the fact is ``None`` (or empty) and the diagnosis reports
+it as unknown. So is a path that is no regular file (a FIFO, a device) or is far larger than
+such a file can be: nothing here blocks or reads without bound. ``OSError`` is mapped in
+exactly one place, :func:`_attempt`.
+
+Device nodes cannot be created portably in a test tree (``mknod`` needs root), so under a
+root other than ``/`` the reader also reads :data:`NODES_FILE`, a small JSON file that
+describes nodes (type, major/minor, mode, owner). Under the real ``/`` that file is never
+read: nodes are always ``os.stat``-ed.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+import stat as _stat
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Tuple, TypeVar
+
+from ._files import read_limited
+from ._host_facts import (
+    DEVICE_PATHS,
+    MSR_FEATURE_CONTROL,
+    MSR_VM_CR,
+    NODES_FILE,
+    VIRT_FLAGS,
+    DeviceNode,
+    GroupEntry,
+    HostFacts,
+    _FactsLoader,
+)
+from ._validate import parse_json
+from .errors import SnapshotError
+
+__all__ = ["read_host_facts"]
+
+_T = TypeVar("_T")
+
+# --- the reader ---------------------------------------------------------------------------
+
+
+# The procfs/sysfs/etc files read are small: a sysfs attribute is at most a page. More than
+# this is no such file (a fake root may hold anything) and reads as unknown.
+_TEXT_LIMIT = 1024 * 1024
+# /etc/passwd and /etc/group may list many users; still bounded, so memory is.
+_DB_LIMIT = 16 * 1024 * 1024
+# Only the first CPU's block of /proc/cpuinfo is used; a machine with thousands of CPUs has
+# a longer file, of which the head is enough.
+_CPUINFO_LIMIT = 4 * 1024 * 1024
+
+
+class _Reader:
+    """Files under one root. The only place ``OSError`` from reading the host is handled."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        self.real = self.root == "/"
+
+    def path(self, absolute: str) -> str:
+        return os.path.join(self.root, absolute.lstrip("/"))
+
+    def text(self, absolute: str, limit: int = _TEXT_LIMIT, *, truncate: bool = False) -> Optional[str]:
+        """The file's text, or ``None`` when it is missing, unreadable, not a regular file or
+        over ``limit`` bytes (with ``truncate``: its first ``limit`` bytes)."""
+        return _read(lambda: _read_text(self.path(absolute), limit, truncate))
+
+    def exists(self, absolute: str) -> bool:
+        return os.path.lexists(self.path(absolute))
+
+    def listdir(self, absolute: str) -> List[str]:
+        return _read(lambda: sorted(os.listdir(self.path(absolute)))) or []
+
+    def stat(self, absolute: str) -> Optional[os.stat_result]:
+        return _read(lambda: os.stat(self.path(absolute)))
+
+    def pread(self, absolute: str, size: int, offset: int) -> Tuple[Optional[bytes], Optional[str]]:
+        """Bytes at ``offset``, or ``None`` and the errno name (``EACCES``, ``ENOENT``)."""
+
+        def read() -> bytes:
+            # O_NONBLOCK: under a fake root the path may be a FIFO; the msr driver ignores the flag.
+            fd = os.open(self.path(absolute), os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # ownership: closed below
+            try:
+                return os.pread(fd, size, offset)
+            finally:
+                os.close(fd)
+
+        return _attempt(read)
+
+
+def _read_text(path: str, limit: int, truncate: bool) -> str:
+    # read_limited opens regular files only (a FIFO would block, /dev/zero never end).
+    return read_limited(path, limit, truncate=truncate).decode("utf-8", errors="replace")
+
+
+def _attempt(action: Callable[[], _T]) -> Tuple[Optional[_T], Optional[str]]:
+    # The one mapping of OSError for host facts: missing or unreadable means unknown (None,
+    # with the errno's name for the diagnosis to show), never an error. A file that vanished
+    # between listdir and open is just as unknown.
+    try:
+        return action(), None
+    except OSError as err:
+        return None, _errno.errorcode.get(err.errno or 0, "EIO")
+    except ValueError:  # a path with a NUL or an unencodable surrogate names no file
+        return None, "EINVAL"
+
+
+def _read(action: Callable[[], _T]) -> Optional[_T]:
+    return _attempt(action)[0]
+
+
+def _parse_cpuinfo(text: Optional[str]) -> Tuple[Optional[str], FrozenSet[str]]:
+    vendor: Optional[str] = None
+    flags: FrozenSet[str] = frozenset()
+    features_seen = False
+    for line in (text or "").splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key = key.strip()
+        # x86 lists "flags", s390x "features", arm64 "Features"; only the first CPU counts.
+        if key in ("flags", "features", "Features") and not features_seen:
+            flags = frozenset(value.split()) & VIRT_FLAGS
+            features_seen = True
+        elif key in ("vendor_id", "vendor") and vendor is None:
+            vendor = value.strip() or None
+    return vendor, flags
+
+
+def _parse_db(text: Optional[str]) -> List[Tuple[str, int, Tuple[str, ...]]]:
+    """``name:x:id:...`` lines of /etc/group or /etc/passwd (id is field 3, members field 4)."""
+    rows: List[Tuple[str, int, Tuple[str, ...]]] = []
+    for line in (text or "").splitlines():
+        parts = line.split(":")
+        if len(parts) < 3 or line.startswith("#"):
+            continue
+        try:
+            number = int(parts[2])
+        except ValueError:
+            continue
+        extra = parts[3] if len(parts) > 3 else ""
+        rows.append((parts[0], number, tuple(m for m in extra.split(",") if m)))
+    return rows
+
+
+def _parse_status(text: Optional[str]) -> Tuple[Optional[int], Optional[int], Tuple[int, ...]]:
+    uid: Optional[int] = None
+    gid: Optional[int] = None
+    groups: Tuple[int, ...] = ()
+    for line in (text or "").splitlines():
+        key, _, value = line.partition(":")
+        fields = value.split()
+        try:
+            # "Uid: real effective saved fs": access checks use the effective (fs) id.
+            if key == "Uid" and len(fields) >= 2:
+                uid = int(fields[1])
+            elif key == "Gid" and len(fields) >= 2:
+                gid = int(fields[1])
+            elif key == "Groups":
+                groups = tuple(int(g) for g in fields)
+        except ValueError:
+            continue
+    return uid, gid, groups
+
+
+def _nodes_sidecar(reader: _Reader) -> Dict[str, Any]:
+    if reader.real:
+        return {}
+    text = reader.text("/" + NODES_FILE)
+    if text is None:
+        return {}
+    where = reader.path(NODES_FILE)
+    data = parse_json(text, lambda message: SnapshotError(message, path=where, field="$", hint="fix or rewrite the fake host"))
+    if not isinstance(data, dict):
+        raise SnapshotError("expected an object of node paths", path=where, field="$", hint="fix the fake host")
+    return data
+
+
+def _node(
+    reader: _Reader, sidecar: Mapping[str, Any], path: str, names: Tuple[Dict[int, str], Dict[int, str]]
+) -> Optional[DeviceNode]:
+    users, groups = names
+    if path in sidecar:
+        loader = _FactsLoader(reader.path(NODES_FILE), "$")
+        node = loader.node(sidecar[path], f"$.{path}")
+        return DeviceNode(node.kind, node.major, node.minor, node.mode, node.uid, node.gid,
+                          users.get(node.uid), groups.get(node.gid))  # fmt: skip
+    st = reader.stat(path)
+    if st is None:
+        return None
+    if _stat.S_ISCHR(st.st_mode):
+        kind = "char"
+    elif _stat.S_ISBLK(st.st_mode):
+        kind = "block"
+    elif _stat.S_ISDIR(st.st_mode):
+        kind = "directory"
+    elif _stat.S_ISREG(st.st_mode):
+        kind = "file"
+    else:
+        kind = "other"
+    is_dev = kind in ("char", "block")
+    return DeviceNode(
+        kind=kind,
+        major=os.major(st.st_rdev) if is_dev else None,
+        minor=os.minor(st.st_rdev) if is_dev else None,
+        mode=_stat.S_IMODE(st.st_mode),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        owner=users.get(st.st_uid),
+        group=groups.get(st.st_gid),
+    )
+
+
+def _container(reader: _Reader) -> Optional[str]:
+    if reader.exists("/.dockerenv"):
+        return "docker"
+    if reader.exists("/run/.containerenv"):
+        return "podman"
+    cgroup = reader.text("/proc/1/cgroup") or ""
+    for marker, name in (("kubepods", "kubernetes"), ("docker", "docker"), ("libpod", "podman"), ("lxc", "lxc")):
+        if marker in cgroup:
+            return name
+    return None
+
+
+def read_host_facts(root: str = "/", *, device: str = "/dev/kvm") -> HostFacts:
+    """Read the facts of the host whose files live under ``root``.
+
+    Nothing here needs root or issues an ioctl; a fact whose file is missing or unreadable
+    is ``None``. Under ``root="/"`` the facts are this machine's (``uname`` fills in
+    what ``/proc/sys/kernel`` lacks).
+
+    Args:
+        root: the directory standing for ``/`` (a fake host in tests).
+        device: the KVM device path (as the host sees it) whose node to describe.
+
+    Raises:
+        SnapshotError: only for a fake host whose :data:`NODES_FILE` is malformed.
+
+    Example:
+        >>> import tempfile
+        >>> from kvmprobe.testing import FakeHost
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     facts = read_host_facts(FakeHost.centos7().write(tmp))
+        >>> facts.kernel_release, facts.kvm_backend, facts.nested_enabled, facts.kvm_node.mode_text
+        ('3.10.0-1160.el7.x86_64', 'kvm_intel', False, 'crw-rw----')
+    """
+    reader = _Reader(root)
+    uname = os.uname() if reader.real else None
+
+    def kernel(name: str, fallback: str) -> str:
+        text = reader.text(f"/proc/sys/kernel/{name}")
+        return text.strip() if text is not None else fallback
+
+    system = kernel("ostype", uname.sysname if uname else "")
+    release = kernel("osrelease", uname.release if uname else "")
+    # /proc/sys/kernel/arch exists since Linux 5.19; older kernels leave uname as the source.
+    machine = kernel("arch", uname.machine if uname else "")
+    vendor, flags = _parse_cpuinfo(reader.text("/proc/cpuinfo", _CPUINFO_LIMIT, truncate=True))
+
+    modules: Dict[str, Dict[str, str]] = {}
+    for name in reader.listdir("/sys/module"):
+        if name == "kvm" or name.startswith("kvm_") or name.startswith("kvm-"):
+            params: Dict[str, str] = {}
+            for param in reader.listdir(f"/sys/module/{name}/parameters"):
+                value = reader.text(f"/sys/module/{name}/parameters/{param}")
+                if value is not None:
+                    params[param] = value.strip()
+            modules[name] = params
+    misc = reader.text("/sys/devices/virtual/misc/kvm/dev")
+
+    users = {number: name for name, number, _ in _parse_db(reader.text("/etc/passwd", _DB_LIMIT))}
+    db = _parse_db(reader.text("/etc/group", _DB_LIMIT))
+    group_names = {number: name for name, number, _ in db}
+    sidecar = _nodes_sidecar(reader)
+    devices = {path: _node(reader, sidecar, path, (users, group_names)) for path in (device,) + DEVICE_PATHS}
+
+    uid, gid, groups = _parse_status(reader.text("/proc/self/status"))
+    wanted = {gid, *groups} | {node.gid for node in devices.values() if node is not None}
+    group_db = tuple(
+        GroupEntry(name, number, members) for name, number, members in db if number in wanted or name == "kvm"
+    )
+
+    msr_vt: Optional[int] = None
+    msr_error: Optional[str] = None
+    if "vmx" in flags or "svm" in flags:
+        offset = MSR_FEATURE_CONTROL if "vmx" in flags else MSR_VM_CR
+        raw, msr_error = reader.pread("/dev/cpu/0/msr", 8, offset)
+        if raw is not None and len(raw) == 8:
+            msr_vt = int.from_bytes(raw, "little")
+        elif raw is not None:
+            msr_error = "short read"
+
+    return HostFacts(
+        system=system,
+        machine=machine,
+        kernel_release=release,
+        cpu_vendor=vendor,
+        cpu_flags=flags,
+        kvm_modules=modules,
+        proc_modules=reader.exists("/proc/modules") if reader.exists("/proc") else None,
+        kvm_misc_dev=misc.strip() if misc is not None else None,
+        kvm_device=device,
+        devices=devices,
+        uid=uid,
+        gid=gid,
+        groups=groups,
+        user_name=users.get(uid) if uid is not None else None,
+        group_db=group_db,
+        container=_container(reader),
+        msr_vt=msr_vt,
+        msr_error=msr_error,
+    )
