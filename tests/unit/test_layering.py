@@ -22,8 +22,8 @@ LAYERS: Dict[str, int] = {
     "caps": 1, "_ioctl": 1, "_backend_ctypes": 1, "_backend_cffi": 1, "_validate": 1,
     # 2: data built on the table; choosing a backend; the host reader (files)
     "_vmm_requirements": 2, "_backend_select": 2, "_profile": 2, "_host_facts": 2,
-    # 3: readers of files: the profile loader, the host reader
-    "_profile_file": 3, "_host_reader": 3,
+    # 3: readers of files (the profile loader, the host reader); the remedy sentences
+    "_profile_file": 3, "_host_reader": 3, "_remedies": 3,
     # 3: the device, the one place errno becomes an error
     "device": 3,
     # 4: the host facts' public home
@@ -31,9 +31,9 @@ LAYERS: Dict[str, int] = {
     # 4: the batch probe and its cache
     "probing": 4,
     # 5: what is made of a probe
-    "profiles": 5, "snapshot": 5, "diagnosis": 5, "export": 5,
+    "profiles": 5, "snapshot": 5, "_checks": 5, "export": 5,
     # 6: built on those
-    "presets": 6, "diff": 6,
+    "diagnosis": 6, "presets": 6, "diff": 6,
     # 7-10: the shells: fakes, the pytest plugin over them, the facade, the CLI
     "testing": 7, "pytest_plugin": 8, "__init__": 9, "_cli": 9, "__main__": 10,
 }

@@ -1,0 +1,583 @@
+"""The doctor's checks: what the kernel answered, and the judge that turns it into checks.
+
+Imports ``_remedies``, ``host``, ``probing``, ``device``, ``_backend``, ``_backend_select``,
+``_ioctl``, ``_release``, ``caps`` and ``errors``. :func:`ask_kernel` asks the live device (or
+:func:`recorded_answers` reads a probe result), and :class:`Judge` builds one :class:`Check` per
+id in :data:`CHECK_IDS` from those answers and the host facts. ``diagnosis`` turns the checks
+into a verdict. The remedy sentences live in ``_remedies``.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+from . import _remedies
+from ._backend import Backend, CheckResults
+from ._backend_select import select_backend
+from ._ioctl import KVM_API_VERSION, KvmIoctls
+from ._release import format_version, parse_release
+from .caps import Cap
+from .device import KvmDevice
+from .errors import (
+    KvmNotFound,
+    KvmPermissionDenied,
+    KvmProbeError,
+    KvmUnavailable,
+    NotAKvmDevice,
+    UnsupportedPlatform,
+    describe_errno,
+)
+from .host import MSR_FEATURE_CONTROL, MSR_VM_CR, HostFacts
+from .probing import ProbeResult
+
+__all__ = ["CHECK_IDS", "DECISIVE", "Check", "Judge", "Status", "ask_kernel", "recorded_answers"]
+
+#: Every check :func:`diagnose` reports, in the order it reports them.
+CHECK_IDS = (
+    "platform",
+    "kernel",
+    "device-node",
+    "device-access",
+    "api-version",
+    "create-vm",
+    "kvm-module",
+    "nested",
+    "cpu-flags",
+    "hypervisor",
+    "firmware-vt",
+    "vhost-net",
+    "vhost-vsock",
+    "tun",
+)
+
+#: The checks the verdict comes from: the kernel's own answers.
+DECISIVE = ("device-access", "api-version", "create-vm")
+
+# include/linux/miscdevice.h: KVM_MINOR 232 on MISC_MAJOR 10.
+_KVM_NUMBER = "10:232"
+
+
+class Status(enum.Enum):
+    """The outcome of one check.
+
+    PASS: as needed. WARN: works, but something a VMM may need is missing. FAIL: broken (for a
+    decisive check: KVM is not usable). SKIP: could not be checked here (not root, nothing to
+    ask), never a guess. INFO: a fact that explains, neither good nor bad.
+
+    Example:
+        >>> Status.WARN.value
+        'WARN'
+    """
+
+    PASS = "PASS"
+    WARN = "WARN"
+    FAIL = "FAIL"
+    SKIP = "SKIP"
+    INFO = "INFO"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check: its id, outcome, what was found and, where something is wrong, the fix.
+
+    ``remedy`` is a command or a sentence, computed from what was observed; it is set for
+    WARN and FAIL, and for an INFO that tells how to change a setting (``nested``).
+    ``decisive`` marks the kernel's answers the verdict comes from.
+
+    Example:
+        >>> Check("tun", Status.WARN, "/dev/net/tun is missing", "sudo modprobe tun").to_dict()["status"]
+        'WARN'
+    """
+
+    id: str
+    status: Status
+    summary: str
+    remedy: str = ""
+    decisive: bool = False
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready: ``id``, ``status``, ``decisive``, ``summary``, ``remedy`` (null when none).
+
+        Example:
+            >>> Check("api-version", Status.PASS, "KVM API version 12", decisive=True).to_dict()["remedy"] is None
+            True
+        """
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "decisive": self.decisive,
+            "summary": self.summary,
+            "remedy": self.remedy or None,
+        }
+
+
+# --- the kernel's answers -----------------------------------------------------------------
+
+
+@dataclass
+class Answers:
+    """What the kernel answered (live) or was recorded to have answered."""
+
+    how: str  # "live", "probe" (a live ProbeResult), "recorded"
+    opened: Optional[bool] = None
+    open_error: Optional[KvmProbeError] = None
+    api_version: Optional[int] = None
+    api_error: Optional[KvmProbeError] = None
+    vm_created: Optional[bool] = None
+    vm_error: Optional[KvmProbeError] = None
+    vm_skip: str = ""
+    immediate_exit: Optional[int] = None
+    immediate_exit_errno: Optional[int] = None  # its query failed with this errno
+    query_errors: Dict[Cap, int] = field(default_factory=dict)  # every failed capability query
+
+
+class _Watch:
+    """A Backend that forwards to another and notes whether ``open`` succeeded and what
+    ``KVM_GET_API_VERSION`` returned, so a failure inside ``KvmDevice.open`` can be placed."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.opened = False
+        self.api_version: Optional[int] = None
+
+    def open(self, path: str) -> int:
+        fd = self.inner.open(path)  # ownership: KvmDevice closes it through close() below
+        self.opened = True
+        return fd
+
+    def close(self, fd: int) -> None:
+        self.inner.close(fd)
+
+    def ioctl(self, fd: int, request: int, arg: int = 0) -> int:
+        result = self.inner.ioctl(fd, request, arg)
+        if request == KvmIoctls.for_machine().KVM_GET_API_VERSION:
+            self.api_version = result
+        return result
+
+    def check_many(self, fd: int, request: int, numbers: Sequence[int]) -> CheckResults:
+        return self.inner.check_many(fd, request, numbers)
+
+    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray) -> int:
+        return self.inner.ioctl_buffer(fd, request, buffer)
+
+
+def ask_kernel(path: str, backend: Optional[Backend], create_vm: bool) -> Answers:
+    answers = Answers("live")
+    watch = _Watch(backend if backend is not None else select_backend())
+    try:
+        kvm = KvmDevice.open(path, backend=watch)
+    except KvmUnavailable as err:
+        answers.opened = watch.opened
+        if watch.opened:  # open(2) worked; KVM_GET_API_VERSION failed or was not 12
+            answers.api_version = watch.api_version
+            answers.api_error = err
+        else:
+            answers.open_error = err
+        return answers
+    with kvm:  # the system fd is closed on leaving the block
+        answers.opened = True
+        answers.api_version = watch.api_version if watch.api_version is not None else KVM_API_VERSION
+        try:
+            answers.immediate_exit = kvm.check_extension(Cap.IMMEDIATE_EXIT)
+        except KvmProbeError as err:
+            answers.immediate_exit = None
+            answers.immediate_exit_errno = err.errno or errno.EIO
+            answers.query_errors = {Cap.IMMEDIATE_EXIT: answers.immediate_exit_errno}
+        if not create_vm:
+            answers.vm_skip = "not asked (create_vm=False)"
+            return answers
+        try:
+            with kvm.create_vm():  # the VM fd is closed at once
+                pass
+            answers.vm_created = True
+        except KvmUnavailable as err:
+            answers.vm_created = False
+            answers.vm_error = err
+    return answers
+
+
+def recorded_answers(result: ProbeResult, how: str) -> Answers:
+    answers = Answers(how, opened=True, api_version=result.api_version)
+    if result.api_version != KVM_API_VERSION:
+        # A live device with another version fails at open; a recording keeps what it answered.
+        answers.api_error = NotAKvmDevice(
+            f"{result.device} answered KVM API version {result.api_version}; every VMM needs {KVM_API_VERSION}",
+            hint="this kernel's KVM is not the mainline interface; use a mainline KVM kernel",
+            path=result.device,
+        )
+    if result.vm_created:
+        answers.vm_created = True
+    elif how == "recorded":
+        answers.vm_skip = "the recorded host was probed without creating a VM"
+    else:
+        answers.vm_skip = "the probe did not create a VM (probe(vm=True) does)"
+    if Cap.IMMEDIATE_EXIT not in result.errors:
+        answers.immediate_exit = result.values.get(Cap.IMMEDIATE_EXIT, 0)
+    else:
+        answers.immediate_exit_errno = result.errors[Cap.IMMEDIATE_EXIT]
+    answers.query_errors = dict(result.errors)
+    return answers
+
+
+# --- the checks -----------------------------------------------------------------------------
+
+
+class Judge:
+    """Builds every check from the facts and the answers."""
+
+    def __init__(self, facts: HostFacts, answers: Answers, path: str, *, facts_known: bool = True) -> None:
+        self.facts = facts
+        self.facts_known = facts_known
+        self.answers = answers
+        self.path = path
+        self.works = bool(answers.opened) and answers.api_error is None and answers.open_error is None
+        # KVM registered its device or a backend module is loaded: CPU flags then explain nothing.
+        self.backend_present = facts.kvm_backend is not None or facts.kvm_misc_dev is not None
+
+    def explain(self, status: Status) -> Status:
+        # An explanation never overrules a working device: what would be a FAIL is a WARN then.
+        return Status.WARN if status is Status.FAIL and self.works else status
+
+    def platform(self) -> Check:
+        facts = self.facts
+        where = f" ({facts.container} container)" if facts.container else ""
+        if not facts.system:
+            return Check("platform", Status.SKIP, f"unknown (no /proc/sys/kernel/ostype); {facts.machine}{where}")
+        text = f"{facts.system} {facts.machine}{where}"
+        if facts.system != "Linux":
+            return Check("platform", self.explain(Status.FAIL), text + ": KVM is a Linux interface",
+                         "run kvmprobe on the Linux host itself")  # fmt: skip
+        try:
+            KvmIoctls.for_machine(facts.machine)
+        except UnsupportedPlatform as err:
+            return Check("platform", self.explain(Status.FAIL), f"{text}: {err.message}", err.hint)
+        return Check("platform", Status.PASS, text)
+
+    def kernel(self) -> Check:
+        release = self.facts.kernel_release
+        cap = Cap.IMMEDIATE_EXIT
+        since = format_version(cap.since)
+        if not release:
+            return Check("kernel", Status.SKIP, "release unknown (no /proc/sys/kernel/osrelease)")
+        value = self.answers.immediate_exit
+        upgrade = (
+            f"upgrade to Linux {since} or newer (or a vendor kernel that backports {cap.c_name}); "
+            f"'python -m kvmprobe has {cap.name}' checks again"
+        )
+        if value is not None and value > 0:
+            return Check("kernel", Status.PASS, f"Linux {release}; KVM answers {cap.c_name}")
+        failed = self.answers.immediate_exit_errno
+        if value is None and failed is not None:
+            return Check(
+                "kernel",
+                Status.WARN,
+                f"Linux {release}: KVM_CHECK_EXTENSION({cap.c_name}) failed with {describe_errno(failed)}, so "
+                "whether VMMs that require it (Cloud Hypervisor) can start here is unknown",
+                "a security policy (seccomp, SELinux, a container runtime) may block KVM ioctls for this process; "
+                f"'python -m kvmprobe has {cap.name}' asks again",
+            )
+        if value == 0:
+            return Check(
+                "kernel",
+                Status.WARN,
+                f"Linux {release}: KVM lacks {cap.c_name} (mainline since {since}); VMMs that require it, "
+                "such as Cloud Hypervisor (since v21.1), refuse to start here",
+                upgrade,
+            )
+        version = parse_release(release)
+        if version is not None and version < cap.since:
+            return Check(
+                "kernel",
+                Status.WARN,
+                f"Linux {release} predates {since}, which added {cap.c_name} (Cloud Hypervisor requires it); "
+                "a vendor kernel may have backported it: the device's answer decides",
+                upgrade,
+            )
+        return Check("kernel", Status.PASS, f"Linux {release}")
+
+    def device_node(self) -> Check:
+        facts = self.facts
+        node = facts.kvm_node
+        path = facts.kvm_device
+        if path not in facts.devices:
+            return Check("device-node", Status.SKIP, f"{path} was not looked at (not in the host facts)")
+        if node is None:
+            if self.works:
+                return Check("device-node", Status.INFO, f"{path} does not exist under the root read, yet it opened")
+            return Check("device-node", Status.FAIL, f"{path} does not exist", _remedies.missing_device_remedy(facts))
+        expected = facts.kvm_misc_dev or _KVM_NUMBER
+        recreate = (
+            f"recreate it: 'sudo rm {path} && sudo mknod {path} c {expected.replace(':', ' ')} && "
+            f"sudo chgrp kvm {path} && sudo chmod 0660 {path}' (or 'sudo udevadm trigger --name-match=kvm')"
+        )
+        if not node.is_char:
+            return Check("device-node", self.explain(Status.FAIL),
+                         f"{path} is a {node.kind}, not a character device", recreate)  # fmt: skip
+        if node.number != expected:
+            return Check(
+                "device-node",
+                self.explain(Status.FAIL),
+                f"{path} is {_remedies.node_text(node)}, but KVM's device number is {expected}",
+                recreate,
+            )
+        return Check("device-node", Status.PASS, f"{path}: character device {_remedies.node_text(node)}")
+
+    def device_access(self) -> Check:
+        answers = self.answers
+        facts = self.facts
+        who = _remedies.user_text(facts)
+        if answers.how == "recorded":
+            who = who if facts.uid is not None else "the user who recorded it"
+            return Check("device-access", Status.PASS,
+                         f"{self.path} opened read-write for {who} when the host was recorded",
+                         decisive=True)  # fmt: skip
+        if answers.how == "probe":
+            return Check("device-access", Status.PASS, f"{self.path} opened read-write (the probe given)",
+                         decisive=True)  # fmt: skip
+        if answers.opened:
+            return Check("device-access", Status.PASS, f"{self.path} opens read-write for {who}", decisive=True)
+        err = answers.open_error
+        if isinstance(err, KvmPermissionDenied):
+            summary, remedy = _remedies.permission(facts)
+            return Check("device-access", Status.FAIL, summary, remedy, decisive=True)
+        if isinstance(err, KvmNotFound):
+            if facts.kvm_node is None:
+                remedy = _remedies.missing_device_remedy(facts)
+            else:  # ENODEV/ENXIO: a node with no driver behind it
+                remedy = _remedies.module_remedy(facts) if facts.kvm_backend is None else err.hint
+            return Check("device-access", Status.FAIL, err.message, remedy, decisive=True)
+        message = err.message if err is not None else f"{self.path} could not be opened"
+        hint = err.hint if err is not None else ""
+        return Check("device-access", Status.FAIL, message, hint, decisive=True)
+
+    def api_version(self) -> Check:
+        answers = self.answers
+        if not answers.opened:
+            return Check("api-version", Status.SKIP, "needs an open device", decisive=True)
+        if answers.api_error is not None:
+            return Check("api-version", Status.FAIL, answers.api_error.message, answers.api_error.hint, decisive=True)
+        return Check("api-version", Status.PASS, f"KVM API version {answers.api_version}", decisive=True)
+
+    def create_vm(self) -> Check:
+        answers = self.answers
+        if not self.works:
+            return Check("create-vm", Status.SKIP, "needs an open KVM device", decisive=True)
+        if answers.vm_created:
+            how = " (recorded)" if answers.how == "recorded" else "; the VM was closed at once"
+            return Check("create-vm", Status.PASS, f"KVM_CREATE_VM works{how}", decisive=True)
+        err = answers.vm_error
+        if err is not None:
+            return Check("create-vm", Status.FAIL, err.message, err.hint, decisive=True)
+        return Check("create-vm", Status.SKIP, answers.vm_skip or "not asked", decisive=True)
+
+    def kvm_module(self) -> Check:
+        facts = self.facts
+        backend = facts.kvm_backend
+        others = sorted(set(facts.kvm_modules) - {backend or "", "kvm"})
+        also = f"; also {', '.join(others)}" if others else ""
+        if backend == "kvm_pvm":
+            return Check("kvm-module", Status.PASS, f"kvm_pvm loaded (PVM: runs guests without VT-x/AMD-V){also}")
+        if backend == "built-in":
+            return Check("kvm-module", Status.PASS, f"KVM built into the {facts.machine} kernel (/sys/module/kvm)")
+        if backend is not None:
+            return Check("kvm-module", Status.PASS, f"{backend} loaded{also}")
+        found = (
+            "only the kvm core is loaded, no backend (kvm_intel, kvm_amd, kvm_pvm)"
+            if "kvm" in facts.kvm_modules
+            else "no KVM module in /sys/module"
+        )
+        if self.works:
+            return Check("kvm-module", Status.INFO, f"{found}, yet the device works")
+        return Check("kvm-module", Status.FAIL, found, _remedies.module_remedy(facts))
+
+    def nested(self) -> Check:
+        facts = self.facts
+        backend = facts.kvm_backend
+        if backend is None:
+            return Check("nested", Status.SKIP, "no KVM backend loaded")
+        if backend == "kvm_pvm":
+            return Check("nested", Status.INFO, "kvm_pvm has no 'nested' parameter")
+        module = "kvm" if backend == "built-in" else backend
+        raw = facts.kvm_modules.get(module, {}).get("nested")
+        if raw is None:
+            if backend == "built-in" and facts.machine in ("aarch64", "arm64"):
+                return Check("nested", Status.INFO, "arm64 chooses nested virtualization at boot (kvm-arm.mode=nested)")
+            return Check("nested", Status.INFO, f"{module} has no 'nested' parameter here: unknown")
+        enabled = facts.nested_enabled
+        state = {True: "on", False: "off", None: "unreadable"}[enabled]
+        scope = (
+            "VMs on this host may use KVM themselves"
+            if enabled
+            else "VMs on this host cannot use KVM themselves; this does not affect VMMs running on this host"
+        )
+        summary = f"{module}.nested={raw} ({state}): {scope}"
+        if enabled:
+            return Check("nested", Status.INFO, summary)
+        option = module.replace("_", "-")
+        if facts.proc_modules is False or backend == "built-in":
+            recipe = (
+                f"read-only at runtime; to turn it on, add '{option}.nested=1' to the kernel command line and reboot"
+            )
+        else:
+            recipe = (
+                f"read-only while {module} is loaded ('modprobe {module} nested=1' then does nothing); to turn it "
+                f"on, stop all VMs and 'sudo modprobe -r {module} && sudo modprobe {module} nested=1', and to keep "
+                f"it, put 'options {module} nested=1' in /etc/modprobe.d/kvm.conf"
+            )
+        return Check("nested", Status.INFO, summary, recipe)
+
+    def cpu_flags(self) -> Check:
+        facts = self.facts
+        if not _remedies.is_x86(facts):
+            if facts.machine.startswith("s390"):
+                if "sie" in facts.cpu_flags:
+                    return Check("cpu-flags", Status.PASS, "sie (s390 start-interpretive execution)")
+                return Check("cpu-flags", self.explain(Status.FAIL), "no sie facility", _remedies.module_remedy(facts))
+            cpu = facts.machine or "this CPU"
+            return Check("cpu-flags", Status.INFO, f"{cpu} lists no virtualization flag to check")
+        if facts.cpu_vendor is None and not facts.cpu_flags:
+            return Check("cpu-flags", Status.SKIP, "/proc/cpuinfo could not be read")
+        names = {"vmx": "vmx (Intel VT-x)", "svm": "svm (AMD-V)"}
+        found = [names[f] for f in ("vmx", "svm") if f in facts.cpu_flags]
+        extra = sorted(facts.cpu_flags & {"ept", "vpid", "npt"})
+        if found:
+            return Check("cpu-flags", Status.PASS, ", ".join(found + extra))
+        how = f": {facts.kvm_backend} needs neither" if facts.kvm_backend == "kvm_pvm" else ""
+        if self.works:
+            return Check("cpu-flags", Status.INFO, f"neither vmx nor svm, and KVM works{how}")
+        if self.backend_present:
+            # KVM is loaded without them, so they do not explain this failure (the other checks do).
+            loaded = facts.kvm_backend or "a KVM backend"
+            return Check("cpu-flags", Status.INFO, f"neither vmx nor svm, yet {loaded} is loaded{how}")
+        return Check("cpu-flags", Status.FAIL, "neither vmx nor svm in /proc/cpuinfo", _remedies.module_remedy(facts))
+
+    def hypervisor(self) -> Check:
+        facts = self.facts
+        if not _remedies.is_x86(facts):
+            return Check("hypervisor", Status.INFO, f"not known on {facts.machine or 'this CPU'} (no hypervisor flag)")
+        if not facts.in_vm:
+            return Check("hypervisor", Status.PASS, "no hypervisor flag: bare metal")
+        nested = "vmx" in facts.cpu_flags or "svm" in facts.cpu_flags
+        if self.works:
+            if facts.kvm_backend == "kvm_pvm":
+                how = "kvm_pvm, which needs no nested VT-x/AMD-V"
+            elif nested:
+                how = "nested virtualization (the host passes vmx/svm through)"
+            else:
+                how = facts.kvm_backend or "an unidentified backend"
+            summary = f"hypervisor flag: this is a virtual machine; KVM works through {how}"
+            return Check("hypervisor", Status.INFO, summary)
+        if nested:
+            return Check("hypervisor", Status.INFO, "hypervisor flag: a virtual machine with vmx/svm passed through")
+        if self.backend_present:
+            loaded = facts.kvm_backend or "a KVM backend"
+            summary = f"hypervisor flag: a virtual machine without vmx/svm, with {loaded} loaded"
+            return Check("hypervisor", Status.INFO, summary)
+        return Check(
+            "hypervisor",
+            Status.FAIL,
+            "hypervisor flag: a virtual machine without vmx/svm; KVM here needs nested virtualization "
+            "or a backend like PVM",
+            _remedies.nested_host_hint(facts),
+        )
+
+    def firmware_vt(self) -> Check:
+        facts = self.facts
+        intel = "vmx" in facts.cpu_flags
+        if not intel and "svm" not in facts.cpu_flags:
+            return Check("firmware-vt", Status.INFO, "not applicable: no vmx/svm flag")
+        msr = "IA32_FEATURE_CONTROL" if intel else "VM_CR"
+        number = MSR_FEATURE_CONTROL if intel else MSR_VM_CR
+        if facts.msr_vt is None:
+            why = facts.msr_error or "not read"
+            return Check(
+                "firmware-vt",
+                Status.SKIP,
+                f"MSR {msr} ({number:#x}) unreadable: {why}; reading /dev/cpu/0/msr needs root and the msr module "
+                "('sudo modprobe msr')",
+            )
+        value = facts.msr_vt
+        if intel:
+            # Bit 0 locks the MSR; bit 2 allows VMXON outside SMX. Locked without it: VT-x is off
+            # until the firmware setting changes (Intel SDM vol. 3C, 23.7).
+            disabled = bool(value & 1) and not value & 0b100
+            name, setting = "VT-x", "Intel Virtualization Technology (VT-x)"
+        else:
+            disabled = bool(value & (1 << 4))  # VM_CR.SVMDIS (AMD APM vol. 2, 15.30.1)
+            name, setting = "AMD-V", "SVM mode (AMD-V)"
+        if disabled:
+            return Check(
+                "firmware-vt",
+                self.explain(Status.FAIL),
+                f"{name} is disabled by the firmware ({msr} = {value:#x})",
+                f"enable {setting} in the firmware setup, then power the machine off and on",
+            )
+        return Check("firmware-vt", Status.PASS, f"{name} enabled in the firmware ({msr} = {value:#x})")
+
+    def node_check(self, check_id: str, path: str, module: str, purpose: str) -> Check:
+        facts = self.facts
+        if path not in facts.devices:
+            return Check(check_id, Status.SKIP, f"{path} was not looked at (not in the host facts)")
+        node = facts.devices[path]
+        if node is not None and node.is_char:
+            return Check(check_id, Status.PASS, f"{path}: {_remedies.node_text(node)}")
+        if facts.container is not None:
+            remedy = f"pass it into the container: '--device {path}' (and load {module} on the host)"
+        elif facts.proc_modules is False:
+            remedy = f"this kernel has no loadable modules: use a kernel built with {module} (=y)"
+        else:
+            remedy = f"sudo modprobe {module}"
+        found = f"{path} is a {node.kind}, not a character device" if node is not None else f"{path} is missing"
+        return Check(check_id, Status.WARN, f"{found}: {purpose}", remedy)
+
+    def capability_queries(self) -> Tuple[Check, ...]:
+        """A WARN naming the capability queries that failed; nothing when none did."""
+        failed = self.answers.query_errors
+        if not failed:
+            return ()
+        shown = ", ".join(f"{cap.c_name} ({describe_errno(code).split(' ')[0]})" for cap, code in list(failed.items())[:5])
+        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+        return (
+            Check(
+                "capability-queries",
+                Status.WARN,
+                f"{len(failed)} KVM_CHECK_EXTENSION {'query' if len(failed) == 1 else 'queries'} failed, "
+                f"so {'that capability is' if len(failed) == 1 else 'those capabilities are'} unknown: {shown}{more}",
+                "a security policy (seccomp, SELinux, a container runtime) may block KVM ioctls for this process; "
+                "'python -m kvmprobe --all' shows each one as ERROR",
+            ),
+        )
+
+    def all(self) -> Tuple[Check, ...]:
+        checks = (
+            self.platform(),
+            self.kernel(),
+            *self.capability_queries(),
+            self.device_node(),
+            self.device_access(),
+            self.api_version(),
+            self.create_vm(),
+            self.kvm_module(),
+            self.nested(),
+            self.cpu_flags(),
+            self.hypervisor(),
+            self.firmware_vt(),
+            self.node_check("vhost-net", "/dev/vhost-net", "vhost_net",
+                            "no in-kernel virtio-net backend (QEMU vhost=on); VMMs fall back to slower userspace "
+                            "networking"),
+            self.node_check("vhost-vsock", "/dev/vhost-vsock", "vhost_vsock",
+                            "no host-guest vsock through vhost (QEMU vhost-vsock-pci, Kata Containers)"),
+            self.node_check("tun", "/dev/net/tun", "tun", "no TAP devices for guest networking"),
+        )  # fmt: skip
+        if self.facts_known:
+            return checks
+        # A recorded host without facts: only the kernel's recorded answers can be judged.
+        judged = ("platform", "kernel", "capability-queries") + DECISIVE
+        return tuple(
+            c if c.id in judged else Check(c.id, Status.SKIP, "not recorded (the recorded host carries no host facts)")
+            for c in checks
+        )

@@ -1,0 +1,153 @@
+"""The remedy sentences: what to do about what the checks find, computed from the host facts.
+
+Imports ``_host_facts`` only. Each function takes the :class:`~kvmprobe.HostFacts` of the host
+(and what failed) and returns one imperative sentence (or a summary and a sentence), true for
+that kind of host: a container, a kernel without modules, a virtual machine, PVM. They are what
+gets edited and reviewed most; the checks (``_checks``) decide *when* each applies.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+from ._host_facts import DeviceNode, HostFacts
+
+_X86 = ("x86_64", "amd64", "i386", "i686")
+
+
+def user_text(facts: HostFacts) -> str:
+    if facts.uid is None:
+        return "this user"
+    return f"{facts.user_name} (uid {facts.uid})" if facts.user_name else f"uid {facts.uid}"
+
+
+def node_text(node: DeviceNode) -> str:
+    number = f" {node.number}" if node.number else ""
+    return f"{node.mode_text}{number} {node.owner_text}"
+
+
+def is_x86(facts: HostFacts) -> bool:
+    return facts.machine in _X86
+
+
+def vendor_module(facts: HostFacts) -> Optional[str]:
+    if "vmx" in facts.cpu_flags:
+        return "kvm_intel"
+    if "svm" in facts.cpu_flags:
+        return "kvm_amd"
+    return None
+
+
+def nested_host_hint(facts: HostFacts) -> str:
+    return (
+        "this is a virtual machine whose CPU shows neither vmx nor svm: enable nested virtualization on the "
+        "host that runs it (there: kvm_intel/kvm_amd nested=1 and a CPU model that passes vmx/svm through, "
+        "e.g. QEMU '-cpu host' or libvirt <cpu mode='host-passthrough'/>; on a cloud, an instance type with "
+        "nested virtualization or bare metal), or boot this guest with a PVM kernel and 'modprobe kvm_pvm'"
+    )
+
+
+def module_remedy(facts: HostFacts) -> str:
+    """How to get a KVM backend loaded, from the CPU flags and whether modules can be loaded."""
+    if not is_x86(facts) and facts.machine:
+        if facts.machine.startswith("s390") and "sie" not in facts.cpu_flags:
+            return "this s390 system lacks the SIE facility: KVM needs an LPAR or z/VM guest with SIE"
+        return (
+            f"on {facts.machine} KVM is part of the kernel: boot a kernel with CONFIG_KVM=y (on arm64 entered "
+            "at EL2, i.e. not as a guest without nested support) and look at 'dmesg | grep -i kvm'"
+        )
+    module = vendor_module(facts)
+    no_modules = facts.proc_modules is False
+    if module is None:
+        if facts.in_vm:
+            return nested_host_hint(facts)
+        return (
+            "the CPU shows neither vmx nor svm: enable Intel VT-x or AMD-V (SVM mode) in the firmware setup, "
+            "power the machine off and on, then load kvm_intel or kvm_amd"
+        )
+    if no_modules:
+        return (
+            f"this kernel has no loadable modules (no /proc/modules): boot a kernel built with "
+            f"CONFIG_{module.upper()}=y"
+        )
+    return f"sudo modprobe {module} (if it fails, 'dmesg | grep -i kvm' says why, e.g. 'disabled by bios')"
+
+
+def missing_device_remedy(facts: HostFacts) -> str:
+    path = facts.kvm_device
+    registered = facts.kvm_misc_dev
+    if facts.container is not None:
+        remedy = (
+            f"this process runs in a {facts.container} container without {path}: start it with "
+            f"'--device {path}' (docker/podman run), or on Kubernetes request a KVM device plugin resource "
+            "(e.g. devices.kubevirt.io/kvm)"
+        )
+        if registered is None and facts.kvm_backend is None:
+            remedy += "; first make sure the host has KVM ('python -m kvmprobe doctor' on the host)"
+        return remedy
+    if registered is not None:
+        major, _, minor = registered.partition(":")
+        return (
+            f"KVM is loaded (misc device {registered}) but {path} is missing: let udev create it "
+            f"('sudo udevadm trigger --name-match=kvm'), or 'sudo mknod {path} c {major} {minor} && "
+            f"sudo chgrp kvm {path} && sudo chmod 0660 {path}'"
+        )
+    return module_remedy(facts)
+
+
+def udev_remedy(facts: HostFacts, path: str) -> str:
+    prefix = "" if facts.group_named("kvm") else "there is no 'kvm' group here: 'sudo groupadd --system kvm', then "
+    return (
+        f"{prefix}give {path} to group kvm with a udev rule: KERNEL==\"kvm\", GROUP=\"kvm\", MODE=\"0660\" in "
+        "/etc/udev/rules.d/65-kvm.rules and 'sudo udevadm control --reload && sudo udevadm trigger "
+        f"--name-match=kvm' (or 'sudo chgrp kvm {path} && sudo chmod 0660 {path}' until the next boot), "
+        "then 'sudo usermod -aG kvm $USER' and log out and in again; or run the VMM as root"
+    )
+
+
+def permission(facts: HostFacts) -> Tuple[str, str]:
+    """(what was observed, the remedy) for EACCES/EPERM on open, from the node and the groups."""
+    path = facts.kvm_device
+    node = facts.kvm_node
+    who = user_text(facts)
+    if node is None:
+        return (
+            f"{path}: permission denied for {who}",
+            f"run as root, or ask for read-write access to {path} (e.g. 'sudo usermod -aG kvm $USER', then "
+            "log out and in again)",
+        )
+    base = f"{path}: permission denied for {who} ({node_text(node)})"
+    lsm = (
+        f"check 'getfacl {path}' and 'ls -Z {path}' (an ACL or SELinux/AppArmor label can deny it); in a "
+        f"container, start it with '--device {path}' so its device cgroup allows it"
+    )
+    if facts.uid == 0:
+        return base + "; even root is refused, so a policy denies it", lsm
+    group_rw = node.mode & 0o060 == 0o060
+    if node.mode & 0o006 == 0o006:
+        return base + "; the mode lets everyone read and write, so a policy denies it", lsm
+    if node.gid == 0 or not group_rw:
+        mode = f"{node.mode:04o}"
+        return base + f"; only its owner may open it (mode {mode})", udev_remedy(facts, path)
+    group = facts.group(node.gid)
+    if group is None:
+        return (
+            base + f"; its group (gid {node.gid}) has no entry in /etc/group",
+            f"create that group ('sudo groupadd -g {node.gid} kvm') and 'sudo usermod -aG kvm $USER', then log "
+            "out and in again; or give the node the kvm group with a udev rule",
+        )
+    in_session = node.gid == facts.gid or node.gid in facts.groups
+    listed = facts.user_name is not None and facts.user_name in group.members
+    if in_session:
+        return base + f"; this process is in group '{group.name}', which may read and write it", lsm
+    if listed:
+        return (
+            base + f"; {facts.user_name} is in group '{group.name}' in /etc/group, but not in this session's "
+            "groups (added after this login)",
+            f"log out and in again (or run 'newgrp {group.name}') so the group takes effect",
+        )
+    user = facts.user_name or "this user"
+    return (
+        base + f"; {user} is not in group '{group.name}'",
+        f"sudo usermod -aG {group.name} $USER, then log out and in again",
+    )
