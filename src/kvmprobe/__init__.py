@@ -25,7 +25,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, List
 
-    from ._atomic import write_atomic
+    from .atomic import write_atomic
     from .caps import Cap
     from .device import KvmDevice
     from .diagnosis import Check, Diagnosis, Status, Verdict, diagnose
@@ -96,7 +96,7 @@ _EXPORTS = {
     "read_host_facts": "host",
     "value": "probing",
     "vmm_names": "profiles",
-    "write_atomic": "_atomic",
+    "write_atomic": "atomic",
 }
 
 

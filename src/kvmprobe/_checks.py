@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from . import _remedies
+from ._arch import canonical
 from ._backend import Backend, CheckResults
 from ._backend_select import select_backend
 from ._ioctl import KVM_API_VERSION, KvmIoctls
@@ -404,7 +405,7 @@ class Judge:
         module = "kvm" if backend == "built-in" else backend
         raw = facts.kvm_modules.get(module, {}).get("nested")
         if raw is None:
-            if backend == "built-in" and facts.machine in ("aarch64", "arm64"):
+            if backend == "built-in" and canonical(facts.machine) == "aarch64":
                 return Check("nested", Status.INFO, "arm64 chooses nested virtualization at boot (kvm-arm.mode=nested)")
             return Check("nested", Status.INFO, f"{module} has no 'nested' parameter here: unknown")
         enabled = facts.nested_enabled

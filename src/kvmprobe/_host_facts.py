@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
 
+from ._arch import KVM_BUILT_IN, canonical
 from ._validate import Checker, key_path
 from .errors import SnapshotError
 
@@ -46,9 +47,6 @@ NODES_FILE = "kvmprobe-nodes.json"
 # kvm_pvm: the paging-based backend (no VT-x/AMD-V needed), lkml "KVM: x86/PVM" series.
 _VENDOR_MODULES = ("kvm_intel", "kvm_amd", "kvm_pvm", "kvm_hv", "kvm_pr")
 
-# On these architectures KVM is one piece built into the kernel (arm64 cannot build it
-# as a module since Linux 5.x; arch/arm64/kvm/Kconfig), its parameters under /sys/module/kvm.
-_BUILTIN_ARCHES = ("aarch64", "arm64", "riscv64", "s390x", "loongarch64")
 
 # MSRs that say whether the firmware left VT-x/AMD-V enabled (the test kvm-ok does):
 # Intel IA32_FEATURE_CONTROL (bit 0 lock, bit 2 VMXON outside SMX), AMD VM_CR (bit 4 SVMDIS).
@@ -242,7 +240,7 @@ class HostFacts:
         for name in _VENDOR_MODULES:
             if name in self.kvm_modules:
                 return name
-        if "kvm" in self.kvm_modules and self.machine in _BUILTIN_ARCHES:
+        if "kvm" in self.kvm_modules and canonical(self.machine) in KVM_BUILT_IN:
             return "built-in"
         return None
 

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Dict
 
+from ._arch import supported_text
 from .errors import UnsupportedPlatform
 
 #: ``KVMIO`` in ``include/uapi/linux/kvm.h``.
@@ -136,6 +137,6 @@ def layout_for(machine: str) -> IocLayout:
             return layout
     raise UnsupportedPlatform(
         f"no ioctl encoding known for CPU architecture {machine!r}",
-        hint="kvmprobe supports x86_64, aarch64, riscv64 and s390x (and the other Linux KVM "
-        "architectures); please report this architecture",
+        hint=f"kvmprobe supports {supported_text()} (and encodes the other Linux KVM architectures' "
+        "ioctls); please report this architecture",
     )

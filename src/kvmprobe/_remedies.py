@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
+from ._arch import is_x86 as _is_x86_machine
 from ._host_facts import DeviceNode, HostFacts
-
-_X86 = ("x86_64", "amd64", "i386", "i686")
 
 
 def user_text(facts: HostFacts) -> str:
@@ -27,7 +26,7 @@ def node_text(node: DeviceNode) -> str:
 
 
 def is_x86(facts: HostFacts) -> bool:
-    return facts.machine in _X86
+    return _is_x86_machine(facts.machine)
 
 
 def vendor_module(facts: HostFacts) -> Optional[str]:

@@ -23,13 +23,12 @@ from __future__ import annotations
 import enum
 from typing import Union
 
+from ._arch import ARCHES
 from ._release import parse_release
 from .errors import UnknownCapability
 
 __all__ = ["ARCHES", "Cap", "CapLike"]
 
-#: The architectures cap.rs gates on (and kvmprobe has an ioctl encoding for).
-ARCHES = ("x86_64", "aarch64", "riscv64", "s390x")
 
 #: Anything :meth:`Cap.lookup` resolves: a member, a number, or one of the three spellings.
 CapLike = Union["Cap", int, str]

@@ -40,6 +40,7 @@ import functools
 import json
 from typing import Dict, List, Tuple
 
+from ._ioctl import KVM_API_VERSION
 from .caps import Cap
 from .errors import SnapshotError
 from .host import HostFacts
@@ -152,7 +153,7 @@ def _synthesized(name: str, release: Tuple[int, int]) -> ProbeResult:
     kernel = f"{release[0]}.{release[1]}.0-synthesized"
     return ProbeResult(
         device="/dev/kvm",
-        api_version=12,  # KVM_API_VERSION has been 12 since Linux 2.6.22
+        api_version=KVM_API_VERSION,
         values=values,
         arch="x86_64",
         kernel=kernel,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
@@ -192,14 +193,41 @@ def _split(answers: Tuple[List[int], List[int]]) -> Tuple[Dict[Cap, int], Dict[C
 
 
 class _Cache:
-    """The probe cache. One lock guards filling it; reads of ``current`` take no lock."""
+    """The probe cache. One lock guards filling it; reads of ``current`` take no lock.
+
+    The default backend's results are kept per device path (a handful at most). A result probed
+    with an explicit backend is kept only while that backend lives, by the backend's identity
+    (never its ``==``/hash: two fakes may compare equal and answer differently), so thousands of
+    short-lived fakes cost nothing once gone, and a backend that cannot be hashed or weakly
+    referenced simply is not cached.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self.by_key: Dict[Tuple[str, Optional[Backend]], ProbeResult] = {}
+        self.by_device: Dict[str, ProbeResult] = {}
+        self.by_backend: Dict[int, Tuple["weakref.ref[Backend]", Dict[str, ProbeResult]]] = {}
         self.current: Optional[ProbeResult] = None
         self.overrides: List[ProbeResult] = []
+        self.default_backend: Optional[Backend] = None  # kvmprobe.testing.default_backend() sets it
         self.probes = 0  # batch passes run by this process: tests count them
+
+    def results_for(self, backend: Optional[Backend], create: bool) -> Optional[Dict[str, ProbeResult]]:
+        """The per-device results of ``backend`` (``None``: the default), if it can be cached."""
+        if backend is None:
+            return self.by_device
+        entry = self.by_backend.get(id(backend))
+        if entry is not None and entry[0]() is backend:
+            return entry[1]
+        if not create:
+            return None
+        key = id(backend)
+        try:
+            ref = weakref.ref(backend, lambda _, key=key: self.by_backend.pop(key, None))  # type: ignore[misc]
+        except TypeError:  # no weak references to this object: do not cache it
+            return None
+        results: Dict[str, ProbeResult] = {}
+        self.by_backend[key] = (ref, results)
+        return results
 
     def after_fork(self) -> None:
         # A child forked while another thread held the lock would deadlock on it; the cached
@@ -225,7 +253,8 @@ def probe(
     ``vm=True`` a VM is created (``KVM_CREATE_VM`` type 0), every capability is asked again on
     the VM fd when ``KVM_CAP_CHECK_EXTENSION_VM`` allows it, and the VM fd is closed.
     Concurrent first calls run one probe. The default device is resolved when the cache
-    is filled; ``refresh=True`` probes again (and re-reads ``KVMPROBE_DEVICE``).
+    is filled; ``refresh=True`` probes again (and re-reads ``KVMPROBE_DEVICE``). A result
+    probed with an explicit ``backend`` is cached only as long as that backend object lives.
 
     Args:
         path: the device (default: ``$KVMPROBE_DEVICE`` or ``/dev/kvm``).
@@ -251,14 +280,13 @@ def probe(
         if cache.overrides:
             return cache.overrides[-1]
         where = device_path(path)
-        # Keyed by the backend object, not its name: two fakes both named "fake" answer
-        # differently, and one must never be served the other's result.
-        key = (where, backend)
-        cached = cache.by_key.get(key)
+        results = cache.results_for(backend, create=True)
+        cached = results.get(where) if results is not None else None
         if cached is None or refresh or (vm and not cached.vm_created):
-            cached = _run_probe(where, backend, vm)
+            cached = _run_probe(where, backend if backend is not None else cache.default_backend, vm)
             cache.probes += 1
-            cache.by_key[key] = cached
+            if results is not None:
+                results[where] = cached
         if path is None and backend is None:
             cache.current = cached
         return cached
@@ -328,5 +356,19 @@ def _pop_override(token: Tuple[Optional[ProbeResult], int]) -> None:
 def _clear_cache() -> None:
     """Forget every cached result (for kvmprobe.testing and the CLI's --refresh)."""
     with _cache.lock:
-        _cache.by_key.clear()
+        _cache.by_device.clear()
+        _cache.by_backend.clear()
         _cache.current = _cache.overrides[-1] if _cache.overrides else None
+
+
+def _set_default_backend(backend: Optional[Backend]) -> Optional[Backend]:
+    """Make the default path (``probe()`` without ``backend=``) use ``backend``; return the old one.
+
+    For :func:`kvmprobe.testing.default_backend`: the cache is cleared both ways, so no result of
+    one backend is ever served for the other.
+    """
+    with _cache.lock:
+        previous, _cache.default_backend = _cache.default_backend, backend
+        _cache.by_device.clear()
+        _cache.current = _cache.overrides[-1] if _cache.overrides else None
+        return previous

@@ -1,6 +1,6 @@
 """Recorded hosts: write a probe result as a JSON document, and read one back strictly.
 
-Imports ``probing``, ``host``, ``caps``, ``errors``, ``_atomic`` and ``_version``. A snapshot is the JSON
+Imports ``probing``, ``host``, ``caps``, ``errors``, ``atomic`` and ``_version``. A snapshot is the JSON
 document ``python -m kvmprobe snapshot`` (and ``python -m kvmprobe --json``) writes: the
 schema name and version, who wrote it and when, the device, API version and kernel, one row
 per capability (the system-fd value, the VM-fd value where asked, the errno where a query
@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 
-from ._atomic import write_atomic
+from .atomic import write_atomic
 from ._validate import Checker, key_path, parse_json, read_text, type_word
 from ._version import __version__
 from .caps import Cap
@@ -185,7 +185,7 @@ def write_snapshot(document: Mapping[str, Any], path: str) -> None:
     """Write ``document`` as JSON to ``path`` atomically (a temporary file, then a rename).
 
     A reader never sees a half-written file, and a failed write leaves the old file as it
-    was. The file gets mode 0644 (see :func:`kvmprobe._atomic.write_atomic`).
+    was. The file gets mode 0644 (see :func:`kvmprobe.atomic.write_atomic`).
 
     Raises:
         SnapshotError: the file cannot be written (the path and the reason).

@@ -17,13 +17,13 @@ from dataclasses import dataclass as _dataclass, field as _field, replace as _re
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from . import probing as _probe
-from ._backend import CheckResults
+from ._backend import Backend, CheckResults
 from ._ioctl import KVM_API_VERSION, KvmIoctls
 from .caps import Cap, CapLike
 from .host import NODES_FILE as _NODES_FILE, DeviceNode as _DeviceNode
 from .probing import ProbeResult
 
-__all__ = ["FakeBackend", "FakeHost", "HostSpec", "fake_kvm", "fake_probe_result", "host_result"]
+__all__ = ["FakeBackend", "FakeHost", "HostSpec", "default_backend", "fake_kvm", "fake_probe_result", "host_result"]
 
 Values = Mapping[CapLike, int]
 
@@ -277,6 +277,30 @@ def fake_kvm(host: HostSpec = None, overrides: Optional[Values] = None, /, **cap
         yield result
     finally:
         _probe._pop_override(token)
+
+
+@contextmanager
+def default_backend(backend: Backend) -> Iterator[Backend]:
+    """Make ``probe()`` without ``backend=`` (the cached default path) ask ``backend`` in this block.
+
+    Unlike :func:`fake_kvm`, which serves a ready :class:`ProbeResult`, this runs the real
+    probe code over ``backend`` (a :class:`FakeBackend`, or one that fails chosen calls), so the
+    default path's caching, refresh and errors can be tested without /dev/kvm. The cache is
+    cleared on entering and on leaving.
+
+    Example:
+        >>> import kvmprobe
+        >>> fake = FakeBackend({"HLT": 1})
+        >>> with default_backend(fake):
+        ...     first = kvmprobe.probe()
+        ...     first is kvmprobe.probe(), kvmprobe.probe(refresh=True) is first, len(fake.opened)
+        (True, False, 2)
+    """
+    previous = _probe._set_default_backend(backend)
+    try:
+        yield backend
+    finally:
+        _probe._set_default_backend(previous)
 
 
 # --- FakeHost: a miniature /proc, /sys, /dev and /etc for kvmprobe.host ----------------------

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import errno
 import threading
-from typing import List
+from typing import List, Sequence
 
 import pytest
 
 import kvmprobe
 from kvmprobe import Cap, CapabilityQueryFailed, KvmNotFound, UnknownCapability
 from kvmprobe import probing
+from kvmprobe._backend import CheckResults
 from kvmprobe.snapshot import snapshot_document
-from kvmprobe.testing import FakeBackend, fake_kvm, fake_probe_result
+from kvmprobe.testing import FakeBackend, default_backend, fake_kvm, fake_probe_result
 
 
 def test_one_pass_asks_every_capability_once() -> None:
@@ -146,3 +147,110 @@ def test_names_resolved_once_stay_out_of_values() -> None:
     assert set(result.values) == set(Cap)  # the public mapping is keyed by members only
     with pytest.raises(UnknownCapability):
         result.has("ImmediatExit")
+
+
+# --- the cache: what it keeps, and for how long ---------------------------------------------
+
+
+def test_two_thousand_distinct_fake_backends_do_not_grow_memory() -> None:
+    import gc
+    import tracemalloc
+
+    def probe_with_fresh_backends(count: int) -> None:
+        for _ in range(count):
+            kvmprobe.probe(backend=FakeBackend({Cap.HLT: 1}))
+
+    probe_with_fresh_backends(50)  # warm up: imports, interned names, the table's arrays
+    gc.collect()
+    tracemalloc.start()
+    try:
+        probe_with_fresh_backends(10)
+        gc.collect()
+        baseline = tracemalloc.get_traced_memory()[0]
+        probe_with_fresh_backends(2000)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - baseline
+    finally:
+        tracemalloc.stop()
+    # Kept alive, 2,000 results of 244 answers each would hold tens of megabytes; released, what
+    # stays is noise from allocator bookkeeping. The bound is far below one result per backend.
+    assert grown < 200 * 1024, f"{grown} bytes kept after 2000 probes with distinct backends"
+    assert probing._cache.by_backend == {}
+
+
+class _Unhashable(FakeBackend):
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _NoWeakRefs:
+    """A backend without __weakref__ (slots): it cannot be held weakly, so it is not cached."""
+
+    __slots__ = ("inner", "name")
+
+    def __init__(self) -> None:
+        self.inner = FakeBackend({Cap.HLT: 1})
+        self.name = "slots"
+
+    def open(self, path: str) -> int:
+        return self.inner.open(path)
+
+    def close(self, fd: int) -> None:
+        self.inner.close(fd)
+
+    def ioctl(self, fd: int, request: int, arg: int = 0) -> int:
+        return self.inner.ioctl(fd, request, arg)
+
+    def check_many(self, fd: int, request: int, numbers: Sequence[int]) -> CheckResults:
+        return self.inner.check_many(fd, request, numbers)
+
+    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray) -> int:
+        return self.inner.ioctl_buffer(fd, request, buffer)
+
+
+def test_an_unhashable_backend_works_and_is_cached_by_identity() -> None:
+    backend = _Unhashable({Cap.HLT: 1})
+    first = kvmprobe.probe(backend=backend)
+    assert first.has("HLT") and kvmprobe.probe(backend=backend) is first
+    assert len(backend.opened) == 1
+
+
+def test_a_backend_that_cannot_be_weakly_referenced_is_probed_every_time() -> None:
+    backend = _NoWeakRefs()
+    assert kvmprobe.probe(backend=backend).has("HLT") and kvmprobe.probe(backend=backend).has("HLT")
+    assert len(backend.inner.opened) == 2
+
+
+def test_two_backends_never_share_a_result_even_when_equal() -> None:
+    class Equal(FakeBackend):
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Equal)
+
+        def __hash__(self) -> int:
+            return 1
+
+    a, b = Equal({Cap.HLT: 1}), Equal({Cap.HLT: 0})
+    assert kvmprobe.probe(backend=a).has("HLT") and not kvmprobe.probe(backend=b).has("HLT")
+
+
+def test_the_default_path_is_cached_refreshed_and_released_through_an_injected_backend() -> None:
+    fake = FakeBackend({Cap.HLT: 1, Cap.IMMEDIATE_EXIT: 1})
+    with default_backend(fake):
+        first = kvmprobe.probe()
+        assert kvmprobe.probe() is first and kvmprobe.has("HLT") and kvmprobe.value("IMMEDIATE_EXIT") == 1
+        assert len(fake.opened) == 1  # served from the cache
+        fake.values[int(Cap.HLT)] = 0
+        assert kvmprobe.has("HLT")  # still the cached answer
+        refreshed = kvmprobe.probe(refresh=True)
+        assert refreshed is not first and not kvmprobe.has("HLT") and len(fake.opened) == 2
+        with_vm = kvmprobe.probe(vm=True)  # a VM was not created yet: probes again
+        assert with_vm.vm_created and kvmprobe.probe() is with_vm and len(fake.opened) == 3
+        assert fake.open_fds == []
+    assert probing._cache.current is None and probing._cache.default_backend is None
+
+
+def test_the_default_path_caches_per_device_path() -> None:
+    fake = FakeBackend({Cap.HLT: 1})
+    with default_backend(fake):
+        assert kvmprobe.probe("/dev/kvm") is kvmprobe.probe("/dev/kvm")
+        assert kvmprobe.probe("/dev/other-kvm") is not kvmprobe.probe("/dev/kvm")
+        assert fake.opened == ["/dev/kvm", "/dev/other-kvm"]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Optional
 
-from .._atomic import write_atomic
+from ..atomic import write_atomic
 from ..device import device_path
 from ..diagnosis import Status, diagnose
 from ..errors import KvmUnavailable

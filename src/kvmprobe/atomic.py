@@ -1,6 +1,6 @@
 """Replace a file atomically, so that a reader sees the old content or the new, never a part.
 
-Imports nothing from the package. The fleet exports (``export --format nfd|prometheus -o``)
+Public (``kvmprobe.atomic``, and ``kvmprobe.write_atomic``); imports nothing from the package. The fleet exports (``export --format nfd|prometheus -o``)
 write here, and so can anything else that produces a file another program polls.
 
 The recipe: create a fresh dot-file with a random name in the target's own directory
