@@ -82,20 +82,64 @@ _LAYOUTS: tuple[tuple[str, IocLayout], ...] = (
 )
 
 
+# The sizes of the structures the ioctls below carry, as ``_IOW``/``_IOR``/``_IOWR`` encode them
+# (include/uapi/linux/kvm.h; the x86 ones arch/x86/include/uapi/asm/kvm.h, x86_64 layout). The
+# numbers are computed for every architecture; those of x86-only structures mean nothing elsewhere.
+_SIZES = {
+    "kvm_msr_list": 4,  # __u32 nmsrs; then the indices
+    "kvm_cpuid2": 8,  # __u32 nent, padding; then the entries
+    "kvm_msrs": 8,  # __u32 nmsrs, pad; then the entries
+    "kvm_userspace_memory_region": 32,  # slot, flags, guest_phys_addr, memory_size, userspace_addr
+    "kvm_regs": 144,  # 18 x __u64 (x86)
+    "kvm_sregs": 312,  # segments, dtables, control registers, interrupt bitmap (x86)
+    "kvm_device_attr": 24,  # flags, group, attr, addr
+    "unsigned long": 8,  # KVM_MEMORY_ENCRYPT_OP's argument type (LP64)
+}
+
+
 @dataclass(frozen=True)
 class KvmIoctls:
     """The KVM ioctl numbers for one architecture (names as in ``kvm.h``).
+
+    System ioctls (on ``/dev/kvm``), VM ioctls and vCPU ioctls, each ``_IO``/``_IOR``/``_IOW``/
+    ``_IOWR`` of ``KVMIO`` with its number and structure size, computed for the architecture's
+    layout. Only the numbers are here; the structures are laid out where they are used.
 
     Example:
         >>> numbers = KvmIoctls.for_machine("x86_64")
         >>> hex(numbers.KVM_GET_API_VERSION), hex(numbers.KVM_CREATE_VM), hex(numbers.KVM_CHECK_EXTENSION)
         ('0xae00', '0xae01', '0xae03')
+        >>> hex(numbers.KVM_GET_SUPPORTED_CPUID), hex(numbers.KVM_RUN)
+        ('0xc008ae05', '0xae80')
     """
 
     machine: str
+    # system ioctls
     KVM_GET_API_VERSION: int
     KVM_CREATE_VM: int
+    KVM_GET_MSR_INDEX_LIST: int
     KVM_CHECK_EXTENSION: int
+    KVM_GET_VCPU_MMAP_SIZE: int
+    KVM_GET_SUPPORTED_CPUID: int
+    KVM_GET_EMULATED_CPUID: int
+    KVM_GET_MSR_FEATURE_INDEX_LIST: int
+    # VM ioctls
+    KVM_CREATE_VCPU: int
+    KVM_SET_USER_MEMORY_REGION: int
+    KVM_SET_TSS_ADDR: int
+    KVM_MEMORY_ENCRYPT_OP: int
+    # vCPU ioctls (KVM_GET_MSRS and the device attributes also work on the system fd)
+    KVM_RUN: int
+    KVM_GET_REGS: int
+    KVM_SET_REGS: int
+    KVM_GET_SREGS: int
+    KVM_SET_SREGS: int
+    KVM_GET_MSRS: int
+    KVM_SET_CPUID2: int
+    KVM_GET_TSC_KHZ: int
+    KVM_SET_DEVICE_ATTR: int
+    KVM_GET_DEVICE_ATTR: int
+    KVM_HAS_DEVICE_ATTR: int
 
     @classmethod
     def for_machine(cls, machine: str | None = None) -> KvmIoctls:
@@ -112,11 +156,44 @@ class KvmIoctls:
         numbers = _BY_MACHINE.get(name)
         if numbers is None:
             layout = layout_for(name)
+
+            def io(nr: int) -> int:
+                return layout.io(KVMIO, nr)
+
+            def ior(nr: int, struct: str) -> int:
+                return layout.ioc(layout.read, KVMIO, nr, _SIZES[struct])
+
+            def iow(nr: int, struct: str) -> int:
+                return layout.ioc(layout.write, KVMIO, nr, _SIZES[struct])
+
+            def iowr(nr: int, struct: str) -> int:
+                return layout.ioc(layout.read | layout.write, KVMIO, nr, _SIZES[struct])
+
             numbers = _BY_MACHINE[name] = cls(
                 machine=name,
-                KVM_GET_API_VERSION=layout.io(KVMIO, 0x00),
-                KVM_CREATE_VM=layout.io(KVMIO, 0x01),
-                KVM_CHECK_EXTENSION=layout.io(KVMIO, 0x03),
+                KVM_GET_API_VERSION=io(0x00),
+                KVM_CREATE_VM=io(0x01),
+                KVM_GET_MSR_INDEX_LIST=iowr(0x02, "kvm_msr_list"),
+                KVM_CHECK_EXTENSION=io(0x03),
+                KVM_GET_VCPU_MMAP_SIZE=io(0x04),
+                KVM_GET_SUPPORTED_CPUID=iowr(0x05, "kvm_cpuid2"),
+                KVM_GET_EMULATED_CPUID=iowr(0x09, "kvm_cpuid2"),
+                KVM_GET_MSR_FEATURE_INDEX_LIST=iowr(0x0A, "kvm_msr_list"),
+                KVM_CREATE_VCPU=io(0x41),
+                KVM_SET_USER_MEMORY_REGION=iow(0x46, "kvm_userspace_memory_region"),
+                KVM_SET_TSS_ADDR=io(0x47),
+                KVM_MEMORY_ENCRYPT_OP=iowr(0xBA, "unsigned long"),
+                KVM_RUN=io(0x80),
+                KVM_GET_REGS=ior(0x81, "kvm_regs"),
+                KVM_SET_REGS=iow(0x82, "kvm_regs"),
+                KVM_GET_SREGS=ior(0x83, "kvm_sregs"),
+                KVM_SET_SREGS=iow(0x84, "kvm_sregs"),
+                KVM_GET_MSRS=iowr(0x88, "kvm_msrs"),
+                KVM_SET_CPUID2=iow(0x90, "kvm_cpuid2"),
+                KVM_GET_TSC_KHZ=io(0xA3),
+                KVM_SET_DEVICE_ATTR=iow(0xE1, "kvm_device_attr"),
+                KVM_GET_DEVICE_ATTR=iow(0xE2, "kvm_device_attr"),
+                KVM_HAS_DEVICE_ATTR=iow(0xE3, "kvm_device_attr"),
             )
         return numbers
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 from kvmprobe import UnsupportedPlatform
@@ -34,3 +36,29 @@ def test_ioc_with_size_and_direction() -> None:
 def test_unknown_arch_is_a_clear_error() -> None:
     with pytest.raises(UnsupportedPlatform, match="'vax'"):
         layout_for("vax")
+
+
+# Every number KvmIoctls computes, asked of the system's own <linux/kvm.h> through a C compiler:
+# an independent path (the kernel's _IOC macros and structure sizes as gcc sees them).
+_HEADER_NAMES = [name for name in KvmIoctls.__dataclass_fields__ if name.startswith("KVM_")]
+
+
+def test_every_number_equals_the_system_kvm_header(tmp_path: pathlib.Path) -> None:
+    import os
+    import shutil
+    import subprocess
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None or not os.path.exists("/usr/include/linux/kvm.h"):
+        pytest.skip("needs a C compiler and the kernel's uapi header (Debian: linux-libc-dev)")
+    if os.uname().machine != "x86_64":
+        pytest.skip(f"the x86 structure ioctls are compared on x86_64; this is {os.uname().machine}")
+    lines = "\n".join(f'    printf("{name} %lu\\n", (unsigned long){name});' for name in _HEADER_NAMES)
+    source = tmp_path / "numbers.c"
+    source.write_text(f"#include <stdio.h>\n#include <linux/kvm.h>\nint main(void) {{\n{lines}\n    return 0;\n}}\n")
+    binary = tmp_path / "numbers"
+    subprocess.run([compiler, "-o", str(binary), str(source)], check=True, capture_output=True)
+    printed = subprocess.run([str(binary)], check=True, capture_output=True, text=True).stdout
+    from_header = {name: int(value) for name, value in (line.split() for line in printed.splitlines())}
+    ours = KvmIoctls.for_machine("x86_64")
+    assert {name: getattr(ours, name) for name in _HEADER_NAMES} == from_header
