@@ -19,9 +19,9 @@ LAYERS: Dict[str, int] = {
     # 0: no package imports at all
     "_version": 0, "errors": 0, "_release": 0, "_atomic": 0, "_files": 0,
     # 1: pure data and encodings
-    "caps": 1, "_ioctl": 1,
-    # 2: data built on the table
-    "_vmm_requirements": 2,
+    "caps": 1, "_ioctl": 1, "_cpuid_table": 1,
+    # 2: data built on the tables
+    "_vmm_requirements": 2, "_cpuid": 2,
     # 2: the backends (fds, ioctl numbers, errno) and the host reader (files)
     "_backend": 2, "_backend_ctypes": 2, "_backend_cffi": 2, "_kvmbatch": 2, "host": 2,
     # 3: the device, the one place errno becomes an error
