@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         ProfileError,
         SnapshotError,
         UnknownCapability,
+        UnknownCpuFeature,
         UnknownVmm,
         UnsupportedPlatform,
     )
@@ -79,6 +80,7 @@ _EXPORTS = {
     "SnapshotError": "errors",
     "Status": "diagnosis",
     "UnknownCapability": "errors",
+    "UnknownCpuFeature": "errors",
     "UnknownVmm": "errors",
     "UnsupportedPlatform": "errors",
     "Verdict": "diagnosis",
@@ -163,6 +165,7 @@ __all__ = [
     "SnapshotError",
     "Status",
     "UnknownCapability",
+    "UnknownCpuFeature",
     "UnknownVmm",
     "UnsupportedPlatform",
     "Verdict",

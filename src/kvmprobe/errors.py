@@ -15,6 +15,7 @@ where they apply. ``str(err)`` is one line: the message, then the hint.
     │   ├── KvmIoctlError           opening the device, its API version or KVM_CREATE_VM failed otherwise
     │   └── UnsupportedPlatform     not Linux, or an arch with no ioctl encoding
     ├── UnknownCapability (+LookupError)   a name that is no KVM capability; suggests close ones
+    ├── UnknownCpuFeature (+LookupError)   a name that is no CPUID feature bit; suggests close ones
     ├── CapabilityQueryFailed (+LookupError) one KVM_CHECK_EXTENSION failed; the device still works
     ├── SnapshotError (+ValueError)        a malformed recorded host: the file and the field
     ├── ProfileError (+ValueError)         a malformed custom VMM profile: the file and the key
@@ -42,6 +43,7 @@ __all__ = [
     "ProfileError",
     "SnapshotError",
     "UnknownCapability",
+    "UnknownCpuFeature",
     "UnknownVmm",
     "UnsupportedPlatform",
 ]
@@ -172,6 +174,26 @@ class UnknownCapability(KvmProbeError, LookupError):
             else:
                 hint = "run 'python -m kvmprobe --all' to list every capability"
         super().__init__(f"unknown KVM capability {name!r}", hint=hint)
+
+
+class UnknownCpuFeature(KvmProbeError, LookupError):
+    """A name that is no x86 CPUID feature bit kvmprobe knows; carries close matches.
+
+    Example:
+        >>> err = UnknownCpuFeature("avx513f", ["avx512f"])
+        >>> str(err)
+        "unknown CPU feature 'avx513f' (hint: did you mean avx512f?)"
+    """
+
+    def __init__(self, name: str, suggestions: list[str] | None = None, *, hint: str = "") -> None:
+        self.name = name
+        self.suggestions = list(suggestions or [])
+        if not hint:
+            if self.suggestions:
+                hint = "did you mean " + ", ".join(self.suggestions) + "?"
+            else:
+                hint = "give the flag as /proc/cpuinfo spells it (pni, sse4_1, avx2) or its kernel macro"
+        super().__init__(f"unknown CPU feature {name!r}", hint=hint)
 
 
 class CapabilityQueryFailed(KvmProbeError, LookupError):

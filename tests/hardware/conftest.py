@@ -1,7 +1,7 @@
-"""Hardware tests: they run against the real /dev/kvm and compare with the kernel's own answers.
+"""Hardware tests: they run against the real /dev/kvm (or CPU) and compare with the kernel's own answers.
 
-Every module here sets ``pytestmark = pytest.mark.kvm``; the kvmprobe pytest plugin skips those
-tests, with the reason, where no usable /dev/kvm exists.
+Tests that need the device carry ``pytest.mark.kvm`` (most modules set it as ``pytestmark``); the
+kvmprobe pytest plugin skips those tests, with the reason, where no usable /dev/kvm exists.
 """
 
 from __future__ import annotations

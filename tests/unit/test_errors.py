@@ -30,6 +30,7 @@ def test_error_line_carries_message_and_hint() -> None:
     [
         errors.KvmPermissionDenied("denied", hint="usermod", path="/dev/kvm", errno=13),
         errors.UnknownCapability("FOO", ["KVM_CAP_FOO_BAR"]),
+        errors.UnknownCpuFeature("avx513f", ["avx512f"]),
         errors.CapabilityQueryFailed("KVM_CAP_HLT", 5),
         errors.SnapshotError("expected an integer", path="a.json", field="$.api_version"),
         errors.ProfileError("expected a list", path="p.toml", key="required"),

@@ -20,9 +20,9 @@ LAYERS: Dict[str, int] = {
     "_version": 0, "errors": 0, "_release": 0, "atomic": 0, "_files": 0, "_backend": 0, "_kvmbatch": 0,
     "_arch": 0,
     # 1: pure data and encodings; the two ioctl backends over the seam
-    "caps": 1, "_ioctl": 1, "_backend_ctypes": 1, "_backend_cffi": 1, "_validate": 1,
+    "caps": 1, "_ioctl": 1, "_backend_ctypes": 1, "_backend_cffi": 1, "_validate": 1, "_cpuid_table": 1,
     # 2: data built on the table; choosing a backend; the host reader (files)
-    "_vmm_requirements": 2, "_backend_select": 2, "_profile": 2, "_host_facts": 2,
+    "_vmm_requirements": 2, "_backend_select": 2, "_profile": 2, "_host_facts": 2, "_cpuid": 2,
     # 3: readers of files (the profile loader, the host reader); the remedy sentences
     "_profile_file": 3, "_host_reader": 3, "_remedies": 3,
     # 3: the device, the one place errno becomes an error

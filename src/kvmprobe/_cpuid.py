@@ -1,0 +1,230 @@
+"""Decoding x86 CPUID entries with the tables of ``_cpuid_table``: feature names, XSAVE
+components, IA32_ARCH_CAPABILITIES bits, and the volatile-field filter.
+
+Imports ``_cpuid_table`` and ``errors``. Pure functions over plain integers: no ioctl, no
+files. An entry is a 7-tuple laid out like ``struct kvm_cpuid_entry2`` (function, index,
+flags, eax, ebx, ecx, edx), which is what KVM_GET_SUPPORTED_CPUID returns per entry.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+
+from ._cpuid_table import (
+    ARCH_CAPABILITIES,
+    FEATURES,
+    KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+    REGISTERS,
+    VOLATILE,
+    XSAVE_COMPONENTS,
+    Feature,
+)
+from .errors import UnknownCpuFeature
+
+__all__ = [
+    "CpuidEntry",
+    "arch_capabilities",
+    "features_of",
+    "filter_volatile",
+    "lookup",
+    "xsave_components",
+]
+
+
+class CpuidEntry(NamedTuple):
+    """One CPUID leaf/subleaf and its four output registers (``struct kvm_cpuid_entry2``).
+
+    ``leaf`` and ``subleaf`` are the struct's ``function`` and ``index`` (``index`` would hide
+    ``tuple.index``).
+
+    Example:
+        >>> CpuidEntry(7, 0, 1, 0, 1 << 5, 0, 0).ebx
+        32
+    """
+
+    leaf: int
+    subleaf: int
+    flags: int
+    eax: int
+    ebx: int
+    ecx: int
+    edx: int
+
+
+# The highest leaf of a CPUID range is EAX of its first leaf: 0, 0x40000000 (hypervisor; KVM's
+# KVM_CPUID_SIGNATURE), 0x80000000. Intel CPUs answer a basic leaf above the maximum with the
+# data of the highest basic leaf (SDM Vol. 2A, CPUID), so such a leaf must not be decoded.
+_RANGE_BASES = (0x00000000, 0x40000000, 0x80000000)
+
+
+def _find(entries: Sequence[CpuidEntry], leaf: int, subleaf: int) -> Optional[CpuidEntry]:
+    """The entry for (leaf, subleaf), matching as KVM does (arch/x86/kvm/cpuid.c,
+    ``cpuid_entry2_find``): the subleaf counts only where the entry's flags say it is significant."""
+    for entry in entries:
+        if entry.leaf == leaf and (
+            not entry.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX or entry.subleaf == subleaf
+        ):
+            return entry
+    return None
+
+
+def _in_range(entries: Sequence[CpuidEntry], leaf: int) -> bool:
+    base = max(b for b in _RANGE_BASES if b <= leaf)
+    head = _find(entries, base, 0)
+    return head is None or leaf <= head.eax
+
+
+def features_of(entries: Iterable[Sequence[int]]) -> frozenset[str]:
+    """The names of the feature bits set in ``entries`` (hidden ones included).
+
+    Only bits the table knows are named; a leaf above the highest leaf its range announces
+    (EAX of leaf 0, 0x40000000 or 0x80000000, when that entry is present) is ignored.
+
+    Args:
+        entries: ``(function, index, flags, eax, ebx, ecx, edx)`` tuples, e.g. from
+            KVM_GET_SUPPORTED_CPUID or from the CPUID instruction (flags 1 where the
+            index is a subleaf, as ``KVM_CPUID_FLAG_SIGNIFCANT_INDEX``).
+
+    Returns:
+        The set of names, as in ``_cpuid_table.FEATURES``.
+
+    Example:
+        >>> sorted(features_of([(1, 0, 0, 0, 0, 1 << 0, 1 << 25), (7, 0, 1, 0, 1 << 5, 0, 0)]))
+        ['avx2', 'pni', 'sse']
+    """
+    table = [CpuidEntry(*entry) for entry in entries]
+    found = set()
+    for row in FEATURES:
+        entry = _find(table, row.leaf, row.subleaf or 0)
+        if entry is None or not _in_range(table, row.leaf):
+            continue
+        if getattr(entry, row.register) >> row.bit & 1:
+            found.add(row.name)
+    return frozenset(found)
+
+
+def filter_volatile(entries: Iterable[Sequence[int]]) -> List[CpuidEntry]:
+    """The entries with the fields of ``_cpuid_table.VOLATILE`` cleared (APIC IDs and the like).
+
+    Apply it before comparing or hashing CPUID data: two identical hosts, or two CPUs of one
+    host, then give equal entries. The order of the entries is kept.
+
+    Args:
+        entries: ``(function, index, flags, eax, ebx, ecx, edx)`` tuples.
+
+    Returns:
+        New entries; the input is not changed.
+
+    Example:
+        >>> filter_volatile([(1, 0, 0, 0x00A60F11, 0x07200800, 0, 0)])
+        [CpuidEntry(leaf=1, subleaf=0, flags=0, eax=10882833, ebx=2099200, ecx=0, edx=0)]
+    """
+    masks: Dict[int, List[Tuple[Optional[int], str, int]]] = {}
+    for field in VOLATILE:
+        masks.setdefault(field.leaf, []).append((field.subleaf, field.register, field.mask))
+    out = []
+    for raw in entries:
+        entry = CpuidEntry(*raw)
+        for subleaf, register, mask in masks.get(entry.leaf, ()):
+            if subleaf is None or subleaf == entry.subleaf:
+                entry = entry._replace(**{register: getattr(entry, register) & ~mask})
+        out.append(entry)
+    return out
+
+
+def _bits(value: int, names: Dict[int, str]) -> Tuple[str, ...]:
+    if value < 0:
+        raise ValueError(f"a register or MSR value is not negative: {value}")
+    return tuple(names.get(bit, f"bit{bit}") for bit in range(value.bit_length()) if value >> bit & 1)
+
+
+def xsave_components(mask: int) -> Tuple[str, ...]:
+    """The XSAVE state components in ``mask`` (XCR0, IA32_XSS, CPUID 0xD.0 EDX:EAX), low bit first.
+
+    A bit the table does not know is named ``bit<n>``, so that nothing set goes unseen.
+
+    Raises:
+        ValueError: ``mask`` is negative.
+
+    Example:
+        >>> xsave_components(0x2E7)
+        ('x87', 'sse', 'avx', 'opmask', 'zmm_hi256', 'hi16_zmm', 'pkru')
+        >>> xsave_components(1 << 40 | 1)
+        ('x87', 'bit40')
+    """
+    return _bits(mask, XSAVE_COMPONENTS)
+
+
+def arch_capabilities(value: int) -> Tuple[str, ...]:
+    """The IA32_ARCH_CAPABILITIES (MSR 0x10a) bits set in ``value``, low bit first.
+
+    Names are the kernel's ``ARCH_CAP_*`` lowercased; an unknown bit is ``bit<n>``.
+
+    Raises:
+        ValueError: ``value`` is negative.
+
+    Example:
+        >>> arch_capabilities(0x0C000069)
+        ('rdcl_no', 'skip_vmentry_l1dflush', 'mds_no', 'pschange_mc_no', 'gds_no', 'rfds_no')
+    """
+    return _bits(value, ARCH_CAPABILITIES)
+
+
+_PREFIXES = ("x86_feature_", "kvm_feature_", "kvm_hints_", "pt_cap_")
+_INDEX: Dict[str, Feature] = {}
+
+
+def _fold(text: str) -> str:
+    return text.strip().lower().replace("-", "_")
+
+
+def _index() -> Dict[str, Feature]:
+    if not _INDEX:
+        index: Dict[str, Feature] = {row.name: row for row in FEATURES}
+        for row in FEATURES:  # the source's identifier, with and without its prefix
+            c_name = row.c_name.lower()
+            if c_name:
+                index.setdefault(c_name, row)
+            for prefix in _PREFIXES:
+                if c_name.startswith(prefix):
+                    index.setdefault(c_name[len(prefix):], row)
+        _INDEX.update(index)
+    return _INDEX
+
+
+def lookup(name: str) -> Feature:
+    """The table row for a feature, by its /proc/cpuinfo name or its source's identifier.
+
+    Case and '-' versus '_' do not matter, so QEMU's spellings work too (``kvm-pv-eoi``).
+    The kernel macro works with or without its prefix (``X86_FEATURE_XMM3``, ``xmm3``).
+
+    Raises:
+        UnknownCpuFeature: no row has that name; ``suggestions`` holds the closest names.
+
+    Example:
+        >>> lookup("pni") == lookup("X86_FEATURE_XMM3") == lookup("xmm3")
+        True
+        >>> row = lookup("avx512f")
+        >>> hex(row.leaf), row.subleaf, row.register, row.bit
+        ('0x7', 0, 'ebx', 16)
+        >>> lookup("avx513f")
+        Traceback (most recent call last):
+        ...
+        kvmprobe.errors.UnknownCpuFeature: unknown CPU feature 'avx513f' (hint: did you mean avx512f, avx512pf?)
+    """
+    if not isinstance(name, str):
+        raise UnknownCpuFeature(repr(name), hint="give a feature name as a string")
+    found = _index().get(_fold(name))
+    if found is None:
+        raise UnknownCpuFeature(name, _suggest(name))
+    return found
+
+
+def _suggest(text: str) -> List[str]:
+    import difflib  # only on the error path: it costs milliseconds to import
+
+    folded = _fold(text)
+    names = [row.name for row in FEATURES]
+    close = difflib.get_close_matches(folded, names, n=3, cutoff=0.75)
+    substring = [n for n in names if len(folded) >= 4 and folded in n]
+    return list(dict.fromkeys(close + substring))[:5]
