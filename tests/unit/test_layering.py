@@ -24,6 +24,8 @@ LAYERS: Dict[str, int] = {
     "_vmm_requirements": 2,
     # 2: the backends (fds, ioctl numbers, errno) and the host reader (files)
     "_backend": 2, "_backend_ctypes": 2, "_backend_cffi": 2, "_kvmbatch": 2, "host": 2,
+    # 2: the seccomp filter and listener (numbers only)
+    "_seccomp": 2,
     # 3: the device, the one place errno becomes an error
     "device": 3,
     # 4: the batch probe and its cache
