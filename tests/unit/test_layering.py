@@ -17,15 +17,15 @@ PACKAGE = os.path.dirname(os.path.abspath(kvmprobe.__file__))
 
 LAYERS: Dict[str, int] = {
     # 0: no package imports at all
-    "_version": 0, "errors": 0, "_release": 0, "_atomic": 0, "_files": 0,
+    "_version": 0, "errors": 0, "_release": 0, "_atomic": 0, "_files": 0, "_profile_text": 0,
     # 1: pure data and encodings
     "caps": 1, "_ioctl": 1,
     # 2: data built on the table
     "_vmm_requirements": 2,
     # 2: the backends (fds, ioctl numbers, errno) and the host reader (files)
     "_backend": 2, "_backend_ctypes": 2, "_backend_cffi": 2, "_kvmbatch": 2, "host": 2,
-    # 2: the seccomp filter and listener (numbers only)
-    "_seccomp": 2,
+    # 2: the seccomp filter and listener (numbers only); 3: running a command under it
+    "_seccomp": 2, "_supervisor": 3,
     # 3: the device, the one place errno becomes an error
     "device": 3,
     # 4: the batch probe and its cache
@@ -35,7 +35,7 @@ LAYERS: Dict[str, int] = {
     # 6: built on those
     "presets": 6, "diff": 6,
     # 7-10: the shells: fakes, the pytest plugin over them, the facade, the CLI
-    "testing": 7, "pytest_plugin": 8, "__init__": 9, "_cli": 9, "__main__": 10,
+    "testing": 7, "emulate": 7, "pytest_plugin": 8, "__init__": 9, "_cli": 9, "__main__": 10,
 }
 
 # Inside a layer, these imports are allowed (both sides are backends: the selector loads them).
