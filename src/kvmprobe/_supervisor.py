@@ -102,7 +102,7 @@ def program_for(policy: Policy, mode: str, *, notify_all: bool, arch: _seccomp.A
                 caps[n] = _action(policy.answer(SYSTEM, n))
             else:
                 caps[n] = notify
-    api = notify if policy.api_version is not None else _seccomp.RET_ALLOW
+    api = notify if policy.api_version is not None or notify_all else _seccomp.RET_ALLOW
     return _seccomp.filter_program(arch, ioctls, caps, notify, api_version=api)
 
 

@@ -632,12 +632,14 @@ def learn(
 
 
 def _how_it_fails(done: _Run, seen: Set[str], limit: float) -> str:
-    """The command's own error line: the first line of its output the first run did not print."""
+    """The command's own error line: the first line of its output the first run did not print
+    (with the next one, where it ends in a colon: a Rust panic's "panicked at FILE:" comes before
+    its message)."""
     import signal
 
-    for line in done.lines:
-        if line not in seen:
-            return _printable(line)
+    new = [line for line in done.lines if line not in seen]
+    if new:
+        return _printable(" ".join(new[:2]) if new[0].endswith(":") and len(new) > 1 else new[0])
     if done.outcome.timed_out:
         return f"does not finish within {limit:g} s"
     code = done.outcome.returncode
