@@ -168,7 +168,7 @@ def test_no_fd_of_kvmprobe_reaches_the_command_or_stays_open(tmp_path: Path) -> 
     before = open_fds()
     with open(os.devnull, "wb") as quiet:
         for kwargs in ({"host": "preset:linux-3.10"}, {"mask": ["HLT"], "trace": True, "tracer": "supervisor"}):
-            assert emulate([sys.executable, "-c", CHILD, "1"], stdout=quiet, **kwargs).returncode == 0  # type: ignore[arg-type]
+            assert emulate([sys.executable, "-c", CHILD, "1"], stdout=quiet, **kwargs).returncode == 0
     assert open_fds() == before
 
 
