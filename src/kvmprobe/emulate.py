@@ -73,13 +73,9 @@ def supervisor_available(release: Optional[str] = None, actions: Optional[str] =
 def _load_host(host: HostLike) -> ProbeResult:
     if isinstance(host, ProbeResult):
         return host
-    if host.startswith("preset:"):
-        from .presets import load_preset
+    from .presets import load_recorded
 
-        return load_preset(host[len("preset:"):])
-    from .snapshot import load_snapshot
-
-    return load_snapshot(host)
+    return load_recorded(host)
 
 
 def _masked(mask: Iterable[CapLike]) -> Tuple[Cap, ...]:

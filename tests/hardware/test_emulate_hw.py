@@ -88,11 +88,12 @@ def child_answers(*emulate_args: str, caps: Sequence[int] = tuple(map(int, CAPS)
             "api": {0: doc["api"]}}
 
 
-@pytest.mark.parametrize("how", [[], ["--trace=/dev/null", "--tracer", "supervisor"]], ids=["filter", "supervisor"])
+@pytest.mark.parametrize("how", [[], ["--trace=TRACE", "--tracer", "supervisor"]], ids=["filter", "supervisor"])
 def test_a_masked_capability_reads_0_on_the_system_and_a_vm_fd_and_the_rest_their_real_values(
-        raw_kvm_fd: int, how: List[str]) -> None:
+        raw_kvm_fd: int, how: List[str], tmp_path: Path) -> None:
     if how:
         needs_supervisor()
+        how = [arg.replace("TRACE", str(tmp_path / "trace.txt")) for arg in how]
     real = raw_answers(raw_kvm_fd, list(map(int, CAPS)))
     assert real["system"][36] > 0 and real["vm"][36] > 0, "this host must have IOEVENTFD for the test to mean anything"
     seen = child_answers("--mask", "IOEVENTFD", *how)
@@ -161,7 +162,7 @@ def test_trace_records_each_capability_fd_answer_and_mask(tmp_path: Path, raw_kv
 def test_no_fd_of_kvmprobe_reaches_the_command_or_stays_open(tmp_path: Path) -> None:
     needs_supervisor()
     listing = "import os; print(sorted(int(n) for n in os.listdir('/proc/self/fd')))"
-    for args in ([], ["--host", "preset:linux-3.10"], ["--mask", "HLT", "--trace=/dev/null"]):
+    for args in ([], ["--host", "preset:linux-3.10"], ["--mask", "HLT", f"--trace={tmp_path / 'trace.txt'}"]):
         done = kvmprobe_cli("emulate", *args, "--", sys.executable, "-c", listing)
         assert done.returncode == 0, done.stderr
         assert done.stdout == "[0, 1, 2, 3]\n", args  # 3: the listing's own directory fd

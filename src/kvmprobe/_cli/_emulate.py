@@ -111,6 +111,25 @@ def _ignore(signum: int, frame: Optional[Any]) -> None:
     pass
 
 
+def write_output(path: str, text: str) -> None:
+    """Write a file atomically; but into a device or FIFO (``/dev/stderr``, ``/dev/null``, a pipe)
+    as a shell redirection would: renaming a file over those would replace the device node."""
+    import os
+    import stat
+
+    from .._atomic import write_atomic
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = stat.S_IFREG
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        with open(path, "w", encoding="utf-8") as stream:  # ownership: closed by the with block
+            stream.write(text)
+        return
+    write_atomic(path, text)
+
+
 def report(result: EmulationResult, trace: Optional[str], *, quiet: bool) -> None:
     """The trace (stderr or a file) and the notes, after CMD has exited."""
     if result.trace is not None and trace is not None:
@@ -119,11 +138,9 @@ def report(result: EmulationResult, trace: Optional[str], *, quiet: bool) -> Non
         else:
             import json
 
-            from .._atomic import write_atomic
-
             text = json.dumps(result.trace.to_dict(), indent=2) + "\n" if trace.endswith(".json") else result.trace.render()
             try:
-                write_atomic(trace, text)
+                write_output(trace, text)
             except (OSError, ValueError) as err:
                 _common.fail(f"cannot write the trace to {trace}: {err}", _common.EXIT_USAGE)
     if quiet:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..emulate import CAVEAT, learn
 from . import _common
-from ._emulate import command_of
+from ._emulate import command_of, write_output
 
 #: The most --stdin may hold: it is kept in memory and given to every run.
 MAX_STDIN = 1024 * 1024
@@ -95,10 +95,8 @@ def run(args: argparse.Namespace) -> int:
     if args.output is None or args.output == "-":
         sys.stdout.write(text)
     else:
-        from .._atomic import write_atomic
-
         try:
-            write_atomic(args.output, text)
+            write_output(args.output, text)
         except (OSError, ValueError) as err:
             raise _common.UsageError(f"cannot write {args.output}: {err}") from None
     print(
