@@ -358,7 +358,9 @@ def wait_installed(sock: socket.socket, command: str, timeout: float = 60.0) -> 
     sock.settimeout(timeout)
     listener: Optional[int] = None
     try:
-        data, ancillary, _, _ = sock.recvmsg(512, socket.CMSG_SPACE(4))
+        # MSG_CMSG_CLOEXEC: a received fd is otherwise inheritable, and a process another
+        # thread starts meanwhile would hold the listener.
+        data, ancillary, _, _ = sock.recvmsg(512, socket.CMSG_SPACE(4), socket.MSG_CMSG_CLOEXEC)
     except OSError as err:  # socket.timeout is an OSError
         raise EmulationError(f"the seccomp trampoline did not start within {timeout:g} s; {command} was not run",
                              hint="try again on a less loaded machine") from err

@@ -275,3 +275,36 @@ def test_learn_on_qemu_finds_what_its_source_requires(tmp_path: Path) -> None:
     assert len(profile.optional) > 20 and all(r.cap.name not in required for r in profile.optional)
     check = kvmprobe_cli("check", "--profile", str(out))
     assert check.returncode == 0 and "ready" in check.stdout
+
+
+# A VMM that hangs without IOEVENTFD and needs nothing else; it sleeps a little on every run.
+HANGS_WITHOUT_IOEVENTFD = """
+import fcntl, os, time
+kvm = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+time.sleep(float(os.environ.get("NAP", "0")))
+if fcntl.ioctl(kvm, 0xAE03, 36) == 0:
+    os.system("sleep 300")  # a child that must die with the run's process group
+fcntl.ioctl(kvm, 0xAE03, 3)
+"""
+
+
+def test_learn_bounds_each_run_and_the_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: List[Tuple[int, int, str]] = []
+    found = learn([sys.executable, "-c", HANGS_WITHOUT_IOEVENTFD], timeout=2, total_timeout=60,
+                  progress=lambda done, total, what: seen.append((done, total, what)))
+    assert [(cap.name, how) for cap, how in found.required] == [("IOEVENTFD", "does not finish within 2 s")]
+    assert found.optional == (Cap.USER_MEMORY,) and found.complete and found.runs == 3
+    assert seen == [(1, 3, "2 capabilities asked"), (2, 3, "KVM_CAP_IOEVENTFD: required"),
+                    (3, 3, "KVM_CAP_USER_MEMORY: optional")]
+    leftover = subprocess.run(["pgrep", "-f", "^sleep 300$"], capture_output=True, text=True)
+    assert leftover.stdout == "", "the hung run's child outlived its process group"
+    monkeypatch.setenv("NAP", "0.4")
+    started = time.monotonic()
+    cut = learn([sys.executable, "-c", HANGS_WITHOUT_IOEVENTFD], timeout=30, total_timeout=1.0)
+    assert time.monotonic() - started < 10
+    assert not cut.complete and cut.untried and set(cut.untried) | {c for c, _ in cut.required} | set(cut.optional) \
+        == {Cap.IOEVENTFD, Cap.USER_MEMORY}
+    assert "INCOMPLETE" in cut.text()
+    done = kvmprobe_cli("learn", "--total-timeout", "1", "--", sys.executable, "-c", HANGS_WITHOUT_IOEVENTFD)
+    assert done.returncode == 1 and "untried: the total time limit ran out" in done.stderr
+    assert "# INCOMPLETE: the total time limit left out" in done.stdout
