@@ -1,7 +1,7 @@
 """Run one command under the ``KVM_CHECK_EXTENSION`` filter: start it, answer its queries, trace
 them, bound its time, and return its exit status.
 
-Imports ``_seccomp``, ``_ioctl`` and ``errors``. Numbers only: a :class:`Policy` says, per
+Imports ``_seccomp``, ``_ioctl``, ``_release`` and ``errors``. Numbers only: a :class:`Policy` says, per
 capability number and kind of fd, what the command is answered (a value, an errno, or the
 kernel's own answer); ``kvmprobe.emulate`` builds it from a recorded host. Two ways to apply it:
 
@@ -324,6 +324,59 @@ class _StraceReader(threading.Thread):
         fd, self.write_fd = self.write_fd, None
         if fd is not None:
             os.close(fd)
+
+
+# --- What this host allows --------------------------------------------------------------------
+
+
+def supervisor_available(release: Optional[str] = None, actions: Optional[str] = None) -> bool:
+    """Whether this kernel has what the supervisor needs: ``SECCOMP_RET_USER_NOTIF`` (Linux 5.0)
+    and ``SECCOMP_USER_NOTIF_FLAG_CONTINUE`` (Linux 5.5; known only from the release).
+
+    Example:
+        >>> supervisor_available("6.1.0", "kill_process errno user_notif allow")
+        True
+        >>> supervisor_available("5.4.0", "kill_process errno user_notif allow"), supervisor_available("6.1.0", "errno")
+        (False, False)
+    """
+    from ._release import parse_release
+
+    actions = _seccomp.actions_available() if actions is None else actions
+    version = parse_release(os.uname().release if release is None else release)
+    return "user_notif" in actions.split() and (version is None or version >= (5, 5))
+
+
+def resolve_command(command: Sequence[str]) -> List[str]:
+    """``command`` as strings, its program checked to exist; ``EmulationError`` otherwise."""
+    if not command:
+        raise EmulationError("no command to run", hint="put the command after '--': kvmprobe emulate -- CMD ARGS")
+    words = [str(word) for word in command]
+    if "\0" in words[0] or (os.sep not in words[0] and shutil.which(words[0]) is None) or (
+        os.sep in words[0] and not os.path.isfile(words[0])
+    ):
+        raise EmulationError(f"cannot run {words[0]!r}: no such program",
+                             hint="give a program on PATH or its path, after '--'")
+    return words
+
+
+def choose_tracer(requested: str, supervised: bool) -> Tuple[str, str, Optional[str]]:
+    """``(tracer, why, strace path)`` for ``--tracer auto|strace|supervisor``."""
+    strace = strace_path() if requested in ("auto", STRACE) else None
+    if requested == STRACE and strace is None:
+        raise EmulationError("strace is not installed here, or may not trace (ptrace is forbidden)",
+                             hint="install strace, or use --tracer supervisor")
+    if strace is not None:
+        return STRACE, f"{strace} reads the result of every call, on VM fds too (it slows the command: every ioctl stops it)", strace
+    if requested not in ("auto", SUPERVISOR):
+        raise EmulationError(f"unknown tracer {requested!r}", hint="choose auto, strace or supervisor")
+    if not supervised:
+        raise EmulationError("tracing needs strace or the seccomp supervisor (Linux 5.5), and this host has neither",
+                             hint="install strace")
+    why = ("the seccomp supervisor sees every call; what the kernel answered on a VM fd is not seen "
+           "(KVM serves a VM's ioctls only to its own process)")
+    if requested == "auto":
+        why = "strace is not installed or may not trace; " + why
+    return SUPERVISOR, why, None
 
 
 # --- One run -------------------------------------------------------------------------------------

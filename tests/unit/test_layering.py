@@ -33,7 +33,7 @@ LAYERS: Dict[str, int] = {
     # 5: what is made of a probe
     "profiles": 5, "snapshot": 5, "diagnosis": 5, "export": 5,
     # 6: built on those
-    "presets": 6, "diff": 6,
+    "presets": 6, "diff": 6, "_learning": 6,
     # 7-10: the shells: fakes, the pytest plugin over them, the facade, the CLI
     "testing": 7, "emulate": 7, "pytest_plugin": 8, "__init__": 9, "_cli": 9, "__main__": 10,
 }
