@@ -41,8 +41,8 @@ __all__ = [
 
 #: The caveat every emulation carries (``--help``, docs, trace output).
 CAVEAT = (
-    "only KVM_CHECK_EXTENSION (and KVM_GET_API_VERSION) answers are emulated; ioctls used without "
-    "asking first (KVM_ENABLE_CAP, the profiles' 'implicit' entries), CPUID and uname are this kernel's, "
+    "only the answers to KVM_CHECK_EXTENSION (and KVM_GET_API_VERSION) change; ioctls used without "
+    "asking first (KVM_ENABLE_CAP, the profiles' 'implicit' entries), CPUID and uname stay this kernel's, "
     "so an emulated old kernel is optimistic"
 )
 

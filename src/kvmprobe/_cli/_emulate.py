@@ -26,7 +26,7 @@ def register(subparsers: Any) -> None:
         "KVM_CHECK_EXTENSION queries as the recorded host would: every capability the host lacks, or "
         "--mask names, answers 0 (on /dev/kvm and on VM fds, in threads, children and re-execs too). "
         "With the seccomp supervisor (Linux 5.5+) every other capability answers the recorded value. "
-        f"Not emulated: {CAVEAT}.",
+        f"Limits: {CAVEAT}.",
         epilog="exit status: CMD's (124 when --timeout killed it); 2 when kvmprobe cannot run it "
         "(no command, an unknown capability, a snapshot that does not load, no seccomp here): then CMD "
         "is not run at all, never unfiltered.",

@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
         description="Run CMD once, traced, to see which KVM capabilities it asks for; then once per "
         "capability with that one answering 0. Those without which CMD still succeeds are optional, "
         "the others required, with CMD's own error line as how it fails. Writes a profile that "
-        f"'kvmprobe check --profile FILE' reads. Not seen: {CAVEAT}.",
+        f"'kvmprobe check --profile FILE' reads. Limits: {CAVEAT}.",
         epilog="exit codes: 0 done, 1 the total time limit left capabilities untried (the profile says "
         "which), 2 bad input or CMD fails even with nothing masked.",
     )
