@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .errors import (
         BackendUnavailable,
         CapabilityQueryFailed,
+        EmulationError,
         KvmBusy,
         KvmError,
         KvmIoctlError,
@@ -62,6 +63,7 @@ _EXPORTS = {
     "CapabilityQueryFailed": "errors",
     "Check": "diagnosis",
     "Diagnosis": "diagnosis",
+    "EmulationError": "errors",
     "HostDiff": "diff",
     "HostFacts": "host",
     "KvmBusy": "errors",
@@ -147,6 +149,7 @@ __all__ = [
     "CapabilityQueryFailed",
     "Check",
     "Diagnosis",
+    "EmulationError",
     "HostDiff",
     "HostFacts",
     "KvmBusy",

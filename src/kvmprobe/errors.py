@@ -20,7 +20,8 @@ where they apply. ``str(err)`` is one line: the message, then the hint.
     ├── SnapshotError (+ValueError)        a malformed recorded host: the file and the field
     ├── ProfileError (+ValueError)         a malformed custom VMM profile: the file and the key
     ├── UnknownVmm (+LookupError)          no built-in VMM profile by that name (or for that arch)
-    └── BackendUnavailable                 the forced ioctl backend (KVMPROBE_BACKEND) is missing
+    ├── BackendUnavailable                 the forced ioctl backend (KVMPROBE_BACKEND) is missing
+    └── EmulationError                     'kvmprobe emulate'/'learn' cannot run the command as asked
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 __all__ = [
     "BackendUnavailable",
     "CapabilityQueryFailed",
+    "EmulationError",
     "KvmBusy",
     "KvmError",
     "KvmIoctlError",
@@ -295,6 +297,17 @@ class BackendUnavailable(KvmProbeError):
     Example:
         >>> BackendUnavailable("cffi backend not built").message
         'cffi backend not built'
+    """
+
+
+class EmulationError(KvmProbeError):
+    """A command cannot be run on an emulated host: no seccomp filter here (not Linux, another
+    architecture, a kernel or sandbox without it), or the command cannot be started. The
+    command is never run unfiltered instead (CLI exit 2).
+
+    Example:
+        >>> str(EmulationError("cannot run nosuch: No such file or directory", hint="give a program on PATH"))
+        'cannot run nosuch: No such file or directory (hint: give a program on PATH)'
     """
 
 

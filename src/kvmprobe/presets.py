@@ -52,6 +52,7 @@ __all__ = [
     "OTHER_ARCH_PREFIXES",
     "RECORDED_PRESET",
     "load_preset",
+    "load_recorded",
     "offered_on_x86_64",
     "preset_names",
 ]
@@ -134,6 +135,21 @@ def load_preset(name: str) -> ProbeResult:
         f"no preset named {name!r}",
         hint=(f"did you mean {close[0]}? " if close else "") + "the presets are: " + ", ".join(preset_names()),
     )
+
+
+def load_recorded(spec: str) -> ProbeResult:
+    """A recorded host as the command line names one: ``preset:NAME``, else a snapshot file.
+
+    Raises:
+        SnapshotError: no such preset, or the file does not load.
+
+    Example:
+        >>> load_recorded("preset:linux-4.14").source
+        'preset:linux-4.14 (synthesized)'
+    """
+    if spec.startswith("preset:"):
+        return load_preset(spec[len("preset:"):])
+    return load_snapshot(spec)
 
 
 def _recorded(name: str) -> ProbeResult:

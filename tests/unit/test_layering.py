@@ -18,13 +18,15 @@ PACKAGE = os.path.dirname(os.path.abspath(kvmprobe.__file__))
 LAYERS: Dict[str, int] = {
     # 0: no package imports at all (the ioctl seam, the compiled loop, plumbing)
     "_version": 0, "errors": 0, "_release": 0, "atomic": 0, "_files": 0, "_backend": 0, "_kvmbatch": 0,
-    "_arch": 0,
+    "_arch": 0, "_profile_text": 0,
     # 1: pure data and encodings; the two ioctl backends over the seam
     "caps": 1, "_ioctl": 1, "_backend_ctypes": 1, "_backend_cffi": 1, "_validate": 1, "_cpuid_table": 1,
     # 2: data built on the table; choosing a backend; the host reader (files)
     "_vmm_requirements": 2, "_backend_select": 2, "_profile": 2, "_host_facts": 2, "_cpuid": 2,
+    # 2: the seccomp filter and listener (numbers only); 3: running a command under it
+    "_seccomp": 2,
     # 3: readers of files (the profile loader, the host reader); the remedy sentences
-    "_profile_file": 3, "_host_reader": 3, "_remedies": 3,
+    "_profile_file": 3, "_host_reader": 3, "_remedies": 3, "_supervisor": 3,
     # 3: the device, the one place errno becomes an error
     "device": 3,
     # 4: the host facts' public home
@@ -34,9 +36,9 @@ LAYERS: Dict[str, int] = {
     # 5: what is made of a probe
     "profiles": 5, "snapshot": 5, "_checks": 5, "export": 5,
     # 6: built on those
-    "diagnosis": 6, "presets": 6, "diff": 6,
+    "diagnosis": 6, "presets": 6, "diff": 6, "_learning": 6,
     # 7-10: the shells: fakes, the pytest plugin over them, the facade, the CLI
-    "testing": 7, "pytest_plugin": 8, "__init__": 9, "_cli": 9, "__main__": 10,
+    "testing": 7, "emulate": 7, "pytest_plugin": 8, "__init__": 9, "_cli": 9, "__main__": 10,
 }
 
 

@@ -9,7 +9,7 @@ from typing import Any, Iterator, Tuple
 import pytest
 
 import kvmprobe
-from kvmprobe import pytest_plugin, testing
+from kvmprobe import emulate, pytest_plugin, testing
 
 
 def test_all_is_sorted_and_every_name_resolves() -> None:
@@ -30,7 +30,7 @@ def _public(module: ModuleType) -> Iterator[Tuple[str, Any]]:
 
 
 def _documented() -> Iterator[Tuple[str, Any]]:
-    for module in (kvmprobe, testing):
+    for module in (kvmprobe, testing, emulate):
         yield from _public(module)
     for name, item in _public(pytest_plugin):
         if not name.split(".")[-1].startswith("pytest_"):  # pytest hooks are called by pytest, not users

@@ -75,13 +75,9 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_host(spec: str) -> ProbeResult:
     """A recorded host named on the command line: ``preset:NAME`` or a snapshot file path."""
-    if spec.startswith("preset:"):
-        from ..presets import load_preset
+    from ..presets import load_recorded
 
-        return load_preset(spec[len("preset:"):])
-    from ..snapshot import load_snapshot
-
-    result = load_snapshot(spec)
+    result = load_recorded(spec)
     if result.unknown:
         names = ", ".join(f"{row['name']} ({row['number']})" for row in result.unknown)
         print(
