@@ -9,9 +9,10 @@ describes this source tree, whatever kvmprobe is installed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
-from typing import List, NamedTuple, Optional
+from typing import Callable, List, NamedTuple, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "src") not in sys.path:
@@ -81,3 +82,27 @@ def usage(parser: argparse.ArgumentParser) -> str:
     if rest and text.endswith(" ..."):
         text = f"{text[:-4]} {rest[0].metavar}"
     return text
+
+
+def generate(what: str, default: str, render: Callable[[], str], argv: Optional[Sequence[str]] = None) -> int:
+    """The command line of a generator script: write ``render()`` to ``-o FILE`` (``-``: stdout).
+
+    The file is written beside its target and renamed over it, so a reader never sees half of
+    it; a target that exists and is not a regular file is refused.
+    """
+    tool = Path(sys.argv[0]).stem
+    parser = argparse.ArgumentParser(description=f"Write {what}, generated from kvmprobe's parser.")
+    parser.add_argument("-o", "--output", default=default,
+                        help="where to write it, '-' for standard output (default: %(default)s)")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    target = Path(args.output)
+    if target.exists() and not target.is_file():
+        raise SystemExit(f"{tool}: {target} exists and is not a regular file; not replacing it")
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, target)
+    return 0

@@ -24,10 +24,8 @@ and in lower case when the word is lower case.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import _cli_model
@@ -274,21 +272,7 @@ complete -F _kvmprobe kvmprobe kvmprobe.pyz
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Write kvmprobe's bash completion, generated from its parser.")
-    parser.add_argument("-o", "--output", default="kvmprobe.bash", help="where to write it, '-' for standard "
-                        "output (default: %(default)s)")
-    args = parser.parse_args(argv)
-    text = script()
-    if args.output == "-":
-        sys.stdout.write(text)
-        return 0
-    target = Path(args.output)
-    if target.exists() and not target.is_file():
-        raise SystemExit(f"build_completion: {target} exists and is not a regular file; not replacing it")
-    partial = target.with_name(f".{target.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, target)
-    return 0
+    return _cli_model.generate("kvmprobe's bash completion", "kvmprobe.bash", script, argv)
 
 
 if __name__ == "__main__":

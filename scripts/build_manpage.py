@@ -202,21 +202,7 @@ def _build_date() -> datetime.date:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Write kvmprobe's man page (roff), generated from its parser.")
-    parser.add_argument("-o", "--output", default="kvmprobe.1", help="where to write it, '-' for standard output "
-                        "(default: %(default)s)")
-    args = parser.parse_args(argv)
-    text = page()
-    if args.output == "-":
-        sys.stdout.write(text)
-        return 0
-    target = Path(args.output)
-    if target.exists() and not target.is_file():
-        raise SystemExit(f"build_manpage: {target} exists and is not a regular file; not replacing it")
-    partial = target.with_name(f".{target.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, target)
-    return 0
+    return _cli_model.generate("kvmprobe's man page (roff)", "kvmprobe.1", page, argv)
 
 
 if __name__ == "__main__":

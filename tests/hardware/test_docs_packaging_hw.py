@@ -20,23 +20,13 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 
+from _helpers import console_steps
 from _packaging import ROOT, interpreter, run
 
 pytestmark = pytest.mark.kvm
 
 PAGE = ROOT / "docs" / "packaging.md"
 HOST_DEPENDENT = re.compile(r"kvmprobe\.pyz (doctor|dump|has)\b|^python3\.6 ")
-
-
-def console_steps(text: str) -> List[Tuple[str, List[str]]]:
-    steps: List[Tuple[str, List[str]]] = []
-    for block in re.findall(r"```console\n(.*?)```", text, re.S):
-        for line in block.splitlines():
-            if line.startswith("$ "):
-                steps.append((line[2:], []))
-            else:
-                steps[-1][1].append(line)
-    return steps
 
 
 def normal(lines: List[str]) -> List[str]:
