@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         SnapshotError,
         UnknownCapability,
         UnknownCpuFeature,
+        UnknownRelease,
         UnknownVmm,
         UnsupportedPlatform,
     )
@@ -83,6 +84,7 @@ _EXPORTS = {
     "Status": "diagnosis",
     "UnknownCapability": "errors",
     "UnknownCpuFeature": "errors",
+    "UnknownRelease": "errors",
     "UnknownVmm": "errors",
     "UnsupportedPlatform": "errors",
     "Verdict": "diagnosis",
@@ -169,6 +171,7 @@ __all__ = [
     "Status",
     "UnknownCapability",
     "UnknownCpuFeature",
+    "UnknownRelease",
     "UnknownVmm",
     "UnsupportedPlatform",
     "Verdict",
