@@ -46,6 +46,7 @@ __all__ = [
     "check_vmm",
     "load_profile",
     "resolve_vmm",
+    "resolve_vmm_spec",
     "vmm_names",
     "vmm_releases",
 ]
@@ -191,7 +192,7 @@ class Readiness:
             >>> check_vmm("cloud-hypervisor", host).summary()
             'Cloud Hypervisor cannot run here: KVM_CAP_IMMEDIATE_EXIT is missing (needs Linux >= 4.11; you have 3.10)'
             >>> check_vmm("qemu@7.2", host).summary()
-            'QEMU 7.2 can run here: all 8 required capabilities are present'
+            'QEMU 7.2 can run here: all 8 required capabilities are present (1 optional missing: KVM_CAP_IMMEDIATE_EXIT)'
         """
         name = self.display_name + (f" {self.profile.version}" if self.profile.version else "")
         if self.ready:
@@ -344,7 +345,7 @@ def builtin_profiles(*, releases: bool = False) -> List[Profile]:
         >>> [p.versions for p in builtin_profiles(releases=True) if p.name == "qemu" and p.arch == "x86_64"][:2]
         ['7.2.0 to 7.2.x', '8.0.0 to 8.1.x']
     """
-    found = []
+    found: List[Profile] = []
     for name in _NAMES:
         for arch in ARCHES:
             entry = _ENTRIES.get((name, arch))
@@ -441,6 +442,26 @@ def builtin_profile(name: str, arch: Optional[str] = None, version: Optional[str
     if version is None:
         return _profile(entry, len(entry.releases) - 1)
     return dataclasses.replace(_profile(entry, _release_index(entry, version)), version=version.strip())
+
+
+def resolve_vmm_spec(spec: str) -> Tuple[str, Optional[str]]:
+    """``(vmm, version)`` from ``name`` or ``name@version``, both checked before any host is.
+
+    The name resolves as in :func:`resolve_vmm`; the version must fall in a release range of
+    that VMM on some architecture (which one applies is known once the host is).
+
+    Raises:
+        UnknownVmm: no such VMM.
+        UnknownRelease: no range holds the version (the ranges of this machine's arch named).
+
+    Example:
+        >>> resolve_vmm_spec("CH@v45"), resolve_vmm_spec("qemu")
+        (('cloud-hypervisor', 'v45'), ('qemu', None))
+    """
+    vmm, version = _split(spec, None)
+    if version is not None:
+        _check_release_anywhere(vmm, version)
+    return vmm, version
 
 
 def _check_release_anywhere(vmm: str, version: str) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from kvmprobe import Cap
 from kvmprobe._cli import main
-from kvmprobe.profiles import builtin_profile, vmm_names
+from kvmprobe.profiles import builtin_profile, vmm_names, vmm_releases
 from kvmprobe.testing import fake_kvm, fake_probe_result
 
 STORY_KERNEL = "3.10.0-1160.el7.x86_64"
@@ -25,7 +25,13 @@ def story_host() -> Any:
 
 
 def full_host() -> Any:
-    return fake_probe_result({c: 1 for c in Cap}, kernel="6.18.44")
+    """Every capability, but MSI_DEVID, which x86 kernels answer 0 (1 makes crosvm panic)."""
+    return fake_probe_result({c: 1 for c in Cap if c is not Cap.MSI_DEVID}, kernel="6.18.44")
+
+
+def label(name: str, arch: str = "x86_64") -> str:
+    """How the report labels a built-in VMM checked without a version: its newest range."""
+    return f"[{name} {vmm_releases(name, arch)[-1]}, {arch}]"
 
 
 def run(argv: List[str], capsys: pytest.CaptureFixture[str]) -> Tuple[int, str, str]:
@@ -38,12 +44,12 @@ def test_story_host_names_the_capability_and_releases(capsys: pytest.CaptureFixt
     with fake_kvm(story_host()):
         code, out, err = run(["check", "cloud-hypervisor", "firecracker"], capsys)
     assert code == 1 and err == ""
-    assert "Cloud Hypervisor [cloud-hypervisor, x86_64]: NOT READY" in out
+    assert f"Cloud Hypervisor {label('cloud-hypervisor')}: NOT READY" in out
     assert "Cloud Hypervisor cannot run here: KVM_CAP_IMMEDIATE_EXIT" in out
     assert "(needs Linux >= 4.11; you have 3.10)" in out
     assert "missing (required): KVM_CAP_IMMEDIATE_EXIT (136, Linux 4.11)" in out
     assert "fix: a Linux 4.11 or newer kernel" in out
-    assert "Firecracker [firecracker, x86_64]: ready" in out
+    assert f"Firecracker {label('firecracker')}: ready" in out
     assert "Vendor kernels backport" in out  # the caveat, once
     assert out.index("Cloud Hypervisor") < out.index("Firecracker")  # in the order asked
 
@@ -53,7 +59,7 @@ def test_all_ready_is_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
         code, out, _ = run(["check", "--all"], capsys)
     assert code == 0
     for name in vmm_names("x86_64"):
-        assert f"[{name}, x86_64]: ready" in out
+        assert f"{label(name)}: ready" in out
     assert "NOT READY" not in out and "Vendor kernels" not in out
 
 
@@ -92,7 +98,7 @@ def test_custom_profile(capsys: pytest.CaptureFixture[str]) -> None:
 def test_the_same_vmm_twice_is_checked_once(capsys: pytest.CaptureFixture[str]) -> None:
     with fake_kvm(full_host()):
         code, out, _ = run(["check", "ch", "cloud-hypervisor", "--all"], capsys)
-    assert code == 0 and out.count("[cloud-hypervisor, x86_64]") == 1
+    assert code == 0 and out.count("[cloud-hypervisor ") == 1
 
 
 @pytest.mark.parametrize(
@@ -136,7 +142,7 @@ def test_no_profile_for_the_host_arch_is_exit_2(capsys: pytest.CaptureFixture[st
         code, _, err = run(["check", "firecracker"], capsys)
         assert code == 2 and "no built-in VMM profile 'firecracker' for riscv64" in err
         code, out, _ = run(["check", "--all"], capsys)
-    assert code == 0 and "[cloud-hypervisor, riscv64]: ready" in out and "firecracker" not in out
+    assert code == 0 and f"{label('cloud-hypervisor', 'riscv64')}: ready" in out and "firecracker" not in out
 
 
 def test_check_a_recorded_host(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

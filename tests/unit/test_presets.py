@@ -1,4 +1,5 @@
-"""The bundled presets: the recorded PVM host, and hosts synthesized from the since-data."""
+"""The bundled presets: the recorded PVM host, vendor kernels derived from source, and hosts
+synthesized from the since-data."""
 
 from __future__ import annotations
 
@@ -32,12 +33,12 @@ SYNTHESIZED: List[Tuple[str, Tuple[int, int]]] = [
 
 
 def test_the_names() -> None:
-    assert preset_names() == [RECORDED_PRESET] + [name for name, _ in SYNTHESIZED]
+    assert preset_names() == [RECORDED_PRESET, "rhel-7.9", "rhel-8.10"] + [name for name, _ in SYNTHESIZED]
 
 
-def test_only_the_recorded_host_is_stored() -> None:
+def test_only_the_recorded_and_derived_hosts_are_stored() -> None:
     # Synthesized presets are computed from Cap.since at load time, never stored copies.
-    assert sorted(p.name for p in DATA.iterdir()) == ["pvm-6.18.json"]
+    assert sorted(p.name for p in DATA.iterdir()) == ["pvm-6.18.json", "rhel-7.9.json", "rhel-8.10.json"]
 
 
 def test_the_recorded_preset_is_the_shipped_file_unchanged() -> None:

@@ -8,12 +8,20 @@ cannot be used.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..probing import ProbeResult
-from ..profiles import CAVEAT, Profile, Readiness, builtin_profile, check_vmm, load_profile, vmm_names
+from ..profiles import (
+    CAVEAT,
+    Profile,
+    Readiness,
+    builtin_profile,
+    check_vmm,
+    load_profile,
+    resolve_vmm_spec,
+    vmm_names,
+)
 from . import _common
 
 SCHEMA = "kvmprobe.check/1"
@@ -57,16 +65,14 @@ def run(args: argparse.Namespace) -> int:
             "name at least one VMM (" + ", ".join(vmm_names()) + "), or give --all, --installed or --profile FILE"
         )
     # Bad input fails before KVM is touched: unknown names and releases, unreadable or malformed
-    # profiles. A recorded host touches no device, so its architecture decides; live, this machine's.
-    result: Optional[ProbeResult] = None
-    if args.snapshot is not None:
-        result = _common.load_result(args)
-    arch = result.arch if result is not None else os.uname().machine
-    named = [builtin_profile(spec, arch) for spec in dict.fromkeys(args.vmms)]
+    # profiles. Which release range applies depends on the host's architecture, known after.
+    if args.installed and args.snapshot is not None:
+        raise _common.UsageError("--installed checks the VMMs installed here against this host: leave out --snapshot")
+    specs = list(dict.fromkeys(resolve_vmm_spec(spec) for spec in args.vmms))
     files = [load_profile(path) for path in args.profile]
-    installed = _installed(arch) if args.installed else []
-    if result is None:
-        result = _common.load_result(args)
+    result = _common.load_result(args)
+    named = [builtin_profile(vmm, result.arch, version) for vmm, version in specs]
+    installed = _installed(result.arch) if args.installed else []
     targets: List[Profile] = named
     if args.all:
         targets += [builtin_profile(name, result.arch) for name in vmm_names(result.arch)
@@ -153,7 +159,8 @@ def render(
     searched: bool = False,
 ) -> str:
     """The human report: the host, then per VMM the verdict and every reason."""
-    origin = "" if result.source == "live" else f", recorded: {result.source}"
+    # A host derived from source was never recorded: its source says what it is.
+    origin = "" if result.source == "live" else f", {'' if result.derivation else 'recorded: '}{result.source}"
     lines = [f"host: Linux {result.kernel} ({result.arch}), KVM API {result.api_version}, {result.device}{origin}"]
     for verdict in verdicts:
         profile = verdict.profile
