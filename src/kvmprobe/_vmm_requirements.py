@@ -511,7 +511,7 @@ ENTRIES: Tuple[VmmEntry, ...] = (
         arch="x86_64",
         releases=(
             Release(
-                "7.2.0", "7.2.x",
+                "7.2.0", "7.x",
                 _at(_QEMU, "v7.2.0", "accel/kvm/kvm-all.c:108-113", "target/i386/kvm/kvm.c:83-88",
                     "target/i386/kvm/kvm.c:2484-2487"),
                 _QEMU_X86_V7,
@@ -533,7 +533,7 @@ ENTRIES: Tuple[VmmEntry, ...] = (
             ),
             # Read in an import of the 9.2.4 release.
             Release(
-                "9.2.0", "9.2.x",
+                "9.2.0", "9.x",
                 _at("zhouyuming/qemu-9.2.4", "6d042ec60", "accel/kvm/kvm-all.c:103-111", "target/i386/kvm/kvm.c:117-131"),
                 _QEMU_X86_V8_2,
             ),
@@ -636,7 +636,7 @@ ENTRIES: Tuple[VmmEntry, ...] = (
                 Cap.IRQCHIP,
                 "QEMU emulates the interrupt controllers, warning 'Userspace local APIC is deprecated for KVM' "
                 "(@v7.2.0 hw/intc/apic.c:878-881)",
-                until="7.2.x",
+                until="7.x",
             ),
             _opt(
                 Cap.IRQFD,
@@ -700,7 +700,7 @@ ENTRIES: Tuple[VmmEntry, ...] = (
                 Cap.X86_DISABLE_EXITS,
                 "-overcommit cpu-pm=on only: QEMU reports 'kvm: guest stopping CPU not supported' and goes on "
                 "(@v7.2.0 target/i386/kvm/kvm.c:2590-2598)",
-                until="9.2.x",
+                until="9.x",
             ),
         ),
         min_kernel="4.5",
@@ -724,7 +724,7 @@ ENTRIES: Tuple[VmmEntry, ...] = (
             ),
             # "target/arm: kvm: require KVM_CAP_DEVICE_CTRL" (target-arm pull of 2024-10-29)
             Release(
-                "9.2.0", "9.2.x",
+                "9.2.0", "9.x",
                 _at("zhouyuming/qemu-9.2.4", "6d042ec60", "accel/kvm/kvm-all.c:103-111", "target/arm/kvm.c:44-47"),
                 _QEMU_GENERIC_V8_2 + (Cap.DEVICE_CTRL,),
             ),

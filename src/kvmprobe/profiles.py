@@ -329,7 +329,7 @@ def vmm_releases(name: str, arch: Optional[str] = None) -> List[str]:
 
     Example:
         >>> vmm_releases("cloud-hypervisor", "x86_64")[-2:], vmm_releases("qemu", "x86_64")[0]
-        (['v52.0 to v52.x', 'v53.0 to v53.x'], '7.2.0 to 7.2.x')
+        (['v52.0 to v52.x', 'v53.0 to v53.x'], '7.2.0 to 7.x')
     """
     entry = _entry(resolve_vmm(name), arch or os.uname().machine)
     return [entry.span(release).label for release in entry.releases]
@@ -343,7 +343,7 @@ def builtin_profiles(*, releases: bool = False) -> List[Profile]:
         >>> sorted({p.arch for p in builtin_profiles() if p.arch})
         ['aarch64', 'riscv64', 'x86_64']
         >>> [p.versions for p in builtin_profiles(releases=True) if p.name == "qemu" and p.arch == "x86_64"][:2]
-        ['7.2.0 to 7.2.x', '8.0.0 to 8.1.x']
+        ['7.2.0 to 7.x', '8.0.0 to 8.1.x']
     """
     found: List[Profile] = []
     for name in _NAMES:
