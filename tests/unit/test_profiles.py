@@ -400,7 +400,7 @@ def test_newest_profiles_match_the_reference_data_but_for_the_corrections() -> N
         if section is None:  # riscv64: only in the reference's notes
             assert profile.arch == "riscv64"
             continue
-        theirs = {}
+        theirs: Dict[str, str] = {}
         for kind, key in _REFERENCE_KIND.items():
             for item in section.get(key, []):
                 name = item if isinstance(item, str) else item["cap"]
