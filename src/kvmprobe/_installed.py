@@ -8,8 +8,10 @@ bundled VMMs); libkrun, a library, is found by its file name in the library dire
 never run. What is run is exactly ``<binary> <the VMM's version query>`` (``--version``;
 ``crosvm version``): no shell, no input, a minimal environment, in a session of its own that is
 killed after :data:`TIME_LIMIT` seconds, reading at most :data:`OUTPUT_LIMIT` bytes. A file is
-run only when it is a regular executable file that is not set-user-ID or set-group-ID and not
-writable by others (anyone could have put something else there). Nothing else is ever run.
+run only when it is a regular executable file, not set-user-ID or set-group-ID, owned by root
+or by the caller, and neither it nor its directory writable by others (anyone could have put
+something else there); only absolute ``PATH`` entries are searched (an empty or relative one
+would mean the current directory). Nothing else is ever run.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ def _refusal(path: str) -> str:
     """Why ``path`` must not be run, or ``""``."""
     try:
         info = os.stat(path)
+        folder = os.stat(os.path.dirname(os.path.realpath(path)))
     except OSError as err:
         return f"cannot stat it: {err.strerror}"
     if not stat.S_ISREG(info.st_mode):
@@ -95,6 +98,10 @@ def _refusal(path: str) -> str:
         return "not run: it is set-user-ID or set-group-ID"
     if info.st_mode & stat.S_IWOTH:
         return "not run: anyone may write to it"
+    if folder.st_mode & stat.S_IWOTH:
+        return "not run: anyone may write to its directory"
+    if info.st_uid not in (0, os.geteuid()):
+        return f"not run: owned by uid {info.st_uid}, neither root nor this user"
     if not os.access(path, os.X_OK):
         return "not executable by this user"
     return ""
@@ -193,7 +200,8 @@ def find_installed(
         >>> find_installed("x86_64", path="", dirs=[tempfile.mkdtemp()], library_dirs=[])
         []
     """
-    search = [d for d in (os.environ.get("PATH", os.defpath) if path is None else path).split(os.pathsep) if d]
+    search = [d for d in (os.environ.get("PATH", os.defpath) if path is None else path).split(os.pathsep)
+              if os.path.isabs(d)]
     search += [d for d in dirs if d not in search]
     seen: Dict[str, Installed] = {}
     found: List[Installed] = []

@@ -501,7 +501,8 @@ def check_vmm(
             host (``--snapshot``) works the same way.
         arch: which built-in profile to use (default: the host's architecture).
         version: the VMM's release, as it spells them (see :func:`builtin_profile`); default:
-            the newest release kvmprobe has a profile for.
+            the newest release kvmprobe has a profile for. A :class:`Profile` given as ``name``
+            is used as it is.
 
     Returns:
         A :class:`Readiness`.

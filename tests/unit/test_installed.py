@@ -14,6 +14,7 @@ from typing import Dict, List
 
 import pytest
 
+from kvmprobe import Cap
 from kvmprobe._installed import OUTPUT_LIMIT, Installed, find_installed, version_of
 
 # What each binary prints for its version query (the first line is what counts).
@@ -154,3 +155,54 @@ def test_endless_output_is_read_only_up_to_the_limit(tmp_path: Path, log: Path) 
     assert found.version is None and "stopped" in found.problem
     assert OUTPUT_LIMIT < 1 << 16
 
+
+
+def test_a_directory_anyone_may_write_to_is_not_trusted(tmp_path: Path, log: Path) -> None:
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    folder.chmod(0o777)
+    script(folder, "firecracker", 'echo "Firecracker v1.7.0"', log)
+    (found,) = find_installed("x86_64", path=str(folder), dirs=[], library_dirs=[])
+    assert found.problem == "not run: anyone may write to its directory" and not log.exists()
+
+
+def test_a_relative_path_entry_is_never_searched(tmp_path: Path, log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    script(tmp_path, "firecracker", 'echo "Firecracker v1.7.0"', log)
+    monkeypatch.chdir(tmp_path)  # an empty or "." entry would mean this directory
+    assert find_installed("x86_64", path=":.:bin", dirs=[], library_dirs=[]) == []
+    assert not log.exists()
+
+
+def test_check_installed_judges_what_it_can_and_says_why_not_for_the_rest() -> None:
+    from kvmprobe._cli import _check
+    from kvmprobe.profiles import check_vmm
+    from kvmprobe.testing import fake_probe_result
+
+    def finder(arch: str) -> List[Installed]:
+        assert arch == "x86_64"
+        return [
+            Installed("qemu", "/usr/bin/qemu-system-x86_64", "QEMU emulator version 7.2.22", "7.2.22"),
+            Installed("qemu", "/opt/qemu/bin/qemu-system-x86_64", "QEMU emulator version 11.0.0", "11.0.0"),
+            Installed("cloud-hypervisor", "/usr/local/bin/cloud-hypervisor", "hello", None,
+                      "this is not how Cloud Hypervisor reports its release"),
+        ]
+
+    found = _check._installed("x86_64", finder)
+    assert [(p.version if p else None, item["range"]) for p, item in found] == [
+        ("7.2.22", "7.2.0 to 7.x"), (None, None), (None, None)]  # fmt: skip
+    assert found[1][1]["problem"].startswith("no QEMU release 11.0.0 in kvmprobe's profiles for x86_64")
+    host = fake_probe_result({c: 1 for c in Cap if c is not Cap.MSI_DEVID})
+    judged = found[0][0]
+    assert judged is not None
+    verdicts = [check_vmm(judged, host)]
+    items = [item for _, item in found]
+    text = _check.render(host, verdicts, found={id(judged): items[0]}, unjudged=items[1:], searched=True)
+    assert "QEMU 7.2.22 [qemu 7.2.0 to 7.x, x86_64]: ready" in text
+    assert "  installed: /usr/bin/qemu-system-x86_64: QEMU emulator version 7.2.22" in text
+    assert "/opt/qemu/bin/qemu-system-x86_64: NOT CHECKED" in text and "  it printed: hello" in text
+    doc = _check.document(host, verdicts, installed=items, found={id(judged): items[0]})
+    assert doc["ready"] is False and doc["vmms"][0]["installed"]["version"] == "7.2.22"
+    assert [i["range"] for i in doc["installed"]] == ["7.2.0 to 7.x", None, None]
+    # Nothing found: not ready, and the report says where it looked.
+    assert _check.document(host, [], installed=[])["ready"] is False
+    assert "no VMM found on PATH or in /usr/local/bin" in _check.render(host, [], searched=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..probing import ProbeResult
 from ..profiles import (
@@ -97,14 +97,20 @@ def _ready(verdicts: List[Readiness], installed: Optional[List[Dict[str, Any]]])
     return bool(verdicts) and all(v.ready for v in verdicts) and all(item["range"] for item in installed)
 
 
-def _installed(arch: str) -> List[Tuple[Optional[Profile], Dict[str, Any]]]:
-    """Each VMM found here: its profile for the release it reported (``None``: not judged), and
-    what to say about it (binary, output, version, the release range used, or why none)."""
-    from .._installed import find_installed  # runs programs: imported only for --installed
+def _installed(
+    arch: str, find: Optional[Callable[[str], Sequence[Any]]] = None
+) -> List[Tuple[Optional[Profile], Dict[str, Any]]]:
+    """Each VMM found here (by ``find``, default ``_installed.find_installed``): its profile for
+    the release it reported (``None``: not judged), and what to say about it (binary, output,
+    version, the release range used, or why none)."""
     from ..errors import UnknownVmm
 
+    if find is None:
+        from .._installed import find_installed  # runs programs: imported only for --installed
+
+        find = find_installed
     found: List[Tuple[Optional[Profile], Dict[str, Any]]] = []
-    for item in find_installed(arch):
+    for item in find(arch):
         doc: Dict[str, Any] = {"vmm": item.vmm, "binary": item.path, "output": item.output,
                                "version": item.version, "range": None, "problem": item.problem or None}
         profile: Optional[Profile] = None
