@@ -1,7 +1,7 @@
 """``kvmprobe check VMM...``: can these VMMs run on this host (or a recorded one), and if not, why?
 
-Exit 0 when every VMM named is ready, 1 when one is not, 2 on bad input (an unknown VMM, a bad
-profile file), 3 when the live KVM device cannot be used.
+Exit 0 when every VMM named is ready (on conditions too, unless ``--strict``), 1 when one is not,
+2 on bad input (an unknown VMM, a bad profile file), 3 when the live KVM device cannot be used.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ def register(subparsers: Any) -> None:
         description="Check the host's KVM against what each VMM needs: the capabilities it refuses "
         "to start without, the ones whose absence degrades a feature, and the KVM API version. "
         "Built-in VMMs: " + ", ".join(vmm_names()) + ".",
-        epilog="exit codes: 0 all ready, 1 one is not, 2 bad input, 3 KVM unavailable.",
+        epilog="exit codes: 0 all ready (on conditions too, unless --strict), 1 one is not, 2 bad input, "
+        "3 KVM unavailable.",
     )
     parser.add_argument("vmms", nargs="*", metavar="VMM", help="built-in VMMs, e.g. cloud-hypervisor firecracker")
     parser.add_argument("--all", action="store_true", help="every built-in VMM with a profile for the host's arch")
@@ -36,6 +37,11 @@ def register(subparsers: Any) -> None:
         help="a VMM's own requirements, as a JSON or TOML file (repeatable)",
     )
     parser.add_argument("--json", action="store_true", help="print the JSON document for programs")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 also when a VMM is ready only on a condition of this KVM backend (e.g. a PVM guest kernel)",
+    )
     _common.add_source_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -58,7 +64,11 @@ def run(args: argparse.Namespace) -> int:
         _common.write_json(document(result, verdicts))
     else:
         sys.stdout.write(render(result, verdicts))
-    return _common.EXIT_OK if all(v.ready for v in verdicts) else _common.EXIT_NO
+    if not all(v.ready for v in verdicts):
+        return _common.EXIT_NO
+    if getattr(args, "strict", False) and any(v.conditions for v in verdicts):
+        return _common.EXIT_NO
+    return _common.EXIT_OK
 
 
 def document(result: ProbeResult, verdicts: List[Readiness]) -> Dict[str, Any]:
@@ -84,7 +94,8 @@ def render(result: ProbeResult, verdicts: List[Readiness]) -> str:
     for verdict in verdicts:
         profile = verdict.profile
         label = f"{verdict.display_name} [{profile.name}, {profile.arch or 'any arch'}]"
-        lines += ["", f"{label}: {'ready' if verdict.ready else 'NOT READY'}", f"  {verdict.summary()}"]
+        state = "NOT READY" if not verdict.ready else "ready, on conditions" if verdict.conditions else "ready"
+        lines += ["", f"{label}: {state}", f"  {verdict.summary()}"]
         if verdict.needs_kernel_text:
             lines.append(f"  fix: a Linux {verdict.needs_kernel_text} or newer kernel")
         for missing in verdict.missing_required:
@@ -97,7 +108,14 @@ def render(result: ProbeResult, verdicts: List[Readiness]) -> str:
             lines.append(f"  missing, only needed for {missing.why}: {missing.name} ({int(missing.cap)}, Linux {missing.since_text})")
         for note in verdict.notes:
             lines.append(f"  note: {note}")
-        if not verdict.ready and profile.failure:
+        for blocker in verdict.blocked_by:
+            lines.append(f"  does not run on {blocker.backend}: {blocker.text}")
+            lines += [f"    evidence: {source}" for source in blocker.sources]
+        for condition in verdict.conditions:
+            lines.append(f"  condition of {condition.backend}: {condition.text}")
+            lines += [f"    source: {source}" for source in condition.sources]
+        capability_problems = verdict.missing_required or len(verdict.problems) > len(verdict.blocked_by)
+        if not verdict.ready and capability_problems and profile.failure:
             lines.append(f"  how it fails: {profile.failure}")
         origin_text = profile.source or "(no source given)"
         if profile.path:
