@@ -1,7 +1,7 @@
 """The doctor's checks: what the kernel answered, and the judge that turns it into checks.
 
 Imports ``_remedies``, ``host``, ``probing``, ``device``, ``_backend``, ``_backend_select``,
-``_ioctl``, ``_release``, ``caps`` and ``errors``. :func:`ask_kernel` asks the live device (or
+``_ioctl``, ``_release``, ``caps`` and ``errors``, and ``guest`` where a micro-guest runs. :func:`ask_kernel` asks the live device (or
 :func:`recorded_answers` reads a probe result), and :class:`Judge` builds one :class:`Check` per
 id in :data:`CHECK_IDS` from those answers and the host facts. ``diagnosis`` turns the checks
 into a verdict. The remedy sentences live in ``_remedies``.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import errno
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 from . import _remedies
 from ._arch import canonical
@@ -34,6 +34,9 @@ from .errors import (
 from .host import MSR_FEATURE_CONTROL, MSR_VM_CR, HostFacts
 from .probing import ProbeResult
 
+if TYPE_CHECKING:
+    from ._guest_report import RunReport
+
 __all__ = ["CHECK_IDS", "DECISIVE", "Check", "Judge", "Status", "ask_kernel", "recorded_answers"]
 
 #: Every check :func:`diagnose` reports, in the order it reports them.
@@ -44,6 +47,7 @@ CHECK_IDS = (
     "device-access",
     "api-version",
     "create-vm",
+    "run",
     "kvm-module",
     "nested",
     "cpu-flags",
@@ -54,8 +58,9 @@ CHECK_IDS = (
     "tun",
 )
 
-#: The checks the verdict comes from: the kernel's own answers.
-DECISIVE = ("device-access", "api-version", "create-vm")
+#: The checks the verdict comes from: the kernel's own answers. Like ``create-vm``, ``run`` (KVM_RUN
+#: of a micro-guest) is a SKIP where it was not asked (a fake or recorded host without it).
+DECISIVE = ("device-access", "api-version", "create-vm", "run")
 
 # include/linux/miscdevice.h: KVM_MINOR 232 on MISC_MAJOR 10.
 _KVM_NUMBER = "10:232"
@@ -133,6 +138,9 @@ class Answers:
     immediate_exit: Optional[int] = None
     immediate_exit_errno: Optional[int] = None  # its query failed with this errno
     query_errors: Dict[Cap, int] = field(default_factory=dict)  # every failed capability query
+    run: Optional[RunReport] = None  # the micro-guest checks (kvmprobe.guest.run_checks)
+    run_error: Optional[KvmProbeError] = None  # they could not be run at all
+    run_skip: str = ""  # why they were not run
 
 
 class _Watch:
@@ -166,7 +174,7 @@ class _Watch:
         return self.inner.ioctl_buffer(fd, request, buffer)
 
 
-def ask_kernel(path: str, backend: Optional[Backend], create_vm: bool) -> Answers:
+def ask_kernel(path: str, backend: Optional[Backend], create_vm: bool, run: bool = False) -> Answers:
     answers = Answers("live")
     watch = _Watch(backend if backend is not None else select_backend())
     try:
@@ -198,7 +206,24 @@ def ask_kernel(path: str, backend: Optional[Backend], create_vm: bool) -> Answer
         except KvmUnavailable as err:
             answers.vm_created = False
             answers.vm_error = err
+    if not run:
+        answers.run_skip = "not run (diagnose(run=True) or 'kvmprobe doctor' on the live host runs it)"
+    elif answers.vm_created:
+        run_micro_guest(answers, path, backend)
     return answers
+
+
+def run_micro_guest(answers: Answers, path: str, backend: Optional[Backend]) -> None:
+    """The standard micro-guest checks into ``answers`` (a guest that cannot be built here is a SKIP)."""
+    from .errors import GuestError
+    from .guest import run_checks  # only when a guest runs: it brings the watchdog and the code
+
+    try:
+        answers.run = run_checks(device=path, backend=backend)
+    except GuestError as err:
+        answers.run_skip = err.message
+    except KvmProbeError as err:
+        answers.run_error = err
 
 
 def recorded_answers(result: ProbeResult, how: str) -> Answers:
@@ -221,6 +246,13 @@ def recorded_answers(result: ProbeResult, how: str) -> Answers:
     else:
         answers.immediate_exit_errno = result.errors[Cap.IMMEDIATE_EXIT]
     answers.query_errors = dict(result.errors)
+    answers.run = result.run
+    if result.run is None:
+        answers.run_skip = (
+            "not recorded (the host was recorded without 'snapshot --run')"
+            if how == "recorded"
+            else "not run: a probe result was given (kvmprobe.guest.run_checks() runs it)"
+        )
     return answers
 
 
@@ -374,6 +406,51 @@ class Judge:
         if err is not None:
             return Check("create-vm", Status.FAIL, err.message, err.hint, decisive=True)
         return Check("create-vm", Status.SKIP, answers.vm_skip or "not asked", decisive=True)
+
+    def run(self) -> Check:
+        """KVM_RUN of the micro-guests: FAIL naming the exit, WARN far off normal, PASS with the figures."""
+        answers = self.answers
+        report = answers.run
+        if report is None:
+            if answers.run_error is not None:
+                err = answers.run_error
+                return Check("run", Status.FAIL, f"no guest could be run: {err.message}", err.hint, decisive=True)
+            if not self.works or (answers.how == "live" and not answers.vm_created):
+                return Check("run", Status.SKIP, "not run: needs a VM (create-vm)", decisive=True)
+            return Check("run", Status.SKIP, answers.run_skip or "not run", decisive=True)
+        if not report.ok:
+            when = f" (measured {report.measured_at})" if answers.how != "live" else ""
+            summary = f"KVM_RUN does not run a guest: {report.failure()}{when}"
+            return Check("run", Status.FAIL, summary, _remedies.run_failure_remedy(self.facts), decisive=True)
+        from ._guest_report import NORMAL_EXIT_NS, describe_ns
+
+        sequence = "the real-mode guest gave KVM_EXIT_IO out on port 0x10 with 0x42, then KVM_EXIT_HLT"
+        parts = []
+        far = False
+        cost, loop = report.exit_cost, report.compute
+        if cost is not None:
+            text = f"an exit to user space takes {describe_ns(cost.median_ns)} (median of {cost.exits})"
+            if cost.far_off:
+                far, text = True, text + f", normal on VT-x/AMD-V is about {describe_ns(NORMAL_EXIT_NS)}"
+            parts.append(text)
+        if loop is not None:
+            text = f"a compute loop runs {loop.slowdown:,.0f}x slower than natively"
+            if loop.far_off:
+                far, text = True, text + ", normal is native speed"
+            parts.append(text)
+        if report.cpuid_follows_table is False:
+            differ = sum(len(row.differences()) for row in report.cpuid)
+            parts.append(f"the guest's CPUID is not the table its vCPU was given ({differ} registers differ)")
+        when = f" (measured {report.measured_at})" if answers.how != "live" else ""
+        long_mode = report.long_mode_outcome
+        if long_mode and long_mode != "halted":
+            summary = f"KVM_RUN works in real mode ({sequence}), but the long-mode guest failed: {report.long_mode_error}"
+            return Check("run", Status.WARN, summary + when, _remedies.run_failure_remedy(self.facts), decisive=True)
+        if far:
+            summary = f"KVM_RUN works ({sequence}), but far off normal: " + "; ".join(parts) + when
+            return Check("run", Status.WARN, summary, _remedies.slow_guest_remedy(self.facts), decisive=True)
+        figures = "".join(f"; {part}" for part in parts)
+        return Check("run", Status.PASS, f"KVM_RUN works: {sequence}{figures}{when}", decisive=True)
 
     def kvm_module(self) -> Check:
         facts = self.facts
@@ -562,6 +639,7 @@ class Judge:
             self.device_access(),
             self.api_version(),
             self.create_vm(),
+            self.run(),
             self.kvm_module(),
             self.nested(),
             self.cpu_flags(),

@@ -388,6 +388,9 @@ def _compute(check: Checker, item: Any, field: str) -> Optional[Compute]:
         return None
     doc = check.mapping(item, field)
     check.keys(doc, field, Compute._fields + ("slowdown",), Compute._fields)
+    slowdown = doc.get("slowdown", 0)
+    if isinstance(slowdown, bool) or not isinstance(slowdown, (int, float)):
+        check.fail(f"{field}.slowdown", "expected a number (it is derived from guest_ns and native_ns)")
     return Compute(*(check.integer(doc[k], f"{field}.{k}", 0, _U64) for k in Compute._fields))
 
 

@@ -21,6 +21,7 @@ from .device import KvmDevice, device_path
 from .errors import CapabilityQueryFailed
 
 if TYPE_CHECKING:
+    from ._guest_report import RunReport
     from ._host_facts import HostFacts
 
 __all__ = ["ProbeResult", "has", "probe", "value"]
@@ -49,7 +50,9 @@ class ProbeResult:
     A recorded host (``kvmprobe.load_snapshot``) also carries ``recorded_at`` (ISO 8601 UTC),
     ``recorded_by`` (the kvmprobe version that wrote it), ``synthesized`` (made up from the
     table, not asked of a kernel) and ``unknown``: the capability rows, as read, whose names
-    this kvmprobe's table lacks (written by a newer kvmprobe; kept, never guessed at).
+    this kvmprobe's table lacks (written by a newer kvmprobe; kept, never guessed at). ``run`` holds
+    the micro-guest checks when they were recorded (:func:`kvmprobe.guest.run_checks`; ``None``:
+    not recorded, which is not "failed").
 
     Example:
         >>> from kvmprobe.testing import fake_probe_result
@@ -74,6 +77,7 @@ class ProbeResult:
     recorded_at: Optional[str] = None
     recorded_by: Optional[str] = None
     synthesized: bool = False
+    run: Optional[RunReport] = None
     _value: Dict[Any, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

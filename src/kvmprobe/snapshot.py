@@ -1,10 +1,10 @@
 """Recorded hosts: write a probe result as a JSON document, and read one back strictly.
 
-Imports ``probing``, ``host``, ``caps``, ``errors``, ``atomic`` and ``_version``. A snapshot is the JSON
+Imports ``probing``, ``host``, ``_guest_report``, ``caps``, ``errors``, ``atomic`` and ``_version``. A snapshot is the JSON
 document ``python -m kvmprobe snapshot`` (and ``python -m kvmprobe --json``) writes: the
 schema name and version, who wrote it and when, the device, API version and kernel, one row
 per capability (the system-fd value, the VM-fd value where asked, the errno where a query
-failed) and the host facts. ``load_snapshot`` turns such a document back into a
+failed), the host facts, and, when they were run, the micro-guest checks (``"run"``). ``load_snapshot`` turns such a document back into a
 :class:`~kvmprobe.ProbeResult`, so every API and command runs on a recorded host as on the
 live one. The schema is documented as JSON Schema in ``kvmprobe/schema/snapshot-1.schema.json``.
 
@@ -26,6 +26,7 @@ from types import MappingProxyType
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 from .atomic import write_atomic
+from ._guest_report import RunReport
 from ._validate import Checker, key_path, parse_json, read_text, type_word
 from ._version import __version__
 from .caps import Cap
@@ -73,6 +74,8 @@ _TOP_KEYS = (
     "capabilities",
     "host",
 )
+# Keys a document may carry or leave out ("run": the micro-guest checks, issue #14).
+_OPTIONAL_KEYS = ("run",)
 _ROW_KEYS = ("name", "number", "value", "error", "vm_value", "vm_error")
 
 PathOrDict = Union[str, "os.PathLike[str]", Mapping[str, Any]]
@@ -94,7 +97,8 @@ def snapshot_document(
     time). Capabilities are listed in table order, then any ``unknown`` rows a loaded snapshot
     carried, by number. ``host`` defaults to ``result.host``; with neither the ``host`` key is
     ``null``. ``recorded_at`` defaults to the result's own time (a loaded snapshot), else now
-    (UTC), and is ``null`` for a synthesized host.
+    (UTC), and is ``null`` for a synthesized host. The micro-guest checks (``result.run``) are
+    written under ``"run"`` only when they were recorded.
 
     Args:
         result: a live, loaded or fake probe result.
@@ -114,7 +118,7 @@ def snapshot_document(
     """
     facts = host if host is not None else result.host
     when = recorded_at or result.recorded_at or (None if result.synthesized else _now())
-    return {
+    document: Dict[str, Any] = {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,
         "kvmprobe_version": result.recorded_by or __version__,
@@ -129,6 +133,9 @@ def snapshot_document(
         "capabilities": _rows(result),
         "host": facts.to_dict() if facts is not None else None,
     }
+    if result.run is not None:
+        document["run"] = result.run.to_dict()
+    return document
 
 
 def _rows(result: ProbeResult) -> List[Dict[str, Any]]:
@@ -299,8 +306,9 @@ class _Reader(Checker):
                 hint="upgrade kvmprobe (pip install -U kvmprobe)",
             )
         for key in document:
-            if key not in _TOP_KEYS:
-                self.fail(key_path("$", str(key)), "unknown key", hint=f"the keys are: {', '.join(_TOP_KEYS)}")
+            if key not in _TOP_KEYS and key not in _OPTIONAL_KEYS:
+                known = ", ".join(_TOP_KEYS + _OPTIONAL_KEYS)
+                self.fail(key_path("$", str(key)), "unknown key", hint=f"the keys are: {known}")
         for key in _TOP_KEYS:
             if key not in document:
                 self.fail(key_path("$", key), "missing")
@@ -318,6 +326,7 @@ class _Reader(Checker):
             self.fail("$.vm_created", "is false, but the capabilities carry VM-fd values")
         facts = document["host"]
         host = None if facts is None else HostFacts.from_dict(facts, path=self.path, field="$.host")
+        run = self.run(document.get("run"))
         return ProbeResult(
             device=device,
             api_version=api_version,
@@ -335,6 +344,15 @@ class _Reader(Checker):
             recorded_at=recorded_at,
             recorded_by=recorded_by,
             synthesized=synthesized,
+            run=run,
+        )
+
+    def run(self, item: Any) -> Optional[RunReport]:
+        """The recorded micro-guest checks, or ``None`` (absent or null: not recorded)."""
+        if item is None:
+            return None
+        return RunReport.from_dict(
+            item, lambda field, message, hint: SnapshotError(message, path=self.path, field=field, hint=hint)
         )
 
     def time(self, item: Any, field: str) -> Optional[str]:
