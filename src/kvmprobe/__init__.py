@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         BackendUnavailable,
         CapabilityQueryFailed,
         EmulationError,
+        GuestError,
         KvmBusy,
         KvmError,
         KvmIoctlError,
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
         UnsupportedPlatform,
     )
     from .export import nfd_features, prometheus_text
+    from .guest import GuestRun, RunReport, run_checks, run_guest
     from .host import HostFacts, read_host_facts
     from .presets import load_preset, preset_names
     from .probing import ProbeResult, has, probe, value
@@ -64,6 +66,8 @@ _EXPORTS = {
     "Check": "diagnosis",
     "Diagnosis": "diagnosis",
     "EmulationError": "errors",
+    "GuestError": "errors",
+    "GuestRun": "guest",
     "HostDiff": "diff",
     "HostFacts": "host",
     "KvmBusy": "errors",
@@ -79,6 +83,7 @@ _EXPORTS = {
     "Profile": "profiles",
     "ProfileError": "errors",
     "Readiness": "profiles",
+    "RunReport": "guest",
     "SnapshotError": "errors",
     "Status": "diagnosis",
     "UnknownCapability": "errors",
@@ -98,6 +103,8 @@ _EXPORTS = {
     "probe": "probing",
     "prometheus_text": "export",
     "read_host_facts": "host",
+    "run_checks": "guest",
+    "run_guest": "guest",
     "value": "probing",
     "vmm_names": "profiles",
     "write_atomic": "atomic",
@@ -150,6 +157,8 @@ __all__ = [
     "Check",
     "Diagnosis",
     "EmulationError",
+    "GuestError",
+    "GuestRun",
     "HostDiff",
     "HostFacts",
     "KvmBusy",
@@ -165,6 +174,7 @@ __all__ = [
     "Profile",
     "ProfileError",
     "Readiness",
+    "RunReport",
     "SnapshotError",
     "Status",
     "UnknownCapability",
@@ -186,6 +196,8 @@ __all__ = [
     "probe",
     "prometheus_text",
     "read_host_facts",
+    "run_checks",
+    "run_guest",
     "value",
     "vmm_names",
     "write_atomic",

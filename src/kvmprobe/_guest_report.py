@@ -246,6 +246,12 @@ class RunReport(NamedTuple):
     ``KVM_EXIT_HLT``. ``exit_cost``, ``compute`` and ``cpuid`` come from the long-mode guest
     (``None``/empty when it did not get that far; ``long_mode_outcome`` and ``long_mode_error``
     say why). ``error`` is the first ioctl that failed, if one did.
+
+    Example:
+        >>> sequence = (GuestExit(2, port=0x10, direction="out", size=1, repeat=1, value=0x42), GuestExit(5))
+        >>> report = RunReport("2026-12-01T22:00:00Z", "x86_64", 2.0, "halted", sequence)
+        >>> report.ok, RunReport("2026-12-01T22:00:00Z", "x86_64", 2.0, "timeout", ()).failure()
+        (True, 'the real-mode guest did not finish in 2 s')
     """
 
     measured_at: str

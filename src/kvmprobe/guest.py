@@ -528,8 +528,8 @@ def run_checks(
         >>> report.ok, report.exit_cost.median_ns > 0, report.compute.slowdown > 0  # doctest: +SKIP
         (True, True, True)
     """
-    _check_machine()
     limit = _checked_time_limit(time_limit if time_limit is not None else (30.0 if thorough else DEFAULT_TIME_LIMIT))
+    _check_machine()
     exits, iterations = (THOROUGH_EXITS, THOROUGH_ITERATIONS) if thorough else (DEFAULT_EXITS, DEFAULT_ITERATIONS)
     from datetime import datetime, timezone
 

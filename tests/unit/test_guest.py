@@ -16,6 +16,7 @@ import pytest
 
 from _helpers import open_fds
 from kvmprobe import guest
+from kvmprobe._arch import canonical
 from kvmprobe._forked import run_forked
 from kvmprobe._guest_code import MEMORY_SIZE, REAL_MODE_CODE_LIMIT
 from kvmprobe._guest_report import Compute, CpuidRow, ExitCost, GuestExit, RunReport
@@ -52,7 +53,7 @@ def test_a_time_limit_that_is_not_a_positive_number_is_a_guest_error(limit: Any)
 
 @pytest.mark.parametrize("machine", ["aarch64", "arm64", "riscv64", "s390x", "ppc64le"])
 def test_other_architectures_say_not_available_yet(machine: str) -> None:
-    with pytest.raises(GuestError, match=f"not available on {guest.canonical(machine)} yet"):
+    with pytest.raises(GuestError, match=f"not available on {canonical(machine)} yet"):
         guest._check_machine(machine)
     guest._check_machine("x86_64")
     guest._check_machine("amd64")
