@@ -100,7 +100,7 @@ def render(result: ProbeResult, verdicts: List[Readiness]) -> str:
             lines.append(f"  fix: a Linux {verdict.needs_kernel_text} or newer kernel")
         for missing in verdict.missing_required:
             lines.append(f"  missing ({missing.kind}): {missing.describe()}")
-        for problem in verdict.problems:
+        for problem in verdict.problems[len(verdict.blocked_by):]:  # a blocker is the summary already
             lines.append(f"  problem: {problem}")
         for missing in verdict.missing_optional:
             lines.append(f"  optional, missing: {missing.describe()}")
@@ -109,7 +109,7 @@ def render(result: ProbeResult, verdicts: List[Readiness]) -> str:
         for note in verdict.notes:
             lines.append(f"  note: {note}")
         for blocker in verdict.blocked_by:
-            lines.append(f"  does not run on {blocker.backend}: {blocker.text}")
+            lines.append(f"  why it does not run on {blocker.backend}: {blocker.text}")
             lines += [f"    evidence: {source}" for source in blocker.sources]
         for condition in verdict.conditions:
             lines.append(f"  condition of {condition.backend}: {condition.text}")
