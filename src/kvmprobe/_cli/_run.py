@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
         "--thorough", action="store_true", help="10,000 exits and a 1,000,000-iteration loop (seconds under emulation)"
     )
     parser.add_argument(
-        "--time-limit", type=float, metavar="SECONDS", help="how long each guest may run (default 2, thorough 30)"
+        "--time-limit", type=float, metavar="SECONDS", help="how long each guest may run (default 10, thorough 30)"
     )
     _common.add_source_arguments(parser)
     parser.set_defaults(func=run)
