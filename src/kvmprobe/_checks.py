@@ -1,7 +1,8 @@
 """The doctor's checks: what the kernel answered, and the judge that turns it into checks.
 
 Imports ``_remedies``, ``host``, ``probing``, ``device``, ``_backend``, ``_backend_select``,
-``_ioctl``, ``_release``, ``caps`` and ``errors``, and ``guest`` where a micro-guest runs. :func:`ask_kernel` asks the live device (or
+``_ioctl``, ``_release``, ``caps`` and ``errors``; ``guest`` where a micro-guest runs and
+``_run_verdict`` to judge what it found. :func:`ask_kernel` asks the live device (or
 :func:`recorded_answers` reads a probe result), and :class:`Judge` builds one :class:`Check` per
 id in :data:`CHECK_IDS` from those answers and the host facts. ``diagnosis`` turns the checks
 into a verdict. The remedy sentences live in ``_remedies``.
@@ -418,39 +419,10 @@ class Judge:
             if not self.works or (answers.how == "live" and not answers.vm_created):
                 return Check("run", Status.SKIP, "not run: needs a VM (create-vm)", decisive=True)
             return Check("run", Status.SKIP, answers.run_skip or "not run", decisive=True)
-        if not report.ok:
-            when = f" (measured {report.measured_at})" if answers.how != "live" else ""
-            summary = f"KVM_RUN does not run a guest: {report.failure()}{when}"
-            return Check("run", Status.FAIL, summary, _remedies.run_failure_remedy(self.facts), decisive=True)
-        from ._guest_report import NORMAL_EXIT_NS, describe_ns
+        from ._run_verdict import judge_run
 
-        sequence = "the real-mode guest gave KVM_EXIT_IO out on port 0x10 with 0x42, then KVM_EXIT_HLT"
-        parts = []
-        far = False
-        cost, loop = report.exit_cost, report.compute
-        if cost is not None:
-            text = f"an exit to user space takes {describe_ns(cost.median_ns)} (median of {cost.exits})"
-            if cost.far_off:
-                far, text = True, text + f", normal on VT-x/AMD-V is about {describe_ns(NORMAL_EXIT_NS)}"
-            parts.append(text)
-        if loop is not None:
-            text = f"a compute loop runs {loop.slowdown:,.0f}x slower than natively"
-            if loop.far_off:
-                far, text = True, text + ", normal is native speed"
-            parts.append(text)
-        if report.cpuid_follows_table is False:
-            differ = sum(len(row.differences()) for row in report.cpuid)
-            parts.append(f"the guest's CPUID is not the table its vCPU was given ({differ} registers differ)")
-        when = f" (measured {report.measured_at})" if answers.how != "live" else ""
-        long_mode = report.long_mode_outcome
-        if long_mode and long_mode != "halted":
-            summary = f"KVM_RUN works in real mode ({sequence}), but the long-mode guest failed: {report.long_mode_error}"
-            return Check("run", Status.WARN, summary + when, _remedies.run_failure_remedy(self.facts), decisive=True)
-        if far:
-            summary = f"KVM_RUN works ({sequence}), but far off normal: " + "; ".join(parts) + when
-            return Check("run", Status.WARN, summary, _remedies.slow_guest_remedy(self.facts), decisive=True)
-        figures = "".join(f"; {part}" for part in parts)
-        return Check("run", Status.PASS, f"KVM_RUN works: {sequence}{figures}{when}", decisive=True)
+        status, summary, remedy = judge_run(report, self.facts, recorded=answers.how != "live")
+        return Check("run", Status(status), summary, remedy, decisive=True)
 
     def kvm_module(self) -> Check:
         facts = self.facts

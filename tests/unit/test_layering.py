@@ -39,6 +39,8 @@ LAYERS: Dict[str, int] = {
     "host": 4,
     # 4: the batch probe and its cache; the micro-guest under KVM_RUN
     "probing": 4, "guest": 4,
+    # 4: the doctor's judgement of a micro-guest run (the remedies and the run's findings)
+    "_run_verdict": 4,
     # 5: what is made of a probe
     "profiles": 5, "snapshot": 5, "_checks": 5, "export": 5,
     # 6: built on those
