@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -78,3 +79,13 @@ def console_steps(text: str) -> List[Tuple[str, List[str]]]:
             else:
                 steps[-1][1].append(line)
     return steps
+
+
+# What doctor measures anew at every run (the micro-guest's exit cost and slowdown): the same
+# code prints different figures twice in a row, so comparisons see them as placeholders.
+_MEASURED = re.compile(r"\d[\d,]*(?:\.\d+)?(?= (?:µs|\\u00b5s)\b)|\d[\d,]*(?:\.\d+)?(?=x slower)")
+
+
+def measured_as_placeholders(text: str) -> str:
+    """``text`` with every measured figure (an exit's µs, a slowdown) replaced by ``N``."""
+    return _MEASURED.sub("N", text)

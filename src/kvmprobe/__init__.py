@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         BackendUnavailable,
         CapabilityQueryFailed,
         EmulationError,
+        GuestError,
         IoctlFailed,
         KvmBusy,
         KvmError,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
         UnsupportedPlatform,
     )
     from .export import nfd_features, prometheus_text
+    from .guest import GuestRun, RunReport, run_checks, run_guest
     from .host import HostFacts, read_host_facts
     from .presets import load_preset, preset_names
     from .probing import ProbeResult, has, probe, value
@@ -67,6 +69,8 @@ _EXPORTS = {
     "Check": "diagnosis",
     "Diagnosis": "diagnosis",
     "EmulationError": "errors",
+    "GuestError": "errors",
+    "GuestRun": "guest",
     "HostDiff": "diff",
     "HostFacts": "host",
     "IoctlFailed": "errors",
@@ -84,6 +88,7 @@ _EXPORTS = {
     "Profile": "profiles",
     "ProfileError": "errors",
     "Readiness": "profiles",
+    "RunReport": "guest",
     "SnapshotError": "errors",
     "Status": "diagnosis",
     "UnknownCapability": "errors",
@@ -104,6 +109,8 @@ _EXPORTS = {
     "probe": "probing",
     "prometheus_text": "export",
     "read_host_facts": "host",
+    "run_checks": "guest",
+    "run_guest": "guest",
     "value": "probing",
     "vmm_names": "profiles",
     "write_atomic": "atomic",
@@ -156,6 +163,8 @@ __all__ = [
     "Check",
     "Diagnosis",
     "EmulationError",
+    "GuestError",
+    "GuestRun",
     "HostDiff",
     "HostFacts",
     "IoctlFailed",
@@ -173,6 +182,7 @@ __all__ = [
     "Profile",
     "ProfileError",
     "Readiness",
+    "RunReport",
     "SnapshotError",
     "Status",
     "UnknownCapability",
@@ -195,6 +205,8 @@ __all__ = [
     "probe",
     "prometheus_text",
     "read_host_facts",
+    "run_checks",
+    "run_guest",
     "value",
     "vmm_names",
     "write_atomic",

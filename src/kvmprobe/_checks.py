@@ -1,7 +1,8 @@
 """The doctor's checks: what the kernel answered, and the judge that turns it into checks.
 
 Imports ``_remedies``, ``host``, ``probing``, ``device``, ``_backend``, ``_backend_select``,
-``_ioctl``, ``_release``, ``caps`` and ``errors``. :func:`ask_kernel` asks the live device (or
+``_ioctl``, ``_release``, ``caps`` and ``errors``; ``guest`` where a micro-guest runs and
+``_run_verdict`` to judge what it found. :func:`ask_kernel` asks the live device (or
 :func:`recorded_answers` reads a probe result), and :class:`Judge` builds one :class:`Check` per
 id in :data:`CHECK_IDS` from those answers and the host facts. ``diagnosis`` turns the checks
 into a verdict. The remedy sentences live in ``_remedies``.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import enum
 import errno
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 from . import _remedies
 from ._arch import canonical
@@ -34,6 +35,9 @@ from .errors import (
 from .host import MSR_FEATURE_CONTROL, MSR_VM_CR, HostFacts
 from .probing import ProbeResult
 
+if TYPE_CHECKING:
+    from ._guest_report import RunReport
+
 __all__ = ["CHECK_IDS", "DECISIVE", "Check", "Judge", "Status", "ask_kernel", "recorded_answers"]
 
 #: Every check :func:`diagnose` reports, in the order it reports them.
@@ -44,6 +48,7 @@ CHECK_IDS = (
     "device-access",
     "api-version",
     "create-vm",
+    "run",
     "kvm-module",
     "nested",
     "cpu-flags",
@@ -54,8 +59,9 @@ CHECK_IDS = (
     "tun",
 )
 
-#: The checks the verdict comes from: the kernel's own answers.
-DECISIVE = ("device-access", "api-version", "create-vm")
+#: The checks the verdict comes from: the kernel's own answers. Like ``create-vm``, ``run`` (KVM_RUN
+#: of a micro-guest) is a SKIP where it was not asked (a fake or recorded host without it).
+DECISIVE = ("device-access", "api-version", "create-vm", "run")
 
 # include/linux/miscdevice.h: KVM_MINOR 232 on MISC_MAJOR 10.
 _KVM_NUMBER = "10:232"
@@ -134,6 +140,9 @@ class Answers:
     immediate_exit_errno: Optional[int] = None  # its query failed with this errno
     query_errors: Dict[Cap, int] = field(default_factory=dict)  # every failed capability query
     derived: bool = False  # a host derived from its kernel's source: nothing was opened or run
+    run: Optional[RunReport] = None  # the micro-guest checks (kvmprobe.guest.run_checks)
+    run_error: Optional[KvmProbeError] = None  # they could not be run at all
+    run_skip: str = ""  # why they were not run
 
 
 class _Watch:
@@ -167,7 +176,7 @@ class _Watch:
         return self.inner.ioctl_buffer(fd, request, buffer, pointers)
 
 
-def ask_kernel(path: str, backend: Optional[Backend], create_vm: bool) -> Answers:
+def ask_kernel(path: str, backend: Optional[Backend], create_vm: bool, run: bool = False) -> Answers:
     answers = Answers("live")
     watch = _Watch(backend if backend is not None else select_backend())
     try:
@@ -199,7 +208,24 @@ def ask_kernel(path: str, backend: Optional[Backend], create_vm: bool) -> Answer
         except KvmUnavailable as err:
             answers.vm_created = False
             answers.vm_error = err
+    if not run:
+        answers.run_skip = "not run (diagnose(run=True) or 'kvmprobe doctor' on the live host runs it)"
+    elif answers.vm_created:
+        run_micro_guest(answers, path, backend)
     return answers
+
+
+def run_micro_guest(answers: Answers, path: str, backend: Optional[Backend]) -> None:
+    """The standard micro-guest checks into ``answers`` (a guest that cannot be built here is a SKIP)."""
+    from .errors import GuestError
+    from .guest import run_checks  # only when a guest runs: it brings the watchdog and the code
+
+    try:
+        answers.run = run_checks(device=path, backend=backend)
+    except GuestError as err:
+        answers.run_skip = err.message
+    except KvmProbeError as err:
+        answers.run_error = err
 
 
 def recorded_answers(result: ProbeResult, how: str) -> Answers:
@@ -224,6 +250,13 @@ def recorded_answers(result: ProbeResult, how: str) -> Answers:
     else:
         answers.immediate_exit_errno = result.errors[Cap.IMMEDIATE_EXIT]
     answers.query_errors = dict(result.errors)
+    answers.run = result.run
+    if result.run is None:
+        answers.run_skip = (
+            "not recorded (the host was recorded without 'snapshot --run')"
+            if how == "recorded"
+            else "not run: a probe result was given (kvmprobe.guest.run_checks() runs it)"
+        )
     return answers
 
 
@@ -381,6 +414,22 @@ class Judge:
         if err is not None:
             return Check("create-vm", Status.FAIL, err.message, err.hint, decisive=True)
         return Check("create-vm", Status.SKIP, answers.vm_skip or "not asked", decisive=True)
+
+    def run(self) -> Check:
+        """KVM_RUN of the micro-guests: FAIL naming the exit, WARN far off normal, PASS with the figures."""
+        answers = self.answers
+        report = answers.run
+        if report is None:
+            if answers.run_error is not None:
+                err = answers.run_error
+                return Check("run", Status.FAIL, f"no guest could be run: {err.message}", err.hint, decisive=True)
+            if not self.works or (answers.how == "live" and not answers.vm_created):
+                return Check("run", Status.SKIP, "not run: needs a VM (create-vm)", decisive=True)
+            return Check("run", Status.SKIP, answers.run_skip or "not run", decisive=True)
+        from ._run_verdict import judge_run
+
+        status, summary, remedy = judge_run(report, self.facts, recorded=answers.how != "live")
+        return Check("run", Status(status), summary, remedy, decisive=True)
 
     def kvm_module(self) -> Check:
         facts = self.facts
@@ -569,6 +618,7 @@ class Judge:
             self.device_access(),
             self.api_version(),
             self.create_vm(),
+            self.run(),
             self.kvm_module(),
             self.nested(),
             self.cpu_flags(),

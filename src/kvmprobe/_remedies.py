@@ -150,3 +150,37 @@ def permission(facts: HostFacts) -> Tuple[str, str]:
         base + f"; {user} is not in group '{group.name}'",
         f"sudo usermod -aG {group.name} $USER, then log out and in again",
     )
+
+
+def slow_guest_remedy(facts: HostFacts) -> str:
+    """What a guest that runs far slower than natively (or exits far slower than normal) means here."""
+    if facts.kvm_backend == "kvm_pvm":
+        return (
+            "this is PVM (kvm_pvm): only guest kernels built for PVM (CONFIG_PVM_GUEST, an x86-64 PIE kernel at "
+            "ring 3) run natively; firmware, real-mode, 32-bit and other guest code runs in KVM's instruction "
+            "emulator (PVM RFC 49/73, 'Implement emulation for non-PVM mode'): boot a PVM guest kernel, or run "
+            "on a host with VT-x/AMD-V"
+        )
+    if facts.in_vm:
+        return (
+            "this host is itself a virtual machine: every exit of its guests also exits to the hypervisor below "
+            "(nested virtualization); run on bare metal, or on an instance type with nested virtualization "
+            "that the cloud accelerates, for normal exit costs"
+        )
+    return (
+        "KVM may be running the guest in its instruction emulator: watch 'perf stat -e kvm:kvm_emulate_insn,"
+        "kvm:kvm_entry -a' while 'kvmprobe run' runs, and check that VT-x/AMD-V is on ('kvmprobe doctor')"
+    )
+
+
+def run_failure_remedy(facts: HostFacts) -> str:
+    """What to do when KVM_RUN does not run the five-byte real-mode guest."""
+    where = (
+        "; on PVM (kvm_pvm) real-mode code runs in KVM's instruction emulator, whose failures show there too"
+        if facts.kvm_backend == "kvm_pvm"
+        else ""
+    )
+    return (
+        "look for KVM messages in 'dmesg' from the time of the run (a failed VM entry, an emulation failure) and "
+        f"list every exit with 'kvmprobe run --json'{where}"
+    )

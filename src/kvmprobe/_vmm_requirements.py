@@ -42,7 +42,19 @@ from typing import Dict, Optional, Tuple
 from ._vmm_versions import Span
 from .caps import Cap
 
-__all__ = ["ENTRIES", "IF_MISSING", "NEEDED_FOR", "VMMS", "Need", "Release", "Source", "Vmm", "VmmEntry"]
+__all__ = [
+    "BACKEND_CONSTRAINTS",
+    "ENTRIES",
+    "IF_MISSING",
+    "NEEDED_FOR",
+    "VMMS",
+    "BackendConstraint",
+    "Need",
+    "Release",
+    "Source",
+    "Vmm",
+    "VmmEntry",
+]
 
 
 @dataclass(frozen=True)
@@ -1064,3 +1076,129 @@ ENTRIES: Tuple[VmmEntry, ...] = (
         other=("4K host pages", "a 48-bit VA host kernel (CONFIG_ARM64_VA_BITS_48)"),
     ),
 )
+
+
+# --- What a KVM backend demands of a VMM's guests, per VMM (issue #14) ---------------------------
+#
+# Capabilities cannot show it: a backend may answer every KVM_CHECK_EXTENSION a VMM asks and still
+# run only some guests. Keyed by VMM id, separate from ENTRIES (which are per VMM and
+# architecture), and read by ``profiles``: a constraint whose ``backend`` is the host's KVM module
+# (``HostFacts.kvm_backend``) applies. ``runs=True``: ready, on the condition stated (``check
+# --strict`` counts it as not ready); ``runs=False``: the VMM does not run on that backend.
+
+_PVM_SPEC = "virt-pvm/linux@2b24d5b8fddd Documentation/virt/kvm/x86/pvm-spec.rst ('Underlying states', 'PVM booting sequence')"
+_PVM_COVER = (
+    "[RFC PATCH 00/73] KVM: x86/PVM: Introduce a new hypervisor, 'Design' "
+    "(https://lore.kernel.org/lkml/20240226143630.33643-1-jiangshanlai@gmail.com/)"
+)
+_PVM_EMULATION = (
+    "[RFC PATCH 49/73] KVM: x86/PVM: Implement emulation for non-PVM mode "
+    "(https://lore.kernel.org/lkml/20240226143630.33643-50-jiangshanlai@gmail.com/)"
+)
+_PVM_GUEST_CONFIG = "virt-pvm/misc@15d2f0467f49 pvm-guest-6.12.33.config:350-351,464 (KVM_GUEST, PVM_GUEST, X86_PIE)"
+_PVM_KATA = "virt-pvm/misc@15d2f0467f49 pvm-get-started-with-kata.md"
+_PVM_MEASURED = "measured on a kvm_pvm host, 2026-12-01 (kvmprobe research notes, pvm.md §1-2)"
+
+
+@dataclass(frozen=True)
+class BackendConstraint:
+    """What running one VMM on one KVM backend takes (``runs``), or that it does not run there.
+
+    ``backend`` is the KVM module behind ``/dev/kvm`` as the host facts name it (``kvm_pvm``);
+    ``short`` the condition in a few words, ``text`` in full (or, when it does not run, what
+    happens); ``sources`` the evidence; ``instead`` what to use when it does not run.
+    """
+
+    backend: str
+    runs: bool
+    short: str
+    text: str
+    sources: Tuple[str, ...]
+    instead: str = ""
+
+
+_PVM_GUEST_KERNEL = BackendConstraint(
+    backend="kvm_pvm",
+    runs=True,
+    short="a guest kernel built for PVM (CONFIG_PVM_GUEST)",
+    text="the guest kernel must be built for PVM (CONFIG_PVM_GUEST: an x86-64 PIE kernel running at hardware "
+    "ring 3, from the same PVM tree as the host); firmware, real-mode, 32-bit and other 64-bit guest code only "
+    "runs in KVM's instruction emulator (about 1 µs an instruction), so an unmodified guest kernel looks hung "
+    "or triple-faults instead of failing with an error",
+    sources=(_PVM_SPEC, _PVM_COVER, _PVM_EMULATION, _PVM_GUEST_CONFIG, _PVM_KATA + ":142 ('a customized guest kernel')"),
+)
+
+BACKEND_CONSTRAINTS: Dict[str, Tuple[BackendConstraint, ...]] = {
+    "firecracker": (
+        _PVM_GUEST_KERNEL,
+        BackendConstraint(
+            backend="kvm_pvm",
+            runs=True,
+            short="a guest kernel with the host's PVM ABI",
+            text="reported working with PVM guest kernels whose PVM ABI matches the host's "
+            "(AgentENV's Firecracker microVMs with a virt-pvm pvm-612 6.12.33 guest)",
+            sources=(
+                "kvcache-ai/AgentENV@30340ae353d1 docs/src/deployment/pvm.md ('Host and Guest Kernel Compatibility')",
+                "loopholelabs/linux-pvm-ci@be4a15de README.md",
+            ),
+        ),
+    ),
+    "cloud-hypervisor": (
+        _PVM_GUEST_KERNEL,
+        BackendConstraint(
+            backend="kvm_pvm",
+            runs=True,
+            short="Cloud Hypervisor v35.0 or later",
+            text="Cloud Hypervisor v35.0 or later (older ones, as Kata packages them, cannot run PVM guests: "
+            "virtio-vsock, cloud-hypervisor#5691); guest physical addresses below 44 bits (max_phys_bits=43) "
+            "with a virtio-pmem root file system",
+            sources=(_PVM_KATA + ":217 ('we should use version 35.0 or higher of Cloud Hypervisor')",
+                     "virt-pvm/linux#1 (PVM guest kernel start failed with virtio-pmem rootfs)"),  # fmt: skip
+        ),
+    ),
+    "qemu": (
+        _PVM_GUEST_KERNEL,
+        BackendConstraint(
+            backend="kvm_pvm",
+            runs=True,
+            short="qboot firmware, not SeaBIOS",
+            text="qboot as the firmware, not SeaBIOS (the PVM guide supports only qboot; SeaBIOS runs entirely "
+            "in KVM's emulator: 5.6 million emulated instructions and no native guest entry to reach 'No "
+            "bootable device.')",
+            sources=(_PVM_KATA + ":209 ('We only support using qboot as the BIOS for QEMU instead of SeaBIOS')", _PVM_MEASURED),
+        ),
+    ),
+    "crosvm": (_PVM_GUEST_KERNEL,),
+    "libkrun": (_PVM_GUEST_KERNEL,),
+    "dragonball": (
+        _PVM_GUEST_KERNEL,
+        BackendConstraint(
+            backend="kvm_pvm",
+            runs=True,
+            short="not Kata's packaged Dragonball",
+            text="not the Dragonball Kata packages: it cannot run PVM guests there (virtio-vsock, "
+            "cloud-hypervisor#5691)",
+            sources=(_PVM_KATA + ":217 ('the rust vmm (including Dragonball, ...) installed in the Kata Container package "
+                     "cannot support PVM guest')",),
+        ),
+    ),
+    "gvisor-kvm": (
+        BackendConstraint(
+            backend="kvm_pvm",
+            runs=False,
+            short="gVisor's KVM platform does not run on kvm_pvm (it hangs in KVM_RUN)",
+            text="gVisor's KVM platform does not run on kvm_pvm: its sentry's ring-0 code is not a PVM guest, so "
+            "KVM only emulates it, and its page-fault handler faults again on its per-CPU GS load, forever, "
+            "inside KVM_RUN ('runsc --platform=kvm --network=none do /bin/true' never finishes: killed after "
+            "20 s, three times; perf counted 1,065,861 emulated instructions and 0 guest entries in 3 s); its "
+            "ring 0 also needs its own IDT, SWAPGS and SYSRET, which a PVM guest may not use",
+            sources=(
+                _PVM_MEASURED,
+                "google/gvisor@299835ebdf5a pkg/ring0/entry_amd64.s (exception -> kernel: MOVQ ENTRY_CPU_SELF(GS), AX)",
+                _PVM_SPEC.replace("('Underlying states', 'PVM booting sequence')",
+                                  "('X86 Instructions with changed behavior')"),  # fmt: skip
+            ),
+            instead="runsc --platform=systrap (or ptrace), which needs no KVM",
+        ),
+    ),
+}

@@ -16,7 +16,7 @@ import os
 import stat
 import sys
 from types import TracebackType
-from typing import Callable, Iterator, Optional, Sequence, Tuple, Type, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 from contextlib import contextmanager
 
@@ -37,6 +37,9 @@ from .errors import (
     UnsupportedPlatform,
     describe_errno,
 )
+
+if TYPE_CHECKING:
+    from ._vcpu import GuestMemory, VcpuFd
 
 __all__ = ["DEFAULT_DEVICE", "KvmDevice", "VmFd", "device_path"]
 
@@ -284,6 +287,15 @@ class KvmDevice(X86Queries):
                 _close(backend, vcpu)
         finally:
             _close(backend, vm)
+    def vcpu_mmap_size(self) -> int:
+        """``KVM_GET_VCPU_MMAP_SIZE``: the bytes to map from a vCPU fd (``struct kvm_run`` and more).
+
+        Example (hardware):
+            >>> with KvmDevice.open() as kvm:  # doctest: +SKIP
+            ...     kvm.vcpu_mmap_size() >= 4096
+            True
+        """
+        return self._ioctl("KVM_GET_VCPU_MMAP_SIZE", self.ioctls.KVM_GET_VCPU_MMAP_SIZE)
 
     @contextmanager
     def create_vm(self, vm_type: int = 0) -> Iterator[VmFd]:
@@ -343,6 +355,80 @@ class VmFd:
         """``KVM_CHECK_EXTENSION`` on the VM fd for each number in one pass."""
         fd = self.fileno()
         return _ask_again_if_interrupted(self._device.backend, fd, self._device.ioctls.KVM_CHECK_EXTENSION, numbers)
+
+    def _call(self, name: str, fd: int, request: int, arg: Union[int, bytearray]) -> int:
+        """One VM or vCPU ioctl, errno mapped here. ``EINTR`` is asked again, except on
+        ``KVM_RUN``, where it is the answer (a signal kicked the vCPU out)."""
+        backend = self._device.backend
+
+        def once() -> int:
+            if isinstance(arg, bytearray):
+                return backend.ioctl_buffer(fd, request, arg)
+            return backend.ioctl(fd, request, arg)
+
+        try:
+            return once() if name == "KVM_RUN" else _retrying(once)
+        except InterruptedError:
+            raise
+        except OSError as err:
+            raise _ioctl_error(self._device.path, name, err) from err
+
+    def set_user_memory_region(self, slot: int, guest_phys: int, memory: GuestMemory, flags: int = 0) -> None:
+        """``KVM_SET_USER_MEMORY_REGION``: guest-physical ``guest_phys`` onward is ``memory``.
+
+        The slot keeps ``memory``'s address: close the VM before unmapping ``memory``.
+
+        Raises:
+            KvmIoctlError: the kernel refused the slot (its errno is kept).
+
+        Example (hardware):
+            >>> from kvmprobe._vcpu import GuestMemory
+            >>> with GuestMemory(1 << 20) as ram, KvmDevice.open() as kvm, kvm.create_vm() as vm:  # doctest: +SKIP
+            ...     vm.set_user_memory_region(0, 0, ram)
+        """
+        from ._vcpu import memory_region
+
+        region = memory_region(slot, flags, guest_phys, memory.size, memory.address)
+        self._call("KVM_SET_USER_MEMORY_REGION", self.fileno(), self._device.ioctls.KVM_SET_USER_MEMORY_REGION, region)
+
+    def set_tss_addr(self, address: int) -> None:
+        """``KVM_SET_TSS_ADDR``: three pages Intel VMX uses to run real mode without unrestricted guest.
+
+        Raises:
+            KvmIoctlError: the kernel refused (its errno is kept).
+        """
+        self._call("KVM_SET_TSS_ADDR", self.fileno(), self._device.ioctls.KVM_SET_TSS_ADDR, address)
+
+    @contextmanager
+    def create_vcpu(self, vcpu_id: int = 0) -> Iterator[VcpuFd]:
+        """``KVM_CREATE_VCPU``, and its ``kvm_run`` mapped: a vCPU closed when the block ends.
+
+        ``KVM_RUN`` on it may never return (a guest that never exits): :mod:`kvmprobe.guest` runs
+        guests under a watchdog.
+
+        Raises:
+            KvmIoctlError: the kernel refused the vCPU (its errno is kept).
+
+        Example (hardware):
+            >>> with KvmDevice.open() as kvm, kvm.create_vm() as vm, vm.create_vcpu(0) as vcpu:  # doctest: +SKIP
+            ...     vcpu.get_regs().rip
+            65520
+        """
+        from ._vcpu import VcpuFd
+
+        device = self._device
+        size = device.vcpu_mmap_size()
+        fd = self._call("KVM_CREATE_VCPU", self.fileno(), device.ioctls.KVM_CREATE_VCPU, vcpu_id)
+        # Ownership: the VcpuFd closes fd (and unmaps kvm_run) below, whatever happens in the block;
+        # it closes fd itself if mapping kvm_run fails.
+        try:
+            vcpu = VcpuFd(fd, size, self._call, lambda number: _close(device.backend, number), device.ioctls)
+        except OSError as err:  # mmap(2) of kvm_run; the fd is closed already
+            raise _ioctl_error(device.path, "mmap of the vCPU's kvm_run", err) from err
+        try:
+            yield vcpu
+        finally:
+            vcpu.close()
 
 
 # EINTR means the call was interrupted before it did anything (signal(7)): ask again. This is

@@ -160,6 +160,8 @@ def _summary(verdict: Verdict, checks: Sequence[Check], facts: HostFacts, *, rec
     backend = facts.kvm_backend or "unknown backend"
     vm = "a VM can be created" if next(c for c in checks if c.id == "create-vm").status is Status.PASS else (
         "VM creation not checked")  # fmt: skip
+    if any(c.id == "run" and c.status in (Status.PASS, Status.WARN) for c in checks):
+        vm += " and runs a guest"
     opens = "the device opened when recorded" if recorded else "the device opens"
     if derived:
         opens = "derived from source (the device assumed to open)"
@@ -177,12 +179,14 @@ def diagnose(
     device: Optional[str] = None,
     backend: Optional[Backend] = None,
     create_vm: bool = True,
+    run: Optional[bool] = None,
 ) -> Diagnosis:
     """Say whether KVM is usable here, why, and what to do.
 
     Live (no ``probe``): opens the device read-write (``O_CLOEXEC``), asks
     ``KVM_GET_API_VERSION`` and ``KVM_CHECK_EXTENSION(IMMEDIATE_EXIT)``, creates a VM and closes
-    it at once (unless ``create_vm=False``), and reads the host facts under ``root``. The fds are
+    it at once (unless ``create_vm=False``), runs the micro-guest checks (``run``), and reads the
+    host facts under ``root``. The fds are
     closed before returning; an unusable device is the verdict, not an exception.
 
     Recorded (``probe`` with ``host`` facts, e.g. from a snapshot): judges the recorded answers
@@ -197,6 +201,10 @@ def diagnose(
             ``root`` the environment is not consulted).
         backend: the ioctl backend (a :class:`kvmprobe.testing.FakeBackend` in tests).
         create_vm: also try ``KVM_CREATE_VM``.
+        run: also run the micro-guest checks (``kvmprobe.guest.run_checks``: ``KVM_RUN`` of a
+            real-mode and a long-mode guest in a child process under a watchdog, well under a
+            second). Default: on the live host with the default backend; a fake ``root`` or an
+            injected ``backend`` (a fake host) reports the ``run`` check as SKIP "not run".
 
     Returns:
         A :class:`Diagnosis`; ``.verdict`` is NOT_USABLE when a decisive check fails.
@@ -238,7 +246,11 @@ def diagnose(
         else:
             path = DEFAULT_DEVICE if fake_root else device_path()
         facts = read_host_facts(root, device=path)
-        answers = recorded_answers(probe, "probe") if probe is not None else ask_kernel(path, backend, create_vm)
+        live_host = not fake_root and backend is None
+        run_guest = (live_host and create_vm) if run is None else run
+        answers = (
+            recorded_answers(probe, "probe") if probe is not None else ask_kernel(path, backend, create_vm, run_guest)
+        )
         source = probe.source if probe is not None else "live"
     checks = Judge(facts, answers, path, facts_known=facts_known).all()
     verdict = _verdict(checks)

@@ -173,10 +173,11 @@ class HostDiff:
     * ``gained``: unsupported (0, or a failed query) on A, positive on B; ``lost`` the reverse;
       ``changed``: any other difference (a count or bit mask, or 0 against a failed query).
     * ``vm_changed``: VM-fd answers that differ, when both hosts recorded them.
-    * ``facts``: ``kernel``, ``arch``, ``api_version`` and every host fact (``host.*``).
+    * ``facts``: ``kernel``, ``arch``, ``api_version``, every host fact (``host.*``) and, when both
+      hosts recorded the micro-guest checks, their verdicts (``run.ok``, ``run.exit_cost.far_off``, ...).
     * ``verdicts``: built-in VMMs ready on one host and not on the other.
     * ``notes``: what could not be compared (facts or VM-fd values recorded on one side only,
-      capabilities only one side's kvmprobe knew).
+      capabilities only one side's kvmprobe knew), and the micro-guest timings of both hosts.
 
     ``equal`` is true when nothing differs (notes do not count).
 
@@ -303,7 +304,33 @@ def _fact_changes(a: ProbeResult, b: ProbeResult, notes: List[str]) -> List[Fact
         _diff_facts("host", a.host.to_dict(), b.host.to_dict(), changes)
     elif a.host is not None or b.host is not None:
         notes.append(f"host facts: only {'A' if a.host is not None else 'B'} recorded them; not compared")
+    _run_changes(a, b, changes, notes)
     return changes
+
+
+def _run_changes(a: ProbeResult, b: ProbeResult, changes: List[FactChange], notes: List[str]) -> None:
+    """The micro-guest checks: their verdicts compared, their timings shown (a measurement differs
+    every time, so only whether it is far off normal counts as a change)."""
+    if a.run is None or b.run is None:
+        if a.run is not None or b.run is not None:
+            notes.append(f"run: only {'A' if a.run is not None else 'B'} recorded the micro-guest checks; not compared")
+        return
+    from ._guest_report import describe_ns
+
+    left, right = a.run, b.run
+    _diff_facts("run.ok", left.ok, right.ok, changes)
+    _diff_facts("run.cpuid_follows_table", left.cpuid_follows_table, right.cpuid_follows_table, changes)
+    for key, x, y in (("exit_cost", left.exit_cost, right.exit_cost), ("compute", left.compute, right.compute)):
+        if x is not None and y is not None:
+            _diff_facts(f"run.{key}.far_off", x.far_off, y.far_off, changes)
+    figures = []
+    if left.exit_cost is not None and right.exit_cost is not None:
+        figures.append(f"exit cost {describe_ns(left.exit_cost.median_ns)} -> {describe_ns(right.exit_cost.median_ns)}")
+    if left.compute is not None and right.compute is not None:
+        figures.append(f"slowdown {left.compute.slowdown:,.0f}x -> {right.compute.slowdown:,.0f}x")
+    if figures:
+        notes.append(f"run, measured {left.measured_at} and {right.measured_at}: " + ", ".join(figures)
+                     + " (timings are shown, not compared)")  # fmt: skip
 
 
 def _verdicts(a: ProbeResult, b: ProbeResult) -> List[VerdictChange]:

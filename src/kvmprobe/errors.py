@@ -12,7 +12,7 @@ where they apply. ``str(err)`` is one line: the message, then the hint.
     │   ├── KvmPermissionDenied     EACCES/EPERM: this user may not open the device
     │   ├── NotAKvmDevice           ENOTTY/EISDIR/... or an API version other than 12
     │   ├── KvmBusy                 EBUSY on KVM_CREATE_VM: another hypervisor holds VT-x/AMD-V
-    │   ├── KvmIoctlError           opening the device, its API version or KVM_CREATE_VM failed otherwise
+    │   ├── KvmIoctlError           opening the device, its API version, KVM_CREATE_VM or a guest's ioctl failed
     │   └── UnsupportedPlatform     not Linux, or an arch with no ioctl encoding
     ├── UnknownCapability (+LookupError)   a name that is no KVM capability; suggests close ones
     ├── UnknownCpuFeature (+LookupError)   a name that is no CPUID feature bit; suggests close ones
@@ -24,7 +24,8 @@ where they apply. ``str(err)`` is one line: the message, then the hint.
     ├── UnknownVmm (+LookupError)          no built-in VMM profile by that name (or for that arch)
     │   └── UnknownRelease                 a release of that VMM no built-in profile covers
     ├── BackendUnavailable                 the forced ioctl backend (KVMPROBE_BACKEND) is missing
-    └── EmulationError                     'kvmprobe emulate'/'learn' cannot run the command as asked
+    ├── EmulationError                     'kvmprobe emulate'/'learn' cannot run the command as asked
+    └── GuestError (+ValueError)           a micro-guest cannot be run as asked (code, time limit, arch)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "CapabilityQueryFailed",
     "EmulationError",
     "IoctlFailed",
+    "GuestError",
     "KvmBusy",
     "KvmError",
     "KvmIoctlError",
@@ -146,8 +148,10 @@ class KvmBusy(KvmUnavailable):
 
 class KvmIoctlError(KvmUnavailable):
     """Opening the device, ``KVM_GET_API_VERSION`` or ``KVM_CREATE_VM`` failed with an errno that
-    nothing more specific explains, so the device cannot be used. (One failed capability query
-    is :class:`CapabilityQueryFailed`: the device still answers everything else.)
+    nothing more specific explains, so the device cannot be used; or a VM or vCPU ioctl of a
+    micro-guest failed (``KVM_CREATE_VCPU``, ``KVM_SET_SREGS``, ``KVM_RUN``: a guest cannot run).
+    (One failed capability query is :class:`CapabilityQueryFailed`: the device still answers
+    everything else.)
 
     Example:
         >>> KvmIoctlError("KVM_GET_API_VERSION failed", errno=5).errno
@@ -398,6 +402,17 @@ class EmulationError(KvmProbeError):
     Example:
         >>> str(EmulationError("cannot run nosuch: No such file or directory", hint="give a program on PATH"))
         'cannot run nosuch: No such file or directory (hint: give a program on PATH)'
+    """
+
+
+class GuestError(KvmProbeError, ValueError):
+    """A micro-guest cannot be run as asked: code that does not fit the guest's memory, a time
+    limit that is not a positive number of seconds, an unknown CPU mode, or an architecture whose
+    guests kvmprobe cannot build yet (CLI exit 2).
+
+    Example:
+        >>> str(GuestError("a time limit of 0 s", hint="give a positive number of seconds"))
+        'a time limit of 0 s (hint: give a positive number of seconds)'
     """
 
 

@@ -21,6 +21,7 @@ The labels, under ``prefix`` (default :data:`DEFAULT_PREFIX`)::
     kvm.unavailable=<reason>       only when not usable and the reason is known (permission-denied, ...)
     kvm.api-version=12             KVM_GET_API_VERSION
     kvm.nested=true|false          the KVM module's nested parameter (absent: unknown)
+    kvm.run=ok|failed              whether KVM_RUN ran the micro-guest (absent: not run; kvmprobe.guest)
     kvm.cap.<name>=<value>         each selected capability the kernel supports (absent: unsupported)
     kvm.capability-query-errors=N  only when N selected capabilities' queries failed: those have no
                                    label, and are unknown rather than unsupported
@@ -306,6 +307,8 @@ def _labels(
         pairs.append(("kvm.api-version", str(result.api_version)))
     if nested is not None:
         pairs.append(("kvm.nested", _bool(nested)))
+    if result is not None and result.run is not None:
+        pairs.append(("kvm.run", "ok" if result.run.ok else "failed"))
     if result is not None:
         failed = sum(1 for cap in caps if cap in result.errors)
         if failed:
@@ -415,7 +418,7 @@ def _escape_label(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _sample(name: str, value: int, labels: Optional[Mapping[str, str]] = None) -> str:
+def _sample(name: str, value: float, labels: Optional[Mapping[str, str]] = None) -> str:
     if not labels:
         return f"{name} {value}"
     inner = ",".join(f'{key}="{_escape_label(text)}"' for key, text in labels.items())
@@ -451,7 +454,10 @@ def prometheus_text(
     the reason is known), ``kvm_api_version``, ``kvm_capability{name,number}`` (the raw
     ``KVM_CHECK_EXTENSION`` answer, 0 when unsupported, for each selected capability),
     ``kvm_capability_query_errno{name,number}`` (a query the kernel failed),
-    ``kvm_vmm_ready{vmm}`` (1/0), ``kvm_nested_enabled`` (1/0, absent when unknown) and
+    ``kvm_vmm_ready{vmm}`` (1/0), ``kvm_nested_enabled`` (1/0, absent when unknown),
+    ``kvm_run_ok`` (1/0: ``KVM_RUN`` ran the micro-guest), ``kvm_run_exit_seconds`` (the median
+    cost of an exit to user space) and ``kvm_run_slowdown_ratio`` (guest time over native time of
+    the same loop), all three only when the micro-guest ran, and
     ``kvm_probe_info{kernel,arch,device,source,backend,version}`` (1). No timestamps:
     node_exporter refuses them in textfiles.
 
@@ -521,6 +527,25 @@ def prometheus_text(
             "The KVM module's nested parameter: 1 on, 0 off (absent: unknown).",
             [_sample("kvm_nested_enabled", int(nested))],
         )
+    run = result.run if result is not None else None
+    if run is not None:
+        out.gauge(
+            "kvm_run_ok",
+            "Whether KVM_RUN ran kvmprobe's real-mode micro-guest exactly as hardware would (1) or not (0).",
+            [_sample("kvm_run_ok", int(run.ok))],
+        )
+        if run.exit_cost is not None:
+            out.gauge(
+                "kvm_run_exit_seconds",
+                "Median time of one guest exit to user space and back (KVM_RUN round trip of an OUT), in seconds.",
+                [_sample("kvm_run_exit_seconds", run.exit_cost.median_ns / 1e9)],
+            )
+        if run.compute is not None:
+            out.gauge(
+                "kvm_run_slowdown_ratio",
+                "How many times slower a compute loop ran in the guest than natively (about 1 with VT-x/AMD-V).",
+                [_sample("kvm_run_slowdown_ratio", round(run.compute.slowdown, 3))],
+            )
     if result is not None:
         info = {
             "kernel": result.kernel,

@@ -21,6 +21,7 @@ from .device import KvmDevice, device_path
 from .errors import CapabilityQueryFailed
 
 if TYPE_CHECKING:
+    from ._guest_report import RunReport
     from ._host_facts import HostFacts
 
 __all__ = ["Derivation", "ProbeResult", "has", "probe", "value"]
@@ -77,7 +78,9 @@ class ProbeResult:
     table, not asked of a kernel), ``derivation`` (worked out from a kernel's source, not
     asked of one either: see :class:`Derivation`) and ``unknown``: the capability rows, as
     read, whose names this kvmprobe's table lacks (written by a newer kvmprobe; kept, never
-    guessed at). ``origin`` names which of these a host is.
+    guessed at). ``origin`` names which of these a host is. ``run`` holds the micro-guest
+    checks when they were recorded (:func:`kvmprobe.guest.run_checks`; ``None``: not recorded,
+    which is not "failed").
 
     Example:
         >>> from kvmprobe.testing import fake_probe_result
@@ -103,6 +106,7 @@ class ProbeResult:
     recorded_by: Optional[str] = None
     synthesized: bool = False
     derivation: Optional[Derivation] = None
+    run: Optional[RunReport] = None
     _value: Dict[Any, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -27,13 +27,24 @@ from . import probing
 from ._profile import KINDS, Profile, Requirement
 from ._profile_file import MAX_PROFILE_BYTES, load_profile
 from ._release import format_version, parse_release
-from ._vmm_requirements import ENTRIES, IF_MISSING, NEEDED_FOR, VMMS, Need, Release, VmmEntry
+from ._vmm_requirements import (
+    BACKEND_CONSTRAINTS,
+    ENTRIES,
+    IF_MISSING,
+    NEEDED_FOR,
+    VMMS,
+    BackendConstraint,
+    Need,
+    Release,
+    VmmEntry,
+)
 from ._vmm_versions import parse_version
 from .caps import ARCHES, Cap
 from .errors import UnknownRelease, UnknownVmm, describe_errno
 from .probing import ProbeResult
 
 __all__ = [
+    "BackendConstraint",
     "CAVEAT",
     "KINDS",
     "MAX_PROFILE_BYTES",
@@ -149,6 +160,11 @@ class Readiness:
     ``notes`` carries the rest: capabilities a VMM needs but does not probe that the kernel did
     not advertise, and a kernel below the VMM's documented minimum.
 
+    What capabilities cannot show comes from the KVM backend behind ``/dev/kvm`` (``kvm_backend``,
+    from the host facts): ``conditions`` are what the backend demands for the VMM to run (ready,
+    on those conditions; ``check --strict`` counts them), ``blocked_by`` says the VMM does not run
+    on that backend at all (not ready; its text is also in ``problems``). Both carry their sources.
+
     Example:
         >>> from kvmprobe.testing import fake_probe_result
         >>> old = fake_probe_result({c: 1 for c in Cap if c.since <= (3, 10)}, kernel="3.10.0-1160.el7.x86_64")
@@ -170,6 +186,9 @@ class Readiness:
     api_version: int
     needs_kernel: Optional[Tuple[int, int]]
     profile: Profile
+    kvm_backend: Optional[str] = None
+    conditions: Tuple[BackendConstraint, ...] = ()
+    blocked_by: Tuple[BackendConstraint, ...] = ()
 
     @property
     def needs_kernel_text(self) -> Optional[str]:
@@ -204,6 +223,8 @@ class Readiness:
                 names = [m.name for m in self.missing_optional]
                 shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
                 text += f" ({len(names)} optional missing: {shown})"
+            if self.conditions:
+                text += f"; on {self.kvm_backend} only with " + "; ".join(c.short for c in self.conditions)
             return text
         parts = []
         if self.missing_required:
@@ -234,6 +255,9 @@ class Readiness:
             "missing_conditional": [m.to_dict() for m in self.missing_conditional],
             "problems": list(self.problems),
             "notes": list(self.notes),
+            "kvm_backend": self.kvm_backend,
+            "conditions": [_constraint_dict(c) for c in self.conditions],
+            "blocked_by": [_constraint_dict(c) for c in self.blocked_by],
             "profile": {
                 "name": self.profile.name,
                 "arch": self.profile.arch,
@@ -246,6 +270,18 @@ class Readiness:
                 "optional": len(self.profile.optional),
             },
         }
+
+
+def _constraint_dict(constraint: BackendConstraint) -> Dict[str, Any]:
+    doc: Dict[str, Any] = {
+        "backend": constraint.backend,
+        "short": constraint.short,
+        "text": constraint.text,
+        "sources": list(constraint.sources),
+    }
+    if constraint.instead:
+        doc["instead"] = constraint.instead
+    return doc
 
 
 # --- The built-in profiles --------------------------------------------------------------------
@@ -550,12 +586,16 @@ def _evaluate(profile: Profile, host: ProbeResult) -> Readiness:
             continue
         missing[req.kind].append(Missing(req.cap, req.kind, req.text, errno))
 
+    # Backend constraints (#14): a VMM that does not run on this KVM backend (gVisor's KVM
+    # platform on kvm_pvm) is a problem; one that runs on conditions says which.
+    backend = _kvm_backend(host)
+    constraints = [c for c in BACKEND_CONSTRAINTS.get(profile.name, ()) if c.backend == backend]
+    blocked = tuple(c for c in constraints if not c.runs)
+    problems.extend(c.short + (f"; use {c.instead}" if c.instead else "") for c in blocked)
     if profile.api_version is not None and host.api_version != profile.api_version:
         problems.append(f"the KVM API version is {host.api_version}, it needs {profile.api_version}")
     if profile.arch is not None and profile.arch != host.arch:
         problems.append(f"this profile is for {profile.arch}, the host is {host.arch}")
-    # Backend constraints (a VMM that does not run on a KVM backend, such as gVisor's KVM
-    # platform on kvm_pvm) are problems too, judged here from host.host.kvm_backend (#14).
 
     version = parse_release(host.kernel)
     required = missing["required"] + missing["implicit"]
@@ -593,6 +633,9 @@ def _evaluate(profile: Profile, host: ProbeResult) -> Readiness:
         api_version=host.api_version,
         needs_kernel=needs,
         profile=profile,
+        kvm_backend=backend,
+        conditions=tuple(c for c in constraints if c.runs),
+        blocked_by=blocked,
     )
 
 
@@ -609,6 +652,18 @@ def _incompatible(profile: Profile, req: Requirement, host: ProbeResult) -> List
     if answer <= 0:
         return []
     return [f"{req.cap.c_name} answers {answer}{where}, and {profile.display_name} fails with it: {req.text}"]
+
+
+def _kvm_backend(host: ProbeResult) -> Optional[str]:
+    """The KVM module behind the host's ``/dev/kvm``: from its recorded facts, read here for a live
+    probe, unknown (``None``) for a made-up host without facts."""
+    if host.host is not None:
+        return host.host.kvm_backend
+    if host.source == "live":
+        from .host import read_host_facts  # a few sysfs reads, only for a live host
+
+        return read_host_facts(device=host.device).kvm_backend
+    return None
 
 
 def _since_phrase(since: Tuple[int, int], texts: Sequence[str]) -> str:

@@ -1,10 +1,10 @@
 """Recorded hosts: write a probe result as a JSON document, and read one back strictly.
 
-Imports ``probing``, ``host``, ``caps``, ``errors``, ``atomic`` and ``_version``. A snapshot is the JSON
+Imports ``probing``, ``host``, ``_guest_report``, ``caps``, ``errors``, ``atomic`` and ``_version``. A snapshot is the JSON
 document ``python -m kvmprobe snapshot`` (and ``python -m kvmprobe --json``) writes: the
 schema name and version, who wrote it and when, the device, API version and kernel, one row
 per capability (the system-fd value, the VM-fd value where asked, the errno where a query
-failed) and the host facts. ``load_snapshot`` turns such a document back into a
+failed), the host facts, and, when they were run, the micro-guest checks (``"run"``). ``load_snapshot`` turns such a document back into a
 :class:`~kvmprobe.ProbeResult`, so every API and command runs on a recorded host as on the
 live one. The schema is documented as JSON Schema in ``kvmprobe/schema/snapshot-2.schema.json``.
 Version 2 adds optional top-level keys, absent where there is nothing to say: ``derivation``
@@ -29,6 +29,7 @@ from types import MappingProxyType
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 from .atomic import write_atomic
+from ._guest_report import RunReport
 from ._validate import Checker, key_path, parse_json, read_text, type_word
 from ._version import __version__
 from .caps import Cap
@@ -76,8 +77,9 @@ _TOP_KEYS = (
     "capabilities",
     "host",
 )
-# Keys a document may leave out (each new in schema 2); written after "synthesized" when set.
-_OPTIONAL_KEYS = ("derivation",)
+# Keys a document may leave out (each new in schema 2): "derivation" is written after
+# "synthesized" when set; "run" (the micro-guest checks, issue #14) last, when they were run.
+_OPTIONAL_KEYS = ("derivation", "run")
 _DERIVATION_KEYS = ("kind", "sources", "assumptions")
 _ROW_KEYS = ("name", "number", "value", "error", "vm_value", "vm_error")
 
@@ -100,7 +102,8 @@ def snapshot_document(
     time). Capabilities are listed in table order, then any ``unknown`` rows a loaded snapshot
     carried, by number. ``host`` defaults to ``result.host``; with neither the ``host`` key is
     ``null``. ``recorded_at`` defaults to the result's own time (a loaded snapshot), else now
-    (UTC), and is ``null`` for a synthesized host.
+    (UTC), and is ``null`` for a synthesized host. The micro-guest checks (``result.run``) are
+    written under ``"run"`` only when they were recorded.
 
     Args:
         result: a live, loaded or fake probe result.
@@ -130,17 +133,19 @@ def snapshot_document(
     }
     if result.derivation is not None:
         doc["derivation"] = result.derivation.to_dict()
-    return {
-        **doc,
-        "device": result.device,
-        "api_version": result.api_version,
-        "backend": result.backend,
-        "kernel": result.kernel,
-        "arch": result.arch,
-        "vm_created": result.vm_created,
-        "capabilities": _rows(result),
-        "host": facts.to_dict() if facts is not None else None,
-    }
+    doc.update(
+        device=result.device,
+        api_version=result.api_version,
+        backend=result.backend,
+        kernel=result.kernel,
+        arch=result.arch,
+        vm_created=result.vm_created,
+        capabilities=_rows(result),
+        host=facts.to_dict() if facts is not None else None,
+    )
+    if result.run is not None:
+        doc["run"] = result.run.to_dict()
+    return doc
 
 
 def _rows(result: ProbeResult) -> List[Dict[str, Any]]:
@@ -337,6 +342,7 @@ class _Reader(Checker):
             self.fail("$.vm_created", "is false, but the capabilities carry VM-fd values")
         facts = document["host"]
         host = None if facts is None else HostFacts.from_dict(facts, path=self.path, field="$.host")
+        run = self.run(document.get("run"))
         return ProbeResult(
             device=device,
             api_version=api_version,
@@ -355,6 +361,15 @@ class _Reader(Checker):
             recorded_by=recorded_by,
             synthesized=synthesized,
             derivation=derivation,
+            run=run,
+        )
+
+    def run(self, item: Any) -> Optional[RunReport]:
+        """The recorded micro-guest checks, or ``None`` (absent or null: not recorded)."""
+        if item is None:
+            return None
+        return RunReport.from_dict(
+            item, lambda field, message, hint: SnapshotError(message, path=self.path, field=field, hint=hint)
         )
 
     def derivation(self, item: Any) -> Optional[Derivation]:

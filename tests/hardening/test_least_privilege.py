@@ -235,12 +235,19 @@ def test_real_device_no_command_keeps_it_open_writes_it_or_opens_it_but_read_wri
     assert not problems, "\n".join(problems)
 
 
-_SYSCALL = re.compile(r"^\d+\s+(\w+)\((.*)\)\s+=\s+(-?\d+|\?)")
-# (argv, KVM_CREATE_VM calls expected)
+_SYSCALL = re.compile(r"^(\d+)\s+(\w+)\((.*)\)\s+=\s+(-?\d+|\?)")
+# (argv, KVM_CREATE_VM calls expected, whether it runs micro-guests: doctor's run check, issue #14)
 _STRACE_FORMS = [
-    (("dump", "--vm"), 1), (("doctor",), 1), (("export", "--format", "prometheus"), 1),
-    (("has", "HLT"), 0), (("check", "--all"), 0), (("snapshot",), 0),
+    (("dump", "--vm"), 1, False), (("doctor",), 3, True), (("export", "--format", "prometheus"), 3, True),
+    (("has", "HLT"), 0, False), (("check", "--all"), 0, False), (("snapshot",), 0, False),
 ]
+# What a micro-guest adds, per kind of fd (each guest runs in a forked child): the memory slot, one
+# vCPU and its kvm_run mapping (Python's mmap fstats and dups the fd), its registers and KVM_RUN.
+_GUEST_IOCTLS = {
+    "system": ("KVM_GET_VCPU_MMAP_SIZE", "KVM_GET_SUPPORTED_CPUID"),
+    "vm": ("KVM_SET_TSS_ADDR", "KVM_SET_USER_MEMORY_REGION", "KVM_CREATE_VCPU"),
+    "vcpu": ("KVM_SET_CPUID2", "KVM_GET_SREGS", "KVM_SET_SREGS", "KVM_SET_REGS", "KVM_RUN"),
+}
 
 
 def _strace(argv: Sequence[str], log: Path) -> subprocess.CompletedProcess[str]:
@@ -259,19 +266,25 @@ def test_real_device_syscalls_on_kvm_fds_are_only_the_three_ioctls_and_close(tmp
     if probe_run.returncode != 0:
         pytest.skip(f"strace cannot trace here (ptrace not permitted?): {probe_run.stderr.strip()[:200]}")
     problems: List[str] = []
-    for argv, vms in _STRACE_FORMS:
+    for argv, vms, guests in _STRACE_FORMS:
         log = tmp_path / "trace.log"
         done = _strace(argv, log)
         if done.returncode not in (0, 1):
             problems.append(f"{' '.join(argv)}: exit {done.returncode}: {done.stderr[-300:]}")
             continue
-        kvm: Dict[str, str] = {}  # live fd -> "system" or "vm"
+        tables: Dict[str, Dict[str, str]] = {}  # per process: live fd -> "system", "vm" or "vcpu"
+        main = ""
         created = 0
         for line in log.read_text().splitlines():
             match = _SYSCALL.match(line)
             if match is None:
                 continue
-            call, args, result = match.groups()
+            pid, call, args, result = match.groups()
+            main = main or pid
+            kvm = tables.setdefault(pid, {})
+            if call in ("clone", "clone3", "fork", "vfork") and result.isdigit() and result != "0":
+                tables[result] = dict(kvm)  # a forked child starts with a copy of the fd table
+                continue
             if call in ("openat", "open") and '"/dev/kvm"' in args:
                 if args.split(", ")[2] != "O_RDWR|O_CLOEXEC":
                     problems.append(f"{' '.join(argv)}: {line}")
@@ -280,18 +293,28 @@ def test_real_device_syscalls_on_kvm_fds_are_only_the_three_ioctls_and_close(tmp
             first = args.split(",")[0].strip()
             if first not in kvm:
                 continue
+            kind = kvm[first]
+            named = re.search(r", (KVM_\w+)\b", args)
+            request = named.group(1) if named else ""
             if call == "close":
                 del kvm[first]
-            elif call == "ioctl" and kvm[first] == "system" and re.search(r", (KVM_GET_API_VERSION|KVM_CHECK_EXTENSION|KVM_CREATE_VM)\b", args):
-                if "KVM_CREATE_VM" in args:
+            elif call == "ioctl" and kind == "system" and request in ("KVM_GET_API_VERSION", "KVM_CHECK_EXTENSION", "KVM_CREATE_VM"):
+                if request == "KVM_CREATE_VM":
                     created += 1
                     kvm[result] = "vm"
-            elif call == "ioctl" and kvm[first] == "vm" and ", KVM_CHECK_EXTENSION" in args:
+            elif call == "ioctl" and kind == "vm" and request == "KVM_CHECK_EXTENSION":
                 pass
+            elif guests and call == "ioctl" and request in _GUEST_IOCTLS[kind]:
+                if request == "KVM_CREATE_VCPU":
+                    kvm[result] = "vcpu"
+            elif guests and kind == "vcpu" and call in ("newfstatat", "fstat"):
+                pass
+            elif guests and kind == "vcpu" and call == "fcntl" and "F_DUPFD_CLOEXEC" in args:
+                kvm[result] = "vcpu"  # the dup Python's mmap keeps of the fd it maps
             else:
-                problems.append(f"{' '.join(argv)}: on a {kvm[first]} KVM fd: {line}")
-        if kvm:
-            problems.append(f"{' '.join(argv)}: KVM fds never closed: {kvm}")
+                problems.append(f"{' '.join(argv)}: on a {kind} KVM fd: {line}")
+        if tables.get(main):  # a forked child's fds close with it; the command's own must be closed
+            problems.append(f"{' '.join(argv)}: KVM fds never closed: {tables[main]}")
         if created != vms:
             problems.append(f"{' '.join(argv)}: {created} KVM_CREATE_VM calls, expected {vms}")
     tally("least privilege: real device", len(_STRACE_FORMS), len(problems))

@@ -13,6 +13,7 @@ import pytest
 
 import kvmprobe
 from kvmprobe._release import parse_release
+from kvmprobe._vmm_requirements import BACKEND_CONSTRAINTS
 from kvmprobe.profiles import Profile, builtin_profile, builtin_profiles
 
 from _helpers import RAW_KVM_GET_API_VERSION, raw_check_extension
@@ -33,7 +34,10 @@ def test_verdict_equals_the_raw_answers(raw_kvm_fd: int, profile: Profile) -> No
     api = fcntl.ioctl(raw_kvm_fd, RAW_KVM_GET_API_VERSION, 0)
     api_ok = profile.api_version is None or api == profile.api_version
     unwanted = any(raw[r.cap] > 0 for r in profile.of_kind("incompatible"))
-    assert verdict.ready is (api_ok and all(raw[r.cap] > 0 for r in profile.required) and not unwanted)
+    # What the KVM backend (the module /sys/module lists) rules out, whatever the capabilities say.
+    module = next((m for m in ("kvm_pvm", "kvm_intel", "kvm_amd") if os.path.isdir(f"/sys/module/{m}")), None)
+    blocked = any(c.backend == module and not c.runs for c in BACKEND_CONSTRAINTS.get(profile.name, ()))
+    assert verdict.ready is (api_ok and all(raw[r.cap] > 0 for r in profile.required) and not unwanted and not blocked)
     assert verdict.kernel == os.uname().release
 
 

@@ -19,13 +19,19 @@ LAYERS: Dict[str, int] = {
     # 0: no package imports at all (the ioctl seam, the compiled loop, plumbing)
     "_version": 0, "errors": 0, "_release": 0, "atomic": 0, "_files": 0, "_backend": 0, "_kvmbatch": 0,
     "_arch": 0, "_profile_text": 0, "_vmm_versions": 0,
+    # 0: running work in a forked child under a time limit (the micro-guest's watchdog)
+    "_forked": 0,
     # 1: pure data and encodings; the two ioctl backends over the seam
     "caps": 1, "_ioctl": 1, "_backend_ctypes": 1, "_backend_cffi": 1, "_validate": 1, "_cpuid_table": 1,
     "_kvm_structs": 1,
+    # 1: KVM exit-reason names; the micro-guest's machine code and memory layout
+    "_kvm_exits": 1, "_guest_code": 1,
     # 2: data built on the table; choosing a backend; the host reader (files)
     "_vmm_requirements": 2, "_backend_select": 2, "_profile": 2, "_host_facts": 2, "_cpuid": 2,
     # 2: the x86 CPU queries KvmDevice inherits (structures in, numbers out)
     "_device_x86": 2,
+    # 2: a vCPU fd, its kvm_run and guest memory (device hands it its ioctl caller); a run's findings
+    "_vcpu": 2, "_guest_report": 2,
     # 2: the seccomp filter and listener (numbers only); 3: running a command under it
     "_seccomp": 2,
     # 3: readers of files (the profile loader, the host reader); the remedy sentences
@@ -36,8 +42,10 @@ LAYERS: Dict[str, int] = {
     "device": 3,
     # 4: the host facts' public home
     "host": 4,
-    # 4: the batch probe and its cache
-    "probing": 4,
+    # 4: the batch probe and its cache; the micro-guest under KVM_RUN
+    "probing": 4, "guest": 4,
+    # 4: the doctor's judgement of a micro-guest run (the remedies and the run's findings)
+    "_run_verdict": 4,
     # 5: what is made of a probe
     "profiles": 5, "snapshot": 5, "_checks": 5, "export": 5,
     # 6: built on those

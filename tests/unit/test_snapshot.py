@@ -63,9 +63,11 @@ def doc(facts: HostFacts) -> Doc:
 
 
 def test_document_keys_come_in_the_documented_order(doc: Doc, schema: Dict[str, Any]) -> None:
-    # The optional keys of schema 2 (absent here) sit in their documented place among the others.
-    assert list(doc) == schema["required"] == [key for key in schema["properties"] if key != "derivation"]
+    # The optional keys of schema 2 (absent here) sit in their documented places: "derivation"
+    # right after "synthesized", "run" (the micro-guest checks, written only when run) last.
+    assert list(doc) == schema["required"] == [key for key in schema["properties"] if key in schema["required"]]
     assert list(schema["properties"]).index("derivation") == list(schema["properties"]).index("synthesized") + 1
+    assert list(schema["properties"])[-1] == "run"
     assert doc["schema"] == "kvmprobe-snapshot" and doc["schema_version"] == 2
     assert doc["kvmprobe_version"] == kvmprobe.__version__
     assert [row["name"] for row in doc["capabilities"]] == [cap.c_name for cap in Cap]

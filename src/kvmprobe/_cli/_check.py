@@ -1,8 +1,8 @@
 """``kvmprobe check VMM[@VERSION]... [--installed]``: can these VMMs run on this host (or a recorded one)?
 
-Exit 0 when every VMM named is ready, 1 when one is not (or an installed one cannot be judged),
-2 on bad input (an unknown VMM or release, a bad profile file), 3 when the live KVM device
-cannot be used.
+Exit 0 when every VMM named is ready (on conditions too, unless ``--strict``), 1 when one is not
+(or an installed one cannot be judged), 2 on bad input (an unknown VMM or release, a bad profile
+file), 3 when the live KVM device cannot be used.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def register(subparsers: Any) -> None:
         "to start without, the ones whose absence degrades a feature, and the KVM API version. "
         "Name a release as the VMM spells it (qemu@7.2, cloud-hypervisor@v45); without one, the "
         "newest release kvmprobe knows. Built-in VMMs: " + ", ".join(vmm_names()) + ".",
-        epilog="exit codes: 0 all ready, 1 one is not, 2 bad input, 3 KVM unavailable.",
+        epilog="exit codes: 0 all ready (on conditions too, unless --strict), 1 one is not, 2 bad input, "
+        "3 KVM unavailable.",
     )
     parser.add_argument(
         "vmms", nargs="*", metavar="VMM[@VERSION]", help="built-in VMMs, e.g. cloud-hypervisor@v45 qemu@7.2 firecracker"
@@ -55,6 +56,11 @@ def register(subparsers: Any) -> None:
         help="a VMM's own requirements, as a JSON or TOML file (repeatable)",
     )
     parser.add_argument("--json", action="store_true", help="print the JSON document for programs")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 also when a VMM is ready only on a condition of this KVM backend (e.g. a PVM guest kernel)",
+    )
     _common.add_source_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -87,7 +93,11 @@ def run(args: argparse.Namespace) -> int:
         _common.write_json(document(result, verdicts, installed=items, found=found))
     else:
         sys.stdout.write(render(result, verdicts, found=found, unjudged=unjudged, searched=args.installed))
-    return _common.EXIT_OK if _ready(verdicts, items) else _common.EXIT_NO
+    if not _ready(verdicts, items):
+        return _common.EXIT_NO
+    if getattr(args, "strict", False) and any(v.conditions for v in verdicts):
+        return _common.EXIT_NO
+    return _common.EXIT_OK
 
 
 def _ready(verdicts: List[Readiness], installed: Optional[List[Dict[str, Any]]]) -> bool:
@@ -172,7 +182,8 @@ def render(
         profile = verdict.profile
         name = verdict.display_name + (f" {profile.version}" if profile.version else "")
         where = [profile.name + (f" {profile.versions}" if profile.versions else ""), profile.arch or "any arch"]
-        lines += ["", f"{name} [{', '.join(where)}]: {'ready' if verdict.ready else 'NOT READY'}", f"  {verdict.summary()}"]
+        state = "NOT READY" if not verdict.ready else "ready, on conditions" if verdict.conditions else "ready"
+        lines += ["", f"{name} [{', '.join(where)}]: {state}", f"  {verdict.summary()}"]
         item = (found or {}).get(id(profile))
         if item is not None:
             lines.append(f"  installed: {item['binary']}: {item['output']}")
@@ -180,7 +191,7 @@ def render(
             lines.append(f"  fix: a Linux {verdict.needs_kernel_text} or newer kernel")
         for missing in verdict.missing_required:
             lines.append(f"  missing ({missing.kind}): {missing.describe()}")
-        for problem in verdict.problems:
+        for problem in verdict.problems[len(verdict.blocked_by):]:  # a blocker is the summary already
             lines.append(f"  problem: {problem}")
         for missing in verdict.missing_optional:
             lines.append(f"  optional, missing: {missing.describe()}")
@@ -188,7 +199,14 @@ def render(
             lines.append(f"  missing, only needed for {missing.why}: {missing.name} ({int(missing.cap)}, Linux {missing.since_text})")
         for note in verdict.notes:
             lines.append(f"  note: {note}")
-        if not verdict.ready and profile.failure:
+        for blocker in verdict.blocked_by:
+            lines.append(f"  why it does not run on {blocker.backend}: {blocker.text}")
+            lines += [f"    evidence: {source}" for source in blocker.sources]
+        for condition in verdict.conditions:
+            lines.append(f"  condition of {condition.backend}: {condition.text}")
+            lines += [f"    source: {source}" for source in condition.sources]
+        capability_problems = verdict.missing_required or len(verdict.problems) > len(verdict.blocked_by)
+        if not verdict.ready and capability_problems and profile.failure:
             lines.append(f"  how it fails: {profile.failure}")
         origin_text = profile.source or "(no source given)"
         if profile.path:

@@ -82,7 +82,10 @@ def _readiness_lines(result: ProbeResult) -> List[str]:
         verdict = check_vmm(name, result)
         if verdict.ready:
             optional = len(verdict.missing_optional)
-            detail = f"({optional} optional {'capability' if optional == 1 else 'capabilities'} missing)" if optional else ""
+            notes = [f"{optional} optional {'capability' if optional == 1 else 'capabilities'} missing"] if optional else []
+            if verdict.conditions:
+                notes.append(f"on {verdict.kvm_backend}: {verdict.conditions[0].short}")
+            detail = f"({'; '.join(notes)})" if notes else ""
             lines.append(f"  {name:<18} ready      {detail}".rstrip())
         else:
             lines.append(f"  {name:<18} NOT READY  {verdict.summary()}")

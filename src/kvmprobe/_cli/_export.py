@@ -143,7 +143,8 @@ def gather(args: argparse.Namespace) -> Gathered:
     """Probe (or load the recorded host), diagnose, and check every built-in VMM.
 
     Live, the probe also creates a VM (``probe(vm=True)``): that is the decisive test of a
-    usable KVM, and the device is opened once. When the device cannot be used at all, the
+    usable KVM, and the device is opened once; then the micro-guest checks run (``kvm.run``,
+    ``kvm_run_*``; well under a second). When the device cannot be used at all, the
     error is the reason and the host facts that need no device still count (nested).
     """
     live = getattr(args, "snapshot", None) is None
@@ -158,6 +159,8 @@ def gather(args: argparse.Namespace) -> Gathered:
             None, live=True, usable=False, nested=facts.nested_enabled,
             vmm_ready={name: False for name in names}, unavailable=err, why=str(err),
         )
+    if live and _common.backend_of(args) is None:
+        result = _with_run(result)
     diagnosis = diagnose(result)
     failed = next((c for c in diagnosis.checks if c.decisive and c.status is Status.FAIL), None)
     unavailable: Unavailable = None
@@ -171,6 +174,19 @@ def gather(args: argparse.Namespace) -> Gathered:
         result, live=live, usable=diagnosis.usable, nested=diagnosis.facts.nested_enabled,
         vmm_ready=ready, unavailable=unavailable, why=diagnosis.summary,
     )
+
+
+def _with_run(result: ProbeResult) -> ProbeResult:
+    """``result`` with the micro-guest checks; without them where no guest can be built or run."""
+    import dataclasses
+
+    from ..errors import GuestError
+    from ..guest import run_checks
+
+    try:
+        return dataclasses.replace(result, run=run_checks(device=result.device))
+    except (GuestError, KvmUnavailable):  # another architecture; a device that stopped answering
+        return result
 
 
 def _emit(text: str, output: Optional[str]) -> None:

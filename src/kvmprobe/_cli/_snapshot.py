@@ -28,6 +28,11 @@ def register(subparsers: Any) -> None:
         help="print the document on standard output even with -o (it is the same as 'kvmprobe --json')",
     )
     parser.add_argument("--vm", action="store_true", help="also create a VM and record each capability's VM-fd value")
+    parser.add_argument(
+        "--run",
+        action="store_true",
+        help="also run the micro-guest checks (KVM_RUN, exit cost, slowdown; 'kvmprobe run') and record them",
+    )
     parser.add_argument("--list-presets", action="store_true", help="list the bundled preset hosts and exit")
     _common.add_source_arguments(parser)
     parser.set_defaults(func=run)
@@ -38,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
         for name in preset_names():
             print(f"{name:<12} {describe(load_preset(name))}")
         return _common.EXIT_OK
-    document = document_for(_common.load_result(args, vm=args.vm))
+    result = _common.load_result(args, vm=args.vm)
+    if args.run:
+        result = with_run(args, result)
+    document = document_for(result)
     if args.output is None or args.output == "-":
         _common.write_json(document)
         return _common.EXIT_OK
@@ -58,12 +66,25 @@ def document_for(result: ProbeResult) -> Dict[str, Any]:
     return snapshot_document(result, facts)
 
 
+def with_run(args: argparse.Namespace, result: ProbeResult) -> ProbeResult:
+    """``result`` with the micro-guest checks run on its (live) device."""
+    import dataclasses
+
+    from ..guest import run_checks
+
+    if getattr(args, "snapshot", None) is not None:
+        raise _common.UsageError("--run runs guests on this host; a recorded host (--snapshot) keeps what it recorded")
+    return dataclasses.replace(result, run=run_checks(device=result.device, backend=_common.backend_of(args)))
+
+
 def describe(result: ProbeResult) -> str:
     """One line about a host: kernel, arch, how many capabilities, where from."""
     supported = len(result.supported())
     vm = ", VM fd asked" if result.vm_values is not None else ""
     kind = result.origin  # recorded, synthesized, or derived from source
     extra = f", {len(result.unknown)} unknown to this kvmprobe" if result.unknown else ""
+    if result.run is not None:
+        vm += ", KVM_RUN " + ("works" if result.run.ok else "FAILED")
     return (
         f"{kind}: Linux {result.kernel} ({result.arch}), {supported} of {len(Cap)} capabilities supported"
         f"{extra}{vm}"
