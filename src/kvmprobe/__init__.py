@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from .atomic import write_atomic
     from .caps import Cap
+    from .cpuinfo import CpuInfo, cpu
     from .device import KvmDevice
     from .diagnosis import Check, Diagnosis, Status, Verdict, diagnose
     from .diff import HostDiff, diff_hosts
@@ -64,6 +65,7 @@ _EXPORTS = {
     "Cap": "caps",
     "CapabilityQueryFailed": "errors",
     "Check": "diagnosis",
+    "CpuInfo": "cpuinfo",
     "Diagnosis": "diagnosis",
     "EmulationError": "errors",
     "HostDiff": "diff",
@@ -91,6 +93,7 @@ _EXPORTS = {
     "UnsupportedPlatform": "errors",
     "Verdict": "diagnosis",
     "check_vmm": "profiles",
+    "cpu": "cpuinfo",
     "diagnose": "diagnosis",
     "diff_hosts": "diff",
     "has": "probing",
@@ -152,6 +155,7 @@ __all__ = [
     "Cap",
     "CapabilityQueryFailed",
     "Check",
+    "CpuInfo",
     "Diagnosis",
     "EmulationError",
     "HostDiff",
@@ -181,6 +185,7 @@ __all__ = [
     "__version__",
     "backend",
     "check_vmm",
+    "cpu",
     "diagnose",
     "diff_hosts",
     "has",

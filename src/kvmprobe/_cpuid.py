@@ -14,6 +14,7 @@ from ._cpuid_table import (
     ARCH_CAPABILITIES,
     FEATURES,
     KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+    QEMU_NAMES,
     REGISTERS,
     VOLATILE,
     XSAVE_COMPONENTS,
@@ -175,7 +176,7 @@ _INDEX: Dict[str, Feature] = {}
 
 
 def _fold(text: str) -> str:
-    return text.strip().lower().replace("-", "_")
+    return text.strip().lower().replace("-", "_").replace(".", "_")
 
 
 def _index() -> Dict[str, Feature]:
@@ -188,6 +189,8 @@ def _index() -> Dict[str, Feature]:
             for prefix in _PREFIXES:
                 if c_name.startswith(prefix):
                     index.setdefault(c_name[len(prefix):], row)
+        for alias, name in QEMU_NAMES.items():
+            index.setdefault(alias, index[name])
         _INDEX.update(index)
     return _INDEX
 
@@ -195,15 +198,19 @@ def _index() -> Dict[str, Feature]:
 def lookup(name: str) -> Feature:
     """The table row for a feature, by its /proc/cpuinfo name or its source's identifier.
 
-    Case and '-' versus '_' do not matter, so QEMU's spellings work too (``kvm-pv-eoi``).
-    The kernel macro works with or without its prefix (``X86_FEATURE_XMM3``, ``xmm3``).
+    Case and '-' or '.' versus '_' do not matter, and QEMU's own names and aliases
+    (``_cpuid_table.QEMU_NAMES``) are known, so QEMU's spellings work too (``kvm-pv-eoi``,
+    ``sse4.1``, ``sse3``, ``tsc-deadline``). The kernel macro works with or without its prefix
+    (``X86_FEATURE_XMM3``, ``xmm3``).
 
     Raises:
         UnknownCpuFeature: no row has that name; ``suggestions`` holds the closest names.
 
     Example:
-        >>> lookup("pni") == lookup("X86_FEATURE_XMM3") == lookup("xmm3")
+        >>> lookup("pni") == lookup("X86_FEATURE_XMM3") == lookup("xmm3") == lookup("sse3")
         True
+        >>> lookup("sse4.1").name, lookup("tsc-deadline").name
+        ('sse4_1', 'tsc_deadline_timer')
         >>> row = lookup("avx512f")
         >>> hex(row.leaf), row.subleaf, row.register, row.bit
         ('0x7', 0, 'ebx', 16)

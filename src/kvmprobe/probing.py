@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
+from ._arch import is_x86
 from ._backend import Backend
 from .caps import Cap, CapLike
 from .device import KvmDevice, device_path
 from .errors import CapabilityQueryFailed
 
 if TYPE_CHECKING:
+    from ._cpu_record import CpuRecord
     from ._host_facts import HostFacts
 
 __all__ = ["ProbeResult", "has", "probe", "value"]
@@ -50,6 +52,8 @@ class ProbeResult:
     ``recorded_by`` (the kvmprobe version that wrote it), ``synthesized`` (made up from the
     table, not asked of a kernel) and ``unknown``: the capability rows, as read, whose names
     this kvmprobe's table lacks (written by a newer kvmprobe; kept, never guessed at).
+    ``cpu`` holds KVM's raw CPU answers (CPUID, MSRs, XSAVE, TSC) when probed with
+    ``cpu=True`` or recorded; ``None``: not recorded (``kvmprobe.cpu()`` decodes it).
 
     Example:
         >>> from kvmprobe.testing import fake_probe_result
@@ -74,6 +78,7 @@ class ProbeResult:
     recorded_at: Optional[str] = None
     recorded_by: Optional[str] = None
     synthesized: bool = False
+    cpu: Optional[CpuRecord] = field(default=None, repr=False)
     _value: Dict[Any, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -161,16 +166,24 @@ class ProbeResult:
         return Cap.lookup(cap).applies_to(self.arch)
 
 
-def _run_probe(path: str, backend: Optional[Backend], vm: bool) -> ProbeResult:
+def _run_probe(path: str, backend: Optional[Backend], vm: bool, cpu: bool = False) -> ProbeResult:
     vm_values: Optional[Dict[Cap, int]] = None
     vm_errors: Dict[Cap, int] = {}
+    record: Optional[CpuRecord] = None
     with KvmDevice.open(path, backend=backend) as kvm:  # closed on leaving the block
         api = kvm.version  # asked by KvmDevice.open, which refuses anything but 12
         values, errors = _split(kvm.check_many(_NUMBERS))
+        cpu = cpu and is_x86(os.uname().machine)
+        if cpu:
+            from ._cpu_record import read_kvm_cpu  # the CPU tables load only when asked
         if vm:
             with kvm.create_vm() as vm_fd:  # the VM fd is closed on leaving the block
                 if values.get(Cap.CHECK_EXTENSION_VM, 0) > 0:
                     vm_values, vm_errors = _split(vm_fd.check_many(_NUMBERS))
+                if cpu:  # the TSC rate from a scratch vCPU of this VM: no second VM
+                    record = read_kvm_cpu(kvm, vm=vm_fd)
+        elif cpu:
+            record = read_kvm_cpu(kvm)
         return ProbeResult(
             device=kvm.path,
             api_version=api,
@@ -180,6 +193,7 @@ def _run_probe(path: str, backend: Optional[Backend], vm: bool) -> ProbeResult:
             vm_values=vm_values,
             vm_errors=vm_errors,
             vm_created=vm,
+            cpu=record,
         )
 
 
@@ -246,6 +260,7 @@ def probe(
     backend: Optional[Backend] = None,
     vm: bool = False,
     refresh: bool = False,
+    cpu: bool = False,
 ) -> ProbeResult:
     """Ask the kernel about every capability in one pass, or return the cached answer.
 
@@ -261,6 +276,9 @@ def probe(
         backend: an ioctl backend (default: cffi when built, else ctypes).
         vm: also create a VM and ask on its fd.
         refresh: ignore the cache.
+        cpu: also ask KVM's CPU questions on x86 (supported and emulated CPUID, MSR lists,
+            feature MSRs, XSAVE components; with ``vm``, a scratch vCPU's TSC rate) into
+            ``ProbeResult.cpu``.
 
     Raises:
         KvmUnavailable: the device cannot be used (with the reason and the fix).
@@ -274,7 +292,7 @@ def probe(
     cache = _cache
     if not refresh and path is None and backend is None:
         current = cache.current
-        if current is not None and (not vm or current.vm_created):
+        if current is not None and (not vm or current.vm_created) and (not cpu or _has_cpu(current)):
             return current
     with cache.lock:
         if cache.overrides:
@@ -282,14 +300,19 @@ def probe(
         where = device_path(path)
         results = cache.results_for(backend, create=True)
         cached = results.get(where) if results is not None else None
-        if cached is None or refresh or (vm and not cached.vm_created):
-            cached = _run_probe(where, backend if backend is not None else cache.default_backend, vm)
+        if cached is None or refresh or (vm and not cached.vm_created) or (cpu and not _has_cpu(cached)):
+            cached = _run_probe(where, backend if backend is not None else cache.default_backend, vm, cpu)
             cache.probes += 1
             if results is not None:
                 results[where] = cached
         if path is None and backend is None:
             cache.current = cached
         return cached
+
+
+def _has_cpu(result: ProbeResult) -> bool:
+    """Whether ``result`` answers CPU questions already (or never will: not x86)."""
+    return result.cpu is not None or not is_x86(result.arch)
 
 
 def has(cap: CapLike) -> bool:

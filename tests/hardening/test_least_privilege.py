@@ -10,7 +10,10 @@
 * A symlink planted at the temporary name, or at the target, is never followed.
 * On the real device: no KVM fd is held after any command, the node's mode, owner and
   times are unchanged, and (with strace, where ptrace is allowed) the only syscalls on a KVM
-  fd are KVM_GET_API_VERSION, KVM_CHECK_EXTENSION, KVM_CREATE_VM on the system fd and close.
+  fd are KVM_GET_API_VERSION, KVM_CHECK_EXTENSION, KVM_CREATE_VM and the read-only CPU queries
+  (KVM_GET_SUPPORTED/EMULATED_CPUID, the MSR lists, KVM_GET_MSRS, KVM_HAS/GET_DEVICE_ATTR) on
+  the system fd, KVM_CHECK_EXTENSION and KVM_CREATE_VCPU on a VM fd, KVM_GET_TSC_KHZ on a vCPU
+  fd, and close: kvmprobe asks and never sets anything.
 """
 
 from __future__ import annotations
@@ -88,6 +91,8 @@ COMMANDS: Tuple[Tuple[Tuple[str, ...], int, int], ...] = (
     (("dump",), 1, 0),
     (("dump", "--json"), 1, 0),
     (("dump", "--vm"), 1, 1),
+    (("cpu",), 1, 1),  # the TSC rate is a scratch vCPU's, on the one VM
+    (("cpu", "--has", "cx16"), 1, 1),
     (("has", "HLT", "IMMEDIATE_EXIT"), 1, 0),
     (("check", "--all"), 1, 0),
     (("snapshot",), 1, 0),
@@ -239,8 +244,12 @@ _SYSCALL = re.compile(r"^\d+\s+(\w+)\((.*)\)\s+=\s+(-?\d+|\?)")
 # (argv, KVM_CREATE_VM calls expected)
 _STRACE_FORMS = [
     (("dump", "--vm"), 1), (("doctor",), 1), (("export", "--format", "prometheus"), 1),
-    (("has", "HLT"), 0), (("check", "--all"), 0), (("snapshot",), 0),
+    (("has", "HLT"), 0), (("check", "--all"), 0), (("snapshot",), 0), (("snapshot", "--vm"), 1), (("cpu",), 1),
 ]
+_SYSTEM_QUERIES = re.compile(
+    r", (KVM_GET_API_VERSION|KVM_CHECK_EXTENSION|KVM_CREATE_VM|KVM_GET_SUPPORTED_CPUID|KVM_GET_EMULATED_CPUID"
+    r"|KVM_GET_MSR_INDEX_LIST|KVM_GET_MSR_FEATURE_INDEX_LIST|KVM_GET_MSRS|KVM_HAS_DEVICE_ATTR|KVM_GET_DEVICE_ATTR)\b"
+)
 
 
 def _strace(argv: Sequence[str], log: Path) -> subprocess.CompletedProcess[str]:
@@ -282,11 +291,15 @@ def test_real_device_syscalls_on_kvm_fds_are_only_the_three_ioctls_and_close(tmp
                 continue
             if call == "close":
                 del kvm[first]
-            elif call == "ioctl" and kvm[first] == "system" and re.search(r", (KVM_GET_API_VERSION|KVM_CHECK_EXTENSION|KVM_CREATE_VM)\b", args):
+            elif call == "ioctl" and kvm[first] == "system" and _SYSTEM_QUERIES.search(args):
                 if "KVM_CREATE_VM" in args:
                     created += 1
                     kvm[result] = "vm"
             elif call == "ioctl" and kvm[first] == "vm" and ", KVM_CHECK_EXTENSION" in args:
+                pass
+            elif call == "ioctl" and kvm[first] == "vm" and ", KVM_CREATE_VCPU" in args:
+                kvm[result] = "vcpu"
+            elif call == "ioctl" and kvm[first] == "vcpu" and ", KVM_GET_TSC_KHZ" in args:
                 pass
             else:
                 problems.append(f"{' '.join(argv)}: on a {kvm[first]} KVM fd: {line}")

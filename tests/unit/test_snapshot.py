@@ -21,7 +21,8 @@ from kvmprobe.presets import load_preset
 from kvmprobe.snapshot import MAX_SNAPSHOT_BYTES, load_snapshot, snapshot_document, write_snapshot
 from kvmprobe.testing import FakeHost, fake_probe_result
 
-SCHEMA_PATH = Path(kvmprobe.__file__).parent / "schema" / "snapshot-1.schema.json"
+SCHEMA_PATH = Path(kvmprobe.__file__).parent / "schema" / "snapshot-2.schema.json"
+SCHEMA_V1_PATH = Path(kvmprobe.__file__).parent / "schema" / "snapshot-1.schema.json"
 Doc = Dict[str, Any]
 
 
@@ -63,8 +64,8 @@ def doc(facts: HostFacts) -> Doc:
 
 
 def test_document_keys_come_in_the_documented_order(doc: Doc, schema: Dict[str, Any]) -> None:
-    assert list(doc) == schema["required"] == list(schema["properties"])
-    assert doc["schema"] == "kvmprobe-snapshot" and doc["schema_version"] == 1
+    assert list(doc) == schema["required"] + ["cpu"] == list(schema["properties"])
+    assert doc["schema"] == "kvmprobe-snapshot" and doc["schema_version"] == 2 and doc["cpu"] is None
     assert doc["kvmprobe_version"] == kvmprobe.__version__
     assert [row["name"] for row in doc["capabilities"]] == [cap.c_name for cap in Cap]
     rows = {row["name"]: row for row in doc["capabilities"]}
@@ -145,8 +146,19 @@ def test_the_schema_describes_every_host_fact(schema: Dict[str, Any], facts: Hos
 def test_the_schema_ships_in_the_package() -> None:
     from importlib import resources
 
-    text = resources.files("kvmprobe").joinpath("schema").joinpath("snapshot-1.schema.json").read_text()
-    assert json.loads(text)["properties"]["schema"] == {"const": "kvmprobe-snapshot"}
+    for name in ("snapshot-1.schema.json", "snapshot-2.schema.json"):
+        text = resources.files("kvmprobe").joinpath("schema").joinpath(name).read_text()
+        assert json.loads(text)["properties"]["schema"] == {"const": "kvmprobe-snapshot"}
+
+
+def test_a_version_1_document_still_loads_and_fits_its_schema(doc: Doc) -> None:
+    old = {key: value for key, value in doc.items() if key != "cpu"}
+    old["schema_version"] = 1
+    jsonschema.Draft202012Validator(json.loads(SCHEMA_V1_PATH.read_text(encoding="utf-8"))).validate(old)
+    host = load_snapshot(old)
+    assert host.cpu is None and host.value("NR_MEMSLOTS") == 509
+    with pytest.raises(SnapshotError, match=r"\$\.cpu: is a schema version 2 key"):
+        load_snapshot({**old, "cpu": None})
 
 
 # --- strict reading: each mistake names its field ---------------------------------------------------
@@ -222,7 +234,7 @@ BAD = [
     ("top-key", _set("notes", "x"), "$.notes", "unknown key"),
     ("top-missing", _delete("kernel"), "$.kernel", "missing"),
     ("schema", _set("schema", "something-else"), "$.schema", "not a kvmprobe snapshot"),
-    ("schema-version-newer", _set("schema_version", 2), "$.schema_version", "upgrade kvmprobe"),
+    ("schema-version-newer", _set("schema_version", 3), "$.schema_version", "upgrade kvmprobe"),
     ("schema-version-zero", _set("schema_version", 0), "$.schema_version", "out of range"),
     ("kernel-empty", _set("kernel", ""), "$.kernel", "non-empty"),
     ("kernel-escape", _set("kernel", "6.1\x1b[2J"), "$.kernel", "unprintable character '\\x1b'"),
