@@ -1,6 +1,7 @@
 """What KVM (and the host CPU) answered about the CPU, raw: the record, its reader and its JSON.
 
-Imports ``_cpuid``, ``_cpuid_insn``, ``_kvm_structs``, ``_files``, ``_validate`` and ``errors``.
+Imports ``_kvm_structs``, ``errors`` and, where used, ``_cpuid`` and its tables, ``_cpuid_insn``
+and ``_files`` (reading a snapshot's CPU section loads no feature table).
 A :class:`CpuRecord` keeps the numbers exactly as the kernel gave them (so a newer kvmprobe can
 decode an old recording), plus the host's own CPUID and ``/proc/cpuinfo`` flags for the
 host-versus-KVM comparison, and every query that failed. Decoding is ``_cpu_decode``'s job.
@@ -13,9 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
-from ._cpuid import CpuidEntry, filter_volatile
-from ._cpuid_table import FEATURES, KVM_CPUID_FLAG_SIGNIFCANT_INDEX
-from ._kvm_structs import IoctlFailure
+from ._kvm_structs import CpuidEntry, IoctlFailure
 from .errors import IoctlFailed
 
 if TYPE_CHECKING:
@@ -107,7 +106,22 @@ class CpuRecord(NamedTuple):
             >>> a.normalized() == b.normalized()
             True
         """
+        from ._cpuid import filter_volatile
+
         return tuple(sorted(filter_volatile(self.cpuid or ()), key=lambda e: (e.leaf, e.subleaf)))
+
+    def entry(self, leaf: int, subleaf: int = 0) -> Optional[CpuidEntry]:
+        """KVM's supported CPUID entry for ``leaf``/``subleaf`` as answered (``None``: not there),
+        e.g. 0x8000001F for the AMD memory-encryption fields (C-bit position in EBX[5:0]).
+
+        Example:
+            >>> CpuRecord(cpuid=((0x8000001F, 0, 0, 0x1B, 0x4033, 0, 0),)).entry(0x8000001F).ebx & 0x3F
+            51
+        """
+        for row in self.cpuid or ():
+            if row[0] == leaf and row[1] == subleaf:
+                return CpuidEntry(*row)
+        return None
 
     def feature_msr(self, index: int) -> Optional[int]:
         """The value KVM_GET_MSRS read for feature MSR ``index`` (``None``: not read).
@@ -290,6 +304,8 @@ _CPUINFO_LIMIT = 1 << 20
 
 def _wanted(kvm_entries: Iterable[CpuidEntry]) -> Dict[Tuple[int, int], int]:
     """(leaf, subleaf) -> flags: KVM's leaves and every leaf the feature table reads."""
+    from ._cpuid_table import FEATURES, KVM_CPUID_FLAG_SIGNIFCANT_INDEX
+
     wanted: Dict[Tuple[int, int], int] = {}
     for entry in kvm_entries:
         wanted.setdefault((entry.leaf, entry.subleaf), entry.flags)

@@ -1,7 +1,8 @@
 """Decoding x86 CPUID entries with the tables of ``_cpuid_table``: feature names, XSAVE
 components, IA32_ARCH_CAPABILITIES bits, and the volatile-field filter.
 
-Imports ``_cpuid_table`` and ``errors``. Pure functions over plain integers: no ioctl, no
+Imports ``_cpuid_table``, ``_kvm_structs`` (for :class:`CpuidEntry`, the layout of an entry) and
+``errors``. Pure functions over plain integers: no ioctl, no
 files. An entry is a 7-tuple laid out like ``struct kvm_cpuid_entry2`` (function, index,
 flags, eax, ebx, ecx, edx), which is what KVM_GET_SUPPORTED_CPUID returns per entry.
 """
@@ -20,6 +21,7 @@ from ._cpuid_table import (
     XSAVE_COMPONENTS,
     Feature,
 )
+from ._kvm_structs import CpuidEntry
 from .errors import UnknownCpuFeature
 
 __all__ = [
@@ -30,26 +32,6 @@ __all__ = [
     "lookup",
     "xsave_components",
 ]
-
-
-class CpuidEntry(NamedTuple):
-    """One CPUID leaf/subleaf and its four output registers (``struct kvm_cpuid_entry2``).
-
-    ``leaf`` and ``subleaf`` are the struct's ``function`` and ``index`` (``index`` would hide
-    ``tuple.index``).
-
-    Example:
-        >>> CpuidEntry(7, 0, 1, 0, 1 << 5, 0, 0).ebx
-        32
-    """
-
-    leaf: int
-    subleaf: int
-    flags: int
-    eax: int
-    ebx: int
-    ecx: int
-    edx: int
 
 
 # The highest leaf of a CPUID range is EAX of its first leaf: 0, 0x40000000 (hypervisor; KVM's

@@ -1,6 +1,6 @@
 """What CPU a guest can get from KVM here: ``kvmprobe.cpu()`` and the :class:`CpuInfo` it returns.
 
-Imports ``probing``, ``host``, ``_cpu_record``, ``_cpu_decode`` and ``errors``. The public home
+Imports ``probing``, ``host``, ``_backend``, ``_cpu_record`` and ``_cpu_decode``. The public home
 of the CPU view (the function is ``kvmprobe.cpu``; this module cannot share its name, since
 importing a submodule ``kvmprobe.cpu`` would replace the function on the package).
 :func:`cpu` rides on the probe cache: ``probe(vm=True, cpu=True)`` asks KVM's CPU questions
@@ -14,6 +14,7 @@ and this machine's CPU says nothing about it.
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from typing import Optional
@@ -38,6 +39,16 @@ __all__ = [
 # One decoded view per result, kept as long as the result lives (the probe cache holds it).
 _decoded: "weakref.WeakKeyDictionary[ProbeResult, CpuInfo]" = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
+
+
+def _after_fork() -> None:
+    # A child forked while another thread held the lock would deadlock on it (as probing's cache).
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def cpu_of(result: ProbeResult, root: str = "/") -> CpuInfo:

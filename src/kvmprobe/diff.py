@@ -9,16 +9,19 @@ to the next). Pure: it never probes; the CLI (``kvmprobe diff A [B]``) gathers t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 from ._arch import is_x86
-from ._cpu_diff import CpuChange, diff_cpus
 from .caps import Cap
 from .errors import describe_errno
 from .probing import ProbeResult
 from .profiles import check_vmm, vmm_names
 
-__all__ = ["CapChange", "CpuChange", "FactChange", "HostDiff", "VerdictChange", "diff_hosts"]
+if TYPE_CHECKING:
+    from ._cpu_decode import CpuInfo
+    from ._cpu_diff import CpuChange
+
+__all__ = ["CapChange", "FactChange", "HostDiff", "VerdictChange", "diff_hosts"]
 
 #: The ``schema`` of :meth:`HostDiff.to_dict`.
 DIFF_SCHEMA = "kvmprobe-diff"
@@ -370,8 +373,12 @@ def diff_hosts(a: ProbeResult, b: ProbeResult) -> HostDiff:
     elif a.vm_values is not None or b.vm_values is not None:
         notes.append(f"VM-fd values: only {'A' if a.vm_values is not None else 'B'} recorded them; not compared")
     facts = _fact_changes(a, b, notes)
-    cpu_changes, cpu_notes = diff_cpus(_cpu(a), _cpu(b))
-    notes += cpu_notes
+    cpu_changes: List[CpuChange] = []
+    if _cpu(a) is not None or _cpu(b) is not None:  # the CPU tables load only when there is CPU data
+        from ._cpu_diff import diff_cpus
+
+        cpu_changes, cpu_notes = diff_cpus(_cpu(a), _cpu(b))
+        notes += cpu_notes
     return HostDiff(
         a_source=a.source,
         b_source=b.source,
@@ -386,7 +393,7 @@ def diff_hosts(a: ProbeResult, b: ProbeResult) -> HostDiff:
     )
 
 
-def _cpu(result: ProbeResult) -> Any:
+def _cpu(result: ProbeResult) -> Optional[CpuInfo]:
     """The decoded CPU of a host (KVM's side only: nothing is read), or None when not recorded."""
     if result.cpu is None or not is_x86(result.arch):
         return None

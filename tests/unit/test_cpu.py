@@ -288,3 +288,18 @@ def test_failures_in_a_record_survive_the_round_trip() -> None:
     record = fake_cpu_record(["sse"])._replace(failed=(IoctlFailure("KVM_GET_EMULATED_CPUID", errno.ENOTTY),))
     again = load_snapshot(snapshot_document(fake_probe_result({}, cpu=record))).cpu
     assert again is not None and again.failure("KVM_GET_EMULATED_CPUID") == IoctlFailure("KVM_GET_EMULATED_CPUID", 25)
+
+
+def test_concurrent_first_calls_ask_kvm_once_and_share_one_view() -> None:
+    import threading
+
+    backend = FakeBackend(cpuid=[(0, 0, 0, 1, 0, 0, 0), (1, 0, 0, 0x806EC, 0, 0, 1)], tsc_khz=1)
+    seen: List[kvmprobe.CpuInfo] = []
+    with default_backend(backend):
+        threads = [threading.Thread(target=lambda: seen.append(kvmprobe.cpu())) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert len(seen) == 16 and all(info is seen[0] for info in seen)
+    assert len(backend.opened) == 1 and backend.open_fds == []

@@ -12,7 +12,7 @@ from typing import List, Tuple
 from kvmprobe import diff_hosts
 from kvmprobe._cli import main
 from kvmprobe._cpuid import CpuidEntry
-from kvmprobe.diff import CpuChange
+from kvmprobe._cpu_diff import CpuChange
 from kvmprobe.presets import load_preset
 from kvmprobe.snapshot import snapshot_document, write_snapshot
 from kvmprobe.testing import FakeBackend, fake_cpu_record, fake_probe_result, host_result

@@ -15,7 +15,7 @@ _WIDTH = 96
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "cpu",
-        help="the CPU a guest gets from KVM: features, what KVM hides from the host CPU, XSAVE, MSRs, TSC",
+        help="the CPU a guest gets from KVM, and what KVM hides of the host CPU",
         description="Ask KVM what CPU it offers a guest (KVM_GET_SUPPORTED_CPUID and KVM_GET_EMULATED_CPUID, the "
         "MSR lists, the feature MSRs, the XSAVE components and a scratch vCPU's TSC rate) and compare it with the "
         "host CPU's own CPUID and /proc/cpuinfo flags. With --has, exit 0 when a guest gets every named feature, "
