@@ -2,19 +2,22 @@
 
 Imports ``_cpu_record``, ``_cpuid``, ``_cpuid_table`` and ``_kvm_structs``. The public names are
 in ``kvmprobe.testing`` (:func:`fake_cpu_record`); ``FakeBackend`` replays a record through
-:func:`backend_answers`.
+:func:`backend_answers` and answers the CPU ioctls with :func:`structure_answer`.
 """
 
 from __future__ import annotations
 
 import errno
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+import sys
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, Tuple
+
+from . import _kvm_structs as structs
 
 from ._cpu_record import CpuRecord
 from ._cpuid import CpuidEntry, lookup
 from ._cpuid_table import KVM_CPUID_SIGNATURE, KVM_SIGNATURE, REGISTERS
 
-__all__ = ["backend_answers", "fake_cpu_record"]
+__all__ = ["backend_answers", "fake_cpu_record", "structure_answer"]
 
 # Register order inside an entry: function, index, flags, then eax..edx.
 _REGISTER_AT = {name: 3 + i for i, name in enumerate(REGISTERS)}
@@ -146,3 +149,67 @@ def backend_answers(record: Optional[CpuRecord]) -> Dict[str, Any]:
         "fail": failed,
     }  # fmt: skip
 
+
+class _FakeCpuData(Protocol):
+    """What :func:`structure_answer` reads of a ``FakeBackend``."""
+
+    cpuid: Optional[List[Tuple[int, ...]]]
+    emulated_cpuid: Optional[List[Tuple[int, ...]]]
+    msrs: Optional[List[int]]
+    feature_msrs: Optional[Dict[int, int]]
+    device_attrs: Optional[Dict[Tuple[int, int], int]]
+
+
+def structure_answer(fake: _FakeCpuData, name: str, buffer: bytearray, pointers: Tuple[Tuple[int, int], ...]) -> Tuple[int, int]:
+    """``(result, errno)`` of a system-fd structure ioctl, answered from a ``FakeBackend``'s CPU
+    data with the kernel's rules: E2BIG (and, for the MSR lists, the count needed) when the
+    buffer is too small, ENXIO for an unknown device attribute, ENOTTY for data left ``None``.
+
+    Example:
+        >>> from kvmprobe.testing import FakeBackend
+        >>> buffer = structs.msr_list_buffer(1)
+        >>> structure_answer(FakeBackend(msrs=[1, 2]), "KVM_GET_MSR_INDEX_LIST", buffer, ())
+        (-1, 7)
+        >>> structs.msr_list_count(buffer)
+        2
+    """
+    if name in ("KVM_GET_SUPPORTED_CPUID", "KVM_GET_EMULATED_CPUID"):
+        entries = fake.cpuid if name == "KVM_GET_SUPPORTED_CPUID" else fake.emulated_cpuid
+        if entries is None:
+            return -1, errno.ENOTTY
+        room = structs.msr_list_count(buffer)  # kvm_cpuid2.nent: the same leading u32
+        if room < len(entries) or room < 1:
+            return -1, errno.E2BIG
+        buffer[:] = structs.cpuid2_pack(entries, room)
+        return 0, 0
+    if name in ("KVM_GET_MSR_INDEX_LIST", "KVM_GET_MSR_FEATURE_INDEX_LIST"):
+        indices = fake.msrs if name == "KVM_GET_MSR_INDEX_LIST" else (
+            None if fake.feature_msrs is None else list(fake.feature_msrs))
+        if indices is None:
+            return -1, errno.ENOTTY
+        room = structs.msr_list_count(buffer)
+        buffer[0:4] = len(indices).to_bytes(4, sys.byteorder)  # the kernel writes the count first
+        if room < len(indices):
+            return -1, errno.E2BIG
+        buffer[4:4 + 4 * len(indices)] = b"".join(i.to_bytes(4, sys.byteorder) for i in indices)
+        return 0, 0
+    if name == "KVM_GET_MSRS":
+        if fake.feature_msrs is None:
+            return -1, errno.ENOTTY
+        for position, index in enumerate(structs.msrs_indices(buffer)):
+            if index not in fake.feature_msrs:
+                return position, 0  # KVM stops at the first MSR it cannot read
+            structs.msrs_set(buffer, position, fake.feature_msrs[index])
+        return len(structs.msrs_indices(buffer)), 0
+    if name in ("KVM_HAS_DEVICE_ATTR", "KVM_GET_DEVICE_ATTR"):
+        if fake.device_attrs is None:
+            return -1, errno.ENOTTY
+        _, group, attr = structs.device_attr_fields(buffer)
+        if (group, attr) not in fake.device_attrs:
+            return -1, errno.ENXIO
+        if name == "KVM_GET_DEVICE_ATTR":
+            if pointers != structs.DEVICE_ATTR_POINTERS:
+                return -1, errno.EFAULT  # addr points nowhere the kernel could write
+            structs.device_attr_set(buffer, fake.device_attrs[(group, attr)])
+        return 0, 0
+    return -1, errno.ENOTTY

@@ -11,13 +11,11 @@ from __future__ import annotations
 import errno as _errno
 import itertools
 import os as _os
-import sys as _sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass as _dataclass, field as _field, replace as _replace
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
-from . import _kvm_structs as _structs
 from . import probing as _probe
 from ._backend import Backend, CheckResults, Pointers
 from ._cpu_record import CpuRecord
@@ -27,17 +25,8 @@ from .caps import Cap, CapLike
 from .host import NODES_FILE as _NODES_FILE, DeviceNode as _DeviceNode
 from .probing import ProbeResult
 
-__all__ = [
-    "CpuRecord",
-    "FakeBackend",
-    "FakeHost",
-    "HostSpec",
-    "default_backend",
-    "fake_cpu_record",
-    "fake_kvm",
-    "fake_probe_result",
-    "host_result",
-]
+__all__ = ["CpuRecord", "FakeBackend", "FakeHost", "HostSpec", "default_backend", "fake_cpu_record", "fake_kvm",
+           "fake_probe_result", "host_result"]  # fmt: skip
 
 Values = Mapping[CapLike, int]
 
@@ -234,47 +223,9 @@ class FakeBackend:
 
     def _structure(self, name: str, buffer: bytearray, pointers: Tuple[Tuple[int, int], ...]) -> Tuple[int, int]:
         """A system-fd structure ioctl, answered from the recorded CPU data as KVM would."""
-        if name in ("KVM_GET_SUPPORTED_CPUID", "KVM_GET_EMULATED_CPUID"):
-            entries = self.cpuid if name == "KVM_GET_SUPPORTED_CPUID" else self.emulated_cpuid
-            if entries is None:
-                return -1, _errno.ENOTTY
-            room = _structs.msr_list_count(buffer)  # kvm_cpuid2.nent: the same leading u32
-            if room < len(entries) or room < 1:
-                return -1, _errno.E2BIG
-            buffer[:] = _structs.cpuid2_pack(entries, room)
-            return 0, 0
-        if name in ("KVM_GET_MSR_INDEX_LIST", "KVM_GET_MSR_FEATURE_INDEX_LIST"):
-            indices = self.msrs if name == "KVM_GET_MSR_INDEX_LIST" else (
-                None if self.feature_msrs is None else list(self.feature_msrs))
-            if indices is None:
-                return -1, _errno.ENOTTY
-            room = _structs.msr_list_count(buffer)
-            buffer[0:4] = len(indices).to_bytes(4, _sys.byteorder)  # the kernel writes the count first
-            if room < len(indices):
-                return -1, _errno.E2BIG
-            buffer[4:4 + 4 * len(indices)] = b"".join(i.to_bytes(4, _sys.byteorder) for i in indices)
-            return 0, 0
-        if name == "KVM_GET_MSRS":
-            if self.feature_msrs is None:
-                return -1, _errno.ENOTTY
-            for position, index in enumerate(_structs.msrs_indices(buffer)):
-                if index not in self.feature_msrs:
-                    return position, 0  # KVM stops at the first MSR it cannot read
-                _structs.msrs_set(buffer, position, self.feature_msrs[index])
-            return len(_structs.msrs_indices(buffer)), 0
-        if name in ("KVM_HAS_DEVICE_ATTR", "KVM_GET_DEVICE_ATTR"):
-            if self.device_attrs is None:
-                return -1, _errno.ENOTTY
-            _, group, attr = _structs.device_attr_fields(buffer)
-            if (group, attr) not in self.device_attrs:
-                return -1, _errno.ENXIO
-            if name == "KVM_GET_DEVICE_ATTR":
-                if pointers != _structs.DEVICE_ATTR_POINTERS:
-                    return -1, _errno.EFAULT  # addr points nowhere the kernel could write
-                _structs.device_attr_set(buffer, self.device_attrs[(group, attr)])
-            return 0, 0
-        return -1, _errno.ENOTTY
+        from ._fake_cpu import structure_answer
 
+        return structure_answer(self, name, buffer, pointers)
 
 def fake_probe_result(
     values: Optional[Values] = None,
