@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from .atomic import write_atomic
     from .caps import Cap
+    from .cpuinfo import CpuInfo, cpu
     from .device import KvmDevice
     from .diagnosis import Check, Diagnosis, Status, Verdict, diagnose
     from .diff import HostDiff, diff_hosts
@@ -67,6 +68,7 @@ _EXPORTS = {
     "Cap": "caps",
     "CapabilityQueryFailed": "errors",
     "Check": "diagnosis",
+    "CpuInfo": "cpuinfo",
     "Diagnosis": "diagnosis",
     "EmulationError": "errors",
     "GuestError": "errors",
@@ -98,6 +100,7 @@ _EXPORTS = {
     "UnsupportedPlatform": "errors",
     "Verdict": "diagnosis",
     "check_vmm": "profiles",
+    "cpu": "cpuinfo",
     "diagnose": "diagnosis",
     "diff_hosts": "diff",
     "has": "probing",
@@ -161,6 +164,7 @@ __all__ = [
     "Cap",
     "CapabilityQueryFailed",
     "Check",
+    "CpuInfo",
     "Diagnosis",
     "EmulationError",
     "GuestError",
@@ -194,6 +198,7 @@ __all__ = [
     "__version__",
     "backend",
     "check_vmm",
+    "cpu",
     "diagnose",
     "diff_hosts",
     "has",

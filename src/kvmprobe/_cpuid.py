@@ -1,7 +1,8 @@
 """Decoding x86 CPUID entries with the tables of ``_cpuid_table``: feature names, XSAVE
 components, IA32_ARCH_CAPABILITIES bits, and the volatile-field filter.
 
-Imports ``_cpuid_table`` and ``errors``. Pure functions over plain integers: no ioctl, no
+Imports ``_cpuid_table``, ``_kvm_structs`` (for :class:`CpuidEntry`, the layout of an entry) and
+``errors``. Pure functions over plain integers: no ioctl, no
 files. An entry is a 7-tuple laid out like ``struct kvm_cpuid_entry2`` (function, index,
 flags, eax, ebx, ecx, edx), which is what KVM_GET_SUPPORTED_CPUID returns per entry.
 """
@@ -14,11 +15,13 @@ from ._cpuid_table import (
     ARCH_CAPABILITIES,
     FEATURES,
     KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+    QEMU_NAMES,
     REGISTERS,
     VOLATILE,
     XSAVE_COMPONENTS,
     Feature,
 )
+from ._kvm_structs import CpuidEntry
 from .errors import UnknownCpuFeature
 
 __all__ = [
@@ -29,26 +32,6 @@ __all__ = [
     "lookup",
     "xsave_components",
 ]
-
-
-class CpuidEntry(NamedTuple):
-    """One CPUID leaf/subleaf and its four output registers (``struct kvm_cpuid_entry2``).
-
-    ``leaf`` and ``subleaf`` are the struct's ``function`` and ``index`` (``index`` would hide
-    ``tuple.index``).
-
-    Example:
-        >>> CpuidEntry(7, 0, 1, 0, 1 << 5, 0, 0).ebx
-        32
-    """
-
-    leaf: int
-    subleaf: int
-    flags: int
-    eax: int
-    ebx: int
-    ecx: int
-    edx: int
 
 
 # The highest leaf of a CPUID range is EAX of its first leaf: 0, 0x40000000 (hypervisor; KVM's
@@ -175,7 +158,7 @@ _INDEX: Dict[str, Feature] = {}
 
 
 def _fold(text: str) -> str:
-    return text.strip().lower().replace("-", "_")
+    return text.strip().lower().replace("-", "_").replace(".", "_")
 
 
 def _index() -> Dict[str, Feature]:
@@ -188,6 +171,8 @@ def _index() -> Dict[str, Feature]:
             for prefix in _PREFIXES:
                 if c_name.startswith(prefix):
                     index.setdefault(c_name[len(prefix):], row)
+        for alias, name in QEMU_NAMES.items():
+            index.setdefault(alias, index[name])
         _INDEX.update(index)
     return _INDEX
 
@@ -195,15 +180,19 @@ def _index() -> Dict[str, Feature]:
 def lookup(name: str) -> Feature:
     """The table row for a feature, by its /proc/cpuinfo name or its source's identifier.
 
-    Case and '-' versus '_' do not matter, so QEMU's spellings work too (``kvm-pv-eoi``).
-    The kernel macro works with or without its prefix (``X86_FEATURE_XMM3``, ``xmm3``).
+    Case and '-' or '.' versus '_' do not matter, and QEMU's own names and aliases
+    (``_cpuid_table.QEMU_NAMES``) are known, so QEMU's spellings work too (``kvm-pv-eoi``,
+    ``sse4.1``, ``sse3``, ``tsc-deadline``). The kernel macro works with or without its prefix
+    (``X86_FEATURE_XMM3``, ``xmm3``).
 
     Raises:
         UnknownCpuFeature: no row has that name; ``suggestions`` holds the closest names.
 
     Example:
-        >>> lookup("pni") == lookup("X86_FEATURE_XMM3") == lookup("xmm3")
+        >>> lookup("pni") == lookup("X86_FEATURE_XMM3") == lookup("xmm3") == lookup("sse3")
         True
+        >>> lookup("sse4.1").name, lookup("tsc-deadline").name
+        ('sse4_1', 'tsc_deadline_timer')
         >>> row = lookup("avx512f")
         >>> hex(row.leaf), row.subleaf, row.register, row.bit
         ('0x7', 0, 'ebx', 16)

@@ -44,7 +44,9 @@ __all__ = [
     "KVM_CPUID_SIGNATURE",
     "KVM_SIGNATURE",
     "MSR_IA32_ARCH_CAPABILITIES",
+    "QEMU_NAMES",
     "REGISTERS",
+    "RUNTIME_FEATURES",
     "SOURCES",
     "VOLATILE",
     "XSAVE_COMPONENTS",
@@ -492,6 +494,37 @@ def _build() -> Tuple[Feature, ...]:
 
 #: Every feature bit kvmprobe can name, in leaf order as listed above.
 FEATURES: Tuple[Feature, ...] = _build()
+
+#: QEMU's names (and ``-cpu`` property aliases) for bits whose /proc/cpuinfo name differs
+#: other than by '-'/'.' versus '_': qemu/qemu v10.2.2 target/i386/cpu.c ``feature_word_info``
+#: (lines 1063-1838) and ``property_aliases`` (lines 9725-9759), matched by CPUID location.
+QEMU_NAMES: Dict[str, str] = {
+    "sse3": "pni",  # property alias
+    "pclmuldq": "pclmulqdq",  # property alias
+    "xd": "nx",  # property alias
+    "i64": "lm",  # property alias
+    "ffxsr": "fxsr_opt",  # property alias
+    "ds": "dts",
+    "tsc_deadline": "tsc_deadline_timer",
+    "cr8legacy": "cr8_legacy",
+    "pause_filter": "pausefilter",
+    "avx512vbmi2": "avx512_vbmi2",
+    "avx512vnni": "avx512_vnni",
+    "avx512bitalg": "avx512_bitalg",
+    "sgxlc": "sgx_lc",
+    "tsx_ldtrk": "tsxldtrk",
+    "xstore": "rng",
+    "xstore_en": "rng_en",
+    "xcrypt": "ace",
+    "xcrypt_en": "ace_en",
+}
+
+#: Bits the CPU computes from the running OS's control registers, not fixed features:
+#: OSXSAVE mirrors CR4.OSXSAVE and OSPKE mirrors CR4.PKE (SDM Vol. 2A, CPUID leaf 01H ECX[27]
+#: and leaf 07H ECX[4]); KVM sets them in a guest from the guest's own CR4 (arch/x86/kvm/cpuid.c,
+#: kvm_update_cpuid_runtime), so KVM_GET_SUPPORTED_CPUID never has them. A comparison of
+#: host and KVM leaves them out.
+RUNTIME_FEATURES = frozenset({"osxsave", "ospke"})
 
 #: XSAVE state components (the bits of XCR0 / IA32_XSS and of CPUID 0xD.0 EAX:EDX, 0xD.1
 #: ECX:EDX): the kernel's arch/x86/include/asm/fpu/types.h ``enum xfeature`` (named in the

@@ -60,18 +60,24 @@ class X86Queries:
             return self._asked(name, lambda: backend.ioctl_buffer(fd, request, buffer, pointers))
         return self._asked(name, lambda: backend.ioctl_buffer(fd, request, buffer))
 
-    def _cpuid(self, name: str, request: int) -> List[structs.Entry]:
-        nent = _FIRST_ENTRIES
+    def _grown(self, name: str, request: int, make: Callable[[int], bytearray], read: Callable[[bytearray], _T]) -> _T:
+        """Ask with a buffer of ``make(room)``, growing it on E2BIG (to the count the kernel wrote
+        in the leading u32 where it did, else double), up to the bound; then ``read`` it."""
+        room = _FIRST_ENTRIES
         while True:
-            buffer = structs.cpuid2_buffer(nent)
+            buffer = make(room)
             try:
                 self._buffer(name, request, buffer)
             except IoctlFailed as err:
-                if err.errno == errno.E2BIG and nent < _MAX_ENTRIES:
-                    nent *= 2
+                if err.errno == errno.E2BIG and room < _MAX_ENTRIES:
+                    # kvm_msr_list.nmsrs and kvm_cpuid2.nent are both the leading u32.
+                    room = max(structs.msr_list_count(buffer), room * 2)
                     continue
                 raise
-            return structs.cpuid2_entries(buffer)
+            return read(buffer)
+
+    def _cpuid(self, name: str, request: int) -> List[structs.Entry]:
+        return self._grown(name, request, structs.cpuid2_buffer, structs.cpuid2_entries)
 
     def supported_cpuid(self) -> List[structs.Entry]:
         """``KVM_GET_SUPPORTED_CPUID``: every CPUID leaf KVM can give a guest, as the kernel
@@ -110,18 +116,7 @@ class X86Queries:
         return self._cpuid("KVM_GET_EMULATED_CPUID", self.ioctls.KVM_GET_EMULATED_CPUID)
 
     def _msr_list(self, name: str, request: int) -> List[int]:
-        room = _FIRST_ENTRIES
-        while True:
-            buffer = structs.msr_list_buffer(room)
-            try:
-                self._buffer(name, request, buffer)
-            except IoctlFailed as err:
-                if err.errno == errno.E2BIG and room < _MAX_ENTRIES:
-                    # The kernel wrote the count it needs; a fake or odd kernel may not: double.
-                    room = max(structs.msr_list_count(buffer), room * 2)
-                    continue
-                raise
-            return structs.msr_list_indices(buffer)
+        return self._grown(name, request, structs.msr_list_buffer, structs.msr_list_indices)
 
     def msr_index_list(self) -> List[int]:
         """``KVM_GET_MSR_INDEX_LIST``: the MSRs a VMM may save and restore for a guest.

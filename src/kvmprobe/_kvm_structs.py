@@ -16,6 +16,7 @@ from typing import Dict, Iterable, List, NamedTuple, Sequence, Tuple, Union
 __all__ = [
     "CPUID_ENTRY",
     "DEVICE_ATTR_POINTERS",
+    "CpuidEntry",
     "IoctlFailure",
     "cpuid2_buffer",
     "cpuid2_entries",
@@ -57,6 +58,26 @@ Buffer = Union[bytes, bytearray]
 
 # A CPUID entry as seven integers: function, index, flags, eax, ebx, ecx, edx.
 Entry = Tuple[int, int, int, int, int, int, int]
+
+
+class CpuidEntry(NamedTuple):
+    """One CPUID leaf/subleaf and its four output registers (``struct kvm_cpuid_entry2``).
+
+    ``leaf`` and ``subleaf`` are the struct's ``function`` and ``index`` (``index`` would hide
+    ``tuple.index``).
+
+    Example:
+        >>> CpuidEntry(7, 0, 1, 0, 1 << 5, 0, 0).ebx
+        32
+    """
+
+    leaf: int
+    subleaf: int
+    flags: int
+    eax: int
+    ebx: int
+    ecx: int
+    edx: int
 
 
 class IoctlFailure(NamedTuple):

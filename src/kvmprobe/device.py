@@ -265,7 +265,8 @@ class KvmDevice(X86Queries):
     def tsc_khz(self) -> int:
         """``KVM_GET_TSC_KHZ`` of a scratch vCPU: the TSC rate KVM gives a new guest, in kHz.
 
-        A VM and one vCPU are created for the question and closed before returning.
+        A VM and one vCPU are created for the question and closed before returning (with a
+        VM already open, :meth:`VmFd.tsc_khz` asks on it instead).
 
         Raises:
             IoctlFailed: ``KVM_CREATE_VM``, ``KVM_CREATE_VCPU`` or ``KVM_GET_TSC_KHZ`` failed
@@ -277,14 +278,10 @@ class KvmDevice(X86Queries):
             ...     kvm.tsc_khz()
             2596122
         """
-        fd, backend, numbers = self.fileno(), self.backend, self.ioctls
-        vm = self._asked("KVM_CREATE_VM", lambda: backend.ioctl(fd, numbers.KVM_CREATE_VM, 0))
+        fd, backend = self.fileno(), self.backend
+        vm = self._asked("KVM_CREATE_VM", lambda: backend.ioctl(fd, self.ioctls.KVM_CREATE_VM, 0))
         try:  # ownership: the VM fd is closed in the finally below, on every path
-            vcpu = self._asked("KVM_CREATE_VCPU", lambda: backend.ioctl(vm, numbers.KVM_CREATE_VCPU, 0))
-            try:  # ownership: the vCPU fd is closed in the finally below, on every path
-                return self._asked("KVM_GET_TSC_KHZ", lambda: backend.ioctl(vcpu, numbers.KVM_GET_TSC_KHZ, 0))
-            finally:
-                _close(backend, vcpu)
+            return _vcpu_tsc_khz(self, vm)
         finally:
             _close(backend, vm)
     def vcpu_mmap_size(self) -> int:
@@ -429,6 +426,23 @@ class VmFd:
             yield vcpu
         finally:
             vcpu.close()
+    def tsc_khz(self) -> int:
+        """``KVM_GET_TSC_KHZ`` of a scratch vCPU of this VM (vCPU 0, closed before returning).
+
+        Raises:
+            IoctlFailed: ``KVM_CREATE_VCPU`` or ``KVM_GET_TSC_KHZ`` failed.
+        """
+        return _vcpu_tsc_khz(self._device, self.fileno())
+
+
+def _vcpu_tsc_khz(device: KvmDevice, vm: int) -> int:
+    """Create vCPU 0 on ``vm``, ask its KVM_GET_TSC_KHZ, close it."""
+    backend, numbers = device.backend, device.ioctls
+    vcpu = device._asked("KVM_CREATE_VCPU", lambda: backend.ioctl(vm, numbers.KVM_CREATE_VCPU, 0))
+    try:  # ownership: the vCPU fd is closed in the finally below, on every path
+        return device._asked("KVM_GET_TSC_KHZ", lambda: backend.ioctl(vcpu, numbers.KVM_GET_TSC_KHZ, 0))
+    finally:
+        _close(backend, vcpu)
 
 
 # EINTR means the call was interrupted before it did anything (signal(7)): ask again. This is

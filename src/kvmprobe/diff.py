@@ -1,6 +1,6 @@
-"""Compare two hosts: capabilities gained, lost and changed, host facts, and VMM verdicts.
+"""Compare two hosts: capabilities gained, lost and changed, host facts, VMM verdicts and CPUs.
 
-Imports ``probing``, ``profiles``, ``caps`` and ``errors``. :func:`diff_hosts` takes two
+Imports ``probing``, ``profiles``, ``caps``, ``errors``, ``_arch`` and ``_cpu_diff``. :func:`diff_hosts` takes two
 :class:`~kvmprobe.ProbeResult` (recorded, preset or live) and returns a :class:`HostDiff`:
 what an operator needs to know before moving VMs from host A to host B (or from one kernel
 to the next). Pure: it never probes; the CLI (``kvmprobe diff A [B]``) gathers the hosts.
@@ -9,18 +9,23 @@ to the next). Pure: it never probes; the CLI (``kvmprobe diff A [B]``) gathers t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
+from ._arch import is_x86
 from .caps import Cap
 from .errors import describe_errno
 from .probing import ProbeResult
 from .profiles import check_vmm, vmm_names
 
+if TYPE_CHECKING:
+    from ._cpu_decode import CpuInfo
+    from ._cpu_diff import CpuChange
+
 __all__ = ["CapChange", "FactChange", "HostDiff", "VerdictChange", "diff_hosts"]
 
 #: The ``schema`` of :meth:`HostDiff.to_dict`.
 DIFF_SCHEMA = "kvmprobe-diff"
-DIFF_SCHEMA_VERSION = 1
+DIFF_SCHEMA_VERSION = 2  # 2: the "cpu" changes
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,10 @@ class HostDiff:
     * ``facts``: ``kernel``, ``arch``, ``api_version``, every host fact (``host.*``) and, when both
       hosts recorded the micro-guest checks, their verdicts (``run.ok``, ``run.exit_cost.far_off``, ...).
     * ``verdicts``: built-in VMMs ready on one host and not on the other.
+    * ``cpu``: the CPU a guest gets, where both hosts recorded it: features offered on one
+      host and not the other, XSAVE components, feature MSR values, the MSR list, the TSC
+      rate beyond 250 ppm, the CPU model and CPUID bits no feature name covers (after the
+      volatile fields are cleared).
     * ``notes``: what could not be compared (facts or VM-fd values recorded on one side only,
       capabilities only one side's kvmprobe knew), and the micro-guest timings of both hosts.
 
@@ -201,6 +210,7 @@ class HostDiff:
     facts: Tuple[FactChange, ...] = ()
     verdicts: Tuple[VerdictChange, ...] = ()
     notes: Tuple[str, ...] = ()
+    cpu: Tuple[CpuChange, ...] = ()
 
     @property
     def equal(self) -> bool:
@@ -210,10 +220,12 @@ class HostDiff:
             >>> HostDiff("a.json", "b.json").equal
             True
         """
-        return not (self.gained or self.lost or self.changed or self.vm_changed or self.facts or self.verdicts)
+        return not (
+            self.gained or self.lost or self.changed or self.vm_changed or self.facts or self.verdicts or self.cpu
+        )
 
     def to_dict(self) -> Dict[str, Any]:
-        """The JSON document of ``kvmprobe diff --json`` (``schema``: ``kvmprobe-diff``, version 1).
+        """The JSON document of ``kvmprobe diff --json`` (``schema``: ``kvmprobe-diff``, version 2).
 
         Example:
             >>> doc = HostDiff("a.json", "b.json").to_dict()
@@ -232,6 +244,7 @@ class HostDiff:
             "vm_changed": [c.to_dict() for c in self.vm_changed],
             "facts": [f.to_dict() for f in self.facts],
             "verdicts": [v.to_dict() for v in self.verdicts],
+            "cpu": [c.to_dict() for c in self.cpu],
             "notes": list(self.notes),
         }
 
@@ -354,7 +367,8 @@ def diff_hosts(a: ProbeResult, b: ProbeResult) -> HostDiff:
     carried that this kvmprobe does not know (compared when both hosts recorded them, noted
     otherwise). VM-fd answers are compared when both hosts recorded them. Host facts are
     compared when both have them. The VMM verdicts are those of :func:`kvmprobe.profiles.check_vmm`
-    for every built-in VMM with a profile for both hosts' architectures.
+    for every built-in VMM with a profile for both hosts' architectures. The CPUs are compared
+    when both hosts recorded their CPU data (``ProbeResult.cpu``).
 
     Args:
         a: the host you have (or had).
@@ -386,6 +400,12 @@ def diff_hosts(a: ProbeResult, b: ProbeResult) -> HostDiff:
     elif a.vm_values is not None or b.vm_values is not None:
         notes.append(f"VM-fd values: only {'A' if a.vm_values is not None else 'B'} recorded them; not compared")
     facts = _fact_changes(a, b, notes)
+    cpu_changes: List[CpuChange] = []
+    if _cpu(a) is not None or _cpu(b) is not None:  # the CPU tables load only when there is CPU data
+        from ._cpu_diff import diff_cpus
+
+        cpu_changes, cpu_notes = diff_cpus(_cpu(a), _cpu(b))
+        notes += cpu_notes
     return HostDiff(
         a_source=a.source,
         b_source=b.source,
@@ -396,7 +416,17 @@ def diff_hosts(a: ProbeResult, b: ProbeResult) -> HostDiff:
         facts=tuple(facts),
         verdicts=tuple(_verdicts(a, b)),
         notes=tuple(notes),
+        cpu=tuple(cpu_changes),
     )
+
+
+def _cpu(result: ProbeResult) -> Optional[CpuInfo]:
+    """The decoded CPU of a host (KVM's side only: nothing is read), or None when not recorded."""
+    if result.cpu is None or not is_x86(result.arch):
+        return None
+    from ._cpu_decode import decode
+
+    return decode(result.cpu, arch=result.arch, source=result.source)
 
 
 _ORDER = {int(cap): index for index, cap in enumerate(Cap)}

@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
+from ._arch import is_x86
 from ._backend import Backend
 from .caps import Cap, CapLike
 from .device import KvmDevice, device_path
 from .errors import CapabilityQueryFailed
 
 if TYPE_CHECKING:
+    from ._cpu_record import CpuRecord
     from ._guest_report import RunReport
     from ._host_facts import HostFacts
 
@@ -80,7 +82,8 @@ class ProbeResult:
     read, whose names this kvmprobe's table lacks (written by a newer kvmprobe; kept, never
     guessed at). ``origin`` names which of these a host is. ``run`` holds the micro-guest
     checks when they were recorded (:func:`kvmprobe.guest.run_checks`; ``None``: not recorded,
-    which is not "failed").
+    which is not "failed"). ``cpu`` holds KVM's raw CPU answers (CPUID, MSRs, XSAVE, TSC) when
+    probed with ``cpu=True`` or recorded; ``None``: not recorded (``kvmprobe.cpu()`` decodes it).
 
     Example:
         >>> from kvmprobe.testing import fake_probe_result
@@ -107,6 +110,7 @@ class ProbeResult:
     synthesized: bool = False
     derivation: Optional[Derivation] = None
     run: Optional[RunReport] = None
+    cpu: Optional[CpuRecord] = field(default=None, repr=False)
     _value: Dict[Any, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -209,16 +213,24 @@ class ProbeResult:
         return Cap.lookup(cap).applies_to(self.arch)
 
 
-def _run_probe(path: str, backend: Optional[Backend], vm: bool) -> ProbeResult:
+def _run_probe(path: str, backend: Optional[Backend], vm: bool, cpu: bool = False) -> ProbeResult:
     vm_values: Optional[Dict[Cap, int]] = None
     vm_errors: Dict[Cap, int] = {}
+    record: Optional[CpuRecord] = None
     with KvmDevice.open(path, backend=backend) as kvm:  # closed on leaving the block
         api = kvm.version  # asked by KvmDevice.open, which refuses anything but 12
         values, errors = _split(kvm.check_many(_NUMBERS))
+        cpu = cpu and is_x86(os.uname().machine)
+        if cpu:
+            from ._cpu_record import read_kvm_cpu  # the CPU tables load only when asked
         if vm:
             with kvm.create_vm() as vm_fd:  # the VM fd is closed on leaving the block
                 if values.get(Cap.CHECK_EXTENSION_VM, 0) > 0:
                     vm_values, vm_errors = _split(vm_fd.check_many(_NUMBERS))
+                if cpu:  # the TSC rate from a scratch vCPU of this VM: no second VM
+                    record = read_kvm_cpu(kvm, vm=vm_fd)
+        elif cpu:
+            record = read_kvm_cpu(kvm)
         return ProbeResult(
             device=kvm.path,
             api_version=api,
@@ -228,6 +240,7 @@ def _run_probe(path: str, backend: Optional[Backend], vm: bool) -> ProbeResult:
             vm_values=vm_values,
             vm_errors=vm_errors,
             vm_created=vm,
+            cpu=record,
         )
 
 
@@ -294,6 +307,7 @@ def probe(
     backend: Optional[Backend] = None,
     vm: bool = False,
     refresh: bool = False,
+    cpu: bool = False,
 ) -> ProbeResult:
     """Ask the kernel about every capability in one pass, or return the cached answer.
 
@@ -309,6 +323,9 @@ def probe(
         backend: an ioctl backend (default: cffi when built, else ctypes).
         vm: also create a VM and ask on its fd.
         refresh: ignore the cache.
+        cpu: also ask KVM's CPU questions on x86 (supported and emulated CPUID, MSR lists,
+            feature MSRs, XSAVE components; with ``vm``, a scratch vCPU's TSC rate) into
+            ``ProbeResult.cpu``.
 
     Raises:
         KvmUnavailable: the device cannot be used (with the reason and the fix).
@@ -322,7 +339,7 @@ def probe(
     cache = _cache
     if not refresh and path is None and backend is None:
         current = cache.current
-        if current is not None and (not vm or current.vm_created):
+        if current is not None and (not vm or current.vm_created) and (not cpu or _has_cpu(current)):
             return current
     with cache.lock:
         if cache.overrides:
@@ -330,14 +347,19 @@ def probe(
         where = device_path(path)
         results = cache.results_for(backend, create=True)
         cached = results.get(where) if results is not None else None
-        if cached is None or refresh or (vm and not cached.vm_created):
-            cached = _run_probe(where, backend if backend is not None else cache.default_backend, vm)
+        if cached is None or refresh or (vm and not cached.vm_created) or (cpu and not _has_cpu(cached)):
+            cached = _run_probe(where, backend if backend is not None else cache.default_backend, vm, cpu)
             cache.probes += 1
             if results is not None:
                 results[where] = cached
         if path is None and backend is None:
             cache.current = cached
         return cached
+
+
+def _has_cpu(result: ProbeResult) -> bool:
+    """Whether ``result`` answers CPU questions already (or never will: not x86)."""
+    return result.cpu is not None or not is_x86(result.arch)
 
 
 def has(cap: CapLike) -> bool:

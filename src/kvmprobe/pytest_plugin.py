@@ -41,6 +41,7 @@ import pytest
 
 if TYPE_CHECKING:
     from .probing import ProbeResult
+    from ._cpu_record import CpuRecord
     from .testing import HostSpec, Values
 
 __all__ = ["FakeKvm", "fake_kvm", "kvm_unavailable_reason", "real_kvm"]
@@ -140,10 +141,12 @@ class FakeKvm:
         self._stack = contextlib.ExitStack()
         self._hosts: List[ProbeResult] = []
 
-    def __call__(self, host: HostSpec = None, overrides: Optional[Values] = None, /, **caps: int) -> ProbeResult:
+    def __call__(
+        self, host: HostSpec = None, overrides: Optional[Values] = None, /, *, cpu: Optional[CpuRecord] = None, **caps: int
+    ) -> ProbeResult:
         from .testing import fake_kvm as _fake_kvm
 
-        result = self._stack.enter_context(_fake_kvm(host, overrides, **caps))
+        result = self._stack.enter_context(_fake_kvm(host, overrides, cpu=cpu, **caps))
         self._hosts.append(result)
         return result
 

@@ -4,12 +4,14 @@ Imports ``probing``, ``host``, ``_guest_report``, ``caps``, ``errors``, ``atomic
 document ``python -m kvmprobe snapshot`` (and ``python -m kvmprobe --json``) writes: the
 schema name and version, who wrote it and when, the device, API version and kernel, one row
 per capability (the system-fd value, the VM-fd value where asked, the errno where a query
-failed), the host facts, and, when they were run, the micro-guest checks (``"run"``). ``load_snapshot`` turns such a document back into a
+failed), the host facts, the CPU a guest gets (``cpu``: KVM's raw CPUID and MSR answers exactly
+as given, and their decoded view; ``null`` when not recorded) and, when they were run, the
+micro-guest checks (``run``). ``load_snapshot`` turns such a document back into a
 :class:`~kvmprobe.ProbeResult`, so every API and command runs on a recorded host as on the
 live one. The schema is documented as JSON Schema in ``kvmprobe/schema/snapshot-2.schema.json``.
-Version 2 adds optional top-level keys, absent where there is nothing to say: ``derivation``
-(a host worked out from a kernel's source, see :class:`~kvmprobe.probing.Derivation`);
-version-1 documents still load.
+Version 2 adds optional top-level keys, absent or null where there is nothing to say:
+``derivation`` (a host worked out from a kernel's source, see
+:class:`~kvmprobe.probing.Derivation`), ``cpu`` and ``run``; version-1 documents still load.
 
 Reading is strict: a malformed document raises :class:`~kvmprobe.SnapshotError` naming the
 file and the JSON path of the bad field (``$.capabilities[3].value``). Two things are not
@@ -26,7 +28,7 @@ import os
 import re
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 from .atomic import write_atomic
 from ._guest_report import RunReport
@@ -37,10 +39,14 @@ from .errors import SnapshotError, describe_errno
 from .host import HostFacts, read_host_facts
 from .probing import Derivation, ProbeResult, probe
 
+if TYPE_CHECKING:
+    from ._cpu_record import CpuRecord
+
 __all__ = [
     "MAX_SNAPSHOT_BYTES",
     "SCHEMA_NAME",
     "SCHEMA_VERSION",
+    "document_for",
     "load_snapshot",
     "record",
     "snapshot_document",
@@ -49,8 +55,9 @@ __all__ = [
 
 #: The ``schema`` value every snapshot carries.
 SCHEMA_NAME = "kvmprobe-snapshot"
-#: The document shape this kvmprobe writes and reads. Any change of shape (a key added,
-#: removed or retyped) bumps it; new capability rows are data and do not.
+#: The document shape this kvmprobe writes (and the newest it reads; every older one loads).
+#: Any change of shape (a key added, removed or retyped) bumps it; new capability rows are
+#: data and do not. Version 2 added the optional ``derivation``, ``cpu`` and ``run`` keys.
 SCHEMA_VERSION = 2
 #: Files larger than this are refused before being read. A real snapshot is about 30 kB.
 MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024
@@ -79,9 +86,10 @@ _TOP_KEYS = (
 )
 # Keys a document may leave out (each new in schema 2): "derivation" is written after
 # "synthesized" when set; "run" (the micro-guest checks, issue #14) last, when they were run.
-_OPTIONAL_KEYS = ("derivation", "run")
 _DERIVATION_KEYS = ("kind", "sources", "assumptions")
 _ROW_KEYS = ("name", "number", "value", "error", "vm_value", "vm_error")
+# Keys a document may leave out ("not recorded"), with the schema version that added each.
+_OPTIONAL_KEYS = {"derivation": 2, "cpu": 2, "run": 2}
 
 PathOrDict = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 
@@ -142,10 +150,22 @@ def snapshot_document(
         vm_created=result.vm_created,
         capabilities=_rows(result),
         host=facts.to_dict() if facts is not None else None,
+        cpu=_cpu_section(result, facts),
     )
     if result.run is not None:
         doc["run"] = result.run.to_dict()
     return doc
+
+
+def _cpu_section(result: ProbeResult, facts: Optional[HostFacts]) -> Optional[Dict[str, Any]]:
+    """The raw CPU record and its decoded view (kept so a reader needs no decoder), or None."""
+    if result.cpu is None:
+        return None
+    from ._cpu_decode import decode
+
+    info = decode(result.cpu, arch=result.arch, source=result.source,
+                  kvm_backend=None if facts is None else facts.kvm_backend)  # fmt: skip
+    return {**result.cpu.to_dict(), "decoded": info.decoded_dict()}
 
 
 def _rows(result: ProbeResult) -> List[Dict[str, Any]]:
@@ -179,9 +199,12 @@ def record(
 ) -> Dict[str, Any]:
     """Probe the live host and return its snapshot document, host facts included.
 
+    The CPU section (x86) is recorded too: KVM's CPUID, MSR and XSAVE answers, the host's own
+    CPUID and ``/proc/cpuinfo`` flags and, with ``vm``, a scratch vCPU's TSC rate.
+
     Args:
         path: the KVM device (default ``$KVMPROBE_DEVICE`` or ``/dev/kvm``).
-        vm: also create a VM and record every capability's VM-fd value.
+        vm: also create a VM and record every capability's VM-fd value (and the TSC rate).
         root: where the host facts are read (``/``; a test passes a fake tree).
         refresh: probe again rather than use the cached answer.
 
@@ -193,9 +216,27 @@ def record(
         >>> doc["api_version"], doc["host"]["kernel_release"] == doc["kernel"]  # doctest: +SKIP
         (12, True)
     """
-    result = probe(path, vm=vm, refresh=refresh)
-    facts = result.host if result.host is not None else read_host_facts(root, device=result.device)
-    return snapshot_document(result, facts)
+    return document_for(probe(path, vm=vm, refresh=refresh, cpu=True), root)
+
+
+def document_for(result: ProbeResult, root: str = "/") -> Dict[str, Any]:
+    """The snapshot document of ``result``; a live one gets this machine's host facts and the
+    host's side of its CPU record (its CPUID and ``/proc/cpuinfo`` flags, under ``root``).
+
+    Example:
+        >>> from kvmprobe.testing import fake_probe_result
+        >>> document_for(fake_probe_result({"HLT": 1}))["host"] is None
+        True
+    """
+    from dataclasses import replace
+
+    from ._cpu_record import live_host_side
+
+    facts = result.host
+    if facts is None and result.source == "live":
+        facts = read_host_facts(root, device=result.device)
+    cpu = live_host_side(result.cpu, source=result.source, backend=result.backend, root=root)
+    return snapshot_document(replace(result, cpu=cpu) if cpu is not result.cpu else result, facts)
 
 
 def write_snapshot(document: Mapping[str, Any], path: str) -> None:
@@ -316,12 +357,12 @@ class _Reader(Checker):
                 hint="upgrade kvmprobe (pip install -U kvmprobe)",
             )
         for key in document:
-            if key not in _TOP_KEYS and not (key in _OPTIONAL_KEYS and version >= 2):
-                self.fail(
-                    key_path("$", str(key)),
-                    "unknown key" + (" in a schema 1 document" if key in _OPTIONAL_KEYS else ""),
-                    hint=f"the keys are: {', '.join(_TOP_KEYS + _OPTIONAL_KEYS)}",
-                )
+            if key in _OPTIONAL_KEYS and version < _OPTIONAL_KEYS[key]:
+                self.fail(key_path("$", str(key)), f"is a schema version {_OPTIONAL_KEYS[key]} key; "
+                          f"this document says schema_version {version}")  # fmt: skip
+            if key not in _TOP_KEYS and key not in _OPTIONAL_KEYS:
+                known = ", ".join(_TOP_KEYS + tuple(_OPTIONAL_KEYS))
+                self.fail(key_path("$", str(key)), "unknown key", hint=f"the keys are: {known}")
         for key in _TOP_KEYS:
             if key not in document:
                 self.fail(key_path("$", key), "missing")
@@ -343,6 +384,7 @@ class _Reader(Checker):
         facts = document["host"]
         host = None if facts is None else HostFacts.from_dict(facts, path=self.path, field="$.host")
         run = self.run(document.get("run"))
+        cpu = self.cpu(document.get("cpu"))
         return ProbeResult(
             device=device,
             api_version=api_version,
@@ -362,6 +404,7 @@ class _Reader(Checker):
             synthesized=synthesized,
             derivation=derivation,
             run=run,
+            cpu=cpu,
         )
 
     def run(self, item: Any) -> Optional[RunReport]:
@@ -393,6 +436,18 @@ class _Reader(Checker):
         if not texts[0]:
             self.fail(f"{at}.sources", "is empty: a host derived from source cites its source")
         return Derivation(texts[0], texts[1])
+    def cpu(self, section: Any) -> Optional[CpuRecord]:
+        """The raw CPU record of a ``cpu`` section (its ``decoded`` view is checked to be an
+        object and otherwise ignored: it is decoded again from the raw answers on use)."""
+        if section is None:
+            return None
+        from ._cpu_record import CpuRecord as Record
+
+        record = Record.from_dict(section, self, "$.cpu", extra=("decoded",))
+        decoded = section.get("decoded")
+        if decoded is not None:
+            self.mapping(decoded, "$.cpu.decoded")
+        return record
 
     def time(self, item: Any, field: str) -> Optional[str]:
         if item is None:

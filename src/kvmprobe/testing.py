@@ -11,21 +11,22 @@ from __future__ import annotations
 import errno as _errno
 import itertools
 import os as _os
-import sys as _sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass as _dataclass, field as _field, replace as _replace
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
-from . import _kvm_structs as _structs
 from . import probing as _probe
 from ._backend import Backend, CheckResults, Pointers
+from ._cpu_record import CpuRecord
+from ._fake_cpu import fake_cpu_record
 from ._ioctl import KVM_API_VERSION, KvmIoctls
 from .caps import Cap, CapLike
 from .host import NODES_FILE as _NODES_FILE, DeviceNode as _DeviceNode
 from .probing import ProbeResult
 
-__all__ = ["FakeBackend", "FakeHost", "HostSpec", "default_backend", "fake_kvm", "fake_probe_result", "host_result"]
+__all__ = ["CpuRecord", "FakeBackend", "FakeHost", "HostSpec", "default_backend", "fake_cpu_record", "fake_kvm",
+           "fake_probe_result", "host_result"]  # fmt: skip
 
 Values = Mapping[CapLike, int]
 
@@ -52,7 +53,7 @@ class FakeBackend:
     ``feature_msrs`` (index -> value: KVM_GET_MSR_FEATURE_INDEX_LIST and KVM_GET_MSRS on the
     system fd), ``device_attrs`` ((group, attr) -> value; others answer ENXIO) and
     ``tsc_khz`` (a vCPU's KVM_GET_TSC_KHZ). Each one left ``None`` answers ENOTTY, as a kernel
-    without that ioctl does.
+    without that ioctl does. :meth:`recorded` fills all of it from a recorded host.
 
     Example:
         >>> backend = FakeBackend({Cap.HLT: 1}, fail={("KVM_CHECK_EXTENSION", 0): 5})
@@ -110,6 +111,28 @@ class FakeBackend:
                 "KVM_GET_MSRS", "KVM_HAS_DEVICE_ATTR", "KVM_GET_DEVICE_ATTR", "KVM_CREATE_VCPU", "KVM_GET_TSC_KHZ",
             )
         }  # fmt: skip
+
+    @classmethod
+    def recorded(cls, host: HostSpec = None, **changes: object) -> FakeBackend:
+        """A FakeBackend that answers as a recorded host did: its capabilities (system and VM
+        fd), its failed queries (with their errno) and its CPU data. ``host`` is as for
+        :func:`host_result`; ``changes`` override keyword arguments of the constructor.
+
+        Example:
+            >>> import kvmprobe
+            >>> backend = FakeBackend.recorded("pvm-6.18")
+            >>> info = kvmprobe.cpuinfo.cpu_of(kvmprobe.probe(backend=backend, vm=True, cpu=True))
+            >>> info.features == kvmprobe.cpuinfo.cpu_of(kvmprobe.load_preset("pvm-6.18")).features
+            True
+        """
+        from ._fake_cpu import backend_answers
+
+        result = host_result(host)
+        answers: Dict[str, object] = dict(backend_answers(result.cpu))
+        fail: Dict[Union[str, Tuple[str, int]], int] = dict(answers.pop("fail", {}) or {})  # type: ignore[call-overload]
+        fail.update({("KVM_CHECK_EXTENSION", int(cap)): code for cap, code in result.errors.items()})
+        answers.update(changes)
+        return cls(result.values, vm_values=result.vm_values, fail=fail, **answers)  # type: ignore[arg-type]
 
     @property
     def open_fds(self) -> List[int]:
@@ -200,47 +223,9 @@ class FakeBackend:
 
     def _structure(self, name: str, buffer: bytearray, pointers: Tuple[Tuple[int, int], ...]) -> Tuple[int, int]:
         """A system-fd structure ioctl, answered from the recorded CPU data as KVM would."""
-        if name in ("KVM_GET_SUPPORTED_CPUID", "KVM_GET_EMULATED_CPUID"):
-            entries = self.cpuid if name == "KVM_GET_SUPPORTED_CPUID" else self.emulated_cpuid
-            if entries is None:
-                return -1, _errno.ENOTTY
-            room = _structs.msr_list_count(buffer)  # kvm_cpuid2.nent: the same leading u32
-            if room < len(entries) or room < 1:
-                return -1, _errno.E2BIG
-            buffer[:] = _structs.cpuid2_pack(entries, room)
-            return 0, 0
-        if name in ("KVM_GET_MSR_INDEX_LIST", "KVM_GET_MSR_FEATURE_INDEX_LIST"):
-            indices = self.msrs if name == "KVM_GET_MSR_INDEX_LIST" else (
-                None if self.feature_msrs is None else list(self.feature_msrs))
-            if indices is None:
-                return -1, _errno.ENOTTY
-            room = _structs.msr_list_count(buffer)
-            buffer[0:4] = len(indices).to_bytes(4, _sys.byteorder)  # the kernel writes the count first
-            if room < len(indices):
-                return -1, _errno.E2BIG
-            buffer[4:4 + 4 * len(indices)] = b"".join(i.to_bytes(4, _sys.byteorder) for i in indices)
-            return 0, 0
-        if name == "KVM_GET_MSRS":
-            if self.feature_msrs is None:
-                return -1, _errno.ENOTTY
-            for position, index in enumerate(_structs.msrs_indices(buffer)):
-                if index not in self.feature_msrs:
-                    return position, 0  # KVM stops at the first MSR it cannot read
-                _structs.msrs_set(buffer, position, self.feature_msrs[index])
-            return len(_structs.msrs_indices(buffer)), 0
-        if name in ("KVM_HAS_DEVICE_ATTR", "KVM_GET_DEVICE_ATTR"):
-            if self.device_attrs is None:
-                return -1, _errno.ENOTTY
-            _, group, attr = _structs.device_attr_fields(buffer)
-            if (group, attr) not in self.device_attrs:
-                return -1, _errno.ENXIO
-            if name == "KVM_GET_DEVICE_ATTR":
-                if pointers != _structs.DEVICE_ATTR_POINTERS:
-                    return -1, _errno.EFAULT  # addr points nowhere the kernel could write
-                _structs.device_attr_set(buffer, self.device_attrs[(group, attr)])
-            return 0, 0
-        return -1, _errno.ENOTTY
+        from ._fake_cpu import structure_answer
 
+        return structure_answer(self, name, buffer, pointers)
 
 def fake_probe_result(
     values: Optional[Values] = None,
@@ -252,8 +237,11 @@ def fake_probe_result(
     arch: str = "x86_64",
     kernel: str = "6.18.0",
     source: str = "fake",
+    cpu: Optional[CpuRecord] = None,
 ) -> ProbeResult:
     """A :class:`ProbeResult` for a made-up host: every capability not in ``values`` is 0.
+
+    ``cpu`` is its CPU data (see :func:`fake_cpu_record`); ``None``: not recorded.
 
     Example:
         >>> fake_probe_result({"IMMEDIATE_EXIT": 1}, kernel="3.10.0").has("IMMEDIATE_EXIT")
@@ -277,6 +265,7 @@ def fake_probe_result(
         vm_created=vm_values is not None,
         source=source,
         synthesized=True,
+        cpu=cpu,
     )
 
 
@@ -284,7 +273,9 @@ def fake_probe_result(
 HostSpec = Union[ProbeResult, str, "_os.PathLike[str]", Values, None]
 
 
-def host_result(host: HostSpec = None, overrides: Optional[Values] = None, /, **caps: int) -> ProbeResult:
+def host_result(
+    host: HostSpec = None, overrides: Optional[Values] = None, /, *, cpu: Optional[CpuRecord] = None, **caps: int
+) -> ProbeResult:
     """The :class:`ProbeResult` a host spec names, with capability overrides applied.
 
     ``host`` is a :class:`ProbeResult`; a preset name (``"linux-3.10"``, see
@@ -293,7 +284,8 @@ def host_result(host: HostSpec = None, overrides: Optional[Values] = None, /, **
     :func:`fake_probe_result`); or ``None`` (every capability 0). ``overrides`` and keyword
     arguments (``IMMEDIATE_EXIT=0``, any spelling ``Cap.lookup`` takes) then set single
     capabilities, on the system fd and, where the host has them, on the VM fd; the result is
-    marked ``synthesized`` and its ``source`` lists the overrides.
+    marked ``synthesized`` and its ``source`` lists the overrides. ``cpu`` replaces the host's
+    CPU data (a record from :func:`fake_cpu_record`): a host whose guests get avx512f.
 
     Raises:
         SnapshotError: no such preset, or the snapshot file is unreadable or malformed.
@@ -317,6 +309,8 @@ def host_result(host: HostSpec = None, overrides: Optional[Values] = None, /, **
         base = load_snapshot(host)
     else:
         base = fake_probe_result(host)
+    if cpu is not None:
+        base = _replace(base, cpu=cpu, source=base.source + " with fake CPU data", synthesized=True)
     changes: Dict[Cap, int] = {}
     for key, number in list((overrides or {}).items()) + list(caps.items()):
         cap = Cap.lookup(key)
@@ -342,7 +336,9 @@ def _looks_like_path(text: str) -> bool:
 
 
 @contextmanager
-def fake_kvm(host: HostSpec = None, overrides: Optional[Values] = None, /, **caps: int) -> Iterator[ProbeResult]:
+def fake_kvm(
+    host: HostSpec = None, overrides: Optional[Values] = None, /, *, cpu: Optional[CpuRecord] = None, **caps: int
+) -> Iterator[ProbeResult]:
     """Make every kvmprobe probe in this process see ``host`` until the block ends.
 
     ``host``, ``overrides`` and keyword capabilities are as for :func:`host_result`: a
@@ -360,7 +356,7 @@ def fake_kvm(host: HostSpec = None, overrides: Optional[Values] = None, /, **cap
         ...     kvmprobe.has("IMMEDIATE_EXIT"), kvmprobe.has("SPLIT_IRQCHIP"), kvmprobe.probe().kernel
         (True, False, '3.10.0-synthesized')
     """
-    result = host_result(host, overrides, **caps)
+    result = host_result(host, overrides, cpu=cpu, **caps)
     token = _probe._push_override(result)
     try:
         yield result

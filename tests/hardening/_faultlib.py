@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from kvmprobe._backend import Backend, CheckResults, Pointers
 from kvmprobe._ioctl import KvmIoctls
-from kvmprobe.caps import Cap, CapLike
+from kvmprobe.caps import Cap
 from kvmprobe.presets import load_preset
 from kvmprobe.testing import FakeBackend
 
@@ -135,13 +135,8 @@ class FaultBackend:
 
 
 def recorded_host_backend() -> FakeBackend:
-    """A FakeBackend answering what the recorded PVM host answered (system and VM fd)."""
-    host = load_preset("pvm-6.18")
-    values: Dict[CapLike, int] = {cap: value for cap, value in host.values.items()}
-    vm_values: Optional[Dict[CapLike, int]] = None
-    if host.vm_values is not None:
-        vm_values = {cap: value for cap, value in host.vm_values.items()}
-    return FakeBackend(values, vm_values=vm_values)
+    """A FakeBackend answering what the recorded PVM host answered (system and VM fd, CPU data)."""
+    return FakeBackend.recorded(load_preset("pvm-6.18"))
 
 
 def errno_value(name: str) -> int:

@@ -75,6 +75,32 @@ def test_the_child_sees_the_cached_result_and_can_refresh() -> None:
     assert report == {"same_object": True, "opened_for_cached": 0, "has": True, "refreshed_equal": True, "open_fds": []}
 
 
+def test_the_child_decodes_the_cpu_from_the_cache_even_if_a_thread_held_the_lock() -> None:
+    import kvmprobe.cpuinfo as cpuinfo
+
+    backend = recorded_host_backend()
+    parent = cpuinfo.cpu(backend=backend)
+    cpuinfo._lock.acquire()  # as if another thread were decoding when the fork came
+    try:
+
+        def check() -> Dict[str, Any]:
+            opened_before = len(backend.opened)
+            cached = cpuinfo.cpu(backend=backend)
+            fresh = cpuinfo.cpu(backend=backend, refresh=True)  # decodes: takes the lock
+            return {
+                "same_object": cached is parent,
+                "opened_for_cached": len(backend.opened) - opened_before - 1,
+                "features_equal": fresh.features == parent.features and fresh is not parent,
+                "open_fds": backend.open_fds,
+            }
+
+        report = in_child(check)
+    finally:
+        cpuinfo._lock.release()
+    tally("fork", 1)
+    assert report == {"same_object": True, "opened_for_cached": 0, "features_equal": True, "open_fds": []}
+
+
 class _Blocking:
     """Wraps a backend; ``open`` waits until released, while probe() holds the cache lock."""
 

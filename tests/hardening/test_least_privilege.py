@@ -10,7 +10,10 @@
 * A symlink planted at the temporary name, or at the target, is never followed.
 * On the real device: no KVM fd is held after any command, the node's mode, owner and
   times are unchanged, and (with strace, where ptrace is allowed) the only syscalls on a KVM
-  fd are KVM_GET_API_VERSION, KVM_CHECK_EXTENSION, KVM_CREATE_VM on the system fd and close.
+  fd are KVM_GET_API_VERSION, KVM_CHECK_EXTENSION, KVM_CREATE_VM and the read-only CPU queries
+  (KVM_GET_SUPPORTED/EMULATED_CPUID, the MSR lists, KVM_GET_MSRS, KVM_HAS/GET_DEVICE_ATTR) on
+  the system fd, KVM_CHECK_EXTENSION and KVM_CREATE_VCPU on a VM fd, KVM_GET_TSC_KHZ on a vCPU
+  fd, and close: kvmprobe asks and never sets anything.
 """
 
 from __future__ import annotations
@@ -88,6 +91,8 @@ COMMANDS: Tuple[Tuple[Tuple[str, ...], int, int], ...] = (
     (("dump",), 1, 0),
     (("dump", "--json"), 1, 0),
     (("dump", "--vm"), 1, 1),
+    (("cpu",), 1, 1),  # the TSC rate is a scratch vCPU's, on the one VM
+    (("cpu", "--has", "cx16"), 1, 1),
     (("has", "HLT", "IMMEDIATE_EXIT"), 1, 0),
     (("check", "--all"), 1, 0),
     (("snapshot",), 1, 0),
@@ -240,7 +245,14 @@ _SYSCALL = re.compile(r"^(\d+)\s+(\w+)\((.*)\)\s+=\s+(-?\d+|\?)")
 _STRACE_FORMS = [
     (("dump", "--vm"), 1, False), (("doctor",), 3, True), (("export", "--format", "prometheus"), 3, True),
     (("has", "HLT"), 0, False), (("check", "--all"), 0, False), (("snapshot",), 0, False),
+    (("snapshot", "--vm"), 1, False), (("cpu",), 1, False),
 ]
+# What the commands ask of the system fd: the probe's three ioctls, and the read-only CPU queries.
+_SYSTEM_QUERIES = (
+    "KVM_GET_API_VERSION", "KVM_CHECK_EXTENSION", "KVM_CREATE_VM", "KVM_GET_SUPPORTED_CPUID", "KVM_GET_EMULATED_CPUID",
+    "KVM_GET_MSR_INDEX_LIST", "KVM_GET_MSR_FEATURE_INDEX_LIST", "KVM_GET_MSRS", "KVM_HAS_DEVICE_ATTR",
+    "KVM_GET_DEVICE_ATTR",
+)
 # What a micro-guest adds, per kind of fd (each guest runs in a forked child): the memory slot, one
 # vCPU and its kvm_run mapping (Python's mmap fstats and dups the fd), its registers and KVM_RUN.
 _GUEST_IOCTLS = {
@@ -298,15 +310,18 @@ def test_real_device_syscalls_on_kvm_fds_are_only_the_three_ioctls_and_close(tmp
             request = named.group(1) if named else ""
             if call == "close":
                 del kvm[first]
-            elif call == "ioctl" and kind == "system" and request in ("KVM_GET_API_VERSION", "KVM_CHECK_EXTENSION", "KVM_CREATE_VM"):
+            elif call == "ioctl" and kind == "system" and request in _SYSTEM_QUERIES:
                 if request == "KVM_CREATE_VM":
                     created += 1
                     kvm[result] = "vm"
             elif call == "ioctl" and kind == "vm" and request == "KVM_CHECK_EXTENSION":
                 pass
+            elif call == "ioctl" and kind == "vm" and request == "KVM_CREATE_VCPU":
+                kvm[result] = "vcpu"  # a scratch vCPU for KVM_GET_TSC_KHZ, or a guest's
+            elif call == "ioctl" and kind == "vcpu" and request == "KVM_GET_TSC_KHZ":
+                pass
             elif guests and call == "ioctl" and request in _GUEST_IOCTLS[kind]:
-                if request == "KVM_CREATE_VCPU":
-                    kvm[result] = "vcpu"
+                pass
             elif guests and kind == "vcpu" and call in ("newfstatat", "fstat"):
                 pass
             elif guests and kind == "vcpu" and call == "fcntl" and "F_DUPFD_CLOEXEC" in args:

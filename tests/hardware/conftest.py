@@ -25,3 +25,17 @@ def raw_kvm_fd() -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
+
+
+@pytest.fixture
+def pinned_cpu() -> Iterator[int]:
+    """This thread pinned to one CPU for the test: KVM_GET_SUPPORTED_CPUID passes some fields of
+    the CPU it runs on through (leaf 1 EBX[31:24], the APIC ID), so two reads compare exactly only
+    from the same CPU."""
+    before = os.sched_getaffinity(0)
+    cpu = min(before)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield cpu
+    finally:
+        os.sched_setaffinity(0, before)

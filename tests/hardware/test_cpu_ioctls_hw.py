@@ -34,13 +34,13 @@ def kvm(request: pytest.FixtureRequest) -> Iterator[KvmDevice]:
         yield device
 
 
-def test_supported_cpuid_is_every_entry_the_kernel_answers(kvm: KvmDevice, raw_kvm_fd: int) -> None:
+def test_supported_cpuid_is_every_entry_the_kernel_answers(kvm: KvmDevice, raw_kvm_fd: int, pinned_cpu: int) -> None:
     expected = raw.cpuid(raw_kvm_fd, raw.KVM_GET_SUPPORTED_CPUID)
     assert kvm.supported_cpuid() == expected
     assert len(expected) > 1
 
 
-def test_emulated_cpuid_as_the_kernel_answers(kvm: KvmDevice, raw_kvm_fd: int) -> None:
+def test_emulated_cpuid_as_the_kernel_answers(kvm: KvmDevice, raw_kvm_fd: int, pinned_cpu: int) -> None:
     try:
         expected = raw.cpuid(raw_kvm_fd, raw.KVM_GET_EMULATED_CPUID)
     except OSError as err:

@@ -142,7 +142,7 @@ def test_to_dict_shape() -> None:
     doc = diff_hosts(load_preset("linux-5.10"), load_preset("linux-5.4")).to_dict()
     assert list(doc) == [
         "schema", "schema_version", "a", "b", "equal", "gained", "lost", "changed", "vm_changed", "facts",
-        "verdicts", "notes",
+        "verdicts", "cpu", "notes",
     ]  # fmt: skip
     assert doc["schema"] == "kvmprobe-diff" and doc["equal"] is False
     assert {"name": "KVM_CAP_X86_USER_SPACE_MSR", "number": 188, "a": 1, "b": 0} in doc["lost"]

@@ -18,7 +18,7 @@ PACKAGE = os.path.dirname(os.path.abspath(kvmprobe.__file__))
 LAYERS: Dict[str, int] = {
     # 0: no package imports at all (the ioctl seam, the compiled loop, plumbing)
     "_version": 0, "errors": 0, "_release": 0, "atomic": 0, "_files": 0, "_backend": 0, "_kvmbatch": 0,
-    "_arch": 0, "_profile_text": 0, "_vmm_versions": 0,
+    "_arch": 0, "_profile_text": 0, "_vmm_versions": 0, "_cpuid_insn": 0,
     # 0: running work in a forked child under a time limit (the micro-guest's watchdog)
     "_forked": 0,
     # 1: pure data and encodings; the two ioctl backends over the seam
@@ -38,16 +38,17 @@ LAYERS: Dict[str, int] = {
     "_profile_file": 3, "_host_reader": 3, "_remedies": 3, "_supervisor": 3,
     # 3: the one room that runs programs (VMM version queries)
     "_installed": 3,
-    # 3: the device, the one place errno becomes an error
-    "device": 3,
+    # 3: the device, the one place errno becomes an error; the raw CPU record and its reader
+    "device": 3, "_cpu_record": 3,
     # 4: the host facts' public home
     "host": 4,
-    # 4: the batch probe and its cache; the micro-guest under KVM_RUN
-    "probing": 4, "guest": 4,
+    # 4: the batch probe and its cache; the micro-guest under KVM_RUN; decoding CPU records;
+    # made-up CPU records for fakes
+    "probing": 4, "guest": 4, "_cpu_decode": 4, "_fake_cpu": 4,
     # 4: the doctor's judgement of a micro-guest run (the remedies and the run's findings)
     "_run_verdict": 4,
     # 5: what is made of a probe
-    "profiles": 5, "snapshot": 5, "_checks": 5, "export": 5,
+    "profiles": 5, "snapshot": 5, "_checks": 5, "export": 5, "cpuinfo": 5, "_cpu_diff": 5,
     # 6: built on those
     "diagnosis": 6, "presets": 6, "diff": 6, "_learning": 6,
     # 7-10: the shells: fakes, the pytest plugin over them, the facade, the CLI

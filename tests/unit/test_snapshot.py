@@ -22,6 +22,7 @@ from kvmprobe.snapshot import MAX_SNAPSHOT_BYTES, load_snapshot, snapshot_docume
 from kvmprobe.testing import FakeHost, fake_probe_result
 
 SCHEMA_PATH = Path(kvmprobe.__file__).parent / "schema" / "snapshot-2.schema.json"
+SCHEMA_V1_PATH = Path(kvmprobe.__file__).parent / "schema" / "snapshot-1.schema.json"
 Doc = Dict[str, Any]
 
 
@@ -63,12 +64,14 @@ def doc(facts: HostFacts) -> Doc:
 
 
 def test_document_keys_come_in_the_documented_order(doc: Doc, schema: Dict[str, Any]) -> None:
-    # The optional keys of schema 2 (absent here) sit in their documented places: "derivation"
-    # right after "synthesized", "run" (the micro-guest checks, written only when run) last.
-    assert list(doc) == schema["required"] == [key for key in schema["properties"] if key in schema["required"]]
-    assert list(schema["properties"]).index("derivation") == list(schema["properties"]).index("synthesized") + 1
-    assert list(schema["properties"])[-1] == "run"
-    assert doc["schema"] == "kvmprobe-snapshot" and doc["schema_version"] == 2
+    # The optional keys of schema 2 sit in their documented places: "derivation" right after
+    # "synthesized" (absent here), "cpu" after "host" (null: not recorded), "run" (the micro-guest
+    # checks, written only when run) last.
+    properties = list(schema["properties"])
+    assert list(doc) == schema["required"] + ["cpu"] == [key for key in properties if key not in ("derivation", "run")]
+    assert properties.index("derivation") == properties.index("synthesized") + 1
+    assert properties[-2:] == ["cpu", "run"]
+    assert doc["schema"] == "kvmprobe-snapshot" and doc["schema_version"] == 2 and doc["cpu"] is None
     assert doc["kvmprobe_version"] == kvmprobe.__version__
     assert [row["name"] for row in doc["capabilities"]] == [cap.c_name for cap in Cap]
     rows = {row["name"]: row for row in doc["capabilities"]}
@@ -149,8 +152,19 @@ def test_the_schema_describes_every_host_fact(schema: Dict[str, Any], facts: Hos
 def test_the_schema_ships_in_the_package() -> None:
     from importlib import resources
 
-    text = resources.files("kvmprobe").joinpath("schema").joinpath("snapshot-2.schema.json").read_text()
-    assert json.loads(text)["properties"]["schema"] == {"const": "kvmprobe-snapshot"}
+    for name in ("snapshot-1.schema.json", "snapshot-2.schema.json"):
+        text = resources.files("kvmprobe").joinpath("schema").joinpath(name).read_text()
+        assert json.loads(text)["properties"]["schema"] == {"const": "kvmprobe-snapshot"}
+
+
+def test_a_version_1_document_still_loads_and_fits_its_schema(doc: Doc) -> None:
+    old = {key: value for key, value in doc.items() if key != "cpu"}
+    old["schema_version"] = 1
+    jsonschema.Draft202012Validator(json.loads(SCHEMA_V1_PATH.read_text(encoding="utf-8"))).validate(old)
+    host = load_snapshot(old)
+    assert host.cpu is None and host.value("NR_MEMSLOTS") == 509
+    with pytest.raises(SnapshotError, match=r"\$\.cpu: is a schema version 2 key"):
+        load_snapshot({**old, "cpu": None})
 
 
 # --- strict reading: each mistake names its field ---------------------------------------------------
@@ -213,6 +227,7 @@ def _derived_and_synthesized(doc: Doc) -> None:
 
 
 def _derived_in_schema_1(doc: Doc) -> None:
+    doc.pop("cpu", None)  # a version-1 document has no "cpu" (that is refused on its own)
     doc["derivation"] = dict(_DERIVED)
     doc["schema_version"] = 1
 
@@ -255,7 +270,7 @@ BAD = [
     ("derivation-text", _set("derivation", {**_DERIVED, "assumptions": [""]}), "$.derivation.assumptions[0]", "non-empty"),
     ("derivation-type", _set("derivation", "yes"), "$.derivation", "expected an object"),
     ("derived-and-synthesized", _derived_and_synthesized, "$.synthesized", "not synthesized"),
-    ("derived-in-schema-1", _derived_in_schema_1, "$.derivation", "schema 1"),
+    ("derived-in-schema-1", _derived_in_schema_1, "$.derivation", "is a schema version 2 key"),
 ]
 
 

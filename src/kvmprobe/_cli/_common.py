@@ -89,14 +89,15 @@ def load_host(spec: str) -> ProbeResult:
     return result
 
 
-def load_result(args: argparse.Namespace, *, vm: bool = False) -> ProbeResult:
-    """The probe result a command works on: the recorded host of ``--snapshot``, else a probe."""
+def load_result(args: argparse.Namespace, *, vm: bool = False, cpu: bool = False) -> ProbeResult:
+    """The probe result a command works on: the recorded host of ``--snapshot``, else a probe
+    (with ``cpu``, one that also asks KVM's CPU questions)."""
     snapshot = getattr(args, "snapshot", None)
     if snapshot is not None:
         if getattr(args, "device", None) is not None:
             raise UsageError("--device and --snapshot exclude each other: a recorded host has no device to open")
         return load_host(snapshot)
-    return probe(getattr(args, "device", None), vm=vm, backend=backend_of(args))
+    return probe(getattr(args, "device", None), vm=vm, backend=backend_of(args), cpu=cpu)
 
 
 def backend_of(args: argparse.Namespace) -> Optional[Backend]:

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _live(device: Any, vm: bool, backend: Optional[Backend] = None) -> ProbeResult:
-    result = probe(device, vm=vm, backend=backend)
+    result = probe(device, vm=vm, backend=backend, cpu=True)
     return dataclasses.replace(result, host=read_host_facts(device=result.device))
 
 
@@ -72,6 +72,7 @@ def render(diff: HostDiff, a: ProbeResult, b: ProbeResult) -> str:
         ("VM-fd values changed", "~", diff.vm_changed),
         ("host facts changed", "~", diff.facts),
         ("VMM verdicts changed", "!", diff.verdicts),
+        ("CPU a guest gets changed (after the volatile fields are cleared)", "~", diff.cpu),
     )
     total = 0
     for title, mark, items in sections:

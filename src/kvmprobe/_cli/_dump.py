@@ -25,7 +25,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     result = _common.load_result(args, vm=args.vm)
     if args.json:
-        from ._snapshot import document_for  # the snapshot document: one schema for every JSON host
+        from ..snapshot import document_for  # the snapshot document: one schema for every JSON host
 
         _common.write_json(document_for(result))
     else:

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict, Optional
+from typing import Any
 
 from ..caps import Cap
-from ..host import HostFacts, read_host_facts
 from ..presets import load_preset, preset_names
 from ..probing import ProbeResult
-from ..snapshot import load_snapshot, snapshot_document, write_snapshot
+from ..snapshot import document_for, load_snapshot, write_snapshot
 from . import _common
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "snapshot",
-        help="record this host (capabilities and host facts) as a JSON snapshot",
+        help="record this host (capabilities, host facts and the CPU a guest gets) as a JSON snapshot",
         description="Record what this host's KVM answers, with the host facts that explain it, as one JSON "
         "document. Any command reads it back with --snapshot FILE; 'kvmprobe diff' compares two. "
         "Without -o the document goes to standard output.",
@@ -27,7 +26,9 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="print the document on standard output even with -o (it is the same as 'kvmprobe --json')",
     )
-    parser.add_argument("--vm", action="store_true", help="also create a VM and record each capability's VM-fd value")
+    parser.add_argument(
+        "--vm", action="store_true", help="also create a VM: record each capability's VM-fd value and a vCPU's TSC rate"
+    )
     parser.add_argument(
         "--run",
         action="store_true",
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         for name in preset_names():
             print(f"{name:<12} {describe(load_preset(name))}")
         return _common.EXIT_OK
-    result = _common.load_result(args, vm=args.vm)
+    result = _common.load_result(args, vm=args.vm, cpu=True)
     if args.run:
         result = with_run(args, result)
     document = document_for(result)
@@ -56,14 +57,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"{args.output}: {describe(load_snapshot(document))}")
     return _common.EXIT_OK
-
-
-def document_for(result: ProbeResult) -> Dict[str, Any]:
-    """The snapshot document of a result: a live one gets this machine's host facts."""
-    facts: Optional[HostFacts] = result.host
-    if facts is None and result.source == "live":
-        facts = read_host_facts(device=result.device)
-    return snapshot_document(result, facts)
 
 
 def with_run(args: argparse.Namespace, result: ProbeResult) -> ProbeResult:
