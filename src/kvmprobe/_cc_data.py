@@ -208,6 +208,9 @@ REMEDIES: Dict[str, Remedy] = {
     "amd_cpu": Remedy(
         "run SEV guests on an AMD EPYC host whose CPUID 0x8000001F reports the feature (SEV-SNP needs EPYC "
         "7003 or later)", "virtee/snphost@56d5d7e79630 src/ok/mod.rs:346-347, 381-382, 427-428"),
+    "intel_cpu": Remedy(
+        "run TDX guests on an Intel Xeon host whose CPU and BIOS offer TDX",
+        f"{_LINUX} Documentation/arch/x86/tdx.rst:1-38"),
     "amd_bios_sev": Remedy(
         "enable SMEE (memory encryption) and SEV in the BIOS (AMD CBS > CPU Common): the kernel hides the "
         "sev flags while SYSCFG bit 23 is clear", f"{_LINUX} arch/x86/kernel/cpu/amd.c:580-610"),
