@@ -18,6 +18,12 @@ from typing import Callable, Dict, Generic, List, Optional, Protocol, Sequence, 
 #: Per entry of ``check_many``: the ioctl's return value (``-1`` on failure) and its errno (0: none).
 CheckResults = Tuple[List[int], List[int]]
 
+#: For ``ioctl_buffer``: ``(offset, target)`` pairs. Before the call the backend writes, as a
+#: native-endian u64 at ``buffer[offset:offset + 8]``, the address of ``buffer[target]``; after
+#: it, those 8 bytes are restored. A structure whose field points at memory (``kvm_device_attr
+#: .addr``) can so point into the same buffer, and a fake sees the target as an offset.
+Pointers = Sequence[Tuple[int, int]]
+
 #: ``open(2)`` flags for every KVM fd: read-write (the ioctls need it) and close-on-exec, so no
 #: child process ever inherits a KVM fd.
 OPEN_FLAGS = os.O_RDWR | os.O_CLOEXEC
@@ -40,11 +46,12 @@ class Backend(Protocol):
     def check_many(self, fd: int, request: int, numbers: Sequence[int]) -> CheckResults:
         """Issue ``request`` once per number; return the values and the errnos (0: it worked)."""
 
-    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray) -> int:
+    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray, pointers: Pointers = ()) -> int:
         """Issue one ioctl whose argument points at ``buffer`` (read and written in place).
 
         The caller lays the structure out in ``buffer`` and reads the kernel's answer from it;
-        the backend only passes the pointer. Returns the result; raises ``OSError``.
+        the backend only passes the pointer, after writing the addresses ``pointers`` asks
+        for (see :data:`Pointers`). Returns the result; raises ``OSError``.
         """
 
 
@@ -91,8 +98,9 @@ class BackendBase(Generic[_Array]):
                 self._arrays[key] = array
         return array
 
-    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray) -> int:
+    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray, pointers: Pointers = ()) -> int:
         import ctypes
+        import struct
 
         call = self._buffer_ioctl
         if call is None:
@@ -103,11 +111,23 @@ class BackendBase(Generic[_Array]):
             self._buffer_ioctl = call
         if not buffer:
             raise ValueError("an ioctl buffer must not be empty")
+        for offset, target in pointers:
+            if not (0 <= offset <= len(buffer) - 8 and 0 <= target < len(buffer)):
+                raise ValueError(f"pointer ({offset}, {target}) lies outside a buffer of {len(buffer)} bytes")
         # Ownership: fd is borrowed from the caller; the ctypes view borrows the caller's
-        # bytearray, which outlives the call, and the kernel keeps no pointer to it.
+        # bytearray, which outlives the call, and the kernel keeps no pointer to it (nor to the
+        # addresses written below, which point into the same bytearray and are wiped after).
         view = (ctypes.c_char * len(buffer)).from_buffer(buffer)
-        result: int = call(fd, request, ctypes.addressof(view))
+        try:
+            saved = [bytes(buffer[offset:offset + 8]) for offset, _ in pointers]
+            for offset, target in pointers:
+                struct.pack_into("=Q", buffer, offset, ctypes.addressof(view) + target)
+            result: int = call(fd, request, ctypes.addressof(view))
+            code = ctypes.get_errno() if result < 0 else 0
+            for (offset, _), old in zip(pointers, saved):
+                buffer[offset:offset + 8] = old
+        finally:
+            del view  # releases the export, so the caller may resize its bytearray again
         if result < 0:
-            code = ctypes.get_errno()
             raise OSError(code, os.strerror(code))
         return result

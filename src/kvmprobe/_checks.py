@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 from . import _remedies
 from ._arch import canonical
-from ._backend import Backend, CheckResults
+from ._backend import Backend, CheckResults, Pointers
 from ._backend_select import select_backend
 from ._ioctl import KVM_API_VERSION, KvmIoctls
 from ._release import format_version, parse_release
@@ -162,8 +162,8 @@ class _Watch:
     def check_many(self, fd: int, request: int, numbers: Sequence[int]) -> CheckResults:
         return self.inner.check_many(fd, request, numbers)
 
-    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray) -> int:
-        return self.inner.ioctl_buffer(fd, request, buffer)
+    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray, pointers: Pointers = ()) -> int:
+        return self.inner.ioctl_buffer(fd, request, buffer, pointers)
 
 
 def ask_kernel(path: str, backend: Optional[Backend], create_vm: bool) -> Answers:

@@ -1,9 +1,12 @@
 """An open KVM device (the analog of kvm-ioctls ``Kvm``) and a short-lived VM fd.
 
-Imports ``caps``, ``_ioctl``, ``_backend``, ``_backend_select`` and ``errors``. This is the one
-place where errno values from ``open(2)`` and ``ioctl(2)`` become kvmprobe errors with their
-fixes, and where an interrupted call (``EINTR``) is asked again, a bounded number of times.
-Nothing here caches: see ``probe`` for that.
+Imports ``caps``, ``_ioctl``, ``_device_x86``, ``_backend``, ``_backend_select`` and ``errors``.
+This is the one place where errno values from ``open(2)`` and ``ioctl(2)`` become kvmprobe
+errors with their fixes, and where an interrupted call (``EINTR``) is asked again, a bounded
+number of times. Nothing here caches: see ``probe`` for that. The x86 CPU queries (supported
+and emulated CPUID, MSR lists, feature MSRs, device attributes, a scratch vCPU's TSC rate) are
+``KvmDevice`` methods from ``_device_x86``; their errno becomes
+:class:`~kvmprobe.errors.IoctlFailed` here, in :meth:`KvmDevice._asked`.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from typing import Callable, Iterator, Optional, Sequence, Tuple, Type, TypeVar
 from contextlib import contextmanager
 
 from ._backend import Backend, CheckResults
+from ._device_x86 import X86Queries
 from ._backend_select import select_backend
 from ._ioctl import KVM_API_VERSION, KvmIoctls
 from .caps import Cap, CapLike
 from .errors import (
     CapabilityQueryFailed,
+    IoctlFailed,
     KvmBusy,
     KvmIoctlError,
     KvmNotFound,
@@ -69,7 +74,7 @@ def ensure_linux(platform: str = sys.platform) -> None:
         )
 
 
-class KvmDevice:
+class KvmDevice(X86Queries):
     """An open KVM system fd. Use :meth:`open` and close it (or use ``with``).
 
     Example (hardware):
@@ -246,6 +251,39 @@ class KvmDevice:
         """
         fd = self.fileno()
         return _ask_again_if_interrupted(self.backend, fd, self.ioctls.KVM_CHECK_EXTENSION, numbers)
+
+    def _asked(self, name: str, call: Callable[[], _T]) -> _T:
+        """``call``, asked again on EINTR; any other errno becomes :class:`IoctlFailed`."""
+        try:
+            return _retrying(call)
+        except OSError as err:
+            raise IoctlFailed(name, err.errno or errno.EIO, path=self.path) from err
+
+    def tsc_khz(self) -> int:
+        """``KVM_GET_TSC_KHZ`` of a scratch vCPU: the TSC rate KVM gives a new guest, in kHz.
+
+        A VM and one vCPU are created for the question and closed before returning.
+
+        Raises:
+            IoctlFailed: ``KVM_CREATE_VM``, ``KVM_CREATE_VCPU`` or ``KVM_GET_TSC_KHZ`` failed
+                (its ``ioctl`` says which).
+
+        Example:
+            >>> from kvmprobe.testing import FakeBackend
+            >>> with KvmDevice.open("/dev/kvm", backend=FakeBackend(tsc_khz=2596122)) as kvm:
+            ...     kvm.tsc_khz()
+            2596122
+        """
+        fd, backend, numbers = self.fileno(), self.backend, self.ioctls
+        vm = self._asked("KVM_CREATE_VM", lambda: backend.ioctl(fd, numbers.KVM_CREATE_VM, 0))
+        try:  # ownership: the VM fd is closed in the finally below, on every path
+            vcpu = self._asked("KVM_CREATE_VCPU", lambda: backend.ioctl(vm, numbers.KVM_CREATE_VCPU, 0))
+            try:  # ownership: the vCPU fd is closed in the finally below, on every path
+                return self._asked("KVM_GET_TSC_KHZ", lambda: backend.ioctl(vcpu, numbers.KVM_GET_TSC_KHZ, 0))
+            finally:
+                _close(backend, vcpu)
+        finally:
+            _close(backend, vm)
 
     @contextmanager
     def create_vm(self, vm_type: int = 0) -> Iterator[VmFd]:

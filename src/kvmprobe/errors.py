@@ -17,6 +17,8 @@ where they apply. ``str(err)`` is one line: the message, then the hint.
     ├── UnknownCapability (+LookupError)   a name that is no KVM capability; suggests close ones
     ├── UnknownCpuFeature (+LookupError)   a name that is no CPUID feature bit; suggests close ones
     ├── CapabilityQueryFailed (+LookupError) one KVM_CHECK_EXTENSION failed; the device still works
+    ├── IoctlFailed (+LookupError)         one query ioctl (KVM_GET_SUPPORTED_CPUID, ...) failed; the device still works
+    ├── NotRecorded (+LookupError)         a recorded host lacks the data asked for (not "unsupported")
     ├── SnapshotError (+ValueError)        a malformed recorded host: the file and the field
     ├── ProfileError (+ValueError)         a malformed custom VMM profile: the file and the key
     ├── UnknownVmm (+LookupError)          no built-in VMM profile by that name (or for that arch)
@@ -34,6 +36,7 @@ __all__ = [
     "BackendUnavailable",
     "CapabilityQueryFailed",
     "EmulationError",
+    "IoctlFailed",
     "KvmBusy",
     "KvmError",
     "KvmIoctlError",
@@ -42,6 +45,7 @@ __all__ = [
     "KvmProbeError",
     "KvmUnavailable",
     "NotAKvmDevice",
+    "NotRecorded",
     "ProfileError",
     "SnapshotError",
     "UnknownCapability",
@@ -215,6 +219,49 @@ class CapabilityQueryFailed(KvmProbeError, LookupError):
             f"KVM_CHECK_EXTENSION({c_name}) failed: {describe_errno(errno)}",
             hint="the kernel gave no answer for this capability; see 'python -m kvmprobe doctor'",
             errno=errno,
+        )
+
+
+class IoctlFailed(KvmProbeError, LookupError):
+    """One query ioctl on a working KVM fd failed: its answer is unknown, the device still works.
+
+    Raised by ``KvmDevice``'s CPU and attribute queries (KVM_GET_SUPPORTED_CPUID,
+    KVM_GET_MSRS, KVM_GET_DEVICE_ATTR, ...). ``ioctl`` is the kernel's name of the call that
+    failed, ``errno`` its errno: ENOTTY or EINVAL mostly mean a kernel without that ioctl,
+    ENXIO an attribute it does not know. Callers record it; it is never "unsupported".
+
+    Example:
+        >>> err = IoctlFailed("KVM_GET_EMULATED_CPUID", 25)
+        >>> err.ioctl, err.errno, err.message
+        ('KVM_GET_EMULATED_CPUID', 25, 'KVM_GET_EMULATED_CPUID failed: ENOTTY (Inappropriate ioctl for device)')
+    """
+
+    def __init__(self, ioctl: str, errno: int, *, path: str | None = None, hint: str = "") -> None:
+        self.ioctl = ioctl
+        super().__init__(
+            f"{ioctl} failed: {describe_errno(errno)}",
+            hint=hint or "an older kernel or another architecture may lack this ioctl; 'python -m kvmprobe doctor' "
+            "diagnoses the device",
+            path=path,
+            errno=errno,
+        )
+
+
+class NotRecorded(KvmProbeError, LookupError):
+    """A recorded host (snapshot or preset) does not carry the data asked for: not recorded,
+    which says nothing about whether that host supports it (CLI exit 2).
+
+    Example:
+        >>> str(NotRecorded("CPU data", "preset:linux-4.14 (synthesized)"))
+        "preset:linux-4.14 (synthesized): CPU data not recorded (hint: record the host with 'python -m kvmprobe snapshot --vm -o FILE' and read that file)"
+    """
+
+    def __init__(self, what: str, source: str, *, hint: str = "") -> None:
+        self.what = what
+        self.source = source
+        super().__init__(
+            f"{source}: {what} not recorded",
+            hint=hint or "record the host with 'python -m kvmprobe snapshot --vm -o FILE' and read that file",
         )
 
 

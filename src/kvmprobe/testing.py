@@ -11,13 +11,15 @@ from __future__ import annotations
 import errno as _errno
 import itertools
 import os as _os
+import sys as _sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass as _dataclass, field as _field, replace as _replace
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
+from . import _kvm_structs as _structs
 from . import probing as _probe
-from ._backend import Backend, CheckResults
+from ._backend import Backend, CheckResults, Pointers
 from ._ioctl import KVM_API_VERSION, KvmIoctls
 from .caps import Cap, CapLike
 from .host import NODES_FILE as _NODES_FILE, DeviceNode as _DeviceNode
@@ -45,6 +47,14 @@ class FakeBackend:
     ``values`` gives ``VM_TYPES`` with its bit, as x86 KVM does.
     ``open_fds`` lists the fake fds not yet closed, so tests can prove nothing leaks.
 
+    The x86 CPU queries answer from recorded data, with the kernel's buffer rules (E2BIG and
+    the needed count when a buffer is too small): ``cpuid`` and ``emulated_cpuid`` (entries
+    as ``(function, index, flags, eax, ebx, ecx, edx)``), ``msrs`` (KVM_GET_MSR_INDEX_LIST),
+    ``feature_msrs`` (index -> value: KVM_GET_MSR_FEATURE_INDEX_LIST and KVM_GET_MSRS on the
+    system fd), ``device_attrs`` ((group, attr) -> value; others answer ENXIO) and
+    ``tsc_khz`` (a vCPU's KVM_GET_TSC_KHZ). Each one left ``None`` answers ENOTTY, as a kernel
+    without that ioctl does.
+
     Example:
         >>> backend = FakeBackend({Cap.HLT: 1}, fail={("KVM_CHECK_EXTENSION", 0): 5})
         >>> fd = backend.open("/dev/kvm")
@@ -65,6 +75,12 @@ class FakeBackend:
         open_errno: Optional[int] = None,
         fail: Optional[Mapping[Union[str, Tuple[str, int]], int]] = None,
         eintr: int = 0,
+        cpuid: Optional[Sequence[Sequence[int]]] = None,
+        emulated_cpuid: Optional[Sequence[Sequence[int]]] = None,
+        msrs: Optional[Sequence[int]] = None,
+        feature_msrs: Optional[Mapping[int, int]] = None,
+        device_attrs: Optional[Mapping[Tuple[int, int], int]] = None,
+        tsc_khz: Optional[int] = None,
     ) -> None:
         self.values = _numbers(values)
         self.vm_values = _numbers(vm_values) if vm_values is not None else dict(self.values)
@@ -72,13 +88,29 @@ class FakeBackend:
         self.open_errno = open_errno
         self.fail = dict(fail or {})
         self.eintr = eintr
+        self.cpuid = None if cpuid is None else [tuple(entry) for entry in cpuid]
+        self.emulated_cpuid = None if emulated_cpuid is None else [tuple(entry) for entry in emulated_cpuid]
+        self.msrs = None if msrs is None else list(msrs)
+        self.feature_msrs = None if feature_msrs is None else dict(feature_msrs)
+        self.device_attrs = None if device_attrs is None else dict(device_attrs)
+        self.tsc_khz = tsc_khz
         self.calls: List[Tuple[str, int]] = []
         self.opened: List[str] = []
         self._ioctls = KvmIoctls.for_machine()
         self._fds = itertools.count(1000)
         self._open: Set[int] = set()
         self._vms: Set[int] = set()
+        self._vcpus: Set[int] = set()
         self._lock = threading.Lock()
+        numbers = self._ioctls
+        self._names = {
+            getattr(numbers, name): name
+            for name in (
+                "KVM_GET_API_VERSION", "KVM_CREATE_VM", "KVM_CHECK_EXTENSION", "KVM_GET_SUPPORTED_CPUID",
+                "KVM_GET_EMULATED_CPUID", "KVM_GET_MSR_INDEX_LIST", "KVM_GET_MSR_FEATURE_INDEX_LIST",
+                "KVM_GET_MSRS", "KVM_HAS_DEVICE_ATTR", "KVM_GET_DEVICE_ATTR", "KVM_CREATE_VCPU", "KVM_GET_TSC_KHZ",
+            )
+        }  # fmt: skip
 
     @property
     def open_fds(self) -> List[int]:
@@ -100,14 +132,10 @@ class FakeBackend:
                 raise OSError(_errno.EBADF, "Bad file descriptor")
             self._open.discard(fd)
             self._vms.discard(fd)
+            self._vcpus.discard(fd)
 
-    def _answer(self, fd: int, request: int, arg: int) -> Tuple[int, int]:
-        names = {
-            self._ioctls.KVM_GET_API_VERSION: "KVM_GET_API_VERSION",
-            self._ioctls.KVM_CREATE_VM: "KVM_CREATE_VM",
-            self._ioctls.KVM_CHECK_EXTENSION: "KVM_CHECK_EXTENSION",
-        }
-        name = names.get(request, hex(request))
+    def _gate(self, fd: int, name: str, arg: int) -> Tuple[int, int]:
+        """What every call meets first: the log, EINTR, a closed fd, a chosen fault (0, 0: none)."""
         with self._lock:
             self.calls.append((name, arg))
             if self.eintr > 0:
@@ -118,6 +146,13 @@ class FakeBackend:
         for key in ((name, arg), name):
             if key in self.fail:
                 return -1, self.fail[key]
+        return 0, 0
+
+    def _answer(self, fd: int, request: int, arg: int) -> Tuple[int, int]:
+        name = self._names.get(request, hex(request))
+        result, code = self._gate(fd, name, arg)
+        if code:
+            return result, code
         if name == "KVM_GET_API_VERSION":
             return self.api_version, 0
         if name == "KVM_CHECK_EXTENSION":
@@ -132,6 +167,14 @@ class FakeBackend:
                 self._open.add(vm)
                 self._vms.add(vm)
             return vm, 0
+        if name == "KVM_CREATE_VCPU" and fd in self._vms:
+            with self._lock:
+                vcpu = next(self._fds)
+                self._open.add(vcpu)
+                self._vcpus.add(vcpu)
+            return vcpu, 0
+        if name == "KVM_GET_TSC_KHZ" and fd in self._vcpus and self.tsc_khz is not None:
+            return self.tsc_khz, 0
         return -1, _errno.ENOTTY
 
     def ioctl(self, fd: int, request: int, arg: int = 0) -> int:
@@ -149,12 +192,58 @@ class FakeBackend:
             errnos.append(code)
         return values, errnos
 
-    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray) -> int:
-        # No structure-argument ioctl is faked: ENOTTY, as a kernel answers a request it lacks.
-        result, code = self._answer(fd, request, 0)
+    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray, pointers: Pointers = ()) -> int:
+        name = self._names.get(request, hex(request))
+        result, code = self._gate(fd, name, 0)
+        if not code:
+            system_fd = fd not in self._vms and fd not in self._vcpus
+            result, code = self._structure(name, buffer, tuple(pointers)) if system_fd else (-1, _errno.ENOTTY)
         if code:
             raise OSError(code, _errno.errorcode.get(code, "error"))
         return result
+
+    def _structure(self, name: str, buffer: bytearray, pointers: Tuple[Tuple[int, int], ...]) -> Tuple[int, int]:
+        """A system-fd structure ioctl, answered from the recorded CPU data as KVM would."""
+        if name in ("KVM_GET_SUPPORTED_CPUID", "KVM_GET_EMULATED_CPUID"):
+            entries = self.cpuid if name == "KVM_GET_SUPPORTED_CPUID" else self.emulated_cpuid
+            if entries is None:
+                return -1, _errno.ENOTTY
+            room = _structs.msr_list_count(buffer)  # kvm_cpuid2.nent: the same leading u32
+            if room < len(entries) or room < 1:
+                return -1, _errno.E2BIG
+            buffer[:] = _structs.cpuid2_pack(entries, room)
+            return 0, 0
+        if name in ("KVM_GET_MSR_INDEX_LIST", "KVM_GET_MSR_FEATURE_INDEX_LIST"):
+            indices = self.msrs if name == "KVM_GET_MSR_INDEX_LIST" else (
+                None if self.feature_msrs is None else list(self.feature_msrs))
+            if indices is None:
+                return -1, _errno.ENOTTY
+            room = _structs.msr_list_count(buffer)
+            buffer[0:4] = len(indices).to_bytes(4, _sys.byteorder)  # the kernel writes the count first
+            if room < len(indices):
+                return -1, _errno.E2BIG
+            buffer[4:4 + 4 * len(indices)] = b"".join(i.to_bytes(4, _sys.byteorder) for i in indices)
+            return 0, 0
+        if name == "KVM_GET_MSRS":
+            if self.feature_msrs is None:
+                return -1, _errno.ENOTTY
+            for position, index in enumerate(_structs.msrs_indices(buffer)):
+                if index not in self.feature_msrs:
+                    return position, 0  # KVM stops at the first MSR it cannot read
+                _structs.msrs_set(buffer, position, self.feature_msrs[index])
+            return len(_structs.msrs_indices(buffer)), 0
+        if name in ("KVM_HAS_DEVICE_ATTR", "KVM_GET_DEVICE_ATTR"):
+            if self.device_attrs is None:
+                return -1, _errno.ENOTTY
+            _, group, attr = _structs.device_attr_fields(buffer)
+            if (group, attr) not in self.device_attrs:
+                return -1, _errno.ENXIO
+            if name == "KVM_GET_DEVICE_ATTR":
+                if pointers != _structs.DEVICE_ATTR_POINTERS:
+                    return -1, _errno.EFAULT  # addr points nowhere the kernel could write
+                _structs.device_attr_set(buffer, self.device_attrs[(group, attr)])
+            return 0, 0
+        return -1, _errno.ENOTTY
 
 
 def fake_probe_result(

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
-from kvmprobe._backend import Backend, CheckResults
+from kvmprobe._backend import Backend, CheckResults, Pointers
 from kvmprobe._ioctl import KvmIoctls
 from kvmprobe.caps import Cap, CapLike
 from kvmprobe.presets import load_preset
@@ -127,11 +127,11 @@ class FaultBackend:
                 values[index], errnos[index] = -1, code
         return values, errnos
 
-    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray) -> int:
+    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray, pointers: Pointers = ()) -> int:
         code = self._fault(self._op(fd, request))
         if code:
             raise OSError(code, os.strerror(code))
-        return self.inner.ioctl_buffer(fd, request, buffer)
+        return self.inner.ioctl_buffer(fd, request, buffer, pointers)
 
 
 def recorded_host_backend() -> FakeBackend:

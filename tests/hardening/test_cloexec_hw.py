@@ -20,7 +20,7 @@ import pytest
 
 from hardening._faultlib import tally
 from kvmprobe import probe
-from kvmprobe._backend import Backend, CheckResults
+from kvmprobe._backend import Backend, CheckResults, Pointers
 from kvmprobe._backend_select import select_backend
 from kvmprobe._backend_cffi import unavailable_reason
 
@@ -59,8 +59,8 @@ class SpawningBackend:
         )
         return self.inner.check_many(fd, request, numbers)
 
-    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray) -> int:
-        return self.inner.ioctl_buffer(fd, request, buffer)
+    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray, pointers: Pointers = ()) -> int:
+        return self.inner.ioctl_buffer(fd, request, buffer, pointers)
 
 
 @pytest.mark.parametrize("name", ["cffi", "ctypes"])

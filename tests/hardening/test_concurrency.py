@@ -19,7 +19,7 @@ import pytest
 
 from hardening._faultlib import tally
 from kvmprobe import ProbeResult, probe
-from kvmprobe._backend import CheckResults
+from kvmprobe._backend import CheckResults, Pointers
 from kvmprobe._ioctl import KVM_API_VERSION, KvmIoctls
 from kvmprobe.caps import Cap
 from kvmprobe.diagnosis import diagnose
@@ -77,7 +77,7 @@ class GenerationBackend:
             values.append(self._gen[fd])
         return values, [0] * len(values)
 
-    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray) -> int:
+    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray, pointers: Pointers = ()) -> int:
         raise OSError(errno.ENOTTY, os.strerror(errno.ENOTTY))
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from hardening._faultlib import recorded_host_backend, tally
 from kvmprobe import probe
+from kvmprobe._backend import Pointers
 from kvmprobe.caps import Cap
 
 CHILD_TIMEOUT = 20  # seconds before the alarm kills a stuck child
@@ -97,8 +98,8 @@ class _Blocking:
     def check_many(self, fd: int, request: int, numbers: Any) -> Any:
         return self.inner.check_many(fd, request, numbers)
 
-    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray) -> int:
-        return self.inner.ioctl_buffer(fd, request, buffer)
+    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray, pointers: Pointers = ()) -> int:
+        return self.inner.ioctl_buffer(fd, request, buffer, pointers)
 
 
 def test_a_fork_while_another_thread_holds_the_probe_lock_does_not_deadlock() -> None:

@@ -21,11 +21,14 @@ LAYERS: Dict[str, int] = {
     "_arch": 0, "_profile_text": 0,
     # 1: pure data and encodings; the two ioctl backends over the seam
     "caps": 1, "_ioctl": 1, "_backend_ctypes": 1, "_backend_cffi": 1, "_validate": 1, "_cpuid_table": 1,
+    "_kvm_structs": 1,
     # 2: data built on the table; choosing a backend; the host reader (files)
     "_vmm_requirements": 2, "_backend_select": 2, "_profile": 2, "_host_facts": 2, "_cpuid": 2,
     # 2: data on the Cap table: bit-mask capabilities, the confidential kinds and layers; the
     # confidential facts (the model)
     "_bitmasks": 2, "_cc_data": 2, "_cc_facts": 2,
+    # 2: the x86 CPU queries KvmDevice inherits (structures in, numbers out)
+    "_device_x86": 2,
     # 2: the seccomp filter and listener (numbers only); 3: running a command under it
     "_seccomp": 2,
     # 3: readers of files (the profile loader, the host reader); the remedy sentences

@@ -11,7 +11,7 @@ import pytest
 import kvmprobe
 from kvmprobe import Cap, CapabilityQueryFailed, KvmNotFound, UnknownCapability
 from kvmprobe import probing
-from kvmprobe._backend import CheckResults
+from kvmprobe._backend import CheckResults, Pointers
 from kvmprobe.snapshot import snapshot_document
 from kvmprobe.testing import FakeBackend, default_backend, fake_kvm, fake_probe_result
 
@@ -203,8 +203,8 @@ class _NoWeakRefs:
     def check_many(self, fd: int, request: int, numbers: Sequence[int]) -> CheckResults:
         return self.inner.check_many(fd, request, numbers)
 
-    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray) -> int:
-        return self.inner.ioctl_buffer(fd, request, buffer)
+    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray, pointers: Pointers = ()) -> int:
+        return self.inner.ioctl_buffer(fd, request, buffer, pointers)
 
 
 def test_an_unhashable_backend_works_and_is_cached_by_identity() -> None:
