@@ -1,10 +1,10 @@
 """Recorded hosts: write a probe result as a JSON document, and read one back strictly.
 
-Imports ``probing``, ``host``, ``caps``, ``errors``, ``atomic`` and ``_version``. A snapshot is the JSON
+Imports ``probing``, ``host``, ``_cc_facts``, ``_cc_probe``, ``caps``, ``errors``, ``atomic`` and ``_version``. A snapshot is the JSON
 document ``python -m kvmprobe snapshot`` (and ``python -m kvmprobe --json``) writes: the
 schema name and version, who wrote it and when, the device, API version and kernel, one row
 per capability (the system-fd value, the VM-fd value where asked, the errno where a query
-failed) and the host facts. ``load_snapshot`` turns such a document back into a
+failed), the host facts, and optionally the confidential-VM facts (``confidential``). ``load_snapshot`` turns such a document back into a
 :class:`~kvmprobe.ProbeResult`, so every API and command runs on a recorded host as on the
 live one. The schema is documented as JSON Schema in ``kvmprobe/schema/snapshot-1.schema.json``.
 
@@ -26,6 +26,7 @@ from types import MappingProxyType
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 from .atomic import write_atomic
+from ._cc_facts import ConfidentialFacts
 from ._validate import Checker, key_path, parse_json, read_text, type_word
 from ._version import __version__
 from .caps import Cap
@@ -72,7 +73,10 @@ _TOP_KEYS = (
     "vm_created",
     "capabilities",
     "host",
+    "confidential",
 )
+# Keys a document may leave out: data that was not recorded (absent is the same as null).
+_OPTIONAL_KEYS = ("confidential",)
 _ROW_KEYS = ("name", "number", "value", "error", "vm_value", "vm_error")
 
 PathOrDict = Union[str, "os.PathLike[str]", Mapping[str, Any]]
@@ -87,6 +91,7 @@ def snapshot_document(
     host: Optional[HostFacts] = None,
     *,
     recorded_at: Optional[str] = None,
+    confidential: Optional[ConfidentialFacts] = None,
 ) -> Dict[str, Any]:
     """The snapshot document of ``result``: what ``python -m kvmprobe snapshot`` writes.
 
@@ -94,7 +99,8 @@ def snapshot_document(
     time). Capabilities are listed in table order, then any ``unknown`` rows a loaded snapshot
     carried, by number. ``host`` defaults to ``result.host``; with neither the ``host`` key is
     ``null``. ``recorded_at`` defaults to the result's own time (a loaded snapshot), else now
-    (UTC), and is ``null`` for a synthesized host.
+    (UTC), and is ``null`` for a synthesized host. ``confidential`` (default
+    ``result.confidential``) adds the key of that name; without it the key is left out.
 
     Args:
         result: a live, loaded or fake probe result.
@@ -113,8 +119,9 @@ def snapshot_document(
         [{'name': 'KVM_CAP_IMMEDIATE_EXIT', 'number': 136, 'value': 1}]
     """
     facts = host if host is not None else result.host
+    cc = confidential if confidential is not None else result.confidential
     when = recorded_at or result.recorded_at or (None if result.synthesized else _now())
-    return {
+    document = {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,
         "kvmprobe_version": result.recorded_by or __version__,
@@ -129,6 +136,9 @@ def snapshot_document(
         "capabilities": _rows(result),
         "host": facts.to_dict() if facts is not None else None,
     }
+    if cc is not None:
+        document["confidential"] = cc.to_dict()
+    return document
 
 
 def _rows(result: ProbeResult) -> List[Dict[str, Any]]:
@@ -160,11 +170,13 @@ def record(
     root: str = "/",
     refresh: bool = False,
 ) -> Dict[str, Any]:
-    """Probe the live host and return its snapshot document, host facts included.
+    """Probe the live host and return its snapshot document, host facts and confidential-VM
+    facts included.
 
     Args:
         path: the KVM device (default ``$KVMPROBE_DEVICE`` or ``/dev/kvm``).
-        vm: also create a VM and record every capability's VM-fd value.
+        vm: also create a VM and record every capability's VM-fd value (and create a VM of
+            each confidential type, closed at once, recording whether KVM made it).
         root: where the host facts are read (``/``; a test passes a fake tree).
         refresh: probe again rather than use the cached answer.
 
@@ -176,9 +188,14 @@ def record(
         >>> doc["api_version"], doc["host"]["kernel_release"] == doc["kernel"]  # doctest: +SKIP
         (12, True)
     """
+    from ._cc_probe import gather_confidential  # only when recording a live host
+
     result = probe(path, vm=vm, refresh=refresh)
     facts = result.host if result.host is not None else read_host_facts(root, device=result.device)
-    return snapshot_document(result, facts)
+    cc = result.confidential if result.confidential is not None else gather_confidential(
+        result.device, root=root, create_vms=vm
+    )
+    return snapshot_document(result, facts, confidential=cc)
 
 
 def write_snapshot(document: Mapping[str, Any], path: str) -> None:
@@ -302,7 +319,7 @@ class _Reader(Checker):
             if key not in _TOP_KEYS:
                 self.fail(key_path("$", str(key)), "unknown key", hint=f"the keys are: {', '.join(_TOP_KEYS)}")
         for key in _TOP_KEYS:
-            if key not in document:
+            if key not in document and key not in _OPTIONAL_KEYS:
                 self.fail(key_path("$", key), "missing")
         recorded_by = self.text(document["kvmprobe_version"], "$.kvmprobe_version")
         recorded_at = self.time(document["recorded_at"], "$.recorded_at")
@@ -318,6 +335,8 @@ class _Reader(Checker):
             self.fail("$.vm_created", "is false, but the capabilities carry VM-fd values")
         facts = document["host"]
         host = None if facts is None else HostFacts.from_dict(facts, path=self.path, field="$.host")
+        cc_data = document.get("confidential")
+        cc = None if cc_data is None else ConfidentialFacts.from_dict(cc_data, path=self.path, field="$.confidential")
         return ProbeResult(
             device=device,
             api_version=api_version,
@@ -331,6 +350,7 @@ class _Reader(Checker):
             vm_created=vm_created,
             source=f"snapshot:{self.path}" if self.path is not None else "snapshot",
             host=host,
+            confidential=cc,
             unknown=unknown,
             recorded_at=recorded_at,
             recorded_by=recorded_by,

@@ -112,6 +112,43 @@ class FakeBackend:
             )
         }  # fmt: skip
 
+    @classmethod
+    def amd_snp(cls) -> FakeBackend:
+        """KVM's answers on a made-up AMD host ready for SEV, SEV-ES and SEV-SNP (see
+        :meth:`FakeHost.amd_snp`): ``VM_TYPES`` 0x1d (default, SEV, SEV-ES, SNP), the
+        private-memory capabilities, and the ``KVM_X86_GRP_SEV`` attributes (DEBUG_SWAP and
+        SECURE_TSC, SNP policy bits, certificate requests).
+
+        Example:
+            >>> hex(FakeBackend.amd_snp().values[235])
+            '0x1d'
+        """
+        return cls(_CONFIDENTIAL_CAPS | {Cap.VM_TYPES: 0x1D},
+                   device_attrs={(0, 0): 0x2E7, (1, 0): 0x220, (1, 1): 0x1FFFFF, (1, 2): 1})  # fmt: skip
+
+    @classmethod
+    def amd_sev_firmware_off(cls) -> FakeBackend:
+        """KVM's answers on the made-up AMD host of :meth:`FakeHost.amd_sev_firmware_off`: SEV and
+        SEV-ES VM types but no SNP (``VM_TYPES`` 0xd), no SNP policy bits.
+
+        Example:
+            >>> hex(FakeBackend.amd_sev_firmware_off().values[235])
+            '0xd'
+        """
+        return cls(_CONFIDENTIAL_CAPS | {Cap.VM_TYPES: 0xD},
+                   device_attrs={(0, 0): 0x2E7, (1, 0): 0x20, (1, 1): 0, (1, 2): 0})  # fmt: skip
+
+    @classmethod
+    def intel_tdx_off(cls) -> FakeBackend:
+        """KVM's answers on the made-up Intel host of :meth:`FakeHost.intel_tdx_off`: only the
+        default VM type, and no ``KVM_X86_GRP_SEV`` (ENXIO, as kvm_intel answers).
+
+        Example:
+            >>> FakeBackend.intel_tdx_off().values[235]
+            1
+        """
+        return cls(_CONFIDENTIAL_CAPS | {Cap.VM_TYPES: 0x1}, device_attrs={(0, 0): 0x2E7})
+
     @property
     def open_fds(self) -> List[int]:
         """The fake fds opened and not yet closed (system and VM fds)."""
@@ -244,6 +281,15 @@ class FakeBackend:
                 _structs.device_attr_set(buffer, self.device_attrs[(group, attr)])
             return 0, 0
         return -1, _errno.ENOTTY
+
+
+# What a KVM built for confidential guests answers besides VM_TYPES (x86, Linux 6.18): the
+# private-memory capabilities, device attributes, and what VMMs need anyway.
+_CONFIDENTIAL_CAPS: Dict[CapLike, int] = {
+    Cap.IMMEDIATE_EXIT: 1, Cap.USER_MEMORY: 1, Cap.USER_MEMORY2: 1, Cap.GUEST_MEMFD: 1,
+    Cap.MEMORY_ATTRIBUTES: 0x8, Cap.GUEST_MEMFD_FLAGS: 0x3, Cap.EXIT_HYPERCALL: 0x1000,
+    Cap.SYS_ATTRIBUTES: 1, Cap.SPLIT_IRQCHIP: 1, Cap.X86_APIC_BUS_CYCLES_NS: 1, Cap.CHECK_EXTENSION_VM: 1,
+}  # fmt: skip
 
 
 def fake_probe_result(

@@ -177,8 +177,8 @@ def render(
         if profile.path:
             origin_text += f" [profile {profile.path}]"
         lines.append(f"  requirements: {origin_text}")
-    for verdict in confidential or ():
-        lines += [""] + confidential_lines(verdict)
+    for kind in confidential or ():
+        lines += [""] + confidential_lines(kind)
     if any(v.missing_required for v in verdicts):
         lines += ["", f"note: {CAVEAT}"]
     return "\n".join(lines) + "\n"

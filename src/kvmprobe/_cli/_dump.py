@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         from ._snapshot import document_for  # the snapshot document: one schema for every JSON host
 
-        _common.write_json(document_for(result))
+        _common.write_json(document_for(result, _common.backend_of(args)))
     else:
         sys.stdout.write(render(result, show_all=args.all))
     return _common.EXIT_OK

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from ..caps import Cap
 from ..host import HostFacts, read_host_facts
@@ -11,6 +11,9 @@ from ..presets import load_preset, preset_names
 from ..probing import ProbeResult
 from ..snapshot import load_snapshot, snapshot_document, write_snapshot
 from . import _common
+
+if TYPE_CHECKING:
+    from .._backend import Backend
 
 
 def register(subparsers: Any) -> None:
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         for name in preset_names():
             print(f"{name:<12} {describe(load_preset(name))}")
         return _common.EXIT_OK
-    document = document_for(_common.load_result(args, vm=args.vm))
+    document = document_for(_common.load_result(args, vm=args.vm), _common.backend_of(args))
     if args.output is None or args.output == "-":
         _common.write_json(document)
         return _common.EXIT_OK
@@ -50,12 +53,18 @@ def run(args: argparse.Namespace) -> int:
     return _common.EXIT_OK
 
 
-def document_for(result: ProbeResult) -> Dict[str, Any]:
-    """The snapshot document of a result: a live one gets this machine's host facts."""
+def document_for(result: ProbeResult, backend: Optional[Backend] = None) -> Dict[str, Any]:
+    """The snapshot document of a result: a live one gets this machine's host facts and
+    confidential-VM facts (with a VM of each confidential type tried when the probe made a VM)."""
     facts: Optional[HostFacts] = result.host
-    if facts is None and result.source == "live":
-        facts = read_host_facts(device=result.device)
-    return snapshot_document(result, facts)
+    cc = result.confidential
+    if result.source == "live":
+        from .._cc_probe import gather_confidential
+
+        facts = facts if facts is not None else read_host_facts(device=result.device)
+        if cc is None:
+            cc = gather_confidential(result.device, backend=backend, create_vms=result.vm_created)
+    return snapshot_document(result, facts, confidential=cc)
 
 
 def describe(result: ProbeResult) -> str:
