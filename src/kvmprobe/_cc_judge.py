@@ -472,14 +472,19 @@ def _size(value: int) -> str:
 
 
 def _gather(
-    probe: Optional[ProbeResult], root: str, device: Optional[str], backend: Optional[Backend], create_vms: bool
+    probe: Optional[ProbeResult],
+    root: str,
+    device: Optional[str],
+    backend: Optional[Backend],
+    create_vms: bool,
+    ask_kvm: bool = True,
 ) -> Tuple[ProbeResult, Optional[HostFacts], Optional[ConfidentialFacts]]:
     result = probe if probe is not None else _probe(confidential_device(device, root), backend=backend)
     if result.source != "live":
         # A recorded or made-up host: its facts as carried (None where not recorded), nothing touched.
         return result, result.host, result.confidential
     host = result.host if result.host is not None else read_host_facts(root, device=result.device)
-    cc = gather_confidential(result.device, root=root, backend=backend, create_vms=create_vms)
+    cc = gather_confidential(result.device, root=root, backend=backend, create_vms=create_vms, ask_kvm=ask_kvm)
     return result, host, cc
 
 
@@ -534,10 +539,12 @@ def assess(
     backend: Optional[Backend] = None,
     create_vms: bool = False,
     guest_memory: Optional[int] = None,
+    ask_kvm: bool = True,
 ) -> ConfidentialReport:
     """Every kind's verdict (or those of ``kinds``) on one host, its facts read once.
 
-    Arguments as :func:`check_confidential`.
+    Arguments as :func:`check_confidential`; with ``ask_kvm`` false a live ``probe``'s device is
+    not opened again (its answers and the files decide; the SEV attributes stay unknown).
 
     Example:
         >>> from kvmprobe.testing import fake_probe_result
@@ -545,7 +552,7 @@ def assess(
         ['sev-snp', 'tdx']
     """
     wanted = [kind_named(name) for name in kinds]
-    result, host, cc = _gather(probe, root, device, backend, create_vms)
+    result, host, cc = _gather(probe, root, device, backend, create_vms, ask_kvm)
     verdicts = tuple(_Judge(kind, result, host, cc, guest_memory).judge() for kind in dict.fromkeys(wanted))
     answered = Cap.VM_TYPES not in result.errors and result.values.get(Cap.VM_TYPES, 0) > 0
     arch = host.machine if host is not None and host.machine else result.arch

@@ -72,18 +72,21 @@ def confidential_device(device: Optional[str], root: str) -> str:
 
 
 def gather_confidential(
-    path: str, *, root: str = "/", backend: Optional[Backend] = None, create_vms: bool = False
+    path: str, *, root: str = "/", backend: Optional[Backend] = None, create_vms: bool = False, ask_kvm: bool = True
 ) -> ConfidentialFacts:
     """The live gathering: the files under ``root``, then KVM's answers on the device ``path``.
 
     The files need no privilege but tell more to root (CPUID through ``/dev/cpu/0/cpuid``, the
     kernel log). KVM is asked for the ``KVM_X86_GRP_SEV`` attributes of ``/dev/kvm``; with
     ``create_vms`` also ``KVM_CREATE_VM`` for the SEV, SEV-ES, SNP and TDX types (each VM made
-    is closed at once; creating one allocates kernel memory, hence opt-in).
+    is closed at once; creating one allocates kernel memory, hence opt-in). With ``ask_kvm`` false
+    the device is not opened at all (the files alone; for commands that open it once).
 
     Raises:
         KvmUnavailable: the device cannot be opened.
     """
     files = read_confidential_files(root)
+    if not ask_kvm:
+        return replace(files, kvm_note="KVM was not asked (the SEV attributes, creating confidential VMs)")
     kvm = _ask_kvm(path, backend, create_vms)
     return replace(files, sev_attrs=kvm.sev_attrs, created=kvm.created, vm_fd=kvm.vm_fd, kvm_note=kvm.kvm_note)

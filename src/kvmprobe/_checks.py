@@ -133,6 +133,7 @@ class Answers:
     immediate_exit: Optional[int] = None
     immediate_exit_errno: Optional[int] = None  # its query failed with this errno
     query_errors: Dict[Cap, int] = field(default_factory=dict)  # every failed capability query
+    probe: Optional[ProbeResult] = None  # every capability, asked in the same open (live)
 
 
 class _Watch:
@@ -188,6 +189,7 @@ def ask_kernel(path: str, backend: Optional[Backend], create_vm: bool) -> Answer
             answers.immediate_exit = None
             answers.immediate_exit_errno = err.errno or errno.EIO
             answers.query_errors = {Cap.IMMEDIATE_EXIT: answers.immediate_exit_errno}
+        answers.probe = _every_capability(kvm, path)
         if not create_vm:
             answers.vm_skip = "not asked (create_vm=False)"
             return answers
@@ -199,6 +201,19 @@ def ask_kernel(path: str, backend: Optional[Backend], create_vm: bool) -> Answer
             answers.vm_created = False
             answers.vm_error = err
     return answers
+
+
+def _every_capability(kvm: KvmDevice, path: str) -> Optional[ProbeResult]:
+    """Every capability, asked on the doctor's one open of the device (what later sections, such
+    as the confidential-VM one, read instead of opening it again); ``None`` if the batch fails."""
+    caps = tuple(Cap)
+    try:
+        raw, errnos = kvm.check_many([int(cap) for cap in caps])
+    except OSError:
+        return None
+    values = {cap: value for cap, value, code in zip(caps, raw, errnos) if not code}
+    errors = {cap: code for cap, code in zip(caps, errnos) if code}
+    return ProbeResult(device=path, api_version=kvm.version, values=values, backend=kvm.backend.name, errors=errors)
 
 
 def recorded_answers(result: ProbeResult, how: str) -> Answers:

@@ -169,14 +169,16 @@ def record(
     vm: bool = False,
     root: str = "/",
     refresh: bool = False,
+    confidential: bool = False,
 ) -> Dict[str, Any]:
-    """Probe the live host and return its snapshot document, host facts and confidential-VM
-    facts included.
+    """Probe the live host and return its snapshot document, host facts and the confidential-VM
+    facts its files tell included.
 
     Args:
         path: the KVM device (default ``$KVMPROBE_DEVICE`` or ``/dev/kvm``).
-        vm: also create a VM and record every capability's VM-fd value (and create a VM of
-            each confidential type, closed at once, recording whether KVM made it).
+        vm: also create a VM and record every capability's VM-fd value.
+        confidential: also ask KVM the confidential-VM questions: the SEV attributes of /dev/kvm
+            and, with ``vm``, KVM_CREATE_VM of each confidential type (closed at once).
         root: where the host facts are read (``/``; a test passes a fake tree).
         refresh: probe again rather than use the cached answer.
 
@@ -193,7 +195,7 @@ def record(
     result = probe(path, vm=vm, refresh=refresh)
     facts = result.host if result.host is not None else read_host_facts(root, device=result.device)
     cc = result.confidential if result.confidential is not None else gather_confidential(
-        result.device, root=root, create_vms=vm
+        result.device, root=root, create_vms=vm, ask_kvm=confidential
     )
     return snapshot_document(result, facts, confidential=cc)
 

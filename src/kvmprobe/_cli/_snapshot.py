@@ -31,6 +31,12 @@ def register(subparsers: Any) -> None:
         help="print the document on standard output even with -o (it is the same as 'kvmprobe --json')",
     )
     parser.add_argument("--vm", action="store_true", help="also create a VM and record each capability's VM-fd value")
+    parser.add_argument(
+        "--confidential",
+        action="store_true",
+        help="also ask KVM the confidential-VM questions (the SEV attributes of /dev/kvm; with --vm, create a VM "
+        "of each SEV/SNP/TDX type and close it at once)",
+    )
     parser.add_argument("--list-presets", action="store_true", help="list the bundled preset hosts and exit")
     _common.add_source_arguments(parser)
     parser.set_defaults(func=run)
@@ -41,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
         for name in preset_names():
             print(f"{name:<12} {describe(load_preset(name))}")
         return _common.EXIT_OK
-    document = document_for(_common.load_result(args, vm=args.vm), _common.backend_of(args))
+    if args.confidential and getattr(args, "snapshot", None) is not None:
+        raise _common.UsageError("--confidential asks the live KVM; a recorded host (--snapshot) keeps what it recorded")
+    document = document_for(_common.load_result(args, vm=args.vm), _common.backend_of(args), ask_kvm=args.confidential)
     if args.output is None or args.output == "-":
         _common.write_json(document)
         return _common.EXIT_OK
@@ -53,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
     return _common.EXIT_OK
 
 
-def document_for(result: ProbeResult, backend: Optional[Backend] = None) -> Dict[str, Any]:
-    """The snapshot document of a result: a live one gets this machine's host facts and
-    confidential-VM facts (with a VM of each confidential type tried when the probe made a VM)."""
+def document_for(result: ProbeResult, backend: Optional[Backend] = None, *, ask_kvm: bool = False) -> Dict[str, Any]:
+    """The snapshot document of a result: a live one gets this machine's host facts and the
+    confidential-VM facts of its files; with ``ask_kvm`` also KVM's confidential-VM answers (a VM
+    of each confidential type tried when the probe made a VM)."""
     facts: Optional[HostFacts] = result.host
     cc = result.confidential
     if result.source == "live":
@@ -63,7 +72,7 @@ def document_for(result: ProbeResult, backend: Optional[Backend] = None) -> Dict
 
         facts = facts if facts is not None else read_host_facts(device=result.device)
         if cc is None:
-            cc = gather_confidential(result.device, backend=backend, create_vms=result.vm_created)
+            cc = gather_confidential(result.device, backend=backend, create_vms=result.vm_created, ask_kvm=ask_kvm)
     return snapshot_document(result, facts, confidential=cc)
 
 
