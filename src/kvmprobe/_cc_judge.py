@@ -401,7 +401,11 @@ class _Judge:
         if offered:
             blocking = next((l.id for l in (kvm, *above.values()) if l.status == "blocked"), None)
         elif legacy:
+            # No KVM_CAP_VM_TYPES to ask: only a module parameter that says yes (and no layer
+            # that says no) makes it ready; without that evidence KVM stays the open question.
             blocking = next((l.id for l in (*below.values(), *above.values()) if l.status == "blocked"), None)
+            if blocking is None and below["module"].status != "ok":
+                blocking = "kvm"
             notes.append("decided from the layers below KVM: this kernel has no KVM_CAP_VM_TYPES to ask")
         elif offered is None and kvm.status == "unknown":
             blocking = "kvm"  # the query failed: nothing says whether the type exists
@@ -484,7 +488,9 @@ def _gather(
         # A recorded or made-up host: its facts as carried (None where not recorded), nothing touched.
         return result, result.host, result.confidential
     host = result.host if result.host is not None else read_host_facts(root, device=result.device)
-    cc = gather_confidential(result.device, root=root, backend=backend, create_vms=create_vms, ask_kvm=ask_kvm)
+    cc = result.confidential
+    if cc is None:
+        cc = gather_confidential(result.device, root=root, backend=backend, create_vms=create_vms, ask_kvm=ask_kvm)
     return result, host, cc
 
 
