@@ -6,7 +6,7 @@ import os
 import shutil
 import stat
 import subprocess
-from typing import Dict
+from typing import Dict, List, Tuple
 
 
 def open_fds() -> Dict[int, str]:
@@ -64,3 +64,17 @@ def kvmprobe_as_nobody(*args: str, device: str = "/dev/kvm", timeout: float = 12
     if check.returncode != 0:
         pytest.skip(f"the source tree is not readable by uid {NOBODY}: {check.stderr.strip()[-200:]}")
     return subprocess.run([*drop, "-m", "kvmprobe", *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def console_steps(text: str) -> List[Tuple[str, List[str]]]:
+    """The ``console`` blocks of a Markdown page as ``(command, output lines)``, one per ``$ `` line."""
+    import re
+
+    steps: List[Tuple[str, List[str]]] = []
+    for block in re.findall(r"```console\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            if line.startswith("$ "):
+                steps.append((line[2:], []))
+            else:
+                steps[-1][1].append(line)
+    return steps

@@ -49,6 +49,12 @@ def load(module: str = MODULE, version: str = __version__) -> Tuple[Any, Lib]:
             ) from err
         if err.name != module:
             raise
+        if _from_zip_archive():
+            raise BackendUnavailable(
+                f"the compiled module {module} cannot be in a zip archive: this kvmprobe runs from one "
+                f"({os.path.dirname(os.path.dirname(__file__))}), built by scripts/build_zipapp.py",
+                hint="unset KVMPROBE_BACKEND or set it to ctypes; install kvmprobe with pip for the cffi backend",
+            ) from err
         raise BackendUnavailable(
             f"the compiled module {module} was not built (no C compiler or no cffi when kvmprobe was installed)",
             hint=hint,
@@ -63,6 +69,11 @@ def load(module: str = MODULE, version: str = __version__) -> Tuple[Any, Lib]:
             hint=hint,
         )
     return ffi, lib
+
+
+def _from_zip_archive() -> bool:
+    """Whether this package is imported from a zip archive (``kvmprobe.pyz``): its parent is a file."""
+    return os.path.isfile(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def unavailable_reason(module: str = MODULE, version: str = __version__) -> str:
