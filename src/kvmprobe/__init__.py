@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from .atomic import write_atomic
     from .caps import Cap
+    from .confidential import ConfidentialReadiness, check_confidential
     from .device import KvmDevice
     from .diagnosis import Check, Diagnosis, Status, Verdict, diagnose
     from .diff import HostDiff, diff_hosts
@@ -64,6 +65,7 @@ _EXPORTS = {
     "Cap": "caps",
     "CapabilityQueryFailed": "errors",
     "Check": "diagnosis",
+    "ConfidentialReadiness": "confidential",
     "Diagnosis": "diagnosis",
     "EmulationError": "errors",
     "HostDiff": "diff",
@@ -90,6 +92,7 @@ _EXPORTS = {
     "UnknownVmm": "errors",
     "UnsupportedPlatform": "errors",
     "Verdict": "diagnosis",
+    "check_confidential": "confidential",
     "check_vmm": "profiles",
     "diagnose": "diagnosis",
     "diff_hosts": "diff",
@@ -152,6 +155,7 @@ __all__ = [
     "Cap",
     "CapabilityQueryFailed",
     "Check",
+    "ConfidentialReadiness",
     "Diagnosis",
     "EmulationError",
     "HostDiff",
@@ -180,6 +184,7 @@ __all__ = [
     "Verdict",
     "__version__",
     "backend",
+    "check_confidential",
     "check_vmm",
     "diagnose",
     "diff_hosts",

@@ -7,16 +7,16 @@ value. Older headers lack the newer bits; those are not checked here, only what 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
-import contextlib
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import pytest
 
 from kvmprobe import Cap
-from kvmprobe._bitmasks import MASKS, NOT_MASKS, VM_TYPES, decode_mask, vm_type
+from kvmprobe._bitmasks import MASKS, NOT_MASKS, VM_TYPES, Decoded, decode_mask, vm_type
 from kvmprobe._cli import main
 from kvmprobe._cli._dump import render
 from kvmprobe._collisions import COLLISIONS, collisions
@@ -75,17 +75,24 @@ def test_the_tables_are_consistent() -> None:
     assert [bit.value for bit in MASKS[Cap.VM_TYPES].bits] == [1 << vm.number for vm in VM_TYPES]
 
 
+def named(cap: Cap, value: int, arch: Optional[str] = None) -> Decoded:
+    decoded = decode_mask(cap, value, arch)
+    assert decoded is not None
+    return decoded
+
+
 def test_decoding() -> None:
-    assert decode_mask(Cap.VM_TYPES, 0x1D).names == ("KVM_X86_DEFAULT_VM", "KVM_X86_SEV_VM", "KVM_X86_SEV_ES_VM", "KVM_X86_SNP_VM")
-    assert decode_mask(Cap.VM_TYPES, 1 << 28 | 1).text() == "KVM_X86_DEFAULT_VM|0x10000000"  # ChromeOS pKVM's type
-    assert decode_mask(Cap.VM_TYPES, 0).text() == "0"
+    assert named(Cap.VM_TYPES, 0x1D).names == ("KVM_X86_DEFAULT_VM", "KVM_X86_SEV_VM", "KVM_X86_SEV_ES_VM", "KVM_X86_SNP_VM")
+    assert named(Cap.VM_TYPES, 1 << 28 | 1).text() == "KVM_X86_DEFAULT_VM|0x10000000"  # ChromeOS pKVM's type
+    assert named(Cap.VM_TYPES, 0).text() == "0"
     assert decode_mask(Cap.X86_USER_SPACE_MSR, 1) is None  # answers 1: its bits are arguments, not a report
     assert decode_mask(Cap.X86_NOTIFY_VMEXIT, 1) is None
     assert decode_mask(Cap.VM_TYPES, 1, "aarch64") is None  # x86 VM types mean nothing there
-    assert decode_mask(Cap.ARM_SUPPORTED_BLOCK_SIZES, 1 << 12 | 1 << 21 | 1 << 30, "aarch64").names == (
+    assert named(Cap.ARM_SUPPORTED_BLOCK_SIZES, 1 << 12 | 1 << 21 | 1 << 30, "aarch64").names == (
         "BLOCK_4K", "BLOCK_2M", "BLOCK_1G")  # fmt: skip
-    assert decode_mask(Cap.MEMORY_ATTRIBUTES, 8, "riscv64").names == ("KVM_MEMORY_ATTRIBUTE_PRIVATE",)
-    assert vm_type(5).usable_since == "6.16" and vm_type(5).since == "6.14"
+    assert named(Cap.MEMORY_ATTRIBUTES, 8, "riscv64").names == ("KVM_MEMORY_ATTRIBUTE_PRIVATE",)
+    tdx = vm_type(5)
+    assert tdx is not None and (tdx.usable_since, tdx.since) == ("6.16", "6.14")
 
 
 def test_collisions_name_mainline_from_the_tables() -> None:
