@@ -153,12 +153,14 @@ SNP_POLICY_BITS: Dict[int, str] = {
 #: (register, low bit, width, name). arch/x86/kvm/svm/sev.c:3094-3109, arch/x86/kernel/cpu/amd.c:591,
 #: virtee/snphost@56d5d7e79630 src/ok/mod.rs:295-651 (the AMD APM itself was not read).
 CPUID_LEAF = 0x8000001F
+#: ECX is how many encrypted guests may run at once (the highest ASID); ASIDs below EDX's are
+#: SEV-ES/SNP's, the rest SEV's.
 CPUID_FIELDS: Tuple[Tuple[str, int, int, str], ...] = (
-    ("ebx", 0, 6, "C-bit position"),
-    ("ebx", 6, 6, "physical address bits lost"),
+    ("ebx", 0, 6, "C-bit"),
+    ("ebx", 6, 6, "address bits lost"),
     ("ebx", 12, 4, "VMPLs"),
-    ("ecx", 0, 32, "encrypted guests at once (max ASID)"),
-    ("edx", 0, 32, "first SEV-only ASID (ASIDs below it are SEV-ES/SNP's)"),
+    ("ecx", 0, 32, "ASIDs"),
+    ("edx", 0, 32, "first SEV-only ASID"),
 )
 
 

@@ -61,7 +61,7 @@ def test_an_snp_ready_host_is_ready_for_the_amd_kinds(tmp_path: Path) -> None:
     assert "KVM_CREATE_VM(4) made one, closed at once" in snp.layer("kvm").summary
     assert "SECURE_TSC" in snp.layer("kvm").summary and "SNP firmware API 1.55" in snp.layer("firmware").summary
     assert snp.layer("capabilities").summary.startswith("asked on the fd of a KVM_X86_SNP_VM (4) VM")
-    assert "C-bit position 51" in snp.layer("cpu").summary and "sev_snp" in snp.layer("cpu").summary
+    assert "C-bit 51" in snp.layer("cpu").summary and "sev_snp" in snp.layer("cpu").summary
     # SEV pins guest RAM: 8 MiB warns, and blocks once the guest's size is known.
     assert report.verdict("sev").layer("memlock").status == "warn"
     big = judge(FakeHost.amd_snp(), FakeBackend.amd_snp(), tmp_path / "2", guest_memory=4 << 30).verdict("sev")
