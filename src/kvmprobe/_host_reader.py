@@ -1,9 +1,10 @@
 """Read the host facts KVM depends on, from files under a ``root`` (default ``/``).
 
 Imports ``_host_facts``, ``_cc_facts``, ``_cc_data``, ``_files``, ``_validate`` and ``errors``.
-This is the one reader of the system for kvmprobe: procfs, sysfs, ``/dev`` and ``/etc/group``/``/etc/passwd``, every path
-taken relative to ``root`` so that a test can hand it a directory tree that looks like another
-host (see ``kvmprobe.testing.FakeHost``). It never issues an ioctl: what the kernel *answers*
+This is the one reader of the system for kvmprobe: procfs, sysfs, ``/dev`` and
+``/etc/group``/``/etc/passwd`` (and, for confidential VMs, the cpuid driver, the misc cgroup and
+the kernel log), every path taken relative to ``root`` so that a test can hand it a directory
+tree that looks like another host (see ``kvmprobe.testing.FakeHost``). It never issues an ioctl: what the kernel *answers*
 is the job of ``device``; here are only the facts that *explain* an answer.
 
 A missing file is not an error: the fact is ``None`` (or empty) and the diagnosis reports

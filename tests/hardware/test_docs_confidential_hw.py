@@ -18,7 +18,7 @@ from typing import List
 
 import pytest
 
-from _helpers import console_steps
+from _helpers import console_steps, examples_scratch
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "confidential.md"
@@ -39,19 +39,14 @@ def normal(lines: List[str]) -> List[str]:
 
 @pytest.mark.kvm
 def test_every_console_command_prints_what_the_page_shows(tmp_path: Path) -> None:
-    (tmp_path / "examples").symlink_to(ROOT / "examples")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    python = bin_dir / "python"  # a script, not a symlink: a venv is found from the interpreter's own path
-    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
-    python.chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", "NO_COLOR": "1"}
+    scratch = examples_scratch(tmp_path)
+    env = {**os.environ, "PATH": f"{scratch}/bin:{os.environ.get('PATH', '')}", "NO_COLOR": "1"}
     env.pop("KVMPROBE_DEVICE", None)
     steps = console_steps(PAGE.read_text())
     assert len(steps) == 8
     skipped: List[str] = []
     for command, shown in steps:
-        done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(["bash", "-c", command], cwd=scratch, env=env, capture_output=True, text=True, timeout=300)
         got = normal((done.stdout + done.stderr).splitlines())
         live = "--snapshot" not in command and "examples/" not in command
         if live and not recorded_kind():

@@ -19,7 +19,7 @@ from typing import List
 
 import pytest
 
-from _helpers import console_steps
+from _helpers import console_steps, examples_scratch
 from kvmprobe.emulate import supervisor_available
 
 pytestmark = pytest.mark.kvm
@@ -52,13 +52,7 @@ def needs_the_development_setup() -> None:
 
 @pytest.fixture
 def scratch(tmp_path: Path) -> Path:
-    (tmp_path / "examples").symlink_to(ROOT / "examples")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    python = bin_dir / "python"  # a script, not a symlink: a venv is found from the interpreter's own path
-    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
-    python.chmod(0o755)
-    return tmp_path
+    return Path(examples_scratch(tmp_path))
 
 
 def test_every_console_command_prints_what_the_page_shows(scratch: Path) -> None:
