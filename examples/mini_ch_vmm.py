@@ -7,12 +7,12 @@ list's order, stopping at the first missing one), then creates a VM. On a host w
 them it stops as Cloud Hypervisor does: a Rust panic from ``unwrap()`` on the error, exit
 status 101. So ``kvmprobe emulate`` can show the story's failure on any modern machine:
 
-    python -m kvmprobe emulate --host preset:linux-3.10 -- python examples/mini_ch_vmm.py
+    python -m kvmprobe emulate --host preset:rhel-7.9 -- python examples/mini_ch_vmm.py
 
 The list is Cloud Hypervisor's ``check_required_kvm_extensions``
-(hypervisor/src/kvm/x86_64/mod.rs:52-68 at ae44c2971c83); the capability numbers are the
-kernel's ``KVM_CAP_*`` (include/uapi/linux/kvm.h). tests/unit/test_examples_emulate.py holds
-the list against kvmprobe's Cloud Hypervisor profile.
+(cloud-hypervisor/cloud-hypervisor@v53.0 hypervisor/src/kvm/x86_64/mod.rs:41-70); the
+capability numbers are the kernel's ``KVM_CAP_*`` (include/uapi/linux/kvm.h).
+tests/unit/test_examples_emulate.py holds the list against kvmprobe's Cloud Hypervisor profile.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ def kind_of(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
         return "cap"
     if metavar.startswith("CAP[,"):
         return "caps"
-    if metavar == "VMM":
+    if metavar == "VMM" or metavar.startswith("VMM["):
         return "vmm"
     if metavar in FILE_METAVARS:
         return "file"

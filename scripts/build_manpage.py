@@ -45,6 +45,8 @@ ENVIRONMENT: Dict[str, str] = {
     "auto (the default: cffi when built, else ctypes).",
     "NO_COLOR": "When set and not empty, output has no colour even on a terminal (https://no\\-color.org).",
     "TERM": "When dumb, output has no colour.",
+    "PATH": "Where check \\-\\-installed looks for VMM binaries (only absolute entries, in directories "
+    "others cannot write), besides the usual install locations.",
     "KVMPROBE_REQUIRE_KVM": "For the pytest plugin: when set and not 0, tests that need a usable /dev/kvm "
     "fail instead of being skipped where there is none.",
 }

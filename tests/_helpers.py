@@ -79,18 +79,3 @@ def console_steps(text: str) -> List[Tuple[str, List[str]]]:
                 steps[-1][1].append(line)
     return steps
 
-
-def examples_scratch(tmp_path: "os.PathLike[str]") -> str:
-    """A scratch directory for a doc page's commands: ``examples/`` is the repository's, and
-    ``bin/python`` runs this interpreter (put ``bin`` first on PATH)."""
-    import sys
-    from pathlib import Path
-
-    scratch = Path(tmp_path)
-    (scratch / "examples").symlink_to(Path(SRC).parent / "examples")
-    bin_dir = scratch / "bin"
-    bin_dir.mkdir()
-    python = bin_dir / "python"  # a script, not a symlink: a venv is found from the interpreter's own path
-    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
-    python.chmod(0o755)
-    return str(scratch)

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         SnapshotError,
         UnknownCapability,
         UnknownCpuFeature,
+        UnknownRelease,
         UnknownVmm,
         UnsupportedPlatform,
     )
@@ -89,6 +90,7 @@ _EXPORTS = {
     "Status": "diagnosis",
     "UnknownCapability": "errors",
     "UnknownCpuFeature": "errors",
+    "UnknownRelease": "errors",
     "UnknownVmm": "errors",
     "UnsupportedPlatform": "errors",
     "Verdict": "diagnosis",
@@ -179,6 +181,7 @@ __all__ = [
     "Status",
     "UnknownCapability",
     "UnknownCpuFeature",
+    "UnknownRelease",
     "UnknownVmm",
     "UnsupportedPlatform",
     "Verdict",

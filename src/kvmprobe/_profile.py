@@ -16,8 +16,9 @@ from .caps import Cap
 __all__ = ["KINDS", "Profile", "Requirement"]
 
 #: The kinds of requirement, from the strongest: see ``kvmprobe._vmm_requirements``.
-#: ``required`` and ``implicit`` decide readiness; the others are reported only.
-KINDS = ("required", "implicit", "unchecked", "conditional", "optional")
+#: ``required`` and ``implicit`` decide readiness when missing, ``incompatible`` when present;
+#: the others are reported only.
+KINDS = ("required", "implicit", "unchecked", "conditional", "optional", "incompatible")
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,8 @@ class Requirement:
     """One capability a VMM needs, of one kind (``required``, ``optional``, ...), with its text.
 
     ``text`` says what it is needed for (``required``, ``implicit``, ``unchecked``), under which
-    condition (``conditional``), or what degrades without it (``optional``).
+    condition (``conditional``), what degrades without it (``optional``), or what an answer
+    does to the VMM (``incompatible``).
 
     Example:
         >>> Requirement(Cap.IMMEDIATE_EXIT, "required", "pausing vCPUs").cap.since_text
@@ -53,7 +55,9 @@ class Profile:
     ``arch`` ``None`` means any architecture. ``api_version`` is the KVM API version the VMM
     insists on (``None``: it does not check). ``min_kernel`` is the documented minimum host
     kernel (support policy, not checked by the VMM). ``source`` cites the VMM's own file;
-    ``path`` is the file a custom profile was loaded from.
+    ``path`` is the file a custom profile was loaded from. A built-in profile holds for a
+    range of the VMM's releases, ``versions`` (``"v40.0 to v48.x"``); ``version`` is the
+    release it was asked for (``"v45"``, or what an installed binary reported), if any.
 
     Example:
         >>> from kvmprobe.profiles import builtin_profile
@@ -73,6 +77,8 @@ class Profile:
     failure: str = ""
     other: Tuple[str, ...] = ()
     path: Optional[str] = None
+    versions: Optional[str] = None
+    version: Optional[str] = None
 
     def of_kind(self, *kinds: str) -> Tuple[Requirement, ...]:
         """The requirements of the given kinds, in profile order.
@@ -125,6 +131,8 @@ class Profile:
             "failure": self.failure,
             "other": list(self.other),
             "path": self.path,
+            "versions": self.versions,
+            "version": self.version,
         }
         for kind in KINDS:
             doc[kind] = {r.cap.c_name: r.text for r in self.of_kind(kind)}

@@ -9,13 +9,16 @@ Each member is one line: ``NAME = number, since, rust_name, arches``.
 * ``since``: the first mainline Linux release whose header defines it (``"<=3.0"``: already
   in 3.0, earlier releases not examined). Stable and vendor kernels (RHEL's 3.10 and 4.18)
   backport many capabilities, so this is advice; the kernel's own answer is the truth.
-* ``rust_name``: the variant of rust-vmm kvm-ioctls ``Cap`` (``kvm-ioctls/src/cap.rs`` in the
-  rust-vmm/kvm monorepo at 3ffc9b62, 2025-12-11, crate 0.24.0 plus two unreleased variants);
-  ``""`` for the kernel's constants that cap.rs lacks.
+* ``rust_name``: the variant of rust-vmm kvm-ioctls ``Cap`` in crate 0.25.0
+  (``kvm-ioctls/src/cap.rs``: the rust-vmm/kvm monorepo at 3ffc9b62, 2025-12-11, which is
+  0.24.0 plus ``DirtyLogRing``, then ``CounterOffset``, which the kvm-ioctls-v0.25.0 release
+  notes add: "Plumb through KVM_CAP_COUNTER_OFFSET as Cap::CounterOffset"); ``""`` for the
+  kernel's constants that cap.rs lacks.
 * ``arches``: cap.rs's ``#[cfg(target_arch)]`` gating, ``""`` for every architecture.
 
-The first 128 members mirror cap.rs in its order; the rest are the kernel's other
-constants (Linux up to 7.2) in numeric order.
+The first 129 members mirror cap.rs in its order; the rest are the kernel's other
+constants (Linux up to 7.2) in numeric order. A number that once had another name keeps
+it in :data:`FORMER_NAMES`, dated, and ``Cap.lookup`` takes it.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from ._arch import ARCHES
 from ._release import parse_release
 from .errors import UnknownCapability
 
-__all__ = ["ARCHES", "Cap", "CapLike"]
+__all__ = ["ARCHES", "FORMER_NAMES", "Cap", "CapLike"]
 
 
 #: Anything :meth:`Cap.lookup` resolves: a member, a number, or one of the three spellings.
@@ -195,6 +198,9 @@ class Cap(enum.IntEnum):
     NESTED_STATE = 157, "4.19", "NestedState", "x86_64"
     X2APIC_API = 129, "4.8", "X2ApicApi", "x86_64"
     DIRTY_LOG_RING = 192, "5.11", "DirtyLogRing", ""
+    # Not gated: docs.rs's x86_64 page of kvm-ioctls 0.25.0 lists 126 variants, one more than
+    # the 125 of the 128 above that an x86_64 build sees.
+    COUNTER_OFFSET = 227, "6.4", "CounterOffset", ""
     # --- The kernel's other KVM_CAP_* constants, which cap.rs does not have (rust_name "") ---
     S390_VECTOR_REGISTERS = 107, "4.1"
     S390_MEM_OP = 108, "4.1"
@@ -293,7 +299,6 @@ class Cap(enum.IntEnum):
     S390_PROTECTED_ASYNC_DISABLE = 224, "6.2"
     DIRTY_LOG_RING_WITH_BITMAP = 225, "6.2"
     PMU_EVENT_MASKED_EVENTS = 226, "6.3"
-    COUNTER_OFFSET = 227, "6.4"
     ARM_EAGER_SPLIT_CHUNK_SIZE = 228, "6.5"
     ARM_SUPPORTED_BLOCK_SIZES = 229, "6.5"
     ARM_SUPPORTED_REG_MASK_RANGES = 230, "6.7"
@@ -346,7 +351,8 @@ class Cap(enum.IntEnum):
     def lookup(cls, key: CapLike) -> Cap:
         """Resolve a capability from a member, number, C name, short name or Rust name.
 
-        Names ignore case; ``"136"`` works like ``136``.
+        Names ignore case; ``"136"`` works like ``136``; a former name (:data:`FORMER_NAMES`)
+        gives the member that has its number now.
 
         Raises:
             UnknownCapability: nothing matches; ``suggestions`` holds the closest C names.
@@ -354,6 +360,8 @@ class Cap(enum.IntEnum):
         Example:
             >>> Cap.lookup("KVM_CAP_NR_MEMSLOTS") is Cap.lookup("nr_memslots") is Cap.lookup(10)
             True
+            >>> Cap.lookup("KVM_CAP_X86_GUEST_MWAIT").c_name, FORMER_NAMES["X86_GUEST_MWAIT"][1]
+            ('KVM_CAP_X86_DISABLE_EXITS', '4.12-4.16')
             >>> Cap.lookup("IMEDIATE_EXIT")
             Traceback (most recent call last):
             ...
@@ -385,6 +393,18 @@ class Cap(enum.IntEnum):
         return found
 
 
+#: Names a capability's number had before: the old name -> (the member, the releases that
+#: used the old name, why). Number 143 meant something else before 4.17: whether guests may
+#: execute MWAIT, where KVM_CAP_X86_DISABLE_EXITS now answers a mask of exits to disable.
+FORMER_NAMES: dict[str, tuple[Cap, str, str]] = {
+    "X86_GUEST_MWAIT": (
+        Cap.X86_DISABLE_EXITS,
+        "4.12-4.16",
+        "torvalds/linux 668fffa3f838 (4.12) added KVM_CAP_X86_GUEST_MWAIT as 143; 4d5422cea3b6 (4.17) "
+        "made 143 KVM_CAP_X86_DISABLE_EXITS",
+    ),
+}
+
 # Capability numbers are C ints: at most 10 decimal digits.
 _MAX_DIGITS = 10
 
@@ -407,6 +427,8 @@ def _index() -> dict[str, Cap]:
             for spelling in (cap.name, cap.rust_name):
                 if spelling:
                     index.setdefault(_fold(spelling), cap)
+        for former, (cap, _, _) in FORMER_NAMES.items():
+            index.setdefault(_fold(former), cap)
         _INDEX.update(index)
     return _INDEX
 

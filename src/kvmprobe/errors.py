@@ -22,6 +22,7 @@ where they apply. ``str(err)`` is one line: the message, then the hint.
     ├── SnapshotError (+ValueError)        a malformed recorded host: the file and the field
     ├── ProfileError (+ValueError)         a malformed custom VMM profile: the file and the key
     ├── UnknownVmm (+LookupError)          no built-in VMM profile by that name (or for that arch)
+    │   └── UnknownRelease                 a release of that VMM no built-in profile covers
     ├── BackendUnavailable                 the forced ioctl backend (KVMPROBE_BACKEND) is missing
     └── EmulationError                     'kvmprobe emulate'/'learn' cannot run the command as asked
 """
@@ -50,6 +51,7 @@ __all__ = [
     "SnapshotError",
     "UnknownCapability",
     "UnknownCpuFeature",
+    "UnknownRelease",
     "UnknownVmm",
     "UnsupportedPlatform",
 ]
@@ -336,6 +338,47 @@ class UnknownVmm(KvmProbeError, LookupError):
                 hint = "known: " + ", ".join(self.known) + "; or describe it in a file for --profile"
         where = f" for {arch}" if arch else ""
         super().__init__(f"no built-in VMM profile {name!r}{where}", hint=hint)
+
+
+class UnknownRelease(UnknownVmm):
+    """A release of a known VMM that no built-in profile covers, or a version that names none.
+
+    ``version`` is what was asked; ``known`` the release ranges there are for ``arch`` (oldest
+    first), the last of which is what no version means.
+
+    Example:
+        >>> err = UnknownRelease("Cloud Hypervisor", "v20", arch="x86_64", known=["v21.0", "v53.0 to v53.x"])
+        >>> print(err)
+        no Cloud Hypervisor release v20 in kvmprobe's profiles for x86_64 (hint: kvmprobe knows Cloud Hypervisor v21.0, v53.0 to v53.x on x86_64; name a release in one of those ranges, or none for the newest (v53.0 to v53.x))
+    """
+
+    def __init__(
+        self,
+        vmm: str,
+        version: str,
+        *,
+        arch: str | None = None,
+        known: list[str] | None = None,
+        malformed: str = "",
+    ) -> None:
+        self.name = vmm
+        self.version = version
+        self.suggestions: list[str] = []
+        self.known = list(known or [])
+        self.arch = arch
+        where = f" on {arch}" if arch else ""
+        ranges = ", ".join(self.known)
+        newest = self.known[-1] if self.known else ""
+        if malformed:
+            message = f"{version!r} is not a {vmm} release (it writes them like {malformed})"
+        else:
+            message = f"no {vmm} release {version} in kvmprobe's profiles" + (f" for {arch}" if arch else "")
+        hint = (
+            f"kvmprobe knows {vmm} {ranges}{where}; name a release in one of those ranges, or none for the newest ({newest})"
+            if self.known
+            else f"kvmprobe has no {vmm} profile{where}"
+        )
+        KvmProbeError.__init__(self, message, hint=hint)
 
 
 class BackendUnavailable(KvmProbeError):

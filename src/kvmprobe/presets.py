@@ -1,11 +1,21 @@
 """Hosts a test can ask for by name, each honest about where it came from.
 
-Imports ``snapshot``, ``probing``, ``host``, ``caps`` and ``errors``. Two kinds:
+Imports ``snapshot``, ``probing``, ``host``, ``caps`` and ``errors``. Three kinds:
 
 * **Recorded**: ``pvm-6.18`` is the real snapshot of the machine kvmprobe was developed on
   (``python -m kvmprobe snapshot --vm``: Linux 6.18 with the PVM backend ``kvm_pvm``, x86_64,
   run as root in a container), shipped as ``kvmprobe/preset_data/pvm-6.18.json``. Every value
   and host fact is what that kernel answered.
+* **Derived from source**: ``rhel-7.9`` (CentOS/RHEL 7.9, kernel 3.10.0-1160.el7) and
+  ``rhel-8.10`` (RHEL 8.10, kernel 4.18.0-553; also ``rhel-8``) are what those vendor kernels
+  answer on ``/dev/kvm``, read off their ``kvm_vm_ioctl_check_extension`` and the generic
+  handler (every ``case`` label, every constant it returns, the configuration that compiles
+  cases in or out), for a typical Intel host: shipped as ``preset_data/rhel-*.json``. They are
+  no recording: ``ProbeResult.derivation`` cites the source and states the assumptions
+  (hardware-dependent answers, module parameters; the host facts *are* those assumptions),
+  ``source`` says ``(derived from source)`` and ``origin`` ``derived from source``. They show
+  what a release date cannot: RHEL 7.9's "3.10" has ``SPLIT_IRQCHIP`` and ``X2APIC_API``
+  (Linux 4.4 and 4.8) and lacks ``IMMEDIATE_EXIT`` (4.11).
 * **Synthesized**: ``linux-3.10``, ``linux-4.14``, ``linux-5.4``, ``linux-5.10`` and
   ``linux-6.1`` are computed when loaded, from each capability's ``Cap.since`` (its first
   mainline release), for x86_64. They list the capabilities a mainline kernel of that
@@ -18,9 +28,10 @@ The rule for a synthesized host, for every capability of the table:
 1. Leave it out (value 0) unless ``since`` is at most the release.
 2. Leave it out unless it is offered on x86_64: cap.rs's arch gating (``Cap.applies_to``),
    and no name of another architecture's family: the prefixes in :data:`OTHER_ARCH_PREFIXES`
-   and the PowerPC capabilities in :data:`OTHER_ARCH_NAMES`. Generic-sounding capabilities
-   that only some architectures implement (``PTP_KVM`` is arm64's, ``VM_GPA_BITS`` riscv's)
-   stay in: the list is an upper bound.
+   and the names in :data:`OTHER_ARCH_NAMES` (PowerPC's, and arm64's ``MSI_DEVID``, whose
+   presence a VMM refuses: an upper bound would be wrong there). Other generic-sounding
+   capabilities that only some architectures implement (``PTP_KVM`` is arm64's,
+   ``VM_GPA_BITS`` riscv's) stay in: the list is an upper bound.
 3. Its value is 1, unless the recorded ``pvm-6.18`` host answered more than 1 (a count such
    as ``NR_MEMSLOTS`` or a bit mask such as ``X2APIC_API``): then that answer, as real
    numbers of one real host, not of that old kernel.
@@ -62,6 +73,11 @@ RECORDED_PRESET = "pvm-6.18"
 
 _RECORDED: Dict[str, str] = {RECORDED_PRESET: "pvm-6.18.json"}
 
+# Derived from vendor kernel source (see the module docstring); data files in preset_data/.
+_DERIVED: Dict[str, str] = {"rhel-7.9": "rhel-7.9.json", "rhel-8.10": "rhel-8.10.json"}
+# Other names users write for them: RHEL 8 is its last minor release, 8.10.
+_ALIASES: Dict[str, str] = {"rhel-8": "rhel-8.10", "centos-7.9": "rhel-7.9"}
+
 # The kernels users still meet: 3.10 (RHEL/CentOS 7, the story in README), 4.14, 5.4, 5.10
 # and 6.1 (long-term releases of Amazon Linux 2, Ubuntu 20.04, Debian 11 and Debian 12).
 _SYNTHESIZED: Dict[str, Tuple[int, int]] = {
@@ -76,19 +92,23 @@ _SYNTHESIZED: Dict[str, Tuple[int, int]] = {
 #: platform, Arm, MIPS, RISC-V, LoongArch): never offered on x86_64.
 OTHER_ARCH_PREFIXES = ("S390_", "PPC_", "SPAPR_", "ARM_", "MIPS_", "RISCV_", "LOONGARCH_")
 
-#: PowerPC capabilities without a PowerPC prefix: the in-kernel OpenPIC (MPIC) and XICS
-#: interrupt controllers and Book E's software TLB (arch/powerpc/kvm/powerpc.c answers them).
-OTHER_ARCH_NAMES = frozenset({"IRQ_MPIC", "IRQ_XICS", "SW_TLB"})
+#: Capabilities of other architectures without their prefix: PowerPC's in-kernel OpenPIC
+#: (MPIC) and XICS interrupt controllers and Book E's software TLB (arch/powerpc/kvm/powerpc.c
+#: answers them), and MSI_DEVID, which only arm64 answers (arch/arm64/kvm/arm.c:349 in Linux
+#: 6.16.1); crosvm panics on x86 where it is 1, so a synthesized x86 host must not claim it.
+OTHER_ARCH_NAMES = frozenset({"IRQ_MPIC", "IRQ_XICS", "SW_TLB", "MSI_DEVID"})
 
 
 def preset_names() -> List[str]:
-    """The preset names :func:`load_preset` accepts: the recorded host first, then by release.
+    """The preset names :func:`load_preset` accepts: the recorded host first, then those derived
+    from vendor source, then the synthesized ones by release (aliases such as ``rhel-8`` are
+    accepted too, and not listed).
 
     Example:
         >>> preset_names()
-        ['pvm-6.18', 'linux-3.10', 'linux-4.14', 'linux-5.4', 'linux-5.10', 'linux-6.1']
+        ['pvm-6.18', 'rhel-7.9', 'rhel-8.10', 'linux-3.10', 'linux-4.14', 'linux-5.4', 'linux-5.10', 'linux-6.1']
     """
-    return list(_RECORDED) + list(_SYNTHESIZED)
+    return list(_RECORDED) + list(_DERIVED) + list(_SYNTHESIZED)
 
 
 def offered_on_x86_64(cap: Cap) -> bool:
@@ -107,10 +127,11 @@ def offered_on_x86_64(cap: Cap) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def load_preset(name: str) -> ProbeResult:
-    """A named host: the recorded ``pvm-6.18``, or a synthesized ``linux-X.Y`` (x86_64).
+    """A named host: the recorded ``pvm-6.18``, ``rhel-7.9`` or ``rhel-8.10`` derived from
+    vendor source, or a synthesized ``linux-X.Y`` (x86_64).
 
     The result is a :class:`~kvmprobe.ProbeResult` like a live probe's; ``source`` is
-    ``"preset:<name>"`` (plus ``" (synthesized)"``). Use it with ``kvmprobe.testing.fake_kvm``
+    ``"preset:<name>"`` (plus ``" (synthesized)"`` or ``" (derived from source)"``). Use it with ``kvmprobe.testing.fake_kvm``
     (or the pytest ``fake_kvm`` fixture) to make code under test see that host.
 
     Raises:
@@ -125,9 +146,17 @@ def load_preset(name: str) -> ProbeResult:
         >>> real = load_preset("pvm-6.18")
         >>> real.synthesized, real.host.kvm_backend
         (False, 'kvm_pvm')
+        >>> centos = load_preset("rhel-7.9")
+        >>> centos.origin, centos.kernel, centos.has("IMMEDIATE_EXIT"), centos.has("SPLIT_IRQCHIP")
+        ('derived from source', '3.10.0-1160.el7.x86_64', False, True)
+        >>> load_preset("rhel-8").source
+        'preset:rhel-8.10 (derived from source)'
     """
+    name = _ALIASES.get(name, name)
     if name in _RECORDED:
         return _recorded(name)
+    if name in _DERIVED:
+        return _derived(name)
     if name in _SYNTHESIZED:
         return _synthesized(name, _SYNTHESIZED[name])
     close = difflib.get_close_matches(str(name), preset_names(), n=1)
@@ -152,12 +181,22 @@ def load_recorded(spec: str) -> ProbeResult:
     return load_snapshot(spec)
 
 
-def _recorded(name: str) -> ProbeResult:
+def _shipped(file: str) -> ProbeResult:
     from importlib import resources
 
-    text = resources.files("kvmprobe").joinpath("preset_data").joinpath(_RECORDED[name]).read_text(encoding="utf-8")
-    result = load_snapshot(json.loads(text))
-    return dataclasses.replace(result, source=f"preset:{name}")
+    text = resources.files("kvmprobe").joinpath("preset_data").joinpath(file).read_text(encoding="utf-8")
+    return load_snapshot(json.loads(text))
+
+
+def _recorded(name: str) -> ProbeResult:
+    return dataclasses.replace(_shipped(_RECORDED[name]), source=f"preset:{name}")
+
+
+def _derived(name: str) -> ProbeResult:
+    result = _shipped(_DERIVED[name])
+    if result.derivation is None or result.synthesized:  # the data file's own marking, checked
+        raise SnapshotError(f"preset {name} is not marked derived from source", hint="reinstall kvmprobe")
+    return dataclasses.replace(result, source=f"preset:{name} (derived from source)")
 
 
 def _synthesized(name: str, release: Tuple[int, int]) -> ProbeResult:

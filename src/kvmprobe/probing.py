@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ._cc_facts import ConfidentialFacts
     from ._host_facts import HostFacts
 
-__all__ = ["ProbeResult", "has", "probe", "value"]
+__all__ = ["Derivation", "ProbeResult", "has", "probe", "value"]
 
 # The table in its order, and the numbers the batch pass asks: built once, not per probe.
 _CAPS: Tuple[Cap, ...] = tuple(Cap)
@@ -36,6 +36,32 @@ _MEMO_LIMIT = 4 * len(_CAPS)
 
 def _frozen(mapping: Mapping[Cap, int]) -> Mapping[Cap, int]:
     return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """How a host that no kernel was asked about was worked out from a kernel's source.
+
+    The third kind of host besides recorded (asked of a kernel) and synthesized (made up from
+    kvmprobe's table): every answer was read off the code that answers ``KVM_CHECK_EXTENSION``.
+    ``sources`` cite that code (``repo@commit file:lines``); ``assumptions`` state the hardware
+    and configuration the hardware-dependent answers assume (a real host may differ there).
+
+    Example:
+        >>> d = Derivation(("tremb1e/linux-3.10.0-1160.el7@de8b6b6f944c arch/x86/kvm/x86.c:2772-2881",), ("Intel VT-x",))
+        >>> d.kind, d.to_dict()["assumptions"]
+        ('derived from source', ['Intel VT-x'])
+    """
+
+    sources: Tuple[str, ...]
+    assumptions: Tuple[str, ...] = ()
+
+    #: The word snapshots and sources use for this kind of host.
+    kind = "derived from source"
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The snapshot document's ``derivation`` object."""
+        return {"kind": self.kind, "sources": list(self.sources), "assumptions": list(self.assumptions)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,8 +77,10 @@ class ProbeResult:
     and the kernel has ``KVM_CAP_CHECK_EXTENSION_VM``; then it holds the VM-fd answers.
     A recorded host (``kvmprobe.load_snapshot``) also carries ``recorded_at`` (ISO 8601 UTC),
     ``recorded_by`` (the kvmprobe version that wrote it), ``synthesized`` (made up from the
-    table, not asked of a kernel) and ``unknown``: the capability rows, as read, whose names
-    this kvmprobe's table lacks (written by a newer kvmprobe; kept, never guessed at).
+    table, not asked of a kernel), ``derivation`` (worked out from a kernel's source, not
+    asked of one either: see :class:`Derivation`) and ``unknown``: the capability rows, as
+    read, whose names this kvmprobe's table lacks (written by a newer kvmprobe; kept, never
+    guessed at). ``origin`` names which of these a host is.
 
     Example:
         >>> from kvmprobe.testing import fake_probe_result
@@ -78,6 +106,7 @@ class ProbeResult:
     recorded_at: Optional[str] = None
     recorded_by: Optional[str] = None
     synthesized: bool = False
+    derivation: Optional[Derivation] = None
     _value: Dict[Any, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -91,6 +120,21 @@ class ProbeResult:
         setter(self, "vm_errors", _frozen(self.vm_errors))
         if self.vm_values is not None:
             setter(self, "vm_values", _frozen(self.vm_values))
+
+    @property
+    def origin(self) -> str:
+        """``live``, ``recorded``, ``synthesized`` or ``derived from source``.
+
+        Example:
+            >>> from kvmprobe.presets import load_preset
+            >>> load_preset("pvm-6.18").origin, load_preset("linux-3.10").origin, load_preset("rhel-7.9").origin
+            ('recorded', 'synthesized', 'derived from source')
+        """
+        if self.derivation is not None:
+            return Derivation.kind
+        if self.synthesized:
+            return "synthesized"
+        return "live" if self.source == "live" else "recorded"
 
     def value(self, cap: CapLike) -> int:
         """The raw system-fd answer for ``cap`` (0: unsupported).

@@ -1,11 +1,13 @@
 """VMM readiness: can Firecracker, Cloud Hypervisor, QEMU, crosvm, ... run on this host, and if not, why?
 
-Imports ``_vmm_requirements`` (the built-in profiles, as data), ``_profile`` (the value types),
-``_profile_file`` (the file loader), ``probing``, ``caps``, ``_release`` and ``errors``. A
-:class:`Profile` lists what a VMM needs from KVM; :func:`check_vmm` holds a host's answers (a
+Imports ``_vmm_requirements`` (the built-in profiles, as data), ``_vmm_versions`` (release
+numbers), ``_profile`` (the value types), ``_profile_file`` (the file loader), ``probing``,
+``caps``, ``_release`` and ``errors``. A :class:`Profile` lists what a VMM needs from KVM, for
+one range of its releases; :func:`check_vmm` holds a host's answers (a
 :class:`~kvmprobe.ProbeResult`, live or recorded) against it and returns a :class:`Readiness`
 that says what is missing, which Linux release first had it, and which kernel the host runs.
-:func:`load_profile` reads a VMM's own requirements from a small JSON or TOML file.
+``check_vmm("qemu", version="7.2")`` (or ``"qemu@7.2"``) checks a release; no version means the
+newest. :func:`load_profile` reads a VMM's own requirements from a small JSON or TOML file.
 
 The first-release data is the ``Cap`` table's ``since``. Vendor kernels backport many
 capabilities (RHEL 7's "3.10" and RHEL 8's "4.18" carry features of much later releases), so
@@ -15,6 +17,7 @@ and readiness is always decided from the answer, never from the release number.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -24,9 +27,10 @@ from . import probing
 from ._profile import KINDS, Profile, Requirement
 from ._profile_file import MAX_PROFILE_BYTES, load_profile
 from ._release import format_version, parse_release
-from ._vmm_requirements import ENTRIES, VmmEntry
+from ._vmm_requirements import ENTRIES, IF_MISSING, NEEDED_FOR, VMMS, Need, Release, VmmEntry
+from ._vmm_versions import parse_version
 from .caps import ARCHES, Cap
-from .errors import UnknownVmm, describe_errno
+from .errors import UnknownRelease, UnknownVmm, describe_errno
 from .probing import ProbeResult
 
 __all__ = [
@@ -42,7 +46,9 @@ __all__ = [
     "check_vmm",
     "load_profile",
     "resolve_vmm",
+    "resolve_vmm_spec",
     "vmm_names",
+    "vmm_releases",
 ]
 
 #: Why "needs Linux >= X" is advice and the kernel's answer is what counts.
@@ -185,8 +191,10 @@ class Readiness:
             >>> host = fake_probe_result({c: 1 for c in Cap if c is not Cap.IMMEDIATE_EXIT}, kernel="3.10.0-1160.el7.x86_64")
             >>> check_vmm("cloud-hypervisor", host).summary()
             'Cloud Hypervisor cannot run here: KVM_CAP_IMMEDIATE_EXIT is missing (needs Linux >= 4.11; you have 3.10)'
+            >>> check_vmm("qemu@7.2", host).summary()
+            'QEMU 7.2 can run here: all 8 required capabilities are present (1 optional missing: KVM_CAP_IMMEDIATE_EXIT)'
         """
-        name = self.display_name
+        name = self.display_name + (f" {self.profile.version}" if self.profile.version else "")
         if self.ready:
             count = len(self.profile.required)
             text = f"{name} can run here: " + (
@@ -231,6 +239,8 @@ class Readiness:
                 "arch": self.profile.arch,
                 "source": self.profile.source,
                 "path": self.profile.path,
+                "versions": self.profile.versions,
+                "version": self.profile.version,
                 "min_kernel": self.profile.min_kernel,
                 "required": len(self.profile.required),
                 "optional": len(self.profile.optional),
@@ -240,18 +250,46 @@ class Readiness:
 
 # --- The built-in profiles --------------------------------------------------------------------
 
+# The entries by (VMM, arch); profiles are built from them when first asked for (immutable
+# data, so two threads building the same one build equal values: nothing to lock).
+_ENTRIES: Dict[Tuple[str, str], VmmEntry] = {(e.vmm, e.arch): e for e in ENTRIES}
+_NAMES: Tuple[str, ...] = tuple(dict.fromkeys(e.vmm for e in ENTRIES))
+_ALIASES = {"ch": "cloud-hypervisor", "clh": "cloud-hypervisor", "fc": "firecracker", "gvisor": "gvisor-kvm"}
+_BUILT: Dict[Tuple[str, str, int], Profile] = {}
 
-def _from_entry(entry: VmmEntry) -> Profile:
-    requirements: List[Requirement] = []
+
+def _bound(entry: VmmEntry, need: Need) -> Tuple[int, int]:
+    """The indexes of the first and last of ``entry``'s ranges ``need`` holds for."""
+    firsts = [r.first for r in entry.releases]
+    lasts = [r.last for r in entry.releases]
+    if need.since and need.since not in firsts or need.until and need.until not in lasts:
+        raise ValueError(f"{entry.vmm} {entry.arch}: {need.cap.c_name} is bounded by {need.since or '-'} to "
+                         f"{need.until or '-'}, which is not the start and end of its release ranges")
+    return (firsts.index(need.since) if need.since else 0,
+            lasts.index(need.until) if need.until else len(entry.releases) - 1)
+
+
+def _profile(entry: VmmEntry, index: int) -> Profile:
+    key = (entry.vmm, entry.arch, index)
+    built = _BUILT.get(key)
+    if built is not None:
+        return built
+    release: Release = entry.releases[index]
+    texts = {need.cap: need.text for need in entry.texts}
+    requirements = [Requirement(cap, "required", texts.get(cap) or NEEDED_FOR.get(cap, "")) for cap in release.required]
     for kind, needs in (
-        ("required", entry.required),
         ("implicit", entry.implicit),
         ("unchecked", entry.unchecked),
         ("conditional", entry.conditional),
         ("optional", entry.optional),
+        ("incompatible", entry.incompatible),
     ):
-        requirements.extend(Requirement(need.cap, kind, need.text) for need in needs)
-    return Profile(
+        for need in needs:
+            first, last = _bound(entry, need)
+            if first <= index <= last:
+                fallback = IF_MISSING if kind == "optional" else NEEDED_FOR
+                requirements.append(Requirement(need.cap, kind, need.text or fallback.get(need.cap, "")))
+    built = Profile(
         name=entry.vmm,
         display_name=entry.display_name,
         arch=entry.arch,
@@ -259,16 +297,13 @@ def _from_entry(entry: VmmEntry) -> Profile:
         api_version=entry.api_version,
         min_kernel=entry.min_kernel,
         min_kernel_source=entry.min_kernel_source,
-        source=entry.source.cite(),
+        source=release.source.cite(),
         failure=entry.failure,
         other=entry.other,
+        versions=entry.span(release).label,
     )
-
-
-# Built once at import from immutable data: nothing to lock.
-_BUILTIN: Dict[Tuple[str, str], Profile] = {(e.vmm, e.arch): _from_entry(e) for e in ENTRIES}
-_NAMES: Tuple[str, ...] = tuple(dict.fromkeys(e.vmm for e in ENTRIES))
-_ALIASES = {"ch": "cloud-hypervisor", "clh": "cloud-hypervisor", "fc": "firecracker", "gvisor": "gvisor-kvm"}
+    _BUILT[key] = built
+    return built
 
 
 def vmm_names(arch: Optional[str] = None) -> List[str]:
@@ -280,17 +315,44 @@ def vmm_names(arch: Optional[str] = None) -> List[str]:
         >>> "firecracker" in vmm_names("riscv64"), "cloud-hypervisor" in vmm_names("riscv64")
         (False, True)
     """
-    return [name for name in _NAMES if arch is None or (name, arch) in _BUILTIN]
+    return [name for name in _NAMES if arch is None or (name, arch) in _ENTRIES]
 
 
-def builtin_profiles() -> List[Profile]:
-    """Every built-in profile, each VMM's architectures together.
+def vmm_releases(name: str, arch: Optional[str] = None) -> List[str]:
+    """The release ranges kvmprobe has a profile for, oldest first, as the VMM spells releases.
+
+    The last one is what a check without a version uses. A range ending in ``.x`` takes the
+    later point releases of that series.
+
+    Raises:
+        UnknownVmm: no such VMM, or none for ``arch`` (default: this machine's).
+
+    Example:
+        >>> vmm_releases("cloud-hypervisor", "x86_64")[-2:], vmm_releases("qemu", "x86_64")[0]
+        (['v52.0 to v52.x', 'v53.0 to v53.x'], '7.2.0 to 7.x')
+    """
+    entry = _entry(resolve_vmm(name), arch or os.uname().machine)
+    return [entry.span(release).label for release in entry.releases]
+
+
+def builtin_profiles(*, releases: bool = False) -> List[Profile]:
+    """Every built-in profile, each VMM's architectures together: the newest release of each,
+    or (``releases=True``) one per release range, oldest first.
 
     Example:
         >>> sorted({p.arch for p in builtin_profiles() if p.arch})
         ['aarch64', 'riscv64', 'x86_64']
+        >>> [p.versions for p in builtin_profiles(releases=True) if p.name == "qemu" and p.arch == "x86_64"][:2]
+        ['7.2.0 to 7.x', '8.0.0 to 8.1.x']
     """
-    return [_BUILTIN[(name, arch)] for name in _NAMES for arch in ARCHES if (name, arch) in _BUILTIN]
+    found: List[Profile] = []
+    for name in _NAMES:
+        for arch in ARCHES:
+            entry = _ENTRIES.get((name, arch))
+            if entry is not None:
+                indexes = range(len(entry.releases)) if releases else [len(entry.releases) - 1]
+                found.extend(_profile(entry, index) for index in indexes)
+    return found
 
 
 def resolve_vmm(name: str) -> str:
@@ -307,7 +369,7 @@ def resolve_vmm(name: str) -> str:
     folded = _ALIASES.get(folded, folded)
     if folded in _NAMES:
         return folded
-    by_display = {_BUILTIN[(n, a)].display_name.lower(): n for (n, a) in _BUILTIN}
+    by_display = {vmm.display_name.lower(): vmm.name for vmm in VMMS.values()}
     if name.strip().lower() in by_display:
         return by_display[name.strip().lower()]
     import difflib  # only on this error path
@@ -317,34 +379,103 @@ def resolve_vmm(name: str) -> str:
     raise UnknownVmm(name, suggestions, known=list(_NAMES))
 
 
-def builtin_profile(name: str, arch: Optional[str] = None) -> Profile:
-    """The built-in profile of VMM ``name`` for ``arch`` (default: this machine's).
+def _entry(vmm: str, arch: str) -> VmmEntry:
+    found = _ENTRIES.get((vmm, arch))
+    if found is None:
+        arches = [a for a in ARCHES if (vmm, a) in _ENTRIES]
+        raise UnknownVmm(
+            vmm,
+            arch=arch,
+            hint=f"kvmprobe knows {vmm} on {', '.join(arches)}; describe it for {arch} in a file for --profile",
+        )
+    return found
+
+
+def _release_index(entry: VmmEntry, version: str) -> int:
+    """The index of the range of ``entry`` that holds ``version``, or UnknownRelease."""
+    vmm = VMMS[entry.vmm]
+    known = [entry.span(release).label for release in entry.releases]
+    parsed = parse_version(version, vmm.prefixes)
+    if parsed is None:
+        raise UnknownRelease(vmm.display_name, version, arch=entry.arch, known=known, malformed=vmm.example)
+    for index, release in enumerate(entry.releases):
+        if entry.span(release).contains(parsed):
+            return index
+    raise UnknownRelease(vmm.display_name, version, arch=entry.arch, known=known)
+
+
+def _split(name: str, version: Optional[str]) -> Tuple[str, Optional[str]]:
+    """``("qemu", "7.2")`` from ``"qemu@7.2"``; a version given both ways must agree."""
+    if "@" in name:
+        name, _, spelled = name.partition("@")
+        if version is not None and version != spelled:
+            raise UnknownRelease(name, f"{spelled} (and version={version!r})")
+        version = spelled
+    return resolve_vmm(name), version
+
+
+def builtin_profile(name: str, arch: Optional[str] = None, version: Optional[str] = None) -> Profile:
+    """The built-in profile of VMM ``name`` for ``arch`` (default: this machine's) and a release.
 
     ``name`` may be the id (``cloud-hypervisor``), the display name, or an alias (``ch``,
-    ``clh``, ``fc``); case, spaces and underscores do not matter.
+    ``clh``, ``fc``); case, spaces and underscores do not matter; ``name@version`` works too.
+    ``version`` is spelled as the VMM spells it, and shorter is fine (``v45.0``, ``v45``, ``45``,
+    ``7.2.22``, ``7.2``); without one, the newest release range.
 
     Raises:
         UnknownVmm: no such VMM (with suggestions), or no profile of it for ``arch``.
+        UnknownRelease: a version no range covers, or no version at all (names the ranges).
 
     Example:
         >>> builtin_profile("Cloud Hypervisor", "aarch64").source.split("@")[0]
         'cloud-hypervisor/cloud-hypervisor'
+        >>> p = builtin_profile("ch", "x86_64", "v45")
+        >>> p.versions, p.version, "KVM_CAP_XCRS" in {r.cap.c_name for r in p.required}
+        ('v40.0 to v48.x', 'v45', True)
         >>> builtin_profile("firecraker", "x86_64")
         Traceback (most recent call last):
         ...
         kvmprobe.errors.UnknownVmm: no built-in VMM profile 'firecraker' (hint: did you mean firecracker?)
     """
-    vmm = resolve_vmm(name)
-    where = arch or os.uname().machine
-    found = _BUILTIN.get((vmm, where))
-    if found is None:
-        arches = [a for a in ARCHES if (vmm, a) in _BUILTIN]
-        raise UnknownVmm(
-            vmm,
-            arch=where,
-            hint=f"kvmprobe knows {vmm} on {', '.join(arches)}; describe it for {where} in a file for --profile",
-        )
-    return found
+    vmm, version = _split(name, version)
+    entry = _entry(vmm, arch or os.uname().machine)
+    if version is None:
+        return _profile(entry, len(entry.releases) - 1)
+    return dataclasses.replace(_profile(entry, _release_index(entry, version)), version=version.strip())
+
+
+def resolve_vmm_spec(spec: str) -> Tuple[str, Optional[str]]:
+    """``(vmm, version)`` from ``name`` or ``name@version``, both checked before any host is.
+
+    The name resolves as in :func:`resolve_vmm`; the version must fall in a release range of
+    that VMM on some architecture (which one applies is known once the host is).
+
+    Raises:
+        UnknownVmm: no such VMM.
+        UnknownRelease: no range holds the version (the ranges of this machine's arch named).
+
+    Example:
+        >>> resolve_vmm_spec("CH@v45"), resolve_vmm_spec("qemu")
+        (('cloud-hypervisor', 'v45'), ('qemu', None))
+    """
+    vmm, version = _split(spec, None)
+    if version is not None:
+        _check_release_anywhere(vmm, version)
+    return vmm, version
+
+
+def _check_release_anywhere(vmm: str, version: str) -> None:
+    """UnknownRelease unless some architecture's ranges hold ``version`` (before any probe)."""
+    entries = [_ENTRIES[(vmm, arch)] for arch in ARCHES if (vmm, arch) in _ENTRIES]
+    here = _ENTRIES.get((vmm, os.uname().machine), entries[0])
+    errors = []
+    for entry in [here] + [e for e in entries if e is not here]:
+        try:
+            _release_index(entry, version)
+            return
+        except UnknownRelease as err:
+            errors.append(err)
+    raise errors[0]
 
 
 # --- Checking a host --------------------------------------------------------------------------
@@ -355,6 +486,7 @@ def check_vmm(
     probe: Optional[ProbeResult] = None,
     *,
     arch: Optional[str] = None,
+    version: Optional[str] = None,
 ) -> Readiness:
     """Whether VMM ``name`` (or a :class:`Profile`) can run on the host ``probe`` describes.
 
@@ -364,10 +496,13 @@ def check_vmm(
     below the VMM's documented minimum is noted, not counted: VMMs do not check it.
 
     Args:
-        name: a built-in VMM (see :func:`vmm_names`) or a :class:`Profile`.
+        name: a built-in VMM (see :func:`vmm_names`), ``name@version``, or a :class:`Profile`.
         probe: the host (default: ``kvmprobe.probe()``, the live and cached one); a recorded
             host (``--snapshot``) works the same way.
         arch: which built-in profile to use (default: the host's architecture).
+        version: the VMM's release, as it spells them (see :func:`builtin_profile`); default:
+            the newest release kvmprobe has a profile for. A :class:`Profile` given as ``name``
+            is used as it is.
 
     Returns:
         A :class:`Readiness`.
@@ -376,6 +511,7 @@ def check_vmm(
         UnknownVmm: no built-in profile by that name (checked before the host is probed), or
             none for the architecture (``arch``: checked before probing; else the host's, known
             once it is probed).
+        UnknownRelease: no release range holds ``version`` (checked before probing).
         KvmUnavailable: ``probe`` was not given and KVM cannot be reached.
 
     Example:
@@ -385,31 +521,41 @@ def check_vmm(
         (True, False)
         >>> check_vmm("cloud-hypervisor", host).summary()
         'Cloud Hypervisor cannot run here: KVM_CAP_IMMEDIATE_EXIT, KVM_CAP_SPLIT_IRQCHIP are missing (needs Linux >= 4.11; you have 3.10)'
+        >>> check_vmm("qemu", host).ready, check_vmm("qemu", host, version="7.2").ready
+        (False, True)
     """
     if isinstance(name, Profile):
         return _evaluate(name, probe if probe is not None else probing.probe())
-    resolve_vmm(name)  # an unknown name fails before KVM is touched
+    vmm, version = _split(name, version)  # an unknown name or release fails before KVM is touched
     if arch is not None:
-        profile = builtin_profile(name, arch)  # so does a VMM without a profile for ``arch``
+        profile = builtin_profile(vmm, arch, version)  # so does a VMM without a profile for ``arch``
         return _evaluate(profile, probe if probe is not None else probing.probe())
+    if probe is None:
+        if version is not None:
+            _check_release_anywhere(vmm, version)
+        probe = probing.probe()
     # The host's architecture is known once it is probed (a faked host may differ from this machine).
-    host = probe if probe is not None else probing.probe()
-    return _evaluate(builtin_profile(name, host.arch), host)
+    return _evaluate(builtin_profile(vmm, probe.arch, version), probe)
 
 
 def _evaluate(profile: Profile, host: ProbeResult) -> Readiness:
     missing: Dict[str, List[Missing]] = {kind: [] for kind in KINDS}
+    problems: List[str] = []
     for req in profile.requirements:
+        if req.kind == "incompatible":
+            problems.extend(_incompatible(profile, req, host))
+            continue
         errno = host.errors.get(req.cap)
         if errno is None and host.values.get(req.cap, 0) > 0:
             continue
         missing[req.kind].append(Missing(req.cap, req.kind, req.text, errno))
 
-    problems: List[str] = []
     if profile.api_version is not None and host.api_version != profile.api_version:
         problems.append(f"the KVM API version is {host.api_version}, it needs {profile.api_version}")
     if profile.arch is not None and profile.arch != host.arch:
         problems.append(f"this profile is for {profile.arch}, the host is {host.arch}")
+    # Backend constraints (a VMM that does not run on a KVM backend, such as gVisor's KVM
+    # platform on kvm_pvm) are problems too, judged here from host.host.kvm_backend (#14).
 
     version = parse_release(host.kernel)
     required = missing["required"] + missing["implicit"]
@@ -448,6 +594,21 @@ def _evaluate(profile: Profile, host: ProbeResult) -> Readiness:
         needs_kernel=needs,
         profile=profile,
     )
+
+
+def _incompatible(profile: Profile, req: Requirement, host: ProbeResult) -> List[str]:
+    """A problem when the host gives the answer ``req`` says the VMM cannot cope with.
+
+    The VM-fd answer is used where it was recorded (VMMs ask these on the VM fd), else the
+    system fd's; a failed query is no answer, so no problem.
+    """
+    where = ""
+    answer = host.values.get(req.cap, 0) if req.cap not in host.errors else 0
+    if host.vm_values is not None and req.cap not in host.vm_errors:
+        answer, where = host.vm_values.get(req.cap, 0), " on the VM fd"
+    if answer <= 0:
+        return []
+    return [f"{req.cap.c_name} answers {answer}{where}, and {profile.display_name} fails with it: {req.text}"]
 
 
 def _since_phrase(since: Tuple[int, int], texts: Sequence[str]) -> str:

@@ -4,9 +4,13 @@ Imports ``probing``, ``host``, ``_cc_facts``, ``_cc_probe``, ``caps``, ``errors`
 document ``python -m kvmprobe snapshot`` (and ``python -m kvmprobe --json``) writes: the
 schema name and version, who wrote it and when, the device, API version and kernel, one row
 per capability (the system-fd value, the VM-fd value where asked, the errno where a query
-failed), the host facts, and optionally the confidential-VM facts (``confidential``). ``load_snapshot`` turns such a document back into a
+failed) and the host facts. ``load_snapshot`` turns such a document back into a
 :class:`~kvmprobe.ProbeResult`, so every API and command runs on a recorded host as on the
-live one. The schema is documented as JSON Schema in ``kvmprobe/schema/snapshot-1.schema.json``.
+live one. The schema is documented as JSON Schema in ``kvmprobe/schema/snapshot-2.schema.json``.
+Version 2 adds optional top-level keys, absent where there is nothing to say: ``derivation``
+(a host worked out from a kernel's source, see :class:`~kvmprobe.probing.Derivation`) and
+``confidential`` (the confidential-VM facts, :class:`~kvmprobe.confidential.ConfidentialFacts`);
+version-1 documents still load.
 
 Reading is strict: a malformed document raises :class:`~kvmprobe.SnapshotError` naming the
 file and the JSON path of the bad field (``$.capabilities[3].value``). Two things are not
@@ -32,7 +36,7 @@ from ._version import __version__
 from .caps import Cap
 from .errors import SnapshotError, describe_errno
 from .host import HostFacts, read_host_facts
-from .probing import ProbeResult, probe
+from .probing import Derivation, ProbeResult, probe
 
 __all__ = [
     "MAX_SNAPSHOT_BYTES",
@@ -48,7 +52,7 @@ __all__ = [
 SCHEMA_NAME = "kvmprobe-snapshot"
 #: The document shape this kvmprobe writes and reads. Any change of shape (a key added,
 #: removed or retyped) bumps it; new capability rows are data and do not.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Files larger than this are refused before being read. A real snapshot is about 30 kB.
 MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024
 
@@ -73,10 +77,11 @@ _TOP_KEYS = (
     "vm_created",
     "capabilities",
     "host",
-    "confidential",
 )
-# Keys a document may leave out: data that was not recorded (absent is the same as null).
-_OPTIONAL_KEYS = ("confidential",)
+# Keys a document may leave out (each new in schema 2): "derivation" written after "synthesized"
+# when set, "confidential" last when recorded.
+_OPTIONAL_KEYS = ("derivation", "confidential")
+_DERIVATION_KEYS = ("kind", "sources", "assumptions")
 _ROW_KEYS = ("name", "number", "value", "error", "vm_value", "vm_error")
 
 PathOrDict = Union[str, "os.PathLike[str]", Mapping[str, Any]]
@@ -106,6 +111,7 @@ def snapshot_document(
         result: a live, loaded or fake probe result.
         host: the host facts to record (see :func:`kvmprobe.host.read_host_facts`).
         recorded_at: override the time (ISO 8601), e.g. for reproducible output.
+        confidential: the confidential-VM facts to record (see :mod:`kvmprobe.confidential`).
 
     Returns:
         A dict ready for ``json.dumps``; :func:`load_snapshot` reads it back.
@@ -114,19 +120,24 @@ def snapshot_document(
         >>> from kvmprobe.testing import fake_probe_result
         >>> doc = snapshot_document(fake_probe_result({Cap.IMMEDIATE_EXIT: 1}))
         >>> doc["schema"], doc["schema_version"], doc["synthesized"], doc["recorded_at"]
-        ('kvmprobe-snapshot', 1, True, None)
+        ('kvmprobe-snapshot', 2, True, None)
         >>> [row for row in doc["capabilities"] if row["name"] == "KVM_CAP_IMMEDIATE_EXIT"]
         [{'name': 'KVM_CAP_IMMEDIATE_EXIT', 'number': 136, 'value': 1}]
     """
     facts = host if host is not None else result.host
     cc = confidential if confidential is not None else result.confidential
-    when = recorded_at or result.recorded_at or (None if result.synthesized else _now())
-    document = {
+    asked = not (result.synthesized or result.derivation is not None)
+    when = recorded_at or result.recorded_at or (_now() if asked else None)
+    doc: Dict[str, Any] = {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,
         "kvmprobe_version": result.recorded_by or __version__,
         "recorded_at": when,
         "synthesized": result.synthesized,
+    }
+    if result.derivation is not None:
+        doc["derivation"] = result.derivation.to_dict()
+    doc.update({
         "device": result.device,
         "api_version": result.api_version,
         "backend": result.backend,
@@ -135,10 +146,10 @@ def snapshot_document(
         "vm_created": result.vm_created,
         "capabilities": _rows(result),
         "host": facts.to_dict() if facts is not None else None,
-    }
+    })
     if cc is not None:
-        document["confidential"] = cc.to_dict()
-    return document
+        doc["confidential"] = cc.to_dict()
+    return doc
 
 
 def _rows(result: ProbeResult) -> List[Dict[str, Any]]:
@@ -318,14 +329,21 @@ class _Reader(Checker):
                 hint="upgrade kvmprobe (pip install -U kvmprobe)",
             )
         for key in document:
-            if key not in _TOP_KEYS:
-                self.fail(key_path("$", str(key)), "unknown key", hint=f"the keys are: {', '.join(_TOP_KEYS)}")
+            if key not in _TOP_KEYS and not (key in _OPTIONAL_KEYS and version >= 2):
+                self.fail(
+                    key_path("$", str(key)),
+                    "unknown key" + (" in a schema 1 document" if key in _OPTIONAL_KEYS else ""),
+                    hint=f"the keys are: {', '.join(_TOP_KEYS + _OPTIONAL_KEYS)}",
+                )
         for key in _TOP_KEYS:
-            if key not in document and key not in _OPTIONAL_KEYS:
+            if key not in document:
                 self.fail(key_path("$", key), "missing")
         recorded_by = self.text(document["kvmprobe_version"], "$.kvmprobe_version")
         recorded_at = self.time(document["recorded_at"], "$.recorded_at")
         synthesized = self.boolean(document["synthesized"], "$.synthesized")
+        derivation = self.derivation(document.get("derivation"))
+        if derivation is not None and synthesized:
+            self.fail("$.synthesized", "is true, but a host derived from source is not synthesized")
         device = self.text(document["device"], "$.device")
         api_version = self.integer(document["api_version"], "$.api_version", 0, _INT_MAX)
         backend = self.text(document["backend"], "$.backend", empty=True)
@@ -357,7 +375,30 @@ class _Reader(Checker):
             recorded_at=recorded_at,
             recorded_by=recorded_by,
             synthesized=synthesized,
+            derivation=derivation,
         )
+
+    def derivation(self, item: Any) -> Optional[Derivation]:
+        """The ``derivation`` object: kind, the sources cited, the assumptions (or ``None``)."""
+        if item is None:
+            return None
+        at = "$.derivation"
+        if not isinstance(item, Mapping):
+            self.fail(at, f"expected an object or null, got {type_word(item)}")
+        for key in item:
+            if key not in _DERIVATION_KEYS:
+                self.fail(key_path(at, str(key)), "unknown key", hint=f"a derivation has: {', '.join(_DERIVATION_KEYS)}")
+        if item.get("kind") != Derivation.kind:
+            self.fail(f"{at}.kind", f"expected {Derivation.kind!r}")
+        texts = []
+        for key in ("sources", "assumptions"):
+            value = item.get(key, [])
+            if not isinstance(value, list):
+                self.fail(f"{at}.{key}", f"expected an array of strings, got {type_word(value)}")
+            texts.append(tuple(self.text(entry, f"{at}.{key}[{index}]") for index, entry in enumerate(value)))
+        if not texts[0]:
+            self.fail(f"{at}.sources", "is empty: a host derived from source cites its source")
+        return Derivation(texts[0], texts[1])
 
     def time(self, item: Any, field: str) -> Optional[str]:
         if item is None:

@@ -8,9 +8,7 @@ block below it. Times and the strace path may differ between runs and are compar
 
 from __future__ import annotations
 
-import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -19,8 +17,10 @@ from typing import List
 
 import pytest
 
-from _helpers import console_steps, examples_scratch
+from _helpers import console_steps
 from kvmprobe.emulate import supervisor_available
+
+import _docs
 
 pytestmark = pytest.mark.kvm
 
@@ -29,12 +29,7 @@ PAGE = ROOT / "docs" / "emulate.md"
 
 
 def normal(lines: List[str]) -> List[str]:
-    out = []
-    for line in lines:
-        line = re.sub(r"(\d+ runs), \d+ s\b", r"\1, T s", line)
-        line = re.sub(r"/\S*/strace\b", "strace", line)
-        out.append(line.rstrip())
-    return out
+    return _docs.normal(lines, [(r"(\d+ runs), \d+ s\b", r"\1, T s"), (r"/\S*/strace\b", "strace")])
 
 
 def needs_the_development_setup() -> None:
@@ -50,28 +45,21 @@ def needs_the_development_setup() -> None:
         pytest.skip(f"the page shows QEMU 7.2; this is {version.splitlines()[0] if version else 'unknown'}")
 
 
-@pytest.fixture
-def scratch(tmp_path: Path) -> Path:
-    return Path(examples_scratch(tmp_path))
-
-
-def test_every_console_command_prints_what_the_page_shows(scratch: Path) -> None:
+def test_every_console_command_prints_what_the_page_shows(tmp_path: Path) -> None:
     needs_the_development_setup()
-    env = {**os.environ, "PATH": f"{scratch / 'bin'}:{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1",
-           "NO_COLOR": "1"}
-    steps = console_steps(PAGE.read_text())
-    readme = [step for step in console_steps((ROOT / "README.md").read_text()) if " kvmprobe emulate " in step[0]]
+    scratch = tmp_path
+    env = _docs.scratch(scratch)
+    steps = _docs.console_steps(PAGE.read_text())
+    readme = [step for step in _docs.console_steps((ROOT / "README.md").read_text()) if " kvmprobe emulate " in step[0]]
     assert len(steps) >= 8 and len(readme) == 1
     steps += readme
     for command, shown in steps:
-        done = subprocess.run(["bash", "-c", command], cwd=scratch, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, timeout=300)
-        assert normal(done.stdout.splitlines()) == normal(shown), command
+        assert normal(_docs.run_console(command, scratch, env)) == normal(shown), command
 
 
 def test_the_python_example_prints_what_the_page_shows() -> None:
     needs_the_development_setup()
-    code, output = re.findall(r"```python\n(.*?)```\n\n```\n(.*?)```", PAGE.read_text(), re.S)[0]
+    code, output = _docs.python_examples(PAGE.read_text())[0]
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout == output

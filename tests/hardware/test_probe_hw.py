@@ -76,7 +76,7 @@ def test_cli_json_lists_every_cap_rs_capability_with_the_kernels_value(raw_kvm_f
     assert doc["api_version"] == 12 and doc["device"] == "/dev/kvm"
     rows = {row["name"]: row for row in doc["capabilities"]}
     cap_rs = [cap for cap in Cap if cap.in_cap_rs]
-    assert len(cap_rs) == 128 and all(cap.c_name in rows for cap in cap_rs)
+    assert len(cap_rs) == 129 and all(cap.c_name in rows for cap in cap_rs)
     for cap in Cap:
         row = rows[cap.c_name]
         assert (row["number"], row["value"]) == (int(cap), raw_check_extension(raw_kvm_fd, int(cap))), cap.c_name

@@ -28,7 +28,7 @@ from _helpers import RAW_KVM_CREATE_VM, RAW_KVM_GET_API_VERSION, open_fds, raw_c
 pytestmark = pytest.mark.kvm
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-SCHEMA = Path(kvmprobe.__file__).parent / "schema" / "snapshot-1.schema.json"
+SCHEMA = Path(kvmprobe.__file__).parent / "schema" / "snapshot-2.schema.json"
 DOWNSTREAM = Path(__file__).resolve().parents[1] / "downstream" / "test_downstream_user.py"
 
 

@@ -18,7 +18,7 @@ PACKAGE = os.path.dirname(os.path.abspath(kvmprobe.__file__))
 LAYERS: Dict[str, int] = {
     # 0: no package imports at all (the ioctl seam, the compiled loop, plumbing)
     "_version": 0, "errors": 0, "_release": 0, "atomic": 0, "_files": 0, "_backend": 0, "_kvmbatch": 0,
-    "_arch": 0, "_profile_text": 0,
+    "_arch": 0, "_profile_text": 0, "_vmm_versions": 0,
     # 1: pure data and encodings; the two ioctl backends over the seam
     "caps": 1, "_ioctl": 1, "_backend_ctypes": 1, "_backend_cffi": 1, "_validate": 1, "_cpuid_table": 1,
     "_kvm_structs": 1,
@@ -35,6 +35,8 @@ LAYERS: Dict[str, int] = {
     "_profile_file": 3, "_host_reader": 3, "_remedies": 3, "_supervisor": 3,
     # 3: number collisions (named from the bit-mask tables); the confidential verdicts (value types)
     "_collisions": 3, "_cc_verdict": 3,
+    # 3: the one room that runs programs (VMM version queries)
+    "_installed": 3,
     # 3: the device, the one place errno becomes an error
     "device": 3,
     # 4: the host facts' public home

@@ -1,10 +1,12 @@
-"""The bundled presets: the recorded PVM host, and hosts synthesized from the since-data."""
+"""The bundled presets: the recorded PVM host, vendor kernels derived from source, and hosts
+synthesized from the since-data."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Set, Tuple
+import re
+from typing import Dict, List, Set, Tuple
 
 import pytest
 
@@ -32,12 +34,12 @@ SYNTHESIZED: List[Tuple[str, Tuple[int, int]]] = [
 
 
 def test_the_names() -> None:
-    assert preset_names() == [RECORDED_PRESET] + [name for name, _ in SYNTHESIZED]
+    assert preset_names() == [RECORDED_PRESET, "rhel-7.9", "rhel-8.10"] + [name for name, _ in SYNTHESIZED]
 
 
-def test_only_the_recorded_host_is_stored() -> None:
+def test_only_the_recorded_and_derived_hosts_are_stored() -> None:
     # Synthesized presets are computed from Cap.since at load time, never stored copies.
-    assert sorted(p.name for p in DATA.iterdir()) == ["pvm-6.18.json"]
+    assert sorted(p.name for p in DATA.iterdir()) == ["pvm-6.18.json", "rhel-7.9.json", "rhel-8.10.json"]
 
 
 def test_the_recorded_preset_is_the_shipped_file_unchanged() -> None:
@@ -131,3 +133,73 @@ def test_presets_are_immutable_and_shared() -> None:
     assert load_preset("linux-5.4") is load_preset("linux-5.4")
     with pytest.raises(TypeError):
         load_preset("linux-5.4").values[Cap.HLT] = 0  # type: ignore[index]
+
+
+# --- Vendor kernels derived from source -------------------------------------------------------
+
+# Read in the vendor trees (tremb1e/linux-3.10.0-1160.el7@de8b6b6f944c, the unpacked GA source of
+# RHEL 7.9; mkuron/almalinux-kernel@7622b1caa08e, the RHEL 8.10 SRPM rebuilt): a few answers
+# each, from the case labels and constants of kvm_vm_ioctl_check_extension and its generic half.
+RHEL_7_9 = {
+    "IMMEDIATE_EXIT": 0,  # no #define in kvm.h; kvm_run has padding1[7] where 4.11 put the byte (:208-209)
+    "SPLIT_IRQCHIP": 1,  # backported (x86.c case + KVM_ENABLE_CAP handler at :4085-4106)
+    "X2APIC_API": 3,  # KVM_X2APIC_API_VALID_FLAGS (x86.c:95-96)
+    "NR_VCPUS": 384, "MAX_VCPUS": 384, "MAX_VCPU_ID": 1023, "NR_MEMSLOTS": 509,  # kvm_host.h:38-44
+    "IRQ_ROUTING": 1024,  # KVM_MAX_IRQ_ROUTES (include/linux/kvm_host.h:1058)
+    "IOEVENTFD_ANY_LENGTH": 1, "SIGNAL_MSI": 1,  # kvm_main.c:2916-2947
+    "X86_DISABLE_EXITS": 0, "NESTED_STATE": 0, "SET_GUEST_DEBUG": 0, "ENABLE_CAP": 0,
+    "VAPIC": 0,  # !cpu_has_accelerated_tpr(): 0 on Intel with FlexPriority (an assumption)
+    "IOMMU": 0,  # CONFIG_KVM_DEVICE_ASSIGNMENT unset in RHEL 7
+}  # fmt: skip
+RHEL_8_10 = {
+    "IMMEDIATE_EXIT": 1, "NR_VCPUS": 2048, "MAX_VCPUS": 2048, "NR_MEMSLOTS": 32764, "IRQ_ROUTING": 4096,
+    "NESTED_STATE": 8320,  # 128 + 2 * 4096 on VMX (nested.c:6245-6246)
+    "XEN_HVM": 0,  # CONFIG_KVM_XEN unset (kernel-x86_64.config:922)
+    "DIRTY_LOG_RING": 1048576, "XSAVE2": 4096, "VM_TYPES": 0, "X86_DISABLE_EXITS": 15,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name, expected", [("rhel-7.9", RHEL_7_9), ("rhel-8.10", RHEL_8_10)])
+def test_vendor_presets_answer_as_their_source_does(name: str, expected: Dict[str, int]) -> None:
+    host = load_preset(name)
+    assert {cap: host.value(cap) for cap in expected} == expected
+    assert host.origin == "derived from source" and not host.synthesized and host.recorded_at is None
+    assert host.source == f"preset:{name} (derived from source)" and host.api_version == 12
+    assert host.derivation is not None and host.derivation.assumptions
+    assert all(re.match(r"[\w.-]+/[\w.-]+@[0-9a-f]{12} \S+:\d+", s) for s in host.derivation.sources)
+    assert host.host is not None and host.host.kernel_release == host.kernel and host.host.kvm_backend == "kvm_intel"
+
+
+def test_rhel_7_9_is_not_mainline_3_10() -> None:
+    vendor, mainline = load_preset("rhel-7.9"), load_preset("linux-3.10")
+    assert vendor.kernel.startswith("3.10.0-1160.el7") and vendor.has("SPLIT_IRQCHIP") and not mainline.has("SPLIT_IRQCHIP")
+    # The story: Cloud Hypervisor lacks exactly IMMEDIATE_EXIT on RHEL 7.9, two on mainline 3.10.
+    assert [m.name for m in check_vmm("cloud-hypervisor", vendor).missing_required] == ["KVM_CAP_IMMEDIATE_EXIT"]
+    assert len(check_vmm("cloud-hypervisor", mainline).missing_required) == 2
+    assert check_vmm("cloud-hypervisor", load_preset("rhel-8")).ready
+
+
+def test_derived_presets_round_trip_and_validate_against_the_schema(tmp_path: Path) -> None:
+    import jsonschema
+
+    from kvmprobe.snapshot import snapshot_document, write_snapshot
+
+    schema = json.loads((Path(kvmprobe.__file__).parent / "schema" / "snapshot-2.schema.json").read_text())
+    for name in ("rhel-7.9", "rhel-8.10"):
+        shipped = json.loads((DATA / f"{name}.json").read_text())
+        jsonschema.validate(shipped, schema)
+        doc = snapshot_document(load_preset(name))
+        assert doc["derivation"] == shipped["derivation"] and doc["recorded_at"] is None
+        jsonschema.validate(doc, schema)
+        write_snapshot(doc, str(tmp_path / f"{name}.json"))
+        again = load_snapshot(tmp_path / f"{name}.json")
+        assert again.derivation == load_preset(name).derivation and dict(again.values) == dict(load_preset(name).values)
+
+
+def test_the_shipped_derived_files_are_marked() -> None:
+    from kvmprobe.presets import _DERIVED
+
+    assert set(_DERIVED) == {"rhel-7.9", "rhel-8.10"}
+    for file in _DERIVED.values():
+        doc = json.loads((DATA / file).read_text())
+        assert doc["derivation"]["kind"] == "derived from source" and doc["synthesized"] is False

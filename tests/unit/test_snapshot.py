@@ -21,7 +21,7 @@ from kvmprobe.presets import load_preset
 from kvmprobe.snapshot import MAX_SNAPSHOT_BYTES, load_snapshot, snapshot_document, write_snapshot
 from kvmprobe.testing import FakeHost, fake_probe_result
 
-SCHEMA_PATH = Path(kvmprobe.__file__).parent / "schema" / "snapshot-1.schema.json"
+SCHEMA_PATH = Path(kvmprobe.__file__).parent / "schema" / "snapshot-2.schema.json"
 Doc = Dict[str, Any]
 
 
@@ -63,9 +63,12 @@ def doc(facts: HostFacts) -> Doc:
 
 
 def test_document_keys_come_in_the_documented_order(doc: Doc, schema: Dict[str, Any]) -> None:
-    assert list(doc) == schema["required"] == [key for key in schema["properties"] if key != "confidential"]
-    assert list(schema["properties"])[-1] == "confidential"  # optional, written only when recorded
-    assert doc["schema"] == "kvmprobe-snapshot" and doc["schema_version"] == 1
+    # The optional keys of schema 2 (absent here) sit in their documented place among the others.
+    optional = ("derivation", "confidential")
+    assert list(doc) == schema["required"] == [key for key in schema["properties"] if key not in optional]
+    assert list(schema["properties"]).index("derivation") == list(schema["properties"]).index("synthesized") + 1
+    assert list(schema["properties"])[-1] == "confidential"  # written last, only when recorded
+    assert doc["schema"] == "kvmprobe-snapshot" and doc["schema_version"] == 2
     assert doc["kvmprobe_version"] == kvmprobe.__version__
     assert [row["name"] for row in doc["capabilities"]] == [cap.c_name for cap in Cap]
     rows = {row["name"]: row for row in doc["capabilities"]}
@@ -146,7 +149,7 @@ def test_the_schema_describes_every_host_fact(schema: Dict[str, Any], facts: Hos
 def test_the_schema_ships_in_the_package() -> None:
     from importlib import resources
 
-    text = resources.files("kvmprobe").joinpath("schema").joinpath("snapshot-1.schema.json").read_text()
+    text = resources.files("kvmprobe").joinpath("schema").joinpath("snapshot-2.schema.json").read_text()
     assert json.loads(text)["properties"]["schema"] == {"const": "kvmprobe-snapshot"}
 
 
@@ -201,6 +204,19 @@ def _vm_values_without_vm(doc: Doc) -> None:
     doc["vm_created"] = False
 
 
+_DERIVED = {"kind": "derived from source", "sources": ["torvalds/linux@v3.10 arch/x86/kvm/x86.c:2500-2580"]}
+
+
+def _derived_and_synthesized(doc: Doc) -> None:
+    doc["derivation"] = dict(_DERIVED)
+    doc["synthesized"] = True
+
+
+def _derived_in_schema_1(doc: Doc) -> None:
+    doc["derivation"] = dict(_DERIVED)
+    doc["schema_version"] = 1
+
+
 BAD = [
     ("value-string", _set("capabilities/3/value", "yes"), "$.capabilities[3].value", "expected an integer or null, got a string"),
     ("value-bool", _set("capabilities/3/value", True), "$.capabilities[3].value", "got a boolean"),
@@ -223,7 +239,7 @@ BAD = [
     ("top-key", _set("notes", "x"), "$.notes", "unknown key"),
     ("top-missing", _delete("kernel"), "$.kernel", "missing"),
     ("schema", _set("schema", "something-else"), "$.schema", "not a kvmprobe snapshot"),
-    ("schema-version-newer", _set("schema_version", 2), "$.schema_version", "upgrade kvmprobe"),
+    ("schema-version-newer", _set("schema_version", 3), "$.schema_version", "upgrade kvmprobe"),
     ("schema-version-zero", _set("schema_version", 0), "$.schema_version", "out of range"),
     ("kernel-empty", _set("kernel", ""), "$.kernel", "non-empty"),
     ("kernel-escape", _set("kernel", "6.1\x1b[2J"), "$.kernel", "unprintable character '\\x1b'"),
@@ -233,6 +249,13 @@ BAD = [
     ("synthesized", _set("synthesized", "no"), "$.synthesized", "true or false"),
     ("host-field", _set("host/kernel_release", 3), "$.host.kernel_release", "expected a string"),
     ("host-type", _set("host", []), "$.host", "expected an object"),
+    ("derivation-kind", _set("derivation", {**_DERIVED, "kind": "guessed"}), "$.derivation.kind", "derived from source"),
+    ("derivation-no-source", _set("derivation", {**_DERIVED, "sources": []}), "$.derivation.sources", "cites its source"),
+    ("derivation-key", _set("derivation", {**_DERIVED, "by": "me"}), "$.derivation.by", "unknown key"),
+    ("derivation-text", _set("derivation", {**_DERIVED, "assumptions": [""]}), "$.derivation.assumptions[0]", "non-empty"),
+    ("derivation-type", _set("derivation", "yes"), "$.derivation", "expected an object"),
+    ("derived-and-synthesized", _derived_and_synthesized, "$.synthesized", "not synthesized"),
+    ("derived-in-schema-1", _derived_in_schema_1, "$.derivation", "schema 1"),
 ]
 
 

@@ -31,7 +31,7 @@ FUZZ = settings(
 # The richest real document there is: the recorded host, with VM-fd values and every host fact.
 BASE: Dict[str, Any] = snapshot_document(load_preset("pvm-6.18"))
 BASE_TEXT = json.dumps(BASE, indent=2).encode("utf-8")
-SCHEMA_PATH = os.path.join(os.path.dirname(kvmprobe.__file__), "schema", "snapshot-1.schema.json")
+SCHEMA_PATH = os.path.join(os.path.dirname(kvmprobe.__file__), "schema", "snapshot-2.schema.json")
 with open(SCHEMA_PATH, encoding="utf-8") as _schema_file:
     SCHEMA = jsonschema.Draft202012Validator(json.load(_schema_file))
 

@@ -1,19 +1,29 @@
-"""``kvmprobe check VMM...``: can these VMMs run on this host (or a recorded one), and if not, why?
+"""``kvmprobe check VMM[@VERSION]... [--installed]``: can these VMMs run on this host (or a recorded one)?
 
 The names may also be confidential-guest kinds (``sev``, ``sev-es``, ``sev-snp``, ``tdx``): those
 are judged layer by layer by :mod:`kvmprobe.confidential`, and the report names the layer that
-blocks and its fix. Exit 0 when everything named is ready, 1 when one is not, 2 on bad input (an
-unknown name, a bad profile file), 3 when the live KVM device cannot be used.
+blocks and its fix. Exit 0 when everything named is ready, 1 when one is not (or an installed one
+cannot be judged), 2 on bad input (an unknown name or release, a bad profile file), 3 when the
+live KVM device cannot be used.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..probing import ProbeResult
-from ..profiles import CAVEAT, Profile, Readiness, check_vmm, load_profile, resolve_vmm, vmm_names
+from ..profiles import (
+    CAVEAT,
+    Profile,
+    Readiness,
+    builtin_profile,
+    check_vmm,
+    load_profile,
+    resolve_vmm_spec,
+    vmm_names,
+)
 from . import _common
 
 if TYPE_CHECKING:
@@ -31,14 +41,23 @@ def register(subparsers: Any) -> None:
         help="can these VMMs run here? exit 0 if all are ready, 1 if one is not",
         description="Check the host's KVM against what each VMM needs: the capabilities it refuses "
         "to start without, the ones whose absence degrades a feature, and the KVM API version. "
-        "Built-in VMMs: " + ", ".join(vmm_names()) + ". Confidential guests: sev, sev-es, sev-snp, tdx "
-        "(every layer from the CPU to the memlock limit, and the one that blocks).",
+        "Name a release as the VMM spells it (qemu@7.2, cloud-hypervisor@v45); without one, the "
+        "newest release kvmprobe knows. Built-in VMMs: " + ", ".join(vmm_names()) + ". Confidential "
+        "guests: sev, sev-es, sev-snp, tdx (every layer from the CPU to the memlock limit, and the one "
+        "that blocks).",
         epilog="exit codes: 0 all ready, 1 one is not, 2 bad input, 3 KVM unavailable.",
     )
     parser.add_argument(
-        "vmms", nargs="*", metavar="VMM", help="built-in VMMs (e.g. cloud-hypervisor firecracker) or sev, sev-es, sev-snp, tdx"
+        "vmms", nargs="*", metavar="VMM[@VERSION]",
+        help="built-in VMMs, e.g. cloud-hypervisor@v45 qemu@7.2 firecracker; or sev, sev-es, sev-snp, tdx",
     )
     parser.add_argument("--all", action="store_true", help="every built-in VMM with a profile for the host's arch")
+    parser.add_argument(
+        "--installed",
+        action="store_true",
+        help="the VMMs installed here (PATH and the usual places), each checked as the release it "
+        "reports; only their version query (--version) is run, with a time limit",
+    )
     parser.add_argument(
         "--profile",
         action="append",
@@ -62,22 +81,32 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not (args.vmms or args.all or args.profile):
+    if not (args.vmms or args.all or args.profile or args.installed):
         raise _common.UsageError(
-            "name at least one VMM (" + ", ".join(vmm_names()) + "), or give --all or --profile FILE"
+            "name at least one VMM (" + ", ".join(vmm_names()) + "), or give --all, --installed or --profile FILE"
         )
-    # Bad input fails before KVM is touched: unknown names, unreadable or malformed profiles.
-    names, kinds = _split_names(args.vmms)
+    # Bad input fails before KVM is touched: unknown names and releases, unreadable or malformed
+    # profiles. Which release range applies depends on the host's architecture, known after.
+    if args.installed and args.snapshot is not None:
+        raise _common.UsageError("--installed checks the VMMs installed here against this host: leave out --snapshot")
+    specs, kinds = _split_names(args.vmms)
     memory = parse_size(args.guest_memory) if args.guest_memory is not None else None
     if not kinds and (args.create_vm or memory is not None):
         raise _common.UsageError("--create-vm and --guest-memory apply to sev, sev-es, sev-snp and tdx only")
-    profiles = [load_profile(path) for path in args.profile]
+    files = [load_profile(path) for path in args.profile]
     result = _common.load_result(args)
-    targets: List[Union[str, Profile]] = list(names)
+    named = [builtin_profile(vmm, result.arch, version) for vmm, version in specs]
+    installed = _installed(result.arch) if args.installed else []
+    targets: List[Profile] = named
     if args.all:
-        targets += [name for name in vmm_names(result.arch) if name not in targets]
-    targets += profiles
+        targets += [builtin_profile(name, result.arch) for name in vmm_names(result.arch)
+                    if name not in {p.name for p in named}]
+    targets += [profile for profile, _ in installed if profile is not None]
+    targets += files
     verdicts = [check_vmm(target, result) for target in targets]
+    found = {id(profile): item for profile, item in installed if profile is not None}
+    unjudged = [item for profile, item in installed if profile is None]
+    items = [item for _, item in installed] if args.installed else None
     confidential: List[ConfidentialReadiness] = []
     if kinds:
         from ..confidential import assess
@@ -86,19 +115,20 @@ def run(args: argparse.Namespace) -> int:
                         guest_memory=memory)  # fmt: skip
         confidential = list(report.verdicts)
     if args.json:
-        _common.write_json(document(result, verdicts, confidential))
+        _common.write_json(document(result, verdicts, installed=items, found=found, confidential=confidential))
     else:
-        sys.stdout.write(render(result, verdicts, confidential))
-    ready = all(v.ready for v in verdicts) and all(v.ready for v in confidential)
+        sys.stdout.write(render(result, verdicts, found=found, unjudged=unjudged, searched=args.installed,
+                                confidential=confidential))  # fmt: skip
+    ready = _ready(verdicts, items) and all(v.ready for v in confidential)
     return _common.EXIT_OK if ready else _common.EXIT_NO
 
 
-def _split_names(words: List[str]) -> "tuple[List[str], List[str]]":
-    """The built-in VMM ids and the confidential kinds among the names given, each once."""
+def _split_names(words: List[str]) -> Tuple[List[Tuple[str, Optional[str]]], List[str]]:
+    """The VMM specs (``(vmm, version)``) and the confidential kinds among the names, each once."""
     from ..confidential import KINDS, resolve_kind
     from ..errors import UnknownVmm
 
-    vmms: List[str] = []
+    specs: List[Tuple[str, Optional[str]]] = []
     kinds: List[str] = []
     for word in words:
         kind = resolve_kind(word)
@@ -106,15 +136,15 @@ def _split_names(words: List[str]) -> "tuple[List[str], List[str]]":
             kinds.append(kind)
             continue
         try:
-            vmms.append(resolve_vmm(word))
+            specs.append(resolve_vmm_spec(word))
         except UnknownVmm as err:
             import difflib  # only on this error path
 
             close = difflib.get_close_matches(word.strip().lower(), list(KINDS), n=2, cutoff=0.6)
-            if close:
+            if close and type(err) is UnknownVmm:
                 raise UnknownVmm(word, close + err.suggestions, known=err.known + list(KINDS)) from None
             raise
-    return list(dict.fromkeys(vmms)), list(dict.fromkeys(kinds))
+    return list(dict.fromkeys(specs)), list(dict.fromkeys(kinds))
 
 
 def parse_size(text: str) -> int:
@@ -127,10 +157,57 @@ def parse_size(text: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
+def _ready(verdicts: List[Readiness], installed: Optional[List[Dict[str, Any]]]) -> bool:
+    """Every verdict ready; with --installed also something found, and every find judged."""
+    if installed is None:
+        return all(v.ready for v in verdicts)
+    return bool(verdicts) and all(v.ready for v in verdicts) and all(item["range"] for item in installed)
+
+
+def _installed(
+    arch: str, find: Optional[Callable[[str], Sequence[Any]]] = None
+) -> List[Tuple[Optional[Profile], Dict[str, Any]]]:
+    """Each VMM found here (by ``find``, default ``_installed.find_installed``): its profile for
+    the release it reported (``None``: not judged), and what to say about it (binary, output,
+    version, the release range used, or why none)."""
+    from ..errors import UnknownVmm
+
+    if find is None:
+        from .._installed import find_installed  # runs programs: imported only for --installed
+
+        find = find_installed
+    found: List[Tuple[Optional[Profile], Dict[str, Any]]] = []
+    for item in find(arch):
+        doc: Dict[str, Any] = {"vmm": item.vmm, "binary": item.path, "output": item.output,
+                               "version": item.version, "range": None, "problem": item.problem or None}
+        profile: Optional[Profile] = None
+        if item.version is not None:
+            try:
+                profile = builtin_profile(item.vmm, arch, item.version)
+                doc["range"] = profile.versions
+            except UnknownVmm as err:  # UnknownRelease: a release no profile covers
+                doc["problem"] = f"{err.message} ({err.hint})"
+        found.append((profile, doc))
+    return found
+
+
 def document(
-    result: ProbeResult, verdicts: List[Readiness], confidential: Optional[List[ConfidentialReadiness]] = None
+    result: ProbeResult,
+    verdicts: List[Readiness],
+    *,
+    installed: Optional[List[Dict[str, Any]]] = None,
+    found: Optional[Dict[int, Dict[str, Any]]] = None,
+    confidential: Optional[List[ConfidentialReadiness]] = None,
 ) -> Dict[str, Any]:
-    """The ``check --json`` document (``confidential`` only when a kind was named)."""
+    """The ``check --json`` document (``installed``: what ``--installed`` found, judged or not;
+    ``confidential``: the kinds named, when any was)."""
+    entries = []
+    for verdict in verdicts:
+        entry = verdict.to_dict()
+        item = (found or {}).get(id(verdict.profile))
+        if item is not None:
+            entry["installed"] = {key: item[key] for key in ("binary", "output", "version", "range")}
+        entries.append(entry)
     doc: Dict[str, Any] = {
         "schema": SCHEMA,
         "host": {
@@ -140,25 +217,38 @@ def document(
             "device": result.device,
             "source": result.source,
         },
-        "ready": all(v.ready for v in verdicts) and all(v.ready for v in confidential or ()),
-        "vmms": [v.to_dict() for v in verdicts],
+        "ready": _ready(verdicts, installed) and all(v.ready for v in confidential or ()),
+        "vmms": entries,
     }
+    if installed is not None:
+        doc["installed"] = installed
     if confidential:
         doc["confidential"] = [v.to_dict() for v in confidential]
     return doc
 
 
 def render(
-    result: ProbeResult, verdicts: List[Readiness], confidential: Optional[List[ConfidentialReadiness]] = None
+    result: ProbeResult,
+    verdicts: List[Readiness],
+    *,
+    found: Optional[Dict[int, Dict[str, Any]]] = None,
+    unjudged: Optional[List[Dict[str, Any]]] = None,
+    searched: bool = False,
+    confidential: Optional[List[ConfidentialReadiness]] = None,
 ) -> str:
     """The human report: the host, then per VMM the verdict and every reason, then per
     confidential kind the verdict, the blocking layer's fix and every layer."""
-    origin = "" if result.source == "live" else f", recorded: {result.source}"
+    # A host derived from source was never recorded: its source says what it is.
+    origin = "" if result.source == "live" else f", {'' if result.derivation else 'recorded: '}{result.source}"
     lines = [f"host: Linux {result.kernel} ({result.arch}), KVM API {result.api_version}, {result.device}{origin}"]
     for verdict in verdicts:
         profile = verdict.profile
-        label = f"{verdict.display_name} [{profile.name}, {profile.arch or 'any arch'}]"
-        lines += ["", f"{label}: {'ready' if verdict.ready else 'NOT READY'}", f"  {verdict.summary()}"]
+        name = verdict.display_name + (f" {profile.version}" if profile.version else "")
+        where = [profile.name + (f" {profile.versions}" if profile.versions else ""), profile.arch or "any arch"]
+        lines += ["", f"{name} [{', '.join(where)}]: {'ready' if verdict.ready else 'NOT READY'}", f"  {verdict.summary()}"]
+        item = (found or {}).get(id(profile))
+        if item is not None:
+            lines.append(f"  installed: {item['binary']}: {item['output']}")
         if verdict.needs_kernel_text:
             lines.append(f"  fix: a Linux {verdict.needs_kernel_text} or newer kernel")
         for missing in verdict.missing_required:
@@ -177,6 +267,14 @@ def render(
         if profile.path:
             origin_text += f" [profile {profile.path}]"
         lines.append(f"  requirements: {origin_text}")
+    for item in unjudged or []:
+        lines += ["", f"{item['binary']}: NOT CHECKED", f"  {item['problem']}"]
+        if item["output"]:
+            lines.append(f"  it printed: {item['output']}")
+    if searched and not verdicts and not unjudged:
+        from .._installed import USUAL_DIRS
+
+        lines += ["", "no VMM found on PATH or in " + ", ".join(USUAL_DIRS)]
     for kind in confidential or ():
         lines += [""] + confidential_lines(kind)
     if any(v.missing_required for v in verdicts):

@@ -62,7 +62,8 @@ def _live(device: Any, vm: bool, backend: Optional[Backend] = None) -> ProbeResu
 
 def _label(host: ProbeResult) -> str:
     when = f", recorded {host.recorded_at}" if host.recorded_at else ""
-    kind = ", synthesized" if host.synthesized and "synthesized" not in host.source else ""
+    made = host.origin in ("synthesized", "derived from source")
+    kind = f", {host.origin}" if made and host.origin not in host.source else ""
     return f"{host.source} (Linux {host.kernel}, {host.arch}{when}{kind})"
 
 

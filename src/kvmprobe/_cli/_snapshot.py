@@ -80,7 +80,7 @@ def describe(result: ProbeResult) -> str:
     """One line about a host: kernel, arch, how many capabilities, where from."""
     supported = len(result.supported())
     vm = ", VM fd asked" if result.vm_values is not None else ""
-    kind = "synthesized" if result.synthesized else "recorded"
+    kind = result.origin  # recorded, synthesized, or derived from source
     extra = f", {len(result.unknown)} unknown to this kvmprobe" if result.unknown else ""
     return (
         f"{kind}: Linux {result.kernel} ({result.arch}), {supported} of {len(Cap)} capabilities supported"
