@@ -115,6 +115,9 @@ def test_dump_shows_bits_by_name_and_warns_on_240_for_arm64_only() -> None:
     x86 = render(fake_probe_result({"ARM_EL2": 1, "VM_TYPES": 0x1D, "X2APIC_API": 3}), show_all=True)
     assert "KVM_CAP_ARM_RME" not in x86
     assert "  VM types     0x1d = KVM_X86_DEFAULT_VM|KVM_X86_SEV_VM|KVM_X86_SEV_ES_VM|KVM_X86_SNP_VM" in x86
+    assert "    ! x86 VM type 2 is KVM_X86_SEV_VM in mainline Linux (since 6.10), but KVM_X86_TDX_VM" in x86
+    tdx_type_1 = render(fake_probe_result({"VM_TYPES": 0x3}))  # SW_PROTECTED: what old TDX tools ask for
+    assert "    ! x86 VM type 1 is KVM_X86_SW_PROTECTED_VM in mainline Linux (since 6.8), but KVM_X86_TDX_VM" in tdx_type_1
     assert "    = KVM_X2APIC_API_USE_32BIT_IDS|KVM_X2APIC_API_DISABLE_BROADCAST_QUIRK" in x86
     assert "! 244 is KVM_CAP_GUEST_MEMFD_FLAGS in mainline Linux (since 6.18), but KVM_CAP_GUEST_MEMFD_MMAP" in x86
 

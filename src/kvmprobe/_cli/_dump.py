@@ -52,7 +52,12 @@ def render(result: ProbeResult, *, show_all: bool = False) -> str:
     types = result.values.get(Cap.VM_TYPES, 0)
     decoded = decode_mask(Cap.VM_TYPES, types, result.arch) if types > 0 else None
     if decoded is not None:
+        from .._collisions import collisions
+
         lines.append(f"  VM types     {types:#x} = {decoded.text()} ('kvmprobe check sev-snp' and tdx say why not more)")
+        for number in range(32):
+            if types >> number & 1:
+                lines += [f"    ! {entry.warning()}" for entry in collisions("x86-vm-type", number, result.arch)]
     lines += ["", "VMM READINESS ('kvmprobe check VMM' says why)"] + _readiness_lines(result)
     vm = result.vm_values is not None
     header = f"{'CAPABILITY':<40} {'NUMBER':>6} {'VALUE':>10}" + (f" {'VM FD':>10}" if vm else "") + "  SINCE"
