@@ -6,7 +6,7 @@ Install it as ``$PREFIX/share/bash-completion/completions/kvmprobe`` (docs/packa
 
 Static, so a TAB costs no Python start-up. Every word comes from the package: the commands
 and their options from ``kvmprobe._cli.build_parser()``; VMM names from
-``kvmprobe.profiles.vmm_names()``; capability names from the ``Cap`` table; preset names from
+``kvmprobe.profiles.vmm_names()`` and the confidential kinds (sev, sev-es, sev-snp, tdx); capability names from the ``Cap`` table; preset names from
 ``kvmprobe.presets.preset_names()``. What an argument completes to is read from the parser too:
 
 * its ``choices``, when it has them;
@@ -87,6 +87,7 @@ def script() -> str:
     from kvmprobe._version import __version__
     from kvmprobe.caps import Cap
     from kvmprobe.presets import preset_names
+    from kvmprobe.confidential import KINDS
     from kvmprobe.profiles import vmm_names
 
     parser = _cli_model.top_parser()
@@ -101,7 +102,7 @@ def script() -> str:
         f"_kvmprobe_commands={shlex.quote(' '.join(commands))}",
         f"_kvmprobe_default={shlex.quote(_DEFAULT)}",
         f"_kvmprobe_caps={shlex.quote(' '.join(cap.name for cap in Cap))}",
-        f"_kvmprobe_vmms={shlex.quote(' '.join(vmm_names()))}",
+        f"_kvmprobe_vmms={shlex.quote(' '.join(vmm_names() + list(KINDS)))}",
         f"_kvmprobe_presets={shlex.quote(' '.join('preset:' + name for name in preset_names()))}",
         "",
         "# The options of a command ('' before one: the top level's, then the default command's).",

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .atomic import write_atomic
     from .caps import Cap
     from .cpuinfo import CpuInfo, cpu
+    from .confidential import ConfidentialReadiness, check_confidential
     from .device import KvmDevice
     from .diagnosis import Check, Diagnosis, Status, Verdict, diagnose
     from .diff import HostDiff, diff_hosts
@@ -68,6 +69,7 @@ _EXPORTS = {
     "Cap": "caps",
     "CapabilityQueryFailed": "errors",
     "Check": "diagnosis",
+    "ConfidentialReadiness": "confidential",
     "CpuInfo": "cpuinfo",
     "Diagnosis": "diagnosis",
     "EmulationError": "errors",
@@ -99,6 +101,7 @@ _EXPORTS = {
     "UnknownVmm": "errors",
     "UnsupportedPlatform": "errors",
     "Verdict": "diagnosis",
+    "check_confidential": "confidential",
     "check_vmm": "profiles",
     "cpu": "cpuinfo",
     "diagnose": "diagnosis",
@@ -164,6 +167,7 @@ __all__ = [
     "Cap",
     "CapabilityQueryFailed",
     "Check",
+    "ConfidentialReadiness",
     "CpuInfo",
     "Diagnosis",
     "EmulationError",
@@ -197,6 +201,7 @@ __all__ = [
     "Verdict",
     "__version__",
     "backend",
+    "check_confidential",
     "check_vmm",
     "cpu",
     "diagnose",

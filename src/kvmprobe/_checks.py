@@ -139,6 +139,7 @@ class Answers:
     immediate_exit: Optional[int] = None
     immediate_exit_errno: Optional[int] = None  # its query failed with this errno
     query_errors: Dict[Cap, int] = field(default_factory=dict)  # every failed capability query
+    probe: Optional[ProbeResult] = None  # every capability, asked in the same open (live)
     derived: bool = False  # a host derived from its kernel's source: nothing was opened or run
     run: Optional[RunReport] = None  # the micro-guest checks (kvmprobe.guest.run_checks)
     run_error: Optional[KvmProbeError] = None  # they could not be run at all
@@ -198,6 +199,7 @@ def ask_kernel(path: str, backend: Optional[Backend], create_vm: bool, run: bool
             answers.immediate_exit = None
             answers.immediate_exit_errno = err.errno or errno.EIO
             answers.query_errors = {Cap.IMMEDIATE_EXIT: answers.immediate_exit_errno}
+        answers.probe = _every_capability(kvm, path)
         if not create_vm:
             answers.vm_skip = "not asked (create_vm=False)"
             return answers
@@ -226,6 +228,17 @@ def run_micro_guest(answers: Answers, path: str, backend: Optional[Backend]) -> 
         answers.run_skip = err.message
     except KvmProbeError as err:
         answers.run_error = err
+def _every_capability(kvm: KvmDevice, path: str) -> Optional[ProbeResult]:
+    """Every capability, asked on the doctor's one open of the device (what later sections, such
+    as the confidential-VM one, read instead of opening it again); ``None`` if the batch fails."""
+    caps = tuple(Cap)
+    try:
+        raw, errnos = kvm.check_many([int(cap) for cap in caps])
+    except OSError:
+        return None
+    values = {cap: value for cap, value, code in zip(caps, raw, errnos) if not code}
+    errors = {cap: code for cap, code in zip(caps, errnos) if code}
+    return ProbeResult(device=path, api_version=kvm.version, values=values, backend=kvm.backend.name, errors=errors)
 
 
 def recorded_answers(result: ProbeResult, how: str) -> Answers:

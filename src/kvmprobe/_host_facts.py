@@ -31,13 +31,18 @@ __all__ = [
 
 #: The CPU flags kept in :attr:`HostFacts.cpu_flags`: hardware virtualization (``vmx`` Intel
 #: VT-x, ``svm`` AMD-V, ``sie`` s390), its sub-features (``ept``/``vpid`` on Intel,
-#: ``npt`` on AMD), AMD's memory encryption for guests (``sev``, ``sev_es``, ``sev_snp``)
+#: ``npt`` on AMD), AMD's memory encryption for guests (``sev``, ``sev_es``, ``sev_snp``, which
+#: the kernel hides when the BIOS left it off), ``tdx_host_platform`` (the kernel found TDX
+#: KeyIDs and can host TDX guests: arch/x86/include/asm/cpufeatures.h:191, set by tdx_init())
 #: and ``hypervisor`` (CPUID.1:ECX bit 31: this kernel runs inside a virtual machine).
 #: Every other flag says nothing about KVM and is dropped, which keeps snapshots small.
-VIRT_FLAGS = frozenset({"vmx", "svm", "sie", "ept", "vpid", "npt", "sev", "sev_es", "sev_snp", "hypervisor"})
+VIRT_FLAGS = frozenset(
+    {"vmx", "svm", "sie", "ept", "vpid", "npt", "sev", "sev_es", "sev_snp", "tdx_host_platform", "hypervisor"}
+)
 
-#: The nodes read besides the KVM device: VMM networking and vsock.
-DEVICE_PATHS = ("/dev/vhost-net", "/dev/vhost-vsock", "/dev/net/tun")
+#: The nodes read besides the KVM device: VMM networking and vsock, and the AMD secure
+#: processor's ``/dev/sev`` (the ccp driver; VMMs open it for SEV guests).
+DEVICE_PATHS = ("/dev/vhost-net", "/dev/vhost-vsock", "/dev/net/tun", "/dev/sev")
 
 #: Under a root other than ``/``: a JSON object mapping absolute node paths to descriptions
 #: ``{"type": "char", "major": 10, "minor": 232, "mode": "0660", "uid": 0, "gid": 36}``.

@@ -1,9 +1,10 @@
 """Read the host facts KVM depends on, from files under a ``root`` (default ``/``).
 
-Imports ``_host_facts``, ``_files``, ``_validate`` and ``errors``. This is the one reader of the
-system for kvmprobe: procfs, sysfs, ``/dev`` and ``/etc/group``/``/etc/passwd``, every path
-taken relative to ``root`` so that a test can hand it a directory tree that looks like another
-host (see ``kvmprobe.testing.FakeHost``). It never issues an ioctl: what the kernel *answers*
+Imports ``_host_facts``, ``_cc_facts``, ``_cc_data``, ``_files``, ``_validate`` and ``errors``.
+This is the one reader of the system for kvmprobe: procfs, sysfs, ``/dev`` and
+``/etc/group``/``/etc/passwd`` (and, for confidential VMs, the cpuid driver, the misc cgroup and
+the kernel log), every path taken relative to ``root`` so that a test can hand it a directory
+tree that looks like another host (see ``kvmprobe.testing.FakeHost``). It never issues an ioctl: what the kernel *answers*
 is the job of ``device``; here are only the facts that *explain* an answer.
 
 A missing file is not an error: the fact is ``None`` (or empty) and the diagnosis reports
@@ -24,6 +25,7 @@ import os
 import stat as _stat
 from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Tuple, TypeVar
 
+from ._cc_facts import ConfidentialFacts
 from ._files import read_limited
 from ._host_facts import (
     DEVICE_PATHS,
@@ -39,7 +41,7 @@ from ._host_facts import (
 from ._validate import parse_json
 from .errors import SnapshotError
 
-__all__ = ["read_host_facts"]
+__all__ = ["read_confidential_files", "read_host_facts"]
 
 _T = TypeVar("_T")
 
@@ -316,4 +318,165 @@ def read_host_facts(root: str = "/", *, device: str = "/dev/kvm") -> HostFacts:
         container=_container(reader),
         msr_vt=msr_vt,
         msr_error=msr_error,
+    )
+
+
+# --- the confidential-VM layers' files ------------------------------------------------------
+
+# /dev/cpu/N/cpuid (the cpuid driver, arch/x86/kernel/cpuid.c): a pread of 16 bytes at offset
+# ``leaf | subleaf << 32`` runs CPUID there and returns EAX, EBX, ECX, EDX.
+_CPUID_DEVICE = "/dev/cpu/0/cpuid"
+# The kernel log: one record per read(2) of /dev/kmsg (Documentation/ABI/testing/dev-kmsg),
+# "prio,seq,usec,flags;text". Bounded, so that a huge log cannot stall a probe.
+_KMSG = "/dev/kmsg"
+_KMSG_RECORDS = 65536
+_KMSG_RECORD_BYTES = 8192
+# The misc controller's capacity file: the cgroup v2 root, or a v1 misc hierarchy.
+_MISC_CAPACITY = ("/sys/fs/cgroup/misc.capacity", "/sys/fs/cgroup/misc/misc.capacity")
+# CAP_IPC_LOCK (include/uapi/linux/capability.h): pinning memory without RLIMIT_MEMLOCK.
+_CAP_IPC_LOCK = 14
+
+
+def _cmdline_words(text: Optional[str]) -> Optional[Tuple[str, ...]]:
+    if text is None:
+        return None
+    wanted = ("kvm_amd.", "kvm_intel.", "kvm-amd.", "kvm-intel.", "sev=", "mem_encrypt=", "nohibernate", "hibernate=")
+    return tuple(word for word in text.split() if word.startswith(wanted))
+
+
+def _misc_capacity(reader: _Reader) -> Tuple[Optional[Dict[str, int]], Optional[str]]:
+    for path in _MISC_CAPACITY:
+        text = reader.text(path)
+        if text is None:
+            continue
+        capacity: Dict[str, int] = {}
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isascii() and parts[1].isdigit() and len(parts[1]) <= 19:
+                capacity[parts[0]] = int(parts[1])
+        return capacity, path
+    return None, None
+
+
+def _memlock(reader: _Reader) -> Optional[Tuple[int, int]]:
+    for line in (reader.text("/proc/self/limits") or "").splitlines():
+        if line.startswith("Max locked memory"):
+            fields = line[len("Max locked memory"):].split()
+            if len(fields) >= 2:
+                try:
+                    soft, hard = (-1 if f == "unlimited" else int(f) for f in fields[:2])
+                except ValueError:
+                    return None
+                return soft, hard
+    return None
+
+
+def _ipc_lock(reader: _Reader) -> Optional[bool]:
+    for line in (reader.text("/proc/self/status") or "").splitlines():
+        if line.startswith("CapEff:"):
+            try:
+                return bool(int(line.split(":", 1)[1].strip(), 16) >> _CAP_IPC_LOCK & 1)
+            except ValueError:
+                return None
+    return None
+
+
+def _log_text(record: str) -> str:
+    head, sep, text = record.partition(";")
+    if sep and head.count(",") >= 2 and head.split(",")[0].isdigit():
+        return text
+    return record
+
+
+def _kernel_log(reader: _Reader, keep: Tuple[str, ...]) -> Tuple[Optional[Tuple[str, ...]], str]:
+    from ._cc_facts import MAX_LOG_CHARS, MAX_LOG_LINES
+
+    if reader.real:
+        records, why = _attempt(_read_kmsg)
+        if records is None:
+            return None, f"{_KMSG}: {why} (reading the kernel log needs CAP_SYSLOG)"
+    else:
+        text = reader.text(_KMSG, _TEXT_LIMIT)
+        if text is None:
+            return None, f"no {_KMSG} under the root read"
+        records = text.splitlines()
+    lines = [_log_text(r).split("\n", 1)[0].strip() for r in records]
+    kept = [line[:MAX_LOG_CHARS] for line in lines if any(word in line for word in keep)]
+    return tuple("".join(ch if ch.isprintable() else "?" for ch in line) for line in kept[-MAX_LOG_LINES:]), ""
+
+
+def _read_kmsg() -> List[str]:
+    # O_NONBLOCK: read returns EAGAIN at the end instead of waiting for new records.
+    fd = os.open(_KMSG, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # ownership: closed below
+    records: List[str] = []
+    try:
+        while len(records) < _KMSG_RECORDS:
+            try:
+                data = os.read(fd, _KMSG_RECORD_BYTES)
+            except BlockingIOError:
+                break
+            except BrokenPipeError:  # EPIPE: the record was overwritten while reading; take the next
+                continue
+            if not data:
+                break
+            records.append(data.decode("utf-8", errors="replace"))
+    finally:
+        os.close(fd)
+    return records
+
+
+def read_confidential_files(root: str = "/") -> ConfidentialFacts:
+    """The confidential-VM facts that files under ``root`` tell (no ioctl is issued).
+
+    CPUID 0x8000001F through ``/dev/cpu/0/cpuid`` (needs root and the cpuid driver; the leaf is
+    read only when the CPU's highest extended leaf reaches it), the kernel command line, the
+    misc cgroup's ``misc.capacity``, this process's memlock limit and CAP_IPC_LOCK, and the
+    kernel-log lines about SEV and TDX (``/dev/kmsg``; under a fake root a text file there). A
+    missing or unreadable file leaves its fact unknown, with the reason where one is known.
+
+    Example:
+        >>> import os, tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     os.makedirs(os.path.join(tmp, "sys/fs/cgroup"))
+        ...     with open(os.path.join(tmp, "sys/fs/cgroup/misc.capacity"), "w") as f:
+        ...         _ = f.write("sev 410\\nsev_es 99\\n")
+        ...     facts = read_confidential_files(tmp)
+        >>> dict(facts.misc_capacity), facts.memlock, facts.cpuid_note
+        ({'sev': 410, 'sev_es': 99}, None, 'no /dev/cpu/0/cpuid (the cpuid driver: modprobe cpuid)')
+    """
+    from ._cc_data import CPUID_LEAF, LOG_KEEP
+
+    reader = _Reader(root)
+    cpuid: Optional[Tuple[int, int, int, int]] = None
+    top, why = reader.pread(_CPUID_DEVICE, 16, 0x80000000)
+    if top is None or len(top) != 16:
+        note = {
+            "ENOENT": f"no {_CPUID_DEVICE} (the cpuid driver: modprobe cpuid)",
+            "EACCES": f"{_CPUID_DEVICE} needs root",
+            "EPERM": f"{_CPUID_DEVICE} needs root",
+        }.get(why or "", f"{_CPUID_DEVICE}: {why or 'short read'}")
+    else:
+        highest = int.from_bytes(top[:4], "little")
+        note = ""
+        if highest < CPUID_LEAF:
+            note = f"the CPU's highest extended leaf is {highest:#x}: it has no leaf {CPUID_LEAF:#x}"
+        else:
+            raw, why = reader.pread(_CPUID_DEVICE, 16, CPUID_LEAF)
+            if raw is not None and len(raw) == 16:
+                eax, ebx, ecx, edx = (int.from_bytes(raw[i : i + 4], "little") for i in range(0, 16, 4))
+                cpuid = (eax, ebx, ecx, edx)
+            else:
+                note = f"{_CPUID_DEVICE}: {why or 'short read'}"
+    capacity, misc_path = _misc_capacity(reader)
+    log, log_note = _kernel_log(reader, LOG_KEEP)
+    return ConfidentialFacts(
+        cpuid=cpuid,
+        cpuid_note=note,
+        cmdline=_cmdline_words(reader.text("/proc/cmdline")),
+        misc_capacity=capacity,
+        misc_path=misc_path,
+        memlock=_memlock(reader),
+        ipc_lock=_ipc_lock(reader),
+        kernel_log=log,
+        kernel_log_note=log_note,
     )

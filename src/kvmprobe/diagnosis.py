@@ -1,7 +1,7 @@
 """Host diagnosis: whether KVM works here, why, and what to do (``python -m kvmprobe doctor``).
 
-Imports ``_checks`` (the checks and the judge), ``host``, ``probing``, ``device``, ``_backend``
-and ``_ioctl``. :func:`diagnose` turns the kernel's answers and the
+Imports ``_checks`` (the checks and the judge), ``_cc_judge`` (the confidential-VM section),
+``host``, ``probing``, ``device``, ``_backend`` and ``_ioctl``. :func:`diagnose` turns the kernel's answers and the
 :class:`~kvmprobe.HostFacts` into a :class:`Diagnosis`: a verdict and a list of :class:`Check`
 results, each with what was found and, where something is wrong, the remedy (``_remedies``).
 
@@ -17,14 +17,19 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from ._backend import Backend
 from ._checks import CHECK_IDS, DECISIVE, Check, Judge, Status, ask_kernel, recorded_answers
+from ._arch import is_x86
 from ._ioctl import KVM_API_VERSION
 from .device import DEFAULT_DEVICE, device_path
 from .host import HostFacts, read_host_facts
+from .errors import KvmProbeError
 from .probing import ProbeResult
+
+if TYPE_CHECKING:
+    from ._cc_verdict import ConfidentialReport
 
 __all__ = ["CHECK_IDS", "DECISIVE", "Check", "Diagnosis", "Status", "Verdict", "diagnose"]
 
@@ -74,6 +79,9 @@ class Diagnosis:
     summary: str
     source: str = "live"
     device: str = DEFAULT_DEVICE
+    #: Whether SEV, SEV-ES, SEV-SNP and TDX guests can run here (x86 hosts whose KVM is usable;
+    #: ``None`` otherwise): a section of its own, which never changes the verdict.
+    confidential: Optional[ConfidentialReport] = None
 
     @property
     def usable(self) -> bool:
@@ -134,6 +142,7 @@ class Diagnosis:
             "device": self.device,
             "checks": [item.to_dict() for item in self.checks],
             "host": self.facts.to_dict(),
+            "confidential": self.confidential.to_dict() if self.confidential is not None else None,
         }
 
 
@@ -254,6 +263,9 @@ def diagnose(
         source = probe.source if probe is not None else "live"
     checks = Judge(facts, answers, path, facts_known=facts_known).all()
     verdict = _verdict(checks)
+    confidential = None
+    if verdict is not Verdict.NOT_USABLE and is_x86(facts.machine or (probe.arch if probe else "")):
+        confidential = _confidential(probe if probe is not None else answers.probe, root)
     return Diagnosis(
         verdict=verdict,
         checks=checks,
@@ -261,4 +273,19 @@ def diagnose(
         summary=_summary(verdict, checks, facts, recorded=answers.how == "recorded", derived=answers.derived),
         source=source,
         device=path,
+        confidential=confidential,
     )
+
+
+def _confidential(probe: Optional[ProbeResult], root: str) -> Optional[ConfidentialReport]:
+    """The confidential-VM section, from the answers in hand: a recorded host's recorded facts,
+    else this host's files with the capabilities already asked (the device is not opened again;
+    'kvmprobe check sev' asks the SEV attributes and, with --create-vm, creates such VMs)."""
+    from ._cc_judge import assess
+
+    if probe is None:
+        return None
+    try:
+        return assess(probe, root=root, ask_kvm=False)
+    except KvmProbeError:  # a fake root's malformed node file: the checks above already said so
+        return None

@@ -1,6 +1,7 @@
 """Compare two hosts: capabilities gained, lost and changed, host facts, VMM verdicts and CPUs.
 
-Imports ``probing``, ``profiles``, ``caps``, ``errors``, ``_arch`` and ``_cpu_diff``. :func:`diff_hosts` takes two
+Imports ``probing``, ``profiles``, ``_cc_judge`` (confidential-guest verdicts), ``_bitmasks``,
+``caps``, ``errors``, ``_arch`` and ``_cpu_diff``. :func:`diff_hosts` takes two
 :class:`~kvmprobe.ProbeResult` (recorded, preset or live) and returns a :class:`HostDiff`:
 what an operator needs to know before moving VMs from host A to host B (or from one kernel
 to the next). Pure: it never probes; the CLI (``kvmprobe diff A [B]``) gathers the hosts.
@@ -54,7 +55,8 @@ class CapChange:
             >>> CapChange("KVM_CAP_HLT", 1, 1, None, b_error=5).describe()
             'KVM_CAP_HLT (1): 1 -> query failed: EIO (Input/output error)'
         """
-        return f"{self.name} ({self.number}): {_shown(self.a, self.a_error)} -> {_shown(self.b, self.b_error)}"
+        line = f"{self.name} ({self.number}): {_shown(self.a, self.a_error)} -> {_shown(self.b, self.b_error)}"
+        return line + _named(self.number, self.a, self.b)
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready: name, number, a, b (and a_error/b_error when a query failed)."""
@@ -64,6 +66,21 @@ class CapChange:
         if self.b_error is not None:
             doc["b_error"] = self.b_error
         return doc
+
+
+def _named(number: int, a: Optional[int], b: Optional[int]) -> str:
+    """`` [A: NAME|NAME; B: NAME]`` for a bit-mask capability's two answers, else ``""``."""
+    from ._bitmasks import MASKS, decode_mask
+
+    cap = next((c for c in MASKS if int(c) == number), None)
+    if cap is None:
+        return ""
+    parts = []
+    for side, value in (("A", a), ("B", b)):
+        decoded = decode_mask(cap, value) if value else None
+        if decoded is not None:
+            parts.append(f"{side}: {decoded.text()}")
+    return f" [{'; '.join(parts)}]" if parts else ""
 
 
 def _shown(value: Optional[int], error: Optional[int]) -> str:
@@ -318,6 +335,10 @@ def _fact_changes(a: ProbeResult, b: ProbeResult, notes: List[str]) -> List[Fact
     elif a.host is not None or b.host is not None:
         notes.append(f"host facts: only {'A' if a.host is not None else 'B'} recorded them; not compared")
     _run_changes(a, b, changes, notes)
+    if a.confidential is not None and b.confidential is not None:
+        _diff_facts("confidential", a.confidential.to_dict(), b.confidential.to_dict(), changes)
+    elif a.confidential is not None or b.confidential is not None:
+        notes.append(f"confidential-VM facts: only {'A' if a.confidential is not None else 'B'} recorded them; not compared")
     return changes
 
 
@@ -357,6 +378,13 @@ def _verdicts(a: ProbeResult, b: ProbeResult) -> List[VerdictChange]:
             changes.append(
                 VerdictChange(name, left.display_name, left.ready, right.ready, left.summary(), right.summary())
             )
+    if is_x86(a.arch) and is_x86(b.arch):
+        from ._cc_judge import assess  # only for two x86 hosts
+
+        # Recorded facts (or, for a live host, what was gathered for it): the device is not asked.
+        for was, now in zip(assess(a, ask_kvm=False).verdicts, assess(b, ask_kvm=False).verdicts):
+            if was.ready != now.ready:
+                changes.append(VerdictChange(was.kind, was.display_name, was.ready, now.ready, was.summary(), now.summary()))
     return changes
 
 

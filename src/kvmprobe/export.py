@@ -1,6 +1,6 @@
 """Render a probed host for the systems that already run fleets: NFD labels and Prometheus.
 
-Imports ``probing``, ``caps``, ``_ioctl`` and ``_version``. Both renderers are pure: they take what was learned about one host (a
+Imports ``probing``, ``caps``, ``_bitmasks``, ``_ioctl`` and ``_version``. Both renderers are pure: they take what was learned about one host (a
 :class:`~kvmprobe.ProbeResult`, or ``None`` when the device could not be reached, plus the
 verdict, the nested setting and each VMM's readiness) and return text; writing the text is
 :func:`kvmprobe.write_atomic`'s job, gathering the facts the CLI's.
@@ -23,6 +23,9 @@ The labels, under ``prefix`` (default :data:`DEFAULT_PREFIX`)::
     kvm.nested=true|false          the KVM module's nested parameter (absent: unknown)
     kvm.run=ok|failed              whether KVM_RUN ran the micro-guest (absent: not run; kvmprobe.guest)
     kvm.cap.<name>=<value>         each selected capability the kernel supports (absent: unsupported)
+    kvm.cap.<name>.<bit>=true      each bit set in a selected bit-mask capability's answer, by name
+    kvm.vm-type.<type>=true        each VM type KVM_CAP_VM_TYPES offers (default, sev, sev-es, snp, tdx, ...)
+    cc.<kind>.ready=true|false     each confidential-guest kind judged (sev, sev-es, sev-snp, tdx)
     kvm.capability-query-errors=N  only when N selected capabilities' queries failed: those have no
                                    label, and are unknown rather than unsupported
     vmm.<id>.ready=true|false      each VMM profile's verdict
@@ -35,6 +38,7 @@ import re
 from datetime import datetime, timezone
 from typing import Iterable, List, Mapping, Optional, Tuple, Union
 
+from ._bitmasks import MASKS, VM_TYPES, decode_mask
 from ._ioctl import KVM_API_VERSION
 from ._version import __version__
 from .caps import Cap, CapLike
@@ -203,6 +207,26 @@ def cap_label_name(cap: CapLike) -> str:
     return head + label_name(Cap.lookup(cap).name.lower(), max_length=_NAME_MAX - len(head))
 
 
+def _bit_labels(result: ProbeResult, cap: Cap, value: int) -> List[Tuple[str, str]]:
+    """``kvm.cap.<name>.<bit>=true`` per named bit of a mask answer; VM_TYPES as ``kvm.vm-type.<type>``."""
+    mask = MASKS.get(cap)
+    if mask is None or decode_mask(cap, value, result.arch) is None:
+        return []
+    if cap is Cap.VM_TYPES:
+        return [(f"kvm.vm-type.{vm.short}", "true") for vm in VM_TYPES if value >> vm.number & 1]
+    head = cap_label_name(cap) + "."
+    return [
+        (head + label_name(mask.short(bit), max_length=_NAME_MAX - len(head)), "true")
+        for bit in mask.bits
+        if value & bit.value
+    ]
+
+
+def _cc_label_name(kind: str) -> str:
+    head, tail = "cc.", ".ready"
+    return head + label_name(kind, max_length=_NAME_MAX - len(head) - len(tail)) + tail
+
+
 def _vmm_label_name(vmm: str) -> str:
     head, tail = "vmm.", ".ready"
     return head + label_name(vmm, max_length=_NAME_MAX - len(head) - len(tail)) + tail
@@ -299,6 +323,7 @@ def _labels(
     unavailable: Unavailable,
     prefix: str,
     caps: Tuple[Cap, ...],
+    cc_ready: Mapping[str, bool],
 ) -> List[Tuple[str, str]]:
     pairs: List[Tuple[str, str]] = [("kvm.usable", _bool(usable))]
     if not usable and unavailable is not None:
@@ -320,8 +345,11 @@ def _labels(
             raw = result.values.get(cap, 0)
             if raw > 0:
                 pairs.append((cap_label_name(cap), str(raw)))
+                pairs.extend(_bit_labels(result, cap, raw))
     for vmm in sorted(vmm_ready):
         pairs.append((_vmm_label_name(vmm), _bool(vmm_ready[vmm])))
+    for kind in cc_ready:
+        pairs.append((_cc_label_name(kind), _bool(cc_ready[kind])))
     return [(f"{prefix}/{name}", value) for name, value in pairs]
 
 
@@ -335,6 +363,7 @@ def nfd_features(
     prefix: str = DEFAULT_PREFIX,
     caps: CapSelection = "all",
     expiry_time: Optional[datetime] = None,
+    cc_ready: Optional[Mapping[str, bool]] = None,
 ) -> str:
     """The NFD feature file for one host: one ``<prefix>/<name>=<value>`` label per line.
 
@@ -358,6 +387,8 @@ def nfd_features(
         expiry_time: adds ``# +expiry-time=<RFC 3339, UTC>``: nfd-worker drops the labels
             after that moment unless the file was rewritten, so a node whose exporter
             stopped does not keep claiming KVM forever.
+        cc_ready: each confidential-guest kind (``sev-snp``) and whether it can run here
+            (:func:`kvmprobe.confidential.assess`).
 
     Returns:
         The file's text, ending in a newline.
@@ -390,6 +421,7 @@ def nfd_features(
         unavailable=unavailable,
         prefix=prefix,
         caps=chosen,
+        cc_ready=cc_ready or {},
     )
     where = "no device" if result is None else f"{result.device} ({result.source})"
     lines = [f"# kvmprobe {__version__} feature file for NFD's local source (features.d), from {where}"]
@@ -447,6 +479,8 @@ def prometheus_text(
     vmm_ready: Optional[Mapping[str, bool]] = None,
     unavailable: Unavailable = None,
     caps: CapSelection = "all",
+    cc_ready: Optional[Mapping[str, bool]] = None,
+    cc_blocking: Optional[Mapping[str, str]] = None,
 ) -> str:
     """The host as Prometheus gauges, for node_exporter's textfile collector (a ``*.prom`` file).
 
@@ -457,12 +491,17 @@ def prometheus_text(
     ``kvm_vmm_ready{vmm}`` (1/0), ``kvm_nested_enabled`` (1/0, absent when unknown),
     ``kvm_run_ok`` (1/0: ``KVM_RUN`` ran the micro-guest), ``kvm_run_exit_seconds`` (the median
     cost of an exit to user space) and ``kvm_run_slowdown_ratio`` (guest time over native time of
-    the same loop), all three only when the micro-guest ran, and
+    the same loop), all three only when the micro-guest ran,
+    ``kvm_capability_bit{name,bit}`` (1/0 for each named bit of a selected bit-mask capability
+    the kernel answered), ``kvm_vm_type{type,number}`` (1/0 for each VM type, when
+    ``KVM_CAP_VM_TYPES`` answered), ``kvm_confidential_ready{kind}`` (1/0),
+    ``kvm_confidential_blocked{kind,layer}`` (1, the layer that stops a kind) and
     ``kvm_probe_info{kernel,arch,device,source,backend,version}`` (1). No timestamps:
     node_exporter refuses them in textfiles.
 
     Args:
-        result, usable, nested, vmm_ready, unavailable, caps: as :func:`nfd_features`.
+        result, usable, nested, vmm_ready, unavailable, caps, cc_ready: as :func:`nfd_features`.
+        cc_blocking: for each confidential kind not ready, the layer that blocks it.
 
     Raises:
         UnknownCapability: a name in ``caps`` is no capability.
@@ -515,11 +554,24 @@ def prometheus_text(
                 if cap in result.errors
             ],
         )
+    if result is not None:
+        _mask_gauges(out, result, chosen)
     ready = vmm_ready or {}
     out.gauge(
         "kvm_vmm_ready",
         "Whether each VMM profile can run on this host (1) or not (0), by kvmprobe's readiness check.",
         [_sample("kvm_vmm_ready", int(ready[vmm]), {"vmm": vmm}) for vmm in sorted(ready)],
+    )
+    kinds = cc_ready or {}
+    out.gauge(
+        "kvm_confidential_ready",
+        "Whether each kind of confidential guest can run here (1) or not (0), by kvmprobe's layer-by-layer check.",
+        [_sample("kvm_confidential_ready", int(kinds[kind]), {"kind": kind}) for kind in kinds],
+    )
+    out.gauge(
+        "kvm_confidential_blocked",
+        "The layer that stops a kind of confidential guest (cpu, bios, firmware, kernel, module, kvm, ...).",
+        [_sample("kvm_confidential_blocked", 1, {"kind": kind, "layer": layer}) for kind, layer in (cc_blocking or {}).items()],
     )
     if nested is not None:
         out.gauge(
@@ -561,3 +613,29 @@ def prometheus_text(
             [_sample("kvm_probe_info", 1, info)],
         )
     return "\n".join(out.lines) + "\n"
+
+
+def _mask_gauges(out: _Metrics, result: ProbeResult, chosen: Tuple[Cap, ...]) -> None:
+    """The bits of the selected bit-mask capabilities, by name, and the VM types by name."""
+    samples = []
+    for cap in chosen:
+        if cap in result.errors or cap is Cap.VM_TYPES:
+            continue
+        mask = MASKS.get(cap)
+        value = result.values.get(cap, 0)
+        if mask is None or decode_mask(cap, value, result.arch) is None:
+            continue
+        for bit in mask.bits:
+            samples.append(_sample("kvm_capability_bit", int(bool(value & bit.value)), {"name": cap.c_name, "bit": bit.name}))
+    out.gauge(
+        "kvm_capability_bit",
+        "One named bit of a bit-mask capability's KVM_CHECK_EXTENSION answer: 1 set, 0 clear.",
+        samples,
+    )
+    types = result.values.get(Cap.VM_TYPES, 0)
+    if Cap.VM_TYPES in chosen and Cap.VM_TYPES not in result.errors and types > 0 and decode_mask(Cap.VM_TYPES, types, result.arch):
+        out.gauge(
+            "kvm_vm_type",
+            "Whether KVM_CREATE_VM accepts each VM type (KVM_CAP_VM_TYPES): 1 yes, 0 no.",
+            [_sample("kvm_vm_type", types >> vm.number & 1, {"type": vm.name, "number": str(vm.number)}) for vm in VM_TYPES],
+        )

@@ -427,27 +427,16 @@ def _enter(vcpu: Any, mode: str) -> None:
 
 
 def _supported_cpuid(kvm: KvmDevice) -> bytearray:
-    """``KVM_GET_SUPPORTED_CPUID`` as the raw ``struct kvm_cpuid2`` ``KVM_SET_CPUID2`` takes.
+    """``KVM_GET_SUPPORTED_CPUID`` (:meth:`KvmDevice.supported_cpuid`, the one reading) packed
+    as the ``struct kvm_cpuid2`` ``KVM_SET_CPUID2`` takes: the table every VMM gives its guest."""
+    from ._kvm_structs import cpuid2_pack
+    from .errors import IoctlFailed
 
-    Private and minimal on purpose: ``KvmDevice.supported_cpuid()`` (issue #13) is the public
-    reading; this one only feeds the guest the table every VMM gives it.
-    """
-    import errno
-    import struct
-
-    count = 128
-    while True:
-        buffer = bytearray(8 + 40 * count)  # __u32 nent, padding; then 40-byte kvm_cpuid_entry2
-        struct.pack_into("<I", buffer, 0, count)
-        try:
-            kvm.backend.ioctl_buffer(kvm.fileno(), kvm.ioctls.KVM_GET_SUPPORTED_CPUID, buffer)
-            return buffer
-        except OSError as err:
-            if err.errno == errno.E2BIG and count < 4096:  # too few entries: the kernel says so
-                count *= 2
-                continue
-            raise GuestError(f"KVM_GET_SUPPORTED_CPUID failed: {os.strerror(err.errno or 0)}",
-                             hint="run 'kvmprobe doctor' for a diagnosis of this host") from err  # fmt: skip
+    try:
+        entries = kvm.supported_cpuid()
+    except IoctlFailed as err:
+        raise GuestError(err.message, hint="run 'kvmprobe doctor' for a diagnosis of this host") from err
+    return cpuid2_pack(entries, len(entries))
 
 
 def _rows(cpuid2: bytearray, leaves: Sequence[Tuple[int, int]]) -> List[Tuple[int, int, int, int, int, int]]:

@@ -22,6 +22,7 @@ from .device import KvmDevice, device_path
 from .errors import CapabilityQueryFailed
 
 if TYPE_CHECKING:
+    from ._cc_facts import ConfidentialFacts
     from ._cpu_record import CpuRecord
     from ._guest_report import RunReport
     from ._host_facts import HostFacts
@@ -72,7 +73,9 @@ class ProbeResult:
 
     ``values`` holds the raw ``KVM_CHECK_EXTENSION`` answer on the system fd (0: unsupported;
     many capabilities answer a count or a bit mask). ``host`` carries the host facts of a
-    recorded host (``None`` for a live probe: read them with ``kvmprobe.host``). ``errors`` holds the errno of each query
+    recorded host (``None`` for a live probe: read them with ``kvmprobe.host``), and
+    ``confidential`` its recorded :class:`~kvmprobe.confidential.ConfidentialFacts` (``None``: not
+    recorded; ``kvmprobe.confidential`` reads them live). ``errors`` holds the errno of each query
     that failed (those have no value). ``vm_values`` is ``None`` unless probed with ``vm=True``
     and the kernel has ``KVM_CAP_CHECK_EXTENSION_VM``; then it holds the VM-fd answers.
     A recorded host (``kvmprobe.load_snapshot``) also carries ``recorded_at`` (ISO 8601 UTC),
@@ -104,6 +107,7 @@ class ProbeResult:
     vm_created: bool = False
     source: str = "live"
     host: Optional[HostFacts] = None
+    confidential: Optional[ConfidentialFacts] = None
     unknown: Tuple[Mapping[str, Any], ...] = ()
     recorded_at: Optional[str] = None
     recorded_by: Optional[str] = None

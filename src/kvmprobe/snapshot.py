@@ -1,6 +1,6 @@
 """Recorded hosts: write a probe result as a JSON document, and read one back strictly.
 
-Imports ``probing``, ``host``, ``_guest_report``, ``caps``, ``errors``, ``atomic`` and ``_version``. A snapshot is the JSON
+Imports ``probing``, ``host``, ``_guest_report``, ``_cc_facts``, ``_cc_probe``, ``caps``, ``errors``, ``atomic`` and ``_version``. A snapshot is the JSON
 document ``python -m kvmprobe snapshot`` (and ``python -m kvmprobe --json``) writes: the
 schema name and version, who wrote it and when, the device, API version and kernel, one row
 per capability (the system-fd value, the VM-fd value where asked, the errno where a query
@@ -11,7 +11,9 @@ micro-guest checks (``run``). ``load_snapshot`` turns such a document back into 
 live one. The schema is documented as JSON Schema in ``kvmprobe/schema/snapshot-2.schema.json``.
 Version 2 adds optional top-level keys, absent or null where there is nothing to say:
 ``derivation`` (a host worked out from a kernel's source, see
-:class:`~kvmprobe.probing.Derivation`), ``cpu`` and ``run``; version-1 documents still load.
+:class:`~kvmprobe.probing.Derivation`), ``cpu``, ``run`` and ``confidential`` (the
+confidential-VM facts, :class:`~kvmprobe.confidential.ConfidentialFacts`); version-1 documents
+still load.
 
 Reading is strict: a malformed document raises :class:`~kvmprobe.SnapshotError` naming the
 file and the JSON path of the bad field (``$.capabilities[3].value``). Two things are not
@@ -31,6 +33,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 from .atomic import write_atomic
+from ._cc_facts import ConfidentialFacts
 from ._guest_report import RunReport
 from ._validate import Checker, key_path, parse_json, read_text, type_word
 from ._version import __version__
@@ -40,6 +43,7 @@ from .host import HostFacts, read_host_facts
 from .probing import Derivation, ProbeResult, probe
 
 if TYPE_CHECKING:
+    from ._backend import Backend
     from ._cpu_record import CpuRecord
 
 __all__ = [
@@ -84,12 +88,13 @@ _TOP_KEYS = (
     "capabilities",
     "host",
 )
-# Keys a document may leave out (each new in schema 2): "derivation" is written after
-# "synthesized" when set; "run" (the micro-guest checks, issue #14) last, when they were run.
+# Keys a document may leave out, each with the schema version that added it: "derivation" is
+# written after "synthesized" when set; "cpu" after "host"; "run" (the micro-guest checks, issue
+# #14) when they were run; "confidential" last when recorded.
 _DERIVATION_KEYS = ("kind", "sources", "assumptions")
 _ROW_KEYS = ("name", "number", "value", "error", "vm_value", "vm_error")
 # Keys a document may leave out ("not recorded"), with the schema version that added each.
-_OPTIONAL_KEYS = {"derivation": 2, "cpu": 2, "run": 2}
+_OPTIONAL_KEYS = {"derivation": 2, "cpu": 2, "run": 2, "confidential": 2}
 
 PathOrDict = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 
@@ -103,6 +108,7 @@ def snapshot_document(
     host: Optional[HostFacts] = None,
     *,
     recorded_at: Optional[str] = None,
+    confidential: Optional[ConfidentialFacts] = None,
 ) -> Dict[str, Any]:
     """The snapshot document of ``result``: what ``python -m kvmprobe snapshot`` writes.
 
@@ -111,12 +117,14 @@ def snapshot_document(
     carried, by number. ``host`` defaults to ``result.host``; with neither the ``host`` key is
     ``null``. ``recorded_at`` defaults to the result's own time (a loaded snapshot), else now
     (UTC), and is ``null`` for a synthesized host. The micro-guest checks (``result.run``) are
-    written under ``"run"`` only when they were recorded.
+    written under ``"run"`` only when they were recorded. ``confidential`` (default
+    ``result.confidential``) adds the key of that name; without it the key is left out.
 
     Args:
         result: a live, loaded or fake probe result.
         host: the host facts to record (see :func:`kvmprobe.host.read_host_facts`).
         recorded_at: override the time (ISO 8601), e.g. for reproducible output.
+        confidential: the confidential-VM facts to record (see :mod:`kvmprobe.confidential`).
 
     Returns:
         A dict ready for ``json.dumps``; :func:`load_snapshot` reads it back.
@@ -130,6 +138,7 @@ def snapshot_document(
         [{'name': 'KVM_CAP_IMMEDIATE_EXIT', 'number': 136, 'value': 1}]
     """
     facts = host if host is not None else result.host
+    cc = confidential if confidential is not None else result.confidential
     asked = not (result.synthesized or result.derivation is not None)
     when = recorded_at or result.recorded_at or (_now() if asked else None)
     doc: Dict[str, Any] = {
@@ -154,6 +163,8 @@ def snapshot_document(
     )
     if result.run is not None:
         doc["run"] = result.run.to_dict()
+    if cc is not None:
+        doc["confidential"] = cc.to_dict()
     return doc
 
 
@@ -196,8 +207,10 @@ def record(
     vm: bool = False,
     root: str = "/",
     refresh: bool = False,
+    confidential: bool = False,
 ) -> Dict[str, Any]:
-    """Probe the live host and return its snapshot document, host facts included.
+    """Probe the live host and return its snapshot document, host facts and the confidential-VM
+    facts its files tell included.
 
     The CPU section (x86) is recorded too: KVM's CPUID, MSR and XSAVE answers, the host's own
     CPUID and ``/proc/cpuinfo`` flags and, with ``vm``, a scratch vCPU's TSC rate.
@@ -205,6 +218,8 @@ def record(
     Args:
         path: the KVM device (default ``$KVMPROBE_DEVICE`` or ``/dev/kvm``).
         vm: also create a VM and record every capability's VM-fd value (and the TSC rate).
+        confidential: also ask KVM the confidential-VM questions: the SEV attributes of /dev/kvm
+            and, with ``vm``, KVM_CREATE_VM of each confidential type (closed at once).
         root: where the host facts are read (``/``; a test passes a fake tree).
         refresh: probe again rather than use the cached answer.
 
@@ -216,12 +231,16 @@ def record(
         >>> doc["api_version"], doc["host"]["kernel_release"] == doc["kernel"]  # doctest: +SKIP
         (12, True)
     """
-    return document_for(probe(path, vm=vm, refresh=refresh, cpu=True), root)
+    return document_for(probe(path, vm=vm, refresh=refresh, cpu=True), root, ask_kvm=confidential)
 
 
-def document_for(result: ProbeResult, root: str = "/") -> Dict[str, Any]:
-    """The snapshot document of ``result``; a live one gets this machine's host facts and the
-    host's side of its CPU record (its CPUID and ``/proc/cpuinfo`` flags, under ``root``).
+def document_for(
+    result: ProbeResult, root: str = "/", backend: Optional[Backend] = None, *, ask_kvm: bool = False
+) -> Dict[str, Any]:
+    """The snapshot document of ``result``; a live one gets this machine's host facts, the host's
+    side of its CPU record (its CPUID and ``/proc/cpuinfo`` flags, under ``root``) and the
+    confidential-VM facts of its files; with ``ask_kvm`` also KVM's confidential-VM answers
+    through ``backend`` (a VM of each confidential type tried when the probe made a VM).
 
     Example:
         >>> from kvmprobe.testing import fake_probe_result
@@ -233,10 +252,16 @@ def document_for(result: ProbeResult, root: str = "/") -> Dict[str, Any]:
     from ._cpu_record import live_host_side
 
     facts = result.host
-    if facts is None and result.source == "live":
-        facts = read_host_facts(root, device=result.device)
+    cc = result.confidential
+    if result.source == "live":
+        from ._cc_probe import gather_confidential  # only when recording a live host
+
+        facts = facts if facts is not None else read_host_facts(root, device=result.device)
+        if cc is None:
+            cc = gather_confidential(result.device, root=root, backend=backend, create_vms=result.vm_created,
+                                     ask_kvm=ask_kvm)  # fmt: skip
     cpu = live_host_side(result.cpu, source=result.source, backend=result.backend, root=root)
-    return snapshot_document(replace(result, cpu=cpu) if cpu is not result.cpu else result, facts)
+    return snapshot_document(replace(result, cpu=cpu) if cpu is not result.cpu else result, facts, confidential=cc)
 
 
 def write_snapshot(document: Mapping[str, Any], path: str) -> None:
@@ -385,6 +410,8 @@ class _Reader(Checker):
         host = None if facts is None else HostFacts.from_dict(facts, path=self.path, field="$.host")
         run = self.run(document.get("run"))
         cpu = self.cpu(document.get("cpu"))
+        cc_data = document.get("confidential")
+        cc = None if cc_data is None else ConfidentialFacts.from_dict(cc_data, path=self.path, field="$.confidential")
         return ProbeResult(
             device=device,
             api_version=api_version,
@@ -398,6 +425,7 @@ class _Reader(Checker):
             vm_created=vm_created,
             source=f"snapshot:{self.path}" if self.path is not None else "snapshot",
             host=host,
+            confidential=cc,
             unknown=unknown,
             recorded_at=recorded_at,
             recorded_by=recorded_by,

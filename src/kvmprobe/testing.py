@@ -14,7 +14,7 @@ import os as _os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass as _dataclass, field as _field, replace as _replace
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from . import probing as _probe
 from ._backend import Backend, CheckResults, Pointers
@@ -44,7 +44,8 @@ class FakeBackend:
     ``fail`` maps an ioctl name (``"KVM_GET_API_VERSION"``, ``"KVM_CREATE_VM"``,
     ``"KVM_CHECK_EXTENSION"``) or ``("KVM_CHECK_EXTENSION", number)`` to an errno, and
     ``eintr`` makes the first that-many calls fail with EINTR (``KvmDevice`` asks again, as it
-    does for a real backend).
+    does for a real backend). ``KVM_CREATE_VM`` of a type other than 0 fails with EINVAL unless
+    ``values`` gives ``VM_TYPES`` with its bit, as x86 KVM does.
     ``open_fds`` lists the fake fds not yet closed, so tests can prove nothing leaks.
 
     The x86 CPU queries answer from recorded data, with the kernel's buffer rules (E2BIG and
@@ -134,6 +135,43 @@ class FakeBackend:
         answers.update(changes)
         return cls(result.values, vm_values=result.vm_values, fail=fail, **answers)  # type: ignore[arg-type]
 
+    @classmethod
+    def amd_snp(cls) -> FakeBackend:
+        """KVM's answers on a made-up AMD host ready for SEV, SEV-ES and SEV-SNP (see
+        :meth:`FakeHost.amd_snp`): ``VM_TYPES`` 0x1d (default, SEV, SEV-ES, SNP), the
+        private-memory capabilities, and the ``KVM_X86_GRP_SEV`` attributes (DEBUG_SWAP and
+        SECURE_TSC, SNP policy bits, certificate requests).
+
+        Example:
+            >>> hex(FakeBackend.amd_snp().values[235])
+            '0x1d'
+        """
+        return cls(_CONFIDENTIAL_CAPS | {Cap.VM_TYPES: 0x1D},
+                   device_attrs={(0, 0): 0x2E7, (1, 0): 0x220, (1, 1): 0x1FFFFF, (1, 2): 1})  # fmt: skip
+
+    @classmethod
+    def amd_sev_firmware_off(cls) -> FakeBackend:
+        """KVM's answers on the made-up AMD host of :meth:`FakeHost.amd_sev_firmware_off`: SEV and
+        SEV-ES VM types but no SNP (``VM_TYPES`` 0xd), no SNP policy bits.
+
+        Example:
+            >>> hex(FakeBackend.amd_sev_firmware_off().values[235])
+            '0xd'
+        """
+        return cls(_CONFIDENTIAL_CAPS | {Cap.VM_TYPES: 0xD},
+                   device_attrs={(0, 0): 0x2E7, (1, 0): 0x20, (1, 1): 0, (1, 2): 0})  # fmt: skip
+
+    @classmethod
+    def intel_tdx_off(cls) -> FakeBackend:
+        """KVM's answers on the made-up Intel host of :meth:`FakeHost.intel_tdx_off`: only the
+        default VM type, and no ``KVM_X86_GRP_SEV`` (ENXIO, as kvm_intel answers).
+
+        Example:
+            >>> FakeBackend.intel_tdx_off().values[235]
+            1
+        """
+        return cls(_CONFIDENTIAL_CAPS | {Cap.VM_TYPES: 0x1}, device_attrs={(0, 0): 0x2E7})
+
     @property
     def open_fds(self) -> List[int]:
         """The fake fds opened and not yet closed (system and VM fds)."""
@@ -181,6 +219,9 @@ class FakeBackend:
             table = self.vm_values if fd in self._vms else self.values
             return table.get(arg, 0), 0
         if name == "KVM_CREATE_VM":
+            # x86 KVM refuses a type whose bit KVM_CAP_VM_TYPES lacks (arch/x86/kvm/x86.c:4779-4782).
+            if arg and not self.values.get(int(Cap.VM_TYPES), 0) >> arg & 1:
+                return -1, _errno.EINVAL
             with self._lock:
                 vm = next(self._fds)
                 self._open.add(vm)
@@ -226,6 +267,15 @@ class FakeBackend:
         from ._fake_cpu import structure_answer
 
         return structure_answer(self, name, buffer, pointers)
+
+# What a KVM built for confidential guests answers besides VM_TYPES (x86, Linux 6.18): the
+# private-memory capabilities, device attributes, and what VMMs need anyway.
+_CONFIDENTIAL_CAPS: Dict[CapLike, int] = {
+    Cap.IMMEDIATE_EXIT: 1, Cap.USER_MEMORY: 1, Cap.USER_MEMORY2: 1, Cap.GUEST_MEMFD: 1,
+    Cap.MEMORY_ATTRIBUTES: 0x8, Cap.GUEST_MEMFD_FLAGS: 0x3, Cap.EXIT_HYPERCALL: 0x1000,
+    Cap.SYS_ATTRIBUTES: 1, Cap.SPLIT_IRQCHIP: 1, Cap.X86_APIC_BUS_CYCLES_NS: 1, Cap.CHECK_EXTENSION_VM: 1,
+}  # fmt: skip
+
 
 def fake_probe_result(
     values: Optional[Values] = None,
@@ -452,6 +502,12 @@ class FakeHost:
     )
     container: Optional[str] = None
     msr: Optional[Tuple[int, int]] = None
+    cpuid: Mapping[int, Tuple[int, int, int, int]] = _field(default_factory=dict)
+    cmdline: Optional[str] = None
+    misc_capacity: Optional[Mapping[str, int]] = None
+    memlock: Optional[Tuple[int, int]] = None
+    cap_eff: Optional[int] = None
+    kernel_log: Optional[Tuple[str, ...]] = None
 
     def write(self, root: str) -> str:
         """Write the tree under ``root`` (an existing, preferably empty directory); return ``root``."""
@@ -476,8 +532,9 @@ class FakeHost:
         )
         put("proc/cpuinfo", cpu)
         groups = " ".join(str(g) for g in self.groups)
+        caps = f"CapEff:\t{self.cap_eff:016x}\n" if self.cap_eff is not None else ""
         put("proc/self/status", f"Name:\tpython3\nUid:\t{self.uid}\t{self.uid}\t{self.uid}\t{self.uid}\n"
-            f"Gid:\t{self.gid}\t{self.gid}\t{self.gid}\t{self.gid}\nGroups:\t{groups} \n")  # fmt: skip
+            f"Gid:\t{self.gid}\t{self.gid}\t{self.gid}\t{self.gid}\nGroups:\t{groups} \n{caps}")  # fmt: skip
         put("proc/1/cgroup", "0::/\n" if self.container != "kubernetes" else "0::/kubepods/burstable/pod1\n")
         if self.proc_modules:
             put("proc/modules", "".join(f"{name} 1 0 - Live 0x0\n" for name in self.modules))
@@ -497,6 +554,7 @@ class FakeHost:
             put(".dockerenv", "")
         elif self.container == "podman":
             put("run/.containerenv", "")
+        self._write_confidential(root, put)
         if self.msr is not None:
             offset, msr_value = self.msr
             path = os.path.join(root, "dev/cpu/0/msr")
@@ -505,6 +563,30 @@ class FakeHost:
                 handle.seek(offset)
                 handle.write(msr_value.to_bytes(8, "little"))
         return root
+
+    def _write_confidential(self, root: str, put: Callable[[str, str], None]) -> None:
+        """The confidential-VM layers' files: CPUID through the cpuid driver (a sparse file, each
+        leaf's 16 bytes at offset ``leaf``), the command line, misc.capacity, the memlock limit
+        and the kernel log (``dev/kmsg`` records, ``prio,seq,usec,flags;text``)."""
+        import os
+
+        if self.cpuid:
+            path = os.path.join(root, "dev/cpu/0/cpuid")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as handle:
+                for leaf, registers in sorted(self.cpuid.items()):
+                    handle.seek(leaf)
+                    handle.write(b"".join(r.to_bytes(4, "little") for r in registers))
+        if self.cmdline is not None:
+            put("proc/cmdline", self.cmdline + "\n")
+        if self.misc_capacity is not None:
+            put("sys/fs/cgroup/misc.capacity", "".join(f"{k} {v}\n" for k, v in self.misc_capacity.items()))
+        if self.memlock is not None:
+            soft, hard = ("unlimited" if n < 0 else str(n) for n in self.memlock)
+            put("proc/self/limits", f"Limit                     Soft Limit           Hard Limit           Units\n"
+                f"Max locked memory         {soft:<20} {hard:<20} bytes\n")  # fmt: skip
+        if self.kernel_log is not None:
+            put("dev/kmsg", "".join(f"6,{n},{n * 1000},-;{line}\n" for n, line in enumerate(self.kernel_log)))
 
     @staticmethod
     def char(major: int, minor: int, mode: int = 0o660, uid: int = 0, gid: int = KVM_GID) -> _DeviceNode:
@@ -622,4 +704,74 @@ class FakeHost:
             gid=0,
             groups=(),
             container="docker",
+        )
+
+    @classmethod
+    def amd_snp(cls) -> FakeHost:
+        """A made-up bare-metal AMD EPYC host ready for SEV, SEV-ES and SEV-SNP guests: Linux 6.18,
+        the sev/sev_es/sev_snp flags, CPUID 0x8000001F with SEV, SEV-ES and SNP (C-bit 51, 1006
+        ASIDs, the first 99 for SEV-ES/SNP), kvm_amd with sev/sev_es/sev_snp=Y, ``/dev/sev`` 0660
+        root:sev with the user (alice) in ``sev``, misc.capacity ``sev 907``/``sev_es 99``, an 8 MiB
+        memlock limit, and the SNP firmware's API line in the kernel log. Pair it with
+        :meth:`FakeBackend.amd_snp` for KVM's answers.
+
+        Example:
+            >>> FakeHost.amd_snp().modules["kvm_amd"]["sev_snp"]
+            'Y'
+        """
+        sev_gid = 970
+        return cls(
+            kernel_release="6.18.0",
+            cpu_vendor="AuthenticAMD",
+            cpu_flags=("fpu", "msr", "svm", "npt", "lm", "sme", "sev", "sev_es", "sev_snp"),
+            modules={"kvm": {"halt_poll_ns": "200000"},
+                     "kvm_amd": {"nested": "1", "npt": "1", "sev": "Y", "sev_es": "Y", "sev_snp": "Y"}},  # fmt: skip
+            nodes={**_standard_nodes(_char(10, 232)), "/dev/sev": _char(10, 122, 0o660, 0, sev_gid)},
+            groups=(1000, KVM_GID, sev_gid),
+            group_db=(("root", 0, ()), ("kvm", KVM_GID, ("alice",)), ("sev", sev_gid, ("alice",)), ("alice", 1000, ())),
+            # EAX: SME, SEV, VM_PAGE_FLUSH, SEV_ES, SEV_SNP, VMPL, V_TSC_AUX, SME_COHERENT, DEBUG_SWAP;
+            # EBX: C-bit 51, 1 address bit lost, 4 VMPLs; ECX: 1006 ASIDs; EDX: SEV-only from ASID 100.
+            cpuid={0x80000000: (0x80000028, 0, 0, 0), 0x8000001F: (0x463F, 0x4073, 1006, 100)},
+            cmdline="BOOT_IMAGE=/vmlinuz-6.18.0 root=/dev/sda1 ro",
+            misc_capacity={"sev": 907, "sev_es": 99},
+            memlock=(8 << 20, 8 << 20),
+            cap_eff=0,
+            kernel_log=("ccp 0000:22:00.1: sev enabled", "ccp 0000:22:00.1: SEV-SNP API:1.55 build:21"),
+        )
+
+    @classmethod
+    def amd_sev_firmware_off(cls) -> FakeHost:
+        """A made-up AMD host like :meth:`amd_snp` whose SEV firmware did not initialize SNP:
+        kvm_amd still says ``sev_snp=Y`` while KVM offers no SNP VM type (as on Linux 6.11-6.15,
+        where the parameter does not fold in the firmware, or on a kernel that drops the type
+        after the parameters are set), and no SNP API line in the kernel log. Pair it with
+        :meth:`FakeBackend.amd_sev_firmware_off`.
+
+        Example:
+            >>> FakeHost.amd_sev_firmware_off().kernel_log
+            ('ccp 0000:22:00.1: sev enabled',)
+        """
+        return _replace(cls.amd_snp(), kernel_release="6.12.0", kernel_log=("ccp 0000:22:00.1: sev enabled",))
+
+    @classmethod
+    def intel_tdx_off(cls) -> FakeHost:
+        """A made-up bare-metal Intel host whose BIOS enabled TDX (the kernel's tdx_host_platform
+        flag) but whose kvm_intel runs with ``tdx=N`` (its default): Linux 6.18, no ``tdx`` in
+        misc.capacity, nothing about TDX in the kernel log. Pair it with a :class:`FakeBackend`
+        answering ``VM_TYPES`` 1.
+
+        Example:
+            >>> FakeHost.intel_tdx_off().modules["kvm_intel"]["tdx"]
+            'N'
+        """
+        return cls(
+            kernel_release="6.18.0",
+            cpu_flags=("fpu", "msr", "vmx", "ept", "vpid", "lm", "tdx_host_platform"),
+            modules={"kvm": {"halt_poll_ns": "200000"}, "kvm_intel": {"nested": "Y", "ept": "Y", "tdx": "N"}},
+            cpuid={0x80000000: (0x80000008, 0, 0, 0)},
+            cmdline="BOOT_IMAGE=/vmlinuz-6.18.0 root=/dev/sda1 ro",
+            misc_capacity={},
+            memlock=(8 << 20, 8 << 20),
+            cap_eff=0,
+            kernel_log=(),
         )

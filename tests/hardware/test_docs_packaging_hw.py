@@ -34,6 +34,8 @@ def normal(lines: List[str]) -> List[str]:
     for line in lines:
         line = re.sub(r"\b\d+ files, \d+ KiB\b", "N files, N KiB", line)
         line = re.sub(r"\b\d+\.\d+\.\d+-[\w.+-]*\w", "RELEASE", line)
+        # groff justifies by spreading spaces, differently as the page grows: the words count.
+        line = re.sub(r"(?<=\S)  +(?=\S)", " ", line)
         out.append(line.rstrip())
     return out
 

@@ -215,8 +215,10 @@ def backend() -> str:
 
 
 def test_the_long_mode_guest_reads_the_supported_cpuid_or_on_pvm_the_host_cpu(
-    host_cpuid: Dict[Tuple[int, int], Registers],
+    host_cpuid: Dict[Tuple[int, int], Registers], pinned_cpu: int
 ) -> None:
+    # Pinned: the supported table carries the APIC ID of the CPU that read it (leaf 1 EBX[31:24]),
+    # and the guest's forked child inherits the pinning, so both read it on one CPU.
     report = guest.run_checks()
     supported = raw_supported_cpuid()
     assert [(r.leaf, r.subleaf) for r in report.cpuid] == list(guest.CPUID_LEAVES)

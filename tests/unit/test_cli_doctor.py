@@ -131,7 +131,8 @@ def test_json_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     code, out, _ = run(["doctor", "--json", "--device", str(tmp_path / "none")], capsys)
     doc = json.loads(out)
     assert code == 1
-    assert list(doc) == ["schema", "verdict", "usable", "summary", "source", "device", "checks", "host"]
+    assert list(doc) == ["schema", "verdict", "usable", "summary", "source", "device", "checks", "host", "confidential"]
+    assert doc["confidential"] is None  # KVM is not usable: no confidential-VM section
     assert doc["schema"] == "kvmprobe-doctor/1" and doc["device"] == str(tmp_path / "none")
     assert [c["id"] for c in doc["checks"]] == list(CHECK_IDS)
     assert all(set(c) == {"id", "status", "decisive", "summary", "remedy"} for c in doc["checks"])

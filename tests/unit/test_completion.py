@@ -28,6 +28,7 @@ from _packaging import run_script
 from kvmprobe import Cap
 from kvmprobe._cli import _COMMANDS
 from kvmprobe.presets import preset_names
+from kvmprobe.confidential import KINDS
 from kvmprobe.profiles import vmm_names
 
 BASH = shutil.which("bash")
@@ -87,7 +88,8 @@ def test_words_complete_from_the_package(script: Path, tmp_path: Path) -> None:
         "kvmprobe ch": ["check"],
         "kvmprobe d": [c for c in _COMMANDS if c.startswith("d")],
         "kvmprobe check cl": ["cloud-hypervisor"],
-        "kvmprobe check ": vmm_names(),
+        "kvmprobe check ": vmm_names() + list(KINDS),
+        "kvmprobe check sev-s": ["sev-snp"],
         "kvmprobe check firecracker q": ["qemu"],
         "kvmprobe check --profile x.json cl": ["cloud-hypervisor"],
         "kvmprobe check --": [o for o in options_of("check") if o.startswith("--")],

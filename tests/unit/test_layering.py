@@ -28,6 +28,9 @@ LAYERS: Dict[str, int] = {
     "_kvm_exits": 1, "_guest_code": 1,
     # 2: data built on the table; choosing a backend; the host reader (files)
     "_vmm_requirements": 2, "_backend_select": 2, "_profile": 2, "_host_facts": 2, "_cpuid": 2,
+    # 2: data on the Cap table: bit-mask capabilities, the confidential kinds and layers; the
+    # confidential facts (the model)
+    "_bitmasks": 2, "_cc_data": 2, "_cc_facts": 2,
     # 2: the x86 CPU queries KvmDevice inherits (structures in, numbers out)
     "_device_x86": 2,
     # 2: a vCPU fd, its kvm_run and guest memory (device hands it its ioctl caller); a run's findings
@@ -36,6 +39,8 @@ LAYERS: Dict[str, int] = {
     "_seccomp": 2,
     # 3: readers of files (the profile loader, the host reader); the remedy sentences
     "_profile_file": 3, "_host_reader": 3, "_remedies": 3, "_supervisor": 3,
+    # 3: number collisions (named from the bit-mask tables); the confidential verdicts (value types)
+    "_collisions": 3, "_cc_verdict": 3,
     # 3: the one room that runs programs (VMM version queries)
     "_installed": 3,
     # 3: the device, the one place errno becomes an error; the raw CPU record and its reader
@@ -43,14 +48,14 @@ LAYERS: Dict[str, int] = {
     # 4: the host facts' public home
     "host": 4,
     # 4: the batch probe and its cache; the micro-guest under KVM_RUN; decoding CPU records;
-    # made-up CPU records for fakes
-    "probing": 4, "guest": 4, "_cpu_decode": 4, "_fake_cpu": 4,
+    # made-up CPU records for fakes; the confidential-VM gathering (files and KVM's answers)
+    "probing": 4, "guest": 4, "_cpu_decode": 4, "_fake_cpu": 4, "_cc_probe": 4,
     # 4: the doctor's judgement of a micro-guest run (the remedies and the run's findings)
     "_run_verdict": 4,
     # 5: what is made of a probe
-    "profiles": 5, "snapshot": 5, "_checks": 5, "export": 5, "cpuinfo": 5, "_cpu_diff": 5,
+    "profiles": 5, "snapshot": 5, "_checks": 5, "export": 5, "cpuinfo": 5, "_cpu_diff": 5, "_cc_judge": 5,
     # 6: built on those
-    "diagnosis": 6, "presets": 6, "diff": 6, "_learning": 6,
+    "diagnosis": 6, "presets": 6, "diff": 6, "_learning": 6, "confidential": 6,
     # 7-10: the shells: fakes, the pytest plugin over them, the facade, the CLI
     "testing": 7, "emulate": 7, "pytest_plugin": 8, "__init__": 9, "_cli": 9, "__main__": 10,
 }

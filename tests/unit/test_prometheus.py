@@ -68,7 +68,7 @@ def test_every_capability_value_round_trips() -> None:
     assert info == [{"kernel": "6.18.0", "arch": "x86_64", "device": "/dev/kvm", "source": "fake", "backend": "fake",
                      "version": info[0]["version"]}]
     assert set(families) == {"kvm_usable", "kvm_api_version", "kvm_capability", "kvm_vmm_ready", "kvm_nested_enabled",
-                             "kvm_probe_info"}
+                             "kvm_probe_info", "kvm_capability_bit", "kvm_vm_type"}
 
 
 @settings(max_examples=60, deadline=None)

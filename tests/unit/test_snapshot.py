@@ -66,11 +66,12 @@ def doc(facts: HostFacts) -> Doc:
 def test_document_keys_come_in_the_documented_order(doc: Doc, schema: Dict[str, Any]) -> None:
     # The optional keys of schema 2 sit in their documented places: "derivation" right after
     # "synthesized" (absent here), "cpu" after "host" (null: not recorded), "run" (the micro-guest
-    # checks, written only when run) last.
+    # checks, written only when run) and "confidential" (written only when recorded) last.
     properties = list(schema["properties"])
-    assert list(doc) == schema["required"] + ["cpu"] == [key for key in properties if key not in ("derivation", "run")]
+    optional = ("derivation", "run", "confidential")
+    assert list(doc) == schema["required"] + ["cpu"] == [key for key in properties if key not in optional]
     assert properties.index("derivation") == properties.index("synthesized") + 1
-    assert properties[-2:] == ["cpu", "run"]
+    assert properties[-3:] == ["cpu", "run", "confidential"]
     assert doc["schema"] == "kvmprobe-snapshot" and doc["schema_version"] == 2 and doc["cpu"] is None
     assert doc["kvmprobe_version"] == kvmprobe.__version__
     assert [row["name"] for row in doc["capabilities"]] == [cap.c_name for cap in Cap]

@@ -1,15 +1,17 @@
 """``kvmprobe check VMM[@VERSION]... [--installed]``: can these VMMs run on this host (or a recorded one)?
 
-Exit 0 when every VMM named is ready (on conditions too, unless ``--strict``), 1 when one is not
-(or an installed one cannot be judged), 2 on bad input (an unknown VMM or release, a bad profile
-file), 3 when the live KVM device cannot be used.
+The names may also be confidential-guest kinds (``sev``, ``sev-es``, ``sev-snp``, ``tdx``): those
+are judged layer by layer by :mod:`kvmprobe.confidential`, and the report names the layer that
+blocks and its fix. Exit 0 when everything named is ready (VMMs on conditions too, unless
+``--strict``), 1 when one is not (or an installed one cannot be judged), 2 on bad input (an
+unknown name or release, a bad profile file), 3 when the live KVM device cannot be used.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..probing import ProbeResult
 from ..profiles import (
@@ -24,7 +26,13 @@ from ..profiles import (
 )
 from . import _common
 
+if TYPE_CHECKING:
+    from ..confidential import ConfidentialReadiness
+
 SCHEMA = "kvmprobe.check/1"
+
+# Suffixes of --guest-memory sizes.
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 def register(subparsers: Any) -> None:
@@ -34,12 +42,15 @@ def register(subparsers: Any) -> None:
         description="Check the host's KVM against what each VMM needs: the capabilities it refuses "
         "to start without, the ones whose absence degrades a feature, and the KVM API version. "
         "Name a release as the VMM spells it (qemu@7.2, cloud-hypervisor@v45); without one, the "
-        "newest release kvmprobe knows. Built-in VMMs: " + ", ".join(vmm_names()) + ".",
+        "newest release kvmprobe knows. Built-in VMMs: " + ", ".join(vmm_names()) + ". Confidential "
+        "guests: sev, sev-es, sev-snp, tdx (every layer from the CPU to the memlock limit, and the one "
+        "that blocks).",
         epilog="exit codes: 0 all ready (on conditions too, unless --strict), 1 one is not, 2 bad input, "
         "3 KVM unavailable.",
     )
     parser.add_argument(
-        "vmms", nargs="*", metavar="VMM[@VERSION]", help="built-in VMMs, e.g. cloud-hypervisor@v45 qemu@7.2 firecracker"
+        "vmms", nargs="*", metavar="VMM[@VERSION]",
+        help="built-in VMMs, e.g. cloud-hypervisor@v45 qemu@7.2 firecracker; or sev, sev-es, sev-snp, tdx",
     )
     parser.add_argument("--all", action="store_true", help="every built-in VMM with a profile for the host's arch")
     parser.add_argument(
@@ -61,6 +72,16 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="exit 1 also when a VMM is ready only on a condition of this KVM backend (e.g. a PVM guest kernel)",
     )
+    parser.add_argument(
+        "--create-vm",
+        action="store_true",
+        help="sev/sev-es/sev-snp/tdx: also create a VM of each confidential type and close it at once",
+    )
+    parser.add_argument(
+        "--guest-memory",
+        metavar="SIZE",
+        help="sev/sev-es: the guest's RAM (e.g. 4G), held against this process's RLIMIT_MEMLOCK",
+    )
     _common.add_source_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -74,7 +95,10 @@ def run(args: argparse.Namespace) -> int:
     # profiles. Which release range applies depends on the host's architecture, known after.
     if args.installed and args.snapshot is not None:
         raise _common.UsageError("--installed checks the VMMs installed here against this host: leave out --snapshot")
-    specs = list(dict.fromkeys(resolve_vmm_spec(spec) for spec in args.vmms))
+    specs, kinds = _split_names(args.vmms)
+    memory = parse_size(args.guest_memory) if args.guest_memory is not None else None
+    if not kinds and (args.create_vm or memory is not None):
+        raise _common.UsageError("--create-vm and --guest-memory apply to sev, sev-es, sev-snp and tdx only")
     files = [load_profile(path) for path in args.profile]
     result = _common.load_result(args)
     named = [builtin_profile(vmm, result.arch, version) for vmm, version in specs]
@@ -89,15 +113,57 @@ def run(args: argparse.Namespace) -> int:
     found = {id(profile): item for profile, item in installed if profile is not None}
     unjudged = [item for profile, item in installed if profile is None]
     items = [item for _, item in installed] if args.installed else None
+    confidential: List[ConfidentialReadiness] = []
+    if kinds:
+        from ..confidential import assess
+
+        report = assess(result, kinds=kinds, backend=_common.backend_of(args), create_vms=args.create_vm,
+                        guest_memory=memory)  # fmt: skip
+        confidential = list(report.verdicts)
     if args.json:
-        _common.write_json(document(result, verdicts, installed=items, found=found))
+        _common.write_json(document(result, verdicts, installed=items, found=found, confidential=confidential))
     else:
-        sys.stdout.write(render(result, verdicts, found=found, unjudged=unjudged, searched=args.installed))
-    if not _ready(verdicts, items):
+        sys.stdout.write(render(result, verdicts, found=found, unjudged=unjudged, searched=args.installed,
+                                confidential=confidential))  # fmt: skip
+    if not (_ready(verdicts, items) and all(v.ready for v in confidential)):
         return _common.EXIT_NO
     if getattr(args, "strict", False) and any(v.conditions for v in verdicts):
         return _common.EXIT_NO
     return _common.EXIT_OK
+
+
+def _split_names(words: List[str]) -> Tuple[List[Tuple[str, Optional[str]]], List[str]]:
+    """The VMM specs (``(vmm, version)``) and the confidential kinds among the names, each once."""
+    from ..confidential import KINDS, resolve_kind
+    from ..errors import UnknownVmm
+
+    specs: List[Tuple[str, Optional[str]]] = []
+    kinds: List[str] = []
+    for word in words:
+        kind = resolve_kind(word)
+        if kind is not None:
+            kinds.append(kind)
+            continue
+        try:
+            specs.append(resolve_vmm_spec(word))
+        except UnknownVmm as err:
+            import difflib  # only on this error path
+
+            close = difflib.get_close_matches(word.strip().lower(), list(KINDS), n=2, cutoff=0.6)
+            if close and type(err) is UnknownVmm:
+                raise UnknownVmm(word, close + err.suggestions, known=err.known + list(KINDS)) from None
+            raise
+    return list(dict.fromkeys(specs)), list(dict.fromkeys(kinds))
+
+
+def parse_size(text: str) -> int:
+    """``4G``, ``512MiB``, ``2048`` (bytes) as a number of bytes (binary units)."""
+    import re
+
+    match = re.fullmatch(r"([0-9]{1,15})\s*([KMGT]?)(?:I?B)?", text.strip().upper())
+    if match is None:
+        raise _common.UsageError(f"--guest-memory {text!r} is no size; give bytes or a number with K, M, G or T (4G)")
+    return int(match.group(1)) * _UNITS[match.group(2)]
 
 
 def _ready(verdicts: List[Readiness], installed: Optional[List[Dict[str, Any]]]) -> bool:
@@ -140,8 +206,10 @@ def document(
     *,
     installed: Optional[List[Dict[str, Any]]] = None,
     found: Optional[Dict[int, Dict[str, Any]]] = None,
+    confidential: Optional[List[ConfidentialReadiness]] = None,
 ) -> Dict[str, Any]:
-    """The ``check --json`` document (``installed``: what ``--installed`` found, judged or not)."""
+    """The ``check --json`` document (``installed``: what ``--installed`` found, judged or not;
+    ``confidential``: the kinds named, when any was)."""
     entries = []
     for verdict in verdicts:
         entry = verdict.to_dict()
@@ -158,11 +226,13 @@ def document(
             "device": result.device,
             "source": result.source,
         },
-        "ready": _ready(verdicts, installed),
+        "ready": _ready(verdicts, installed) and all(v.ready for v in confidential or ()),
         "vmms": entries,
     }
     if installed is not None:
         doc["installed"] = installed
+    if confidential:
+        doc["confidential"] = [v.to_dict() for v in confidential]
     return doc
 
 
@@ -173,8 +243,10 @@ def render(
     found: Optional[Dict[int, Dict[str, Any]]] = None,
     unjudged: Optional[List[Dict[str, Any]]] = None,
     searched: bool = False,
+    confidential: Optional[List[ConfidentialReadiness]] = None,
 ) -> str:
-    """The human report: the host, then per VMM the verdict and every reason."""
+    """The human report: the host, then per VMM the verdict and every reason, then per
+    confidential kind the verdict, the blocking layer's fix and every layer."""
     # A host derived from source was never recorded: its source says what it is.
     origin = "" if result.source == "live" else f", {'' if result.derivation else 'recorded: '}{result.source}"
     lines = [f"host: Linux {result.kernel} ({result.arch}), KVM API {result.api_version}, {result.device}{origin}"]
@@ -220,6 +292,30 @@ def render(
         from .._installed import USUAL_DIRS
 
         lines += ["", "no VMM found on PATH or in " + ", ".join(USUAL_DIRS)]
+    for kind in confidential or ():
+        lines += [""] + confidential_lines(kind)
     if any(v.missing_required for v in verdicts):
         lines += ["", f"note: {CAVEAT}"]
     return "\n".join(lines) + "\n"
+
+
+def confidential_lines(verdict: ConfidentialReadiness, *, indent: str = "  ") -> List[str]:
+    """One confidential kind: the verdict, the fix, each layer (status, what it found) and notes."""
+    from ..confidential import vm_type_name
+
+    lines = [
+        f"{verdict.display_name} [{verdict.kind}, {vm_type_name(verdict.vm_type)}]: "
+        f"{'ready' if verdict.ready else 'NOT READY'}",
+        f"{indent}{verdict.summary()}",
+    ]
+    if verdict.fix:
+        lines.append(f"{indent}fix: {verdict.fix}")
+    width = max(len(layer.title) for layer in verdict.layers)
+    for layer in verdict.layers:
+        mark = "  <- blocks" if layer.id == verdict.blocking else ""
+        lines.append(f"{indent}  {layer.title:<{width}}  {layer.status:<7}  {layer.summary}{mark}")
+    for layer in verdict.layers:
+        if layer.status == "warn" and layer.fix:
+            lines.append(f"{indent}warning ({layer.title}): {layer.fix}")
+    lines += [f"{indent}note: {note}" for note in verdict.notes]
+    return lines

@@ -7,6 +7,7 @@ import dataclasses
 import sys
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
+from .._collisions import collisions
 from ..diff import CapChange, HostDiff, diff_hosts
 from ..host import read_host_facts
 from ..probing import ProbeResult, probe
@@ -51,8 +52,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _live(device: Any, vm: bool, backend: Optional[Backend] = None) -> ProbeResult:
+    from .._cc_probe import gather_confidential
+
     result = probe(device, vm=vm, backend=backend, cpu=True)
-    return dataclasses.replace(result, host=read_host_facts(device=result.device))
+    # The files' confidential-VM facts, as a plain snapshot records them (the device is not asked again).
+    cc = gather_confidential(result.device, ask_kvm=False)
+    return dataclasses.replace(result, host=read_host_facts(device=result.device), confidential=cc)
 
 
 def _label(host: ProbeResult) -> str:
@@ -82,6 +87,8 @@ def render(diff: HostDiff, a: ProbeResult, b: ProbeResult) -> str:
         lines += ["", f"{title}: {len(items)}"]
         for item in items:
             lines.append(f"  {mark} {item.describe()}" + (_since(item) if isinstance(item, CapChange) else ""))
+            if isinstance(item, CapChange):
+                lines += [f"      ! {entry.warning()}" for entry in collisions("cap", item.number, b.arch)]
     if diff.notes:
         lines += ["", "not compared:"] + [f"  {note}" for note in diff.notes]
     lines += ["", "equal: no differences" if diff.equal else f"different: {total} differences"]

@@ -82,9 +82,33 @@ def render(report: Diagnosis, *, color: bool = False) -> str:
         if item.remedy:
             label = "fix" if item.status in (Status.WARN, Status.FAIL) else "to change"
             lines.append(f"{indent}{label}: {item.remedy}")
+    lines += confidential_section(report, color=color, width=width)
     verdict = report.verdict.text
     if color:
         verdict = f"{_COLORS[_VERDICT_STATUS[report.verdict]]}{verdict}{_RESET}"
     rest = report.summary[len(report.verdict.text):]
     lines += ["", f"verdict: {verdict}{rest}"]
     return "\n".join(lines) + "\n"
+
+
+def confidential_section(report: Diagnosis, *, color: bool, width: int) -> List[str]:
+    """One line per confidential kind: ready (PASS) or not (INFO: most hosts need none, so its fix
+    is a recipe to change that, as for other INFO lines), and why."""
+    section = report.confidential
+    if section is None:
+        return []
+    types = section.vm_type_names
+    offered = f"KVM_CAP_VM_TYPES {section.vm_types:#x} ({'|'.join(types)})" if section.vm_types else "no KVM_CAP_VM_TYPES"
+    indent = " " * (2 + 4 + 2 + width + 2)
+    lines = ["", f"confidential VMs: {offered}; 'kvmprobe check sev-snp' shows every layer"]
+    for verdict in section.verdicts:
+        status = Status.PASS if verdict.ready else Status.INFO
+        if verdict.ready:
+            text = verdict.summary()
+        else:
+            found = verdict.layer(verdict.blocking) if verdict.blocking else None
+            text = f"not ready: blocked at the {found.title} layer: {found.summary}" if found else "not ready"
+        lines.append(f"  {_word(status, color)}  {verdict.kind:<{width}}  {text}")
+        if verdict.fix:
+            lines.append(f"{indent}to change: {verdict.fix}")
+    return lines

@@ -7,6 +7,7 @@ import sys
 from typing import Any, List
 
 from .._version import __version__
+from .._bitmasks import decode_mask
 from ..caps import Cap
 from ..probing import ProbeResult
 from . import _common
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         from ..snapshot import document_for  # the snapshot document: one schema for every JSON host
 
-        _common.write_json(document_for(result))
+        _common.write_json(document_for(result, backend=_common.backend_of(args)))
     else:
         sys.stdout.write(render(result, show_all=args.all))
     return _common.EXIT_OK
@@ -48,6 +49,15 @@ def render(result: ProbeResult, *, show_all: bool = False) -> str:
     ]
     if result.errors:
         lines.append(f"  failed       {len(result.errors)} queries failed (shown as ERROR below)")
+    types = result.values.get(Cap.VM_TYPES, 0)
+    decoded = decode_mask(Cap.VM_TYPES, types, result.arch) if types > 0 else None
+    if decoded is not None:
+        from .._collisions import collisions
+
+        lines.append(f"  VM types     {types:#x} = {decoded.text()} ('kvmprobe check sev-snp' and tdx say why not more)")
+        for number in range(32):
+            if types >> number & 1:
+                lines += [f"    ! {entry.warning()}" for entry in collisions("x86-vm-type", number, result.arch)]
     lines += ["", "VMM READINESS ('kvmprobe check VMM' says why)"] + _readiness_lines(result)
     vm = result.vm_values is not None
     header = f"{'CAPABILITY':<40} {'NUMBER':>6} {'VALUE':>10}" + (f" {'VM FD':>10}" if vm else "") + "  SINCE"
@@ -65,6 +75,7 @@ def render(result: ProbeResult, *, show_all: bool = False) -> str:
         if not cap.applies_to(result.arch):
             note += f"  ({'/'.join(sorted(cap.arches))} only)"
         lines.append(f"{row}  {cap.since_text}{note}")
+        lines += _explained(result, cap)
     if not show_all:
         lines += ["", f"{len(Cap) - len(supported)} unsupported capabilities hidden; --all shows them."]
     return "\n".join(lines) + "\n"
@@ -89,4 +100,17 @@ def _readiness_lines(result: ProbeResult) -> List[str]:
             lines.append(f"  {name:<18} ready      {detail}".rstrip())
         else:
             lines.append(f"  {name:<18} NOT READY  {verdict.summary()}")
+    return lines
+
+
+def _explained(result: ProbeResult, cap: Cap) -> List[str]:
+    """Under a row: a bit mask's answer by name, and what the number means out of tree."""
+    from .._collisions import collisions
+
+    lines = []
+    if cap not in result.errors:
+        decoded = decode_mask(cap, result.values.get(cap, 0), result.arch)
+        if decoded is not None and decoded.value > 0:
+            lines.append(f"    = {decoded.text()}")
+    lines += [f"    ! {entry.warning()}" for entry in collisions("cap", int(cap), result.arch)]
     return lines

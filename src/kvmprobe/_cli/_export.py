@@ -109,12 +109,12 @@ def run(args: argparse.Namespace) -> int:
         if args.format == "nfd":
             text = nfd_features(
                 host.result, usable=host.usable, nested=host.nested, vmm_ready=host.vmm_ready,
-                unavailable=host.unavailable, prefix=prefix, caps=caps, expiry_time=expiry,
+                unavailable=host.unavailable, prefix=prefix, caps=caps, expiry_time=expiry, cc_ready=host.cc_ready,
             )
         else:
             text = prometheus_text(
                 host.result, usable=host.usable, nested=host.nested, vmm_ready=host.vmm_ready,
-                unavailable=host.unavailable, caps=caps,
+                unavailable=host.unavailable, caps=caps, cc_ready=host.cc_ready, cc_blocking=host.cc_blocking,
             )
     except ValueError as err:  # a feature file over NFD's size limit
         raise _common.UsageError(str(err)) from None
@@ -137,6 +137,8 @@ class Gathered:
     vmm_ready: Dict[str, bool]
     unavailable: Unavailable
     why: str
+    cc_ready: Optional[Dict[str, bool]] = None
+    cc_blocking: Optional[Dict[str, str]] = None
 
 
 def gather(args: argparse.Namespace) -> Gathered:
@@ -170,9 +172,12 @@ def gather(args: argparse.Namespace) -> Gathered:
         name: diagnosis.usable and check_vmm(name, result, arch=result.arch).ready
         for name in vmm_names(result.arch)
     }
+    cc = diagnosis.confidential  # x86 hosts whose KVM is usable: from the answers in hand
     return Gathered(
         result, live=live, usable=diagnosis.usable, nested=diagnosis.facts.nested_enabled,
         vmm_ready=ready, unavailable=unavailable, why=diagnosis.summary,
+        cc_ready=None if cc is None else {v.kind: v.ready for v in cc.verdicts},
+        cc_blocking=None if cc is None else {v.kind: v.blocking for v in cc.verdicts if v.blocking},
     )
 
 

@@ -28,9 +28,16 @@ def run(args: argparse.Namespace) -> int:
     result = _common.load_result(args)
     missing: List[Cap] = [cap for cap in caps if not result.has(cap)]
     if not args.quiet:
+        from .._bitmasks import decode_mask
+        from .._collisions import collisions
+
         for cap in caps:
-            state = "missing" if cap in missing else f"yes ({result.value(cap)})"
+            decoded = None if cap in missing else decode_mask(cap, result.value(cap), result.arch)
+            named = f" = {decoded.text()}" if decoded is not None else ""
+            state = "missing" if cap in missing else f"yes ({result.value(cap)}{named})"
             print(f"{cap.c_name}: {state}")
+            for entry in collisions("cap", int(cap), result.arch):
+                print(f"kvmprobe: note: {entry.warning()}", file=sys.stderr)
     if missing:
         names = ", ".join(cap.c_name for cap in missing)
         print(

@@ -34,6 +34,12 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="also run the micro-guest checks (KVM_RUN, exit cost, slowdown; 'kvmprobe run') and record them",
     )
+    parser.add_argument(
+        "--confidential",
+        action="store_true",
+        help="also ask KVM the confidential-VM questions (the SEV attributes of /dev/kvm; with --vm, create a VM "
+        "of each SEV/SNP/TDX type and close it at once)",
+    )
     parser.add_argument("--list-presets", action="store_true", help="list the bundled preset hosts and exit")
     _common.add_source_arguments(parser)
     parser.set_defaults(func=run)
@@ -44,10 +50,12 @@ def run(args: argparse.Namespace) -> int:
         for name in preset_names():
             print(f"{name:<12} {describe(load_preset(name))}")
         return _common.EXIT_OK
+    if args.confidential and getattr(args, "snapshot", None) is not None:
+        raise _common.UsageError("--confidential asks the live KVM; a recorded host (--snapshot) keeps what it recorded")
     result = _common.load_result(args, vm=args.vm, cpu=True)
     if args.run:
         result = with_run(args, result)
-    document = document_for(result)
+    document = document_for(result, backend=_common.backend_of(args), ask_kvm=args.confidential)
     if args.output is None or args.output == "-":
         _common.write_json(document)
         return _common.EXIT_OK
