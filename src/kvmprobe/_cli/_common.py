@@ -118,6 +118,70 @@ def tolerant_streams() -> None:
             pass
 
 
+class ClosedPipeGuard:
+    """A text stream whose writes survive a reader that went away (``kvmprobe ... | head``).
+
+    The first ``BrokenPipeError`` ends the output: the rest is dropped, nothing is printed about
+    it, and the command carries on to its verdict, which is its exit code (a closed pipe must
+    not turn a "no" into a "yes"). The stream's fd is pointed at ``/dev/null`` then, so what it
+    still buffers does not fail again when Python flushes it at exit ("Exception ignored ...
+    BrokenPipeError", exit 120): the recipe of the Python docs' "Note on SIGPIPE" (signal module).
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                self.stream.write(text)
+            except BrokenPipeError:
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def _drop(self) -> None:
+        self.gone = True
+        try:
+            fd = self.stream.fileno()
+        except (OSError, ValueError, AttributeError):  # no fd (a StringIO): nothing to redirect
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)  # ownership: closed just below
+        try:
+            os.dup2(devnull, fd)  # the stream's fd now leads nowhere; dup2 keeps it inheritable
+        finally:
+            os.close(devnull)
+        try:
+            self.stream.flush()  # what is left in the buffer goes to /dev/null now
+        except OSError:
+            pass
+
+    def __getattr__(self, name: str) -> Any:  # isatty(), encoding, ...: the stream's own
+        return getattr(self.stream, name)
+
+
+def guard_streams() -> Any:
+    """Replace ``sys.stdout``/``sys.stderr`` with a :class:`ClosedPipeGuard` each; return what to restore."""
+    saved = (sys.stdout, sys.stderr)
+    sys.stdout = ClosedPipeGuard(sys.stdout)
+    sys.stderr = ClosedPipeGuard(sys.stderr)
+    return saved
+
+
+def restore_streams(saved: Any) -> None:
+    """Flush the guarded streams (a closed pipe is dropped silently) and put ``saved`` back."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    sys.stdout, sys.stderr = saved
+
+
 def use_color(stream: IO[str]) -> bool:
     """Colour only on a terminal, and never when ``NO_COLOR`` is set (no-color.org)."""
     return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
