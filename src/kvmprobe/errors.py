@@ -311,6 +311,52 @@ class EmulationError(KvmProbeError):
     """
 
 
+def write_failure(path: str, err: BaseException) -> tuple[str, str]:
+    """``(message, hint)`` for a file kvmprobe could not write (``-o FILE``, ``--trace=FILE``).
+
+    The one wording every command uses (snapshot, export, emulate, learn): what stands at
+    the path or what failed, and what to do. Nothing was changed in any case (the writer,
+    :func:`kvmprobe.write_atomic`, replaces a file whole or not at all).
+
+    Example:
+        >>> write_failure("out/", IsADirectoryError(21, "a directory", "out/"))[0]
+        'cannot write out/: it is a directory'
+        >>> write_failure("/nonexistent/h.json", FileNotFoundError(2, "No such file or directory"))[0]
+        'cannot write /nonexistent/h.json: the directory /nonexistent does not exist'
+    """
+    directory = os.path.dirname(os.path.abspath(path)) if isinstance(path, str) else ""
+    unchanged = "nothing was changed"
+    if isinstance(err, ValueError):  # an embedded NUL, or a surrogate the file system encoding cannot carry
+        return f"cannot write {ascii(path)}: not a file name ({err})", "give a path without NUL bytes or undecodable characters"
+    code = getattr(err, "errno", None) or 0
+    if code == _errno.EISDIR:
+        return f"cannot write {path}: it is a directory", f"name a file in it (-o {path.rstrip('/')}/NAME), or '-' for standard output"
+    if code == _errno.EEXIST and getattr(err, "strerror", None) and "not a regular file" in err.strerror:  # type: ignore[attr-defined]
+        return (
+            f"cannot write {path}: it is {err.strerror}",  # type: ignore[attr-defined]
+            "kvmprobe replaces only regular files, and left this one alone; give the path of a file, or '-' "
+            "for standard output",
+        )
+    if code == _errno.ENOENT:
+        return (
+            f"cannot write {path}: the directory {directory} does not exist",
+            f"create it first (mkdir -p {directory}) or choose another path; {unchanged}",
+        )
+    if code == _errno.ENOTDIR:
+        return f"cannot write {path}: a part of {directory} is not a directory", f"choose another path; {unchanged}"
+    if code in (_errno.EACCES, _errno.EPERM):
+        return (
+            f"cannot write {path}: permission denied in {directory} ({describe_errno(code)})",
+            f"choose a directory this user may write to, or run with the rights to write there; {unchanged}",
+        )
+    if code == _errno.EROFS:
+        return f"cannot write {path}: {directory} is on a read-only file system", f"choose another path; {unchanged}"
+    if code in (_errno.ENOSPC, _errno.EDQUOT):
+        return f"cannot write {path}: {describe_errno(code)}", f"free some space, or choose another file system; {unchanged}"
+    reason = describe_errno(code) if code else str(err)
+    return f"cannot write {path}: {reason}", f"choose a path in a writable directory; {unchanged}"
+
+
 def describe_errno(code: int) -> str:
     """``EACCES (Permission denied)`` for an errno value.
 

@@ -29,7 +29,7 @@ from .atomic import write_atomic
 from ._validate import Checker, key_path, parse_json, read_text, type_word
 from ._version import __version__
 from .caps import Cap
-from .errors import SnapshotError, describe_errno
+from .errors import SnapshotError, write_failure
 from .host import HostFacts, read_host_facts
 from .probing import ProbeResult, probe
 
@@ -188,7 +188,8 @@ def write_snapshot(document: Mapping[str, Any], path: str) -> None:
     was. The file gets mode 0644 (see :func:`kvmprobe.atomic.write_atomic`).
 
     Raises:
-        SnapshotError: the file cannot be written (the path and the reason).
+        SnapshotError: the file cannot be written (the path and the reason), or something
+            other than a regular file stands there (a device, a FIFO, a directory: left alone).
 
     Example:
         >>> import os, tempfile
@@ -200,14 +201,11 @@ def write_snapshot(document: Mapping[str, Any], path: str) -> None:
     """
     try:
         write_atomic(path, json.dumps(document, indent=2) + "\n")
-    except ValueError as err:  # an embedded NUL, or a surrogate the file system encoding cannot carry
-        raise SnapshotError(f"cannot write: not a file name ({err})", path=ascii(path)) from None
-    except OSError as err:
-        raise SnapshotError(
-            f"cannot write: {describe_errno(err.errno or 0)}",
-            path=path,
-            hint="choose a writable path with -o FILE (its directory must exist)",
-        ) from err
+    except (OSError, ValueError) as err:  # ValueError: a NUL or an unencodable surrogate in the path
+        message, hint = write_failure(path, err)
+        failure = SnapshotError(message, hint=hint)
+        failure.path = path
+        raise failure from None
 
 
 def load_snapshot(path_or_dict: PathOrDict) -> ProbeResult:

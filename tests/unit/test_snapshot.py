@@ -376,8 +376,9 @@ def test_not_json(tmp_path: Path, text: str, fragment: str) -> None:
 
 
 def test_write_into_a_missing_directory_is_a_snapshot_error(tmp_path: Path) -> None:
-    with pytest.raises(SnapshotError, match="cannot write: ENOENT"):
+    with pytest.raises(SnapshotError, match="cannot write .*host.json: the directory .*missing does not exist") as err:
         write_snapshot({"schema": "kvmprobe-snapshot"}, str(tmp_path / "missing" / "host.json"))
+    assert err.value.path == str(tmp_path / "missing" / "host.json") and "mkdir -p" in err.value.hint
 
 
 def test_a_failed_write_keeps_the_old_file(tmp_path: Path, doc: Doc) -> None:

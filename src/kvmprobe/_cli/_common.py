@@ -187,6 +187,37 @@ def use_color(stream: IO[str]) -> bool:
     return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
+def _unwritable(path: str, err: BaseException) -> UsageError:
+    from ..errors import write_failure
+
+    message, hint = write_failure(path, err)
+    return UsageError(f"{message} (hint: {hint})")
+
+
+def check_output(path: Optional[str]) -> None:
+    """Refuse ``-o PATH`` up front when something other than a regular file stands there
+    (before a long run, such as 'learn', would end in nothing written). ``-`` is stdout."""
+    if path is None or path == "-":
+        return
+    from ..atomic import check_target
+
+    try:
+        check_target(path)
+    except OSError as err:
+        raise _unwritable(path, err) from None
+
+
+def write_output(path: str, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically (a regular file or nothing only), or UsageError
+    worded as every command words a write failure (:func:`kvmprobe.errors.write_failure`)."""
+    from ..atomic import write_atomic
+
+    try:
+        write_atomic(path, text)
+    except (OSError, ValueError) as err:  # ValueError: a NUL or an unencodable surrogate in the path
+        raise _unwritable(path, err) from None
+
+
 def write_json(document: Any, stream: Optional[IO[str]] = None) -> None:
     """Write ``document`` as indented JSON with a trailing newline."""
     import json

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         for name in preset_names():
             print(f"{name:<12} {describe(load_preset(name))}")
         return _common.EXIT_OK
+    _common.check_output(args.output)
     document = document_for(_common.load_result(args, vm=args.vm))
     if args.output is None or args.output == "-":
         _common.write_json(document)
