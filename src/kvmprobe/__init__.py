@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .diff import HostDiff, diff_hosts
     from .errors import (
         BackendUnavailable,
+        BadDevicePath,
         CapabilityQueryFailed,
         EmulationError,
         KvmBusy,
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 #: Public name -> the submodule that defines it.
 _EXPORTS = {
     "BackendUnavailable": "errors",
+    "BadDevicePath": "errors",
     "Cap": "caps",
     "CapabilityQueryFailed": "errors",
     "Check": "diagnosis",
@@ -145,6 +147,7 @@ def backend() -> str:
 
 __all__ = [
     "BackendUnavailable",
+    "BadDevicePath",
     "Cap",
     "CapabilityQueryFailed",
     "Check",

@@ -22,6 +22,7 @@ from ._backend_select import select_backend
 from ._ioctl import KVM_API_VERSION, KvmIoctls
 from .caps import Cap, CapLike
 from .errors import (
+    BadDevicePath,
     CapabilityQueryFailed,
     KvmBusy,
     KvmIoctlError,
@@ -43,13 +44,44 @@ _NOT_KVM = (errno.ENOTTY, errno.EISDIR, errno.EINVAL)
 
 
 def device_path(path: Optional[str] = None) -> str:
-    """The device to open: ``path``, else ``$KVMPROBE_DEVICE``, else ``/dev/kvm``.
+    """The device to open: ``path``, else ``$KVMPROBE_DEVICE``, else ``/dev/kvm``; resolved once.
+
+    A relative path is taken from the working directory and made absolute here, so that every
+    later use (the open, the node's ``stat`` under the root read, the messages) names one file.
+    Nothing else is changed: no ``..`` is folded, no symlink resolved (the kernel does that).
+
+    Raises:
+        BadDevicePath: ``path`` is empty, or ``KVMPROBE_DEVICE`` is set but empty: a script's
+            unset variable must not silently become ``/dev/kvm``.
 
     Example:
         >>> device_path("/dev/kvm")
         '/dev/kvm'
+        >>> device_path("")
+        Traceback (most recent call last):
+        ...
+        kvmprobe.errors.BadDevicePath: the KVM device path given (--device) is empty (hint: give the device's path, e.g. --device /dev/kvm, or leave the option out for the default)
     """
-    return path or os.environ.get("KVMPROBE_DEVICE") or DEFAULT_DEVICE
+    if path is None:
+        path = os.environ.get("KVMPROBE_DEVICE")
+        if path is None:
+            return DEFAULT_DEVICE
+        if not path:
+            raise BadDevicePath(
+                "KVMPROBE_DEVICE is set but empty",
+                hint="set it to the device's path (KVMPROBE_DEVICE=/dev/kvm), or unset it for the default /dev/kvm",
+            )
+    if not path:
+        raise BadDevicePath(
+            "the KVM device path given (--device) is empty",
+            hint="give the device's path, e.g. --device /dev/kvm, or leave the option out for the default",
+        )
+    if not path.startswith("/"):
+        try:
+            path = os.path.join(os.getcwd(), path)
+        except OSError:  # the working directory is gone: the open will say what it finds
+            pass
+    return path
 
 
 def ensure_linux(platform: str = sys.platform) -> None:

@@ -192,7 +192,7 @@ def diagnose(
         probe: a probe result to judge instead of asking the kernel.
         root: where the host's files are (a :class:`kvmprobe.testing.FakeHost` tree in tests).
         device: the KVM device (default: ``$KVMPROBE_DEVICE`` or ``/dev/kvm``; under a fake
-            ``root`` the environment is not consulted).
+            ``root`` the environment is not consulted); a relative path is resolved once.
         backend: the ioctl backend (a :class:`kvmprobe.testing.FakeBackend` in tests).
         create_vm: also try ``KVM_CREATE_VM``.
 
@@ -201,6 +201,7 @@ def diagnose(
 
     Raises:
         BackendUnavailable: the forced ioctl backend cannot be loaded (the tool cannot run).
+        BadDevicePath: ``device`` (or ``KVMPROBE_DEVICE``) is empty.
         SnapshotError: a fake host's node file is malformed.
 
     Example:
@@ -231,10 +232,10 @@ def diagnose(
     else:
         if probe is not None:
             path = probe.device
-        elif device:
-            path = device
+        elif device is None and fake_root:
+            path = DEFAULT_DEVICE  # a fake host's device: the environment is not consulted
         else:
-            path = DEFAULT_DEVICE if fake_root else device_path()
+            path = device_path(device)  # resolved once: the node read and the open name one file
         facts = read_host_facts(root, device=path)
         answers = recorded_answers(probe, "probe") if probe is not None else ask_kernel(path, backend, create_vm)
         source = probe.source if probe is not None else "live"

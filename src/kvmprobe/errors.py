@@ -21,6 +21,7 @@ where they apply. ``str(err)`` is one line: the message, then the hint.
     ├── ProfileError (+ValueError)         a malformed custom VMM profile: the file and the key
     ├── UnknownVmm (+LookupError)          no built-in VMM profile by that name (or for that arch)
     ├── BackendUnavailable                 the forced ioctl backend (KVMPROBE_BACKEND) is missing
+    ├── BadDevicePath (+ValueError)        an empty device path (--device '', KVMPROBE_DEVICE=): none to open
     └── EmulationError                     'kvmprobe emulate'/'learn' cannot run the command as asked
 """
 
@@ -32,6 +33,7 @@ from typing import Any
 
 __all__ = [
     "BackendUnavailable",
+    "BadDevicePath",
     "CapabilityQueryFailed",
     "EmulationError",
     "KvmBusy",
@@ -297,6 +299,17 @@ class BackendUnavailable(KvmProbeError):
     Example:
         >>> BackendUnavailable("cffi backend not built").message
         'cffi backend not built'
+    """
+
+
+class BadDevicePath(KvmProbeError, ValueError):
+    """The KVM device path given names nothing to open: ``--device ''``, or ``KVMPROBE_DEVICE``
+    set but empty (a script passing an unset variable). Bad input (CLI exit 2), never a silent
+    ``/dev/kvm`` in its place.
+
+    Example:
+        >>> str(BadDevicePath("the device path is empty", hint="give --device PATH"))
+        'the device path is empty (hint: give --device PATH)'
     """
 
 
