@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .errors import (
         BackendUnavailable,
         BadDevicePath,
+        CapabilityNotRecorded,
         CapabilityQueryFailed,
         EmulationError,
         KvmBusy,
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "BackendUnavailable": "errors",
     "BadDevicePath": "errors",
+    "CapabilityNotRecorded": "errors",
     "Cap": "caps",
     "CapabilityQueryFailed": "errors",
     "Check": "diagnosis",
@@ -149,6 +151,7 @@ __all__ = [
     "BackendUnavailable",
     "BadDevicePath",
     "Cap",
+    "CapabilityNotRecorded",
     "CapabilityQueryFailed",
     "Check",
     "Diagnosis",

@@ -133,6 +133,7 @@ class Answers:
     immediate_exit: Optional[int] = None
     immediate_exit_errno: Optional[int] = None  # its query failed with this errno
     query_errors: Dict[Cap, int] = field(default_factory=dict)  # every failed capability query
+    immediate_exit_recorded: bool = True  # False: a recorded host without that row
 
 
 class _Watch:
@@ -216,7 +217,9 @@ def recorded_answers(result: ProbeResult, how: str) -> Answers:
         answers.vm_skip = "the recorded host was probed without creating a VM"
     else:
         answers.vm_skip = "the probe did not create a VM (probe(vm=True) does)"
-    if Cap.IMMEDIATE_EXIT not in result.errors:
+    if Cap.IMMEDIATE_EXIT in result.not_recorded:
+        answers.immediate_exit_recorded = False  # no answer: neither 0 nor an error
+    elif Cap.IMMEDIATE_EXIT not in result.errors:
         answers.immediate_exit = result.values.get(Cap.IMMEDIATE_EXIT, 0)
     else:
         answers.immediate_exit_errno = result.errors[Cap.IMMEDIATE_EXIT]
@@ -271,6 +274,8 @@ class Judge:
         )
         if value is not None and value > 0:
             return Check("kernel", Status.PASS, f"Linux {release}; KVM answers {cap.c_name}")
+        if not self.answers.immediate_exit_recorded:
+            return Check("kernel", Status.INFO, f"Linux {release}; {cap.c_name} is not recorded (the recorded host has no answer for it)")
         failed = self.answers.immediate_exit_errno
         if value is None and failed is not None:
             return Check(

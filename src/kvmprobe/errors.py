@@ -17,6 +17,7 @@ where they apply. ``str(err)`` is one line: the message, then the hint.
     ├── UnknownCapability (+LookupError)   a name that is no KVM capability; suggests close ones
     ├── UnknownCpuFeature (+LookupError)   a name that is no CPUID feature bit; suggests close ones
     ├── CapabilityQueryFailed (+LookupError) one KVM_CHECK_EXTENSION failed; the device still works
+    ├── CapabilityNotRecorded (+LookupError) a recorded host has no answer for a capability (no row)
     ├── SnapshotError (+ValueError)        a malformed recorded host: the file and the field
     ├── ProfileError (+ValueError)         a malformed custom VMM profile: the file and the key
     ├── UnknownVmm (+LookupError)          no built-in VMM profile by that name (or for that arch)
@@ -34,6 +35,7 @@ from typing import Any
 __all__ = [
     "BackendUnavailable",
     "BadDevicePath",
+    "CapabilityNotRecorded",
     "CapabilityQueryFailed",
     "EmulationError",
     "KvmBusy",
@@ -217,6 +219,25 @@ class CapabilityQueryFailed(KvmProbeError, LookupError):
             f"KVM_CHECK_EXTENSION({c_name}) failed: {describe_errno(errno)}",
             hint="the kernel gave no answer for this capability; see 'python -m kvmprobe doctor'",
             errno=errno,
+        )
+
+
+class CapabilityNotRecorded(KvmProbeError, LookupError):
+    """A recorded host (a snapshot) has no answer for this capability: its row is missing.
+
+    Not recorded is not unsupported: the host may well have it. Raised by
+    ``ProbeResult.has()``/``value()`` for such a capability.
+
+    Example:
+        >>> str(CapabilityNotRecorded("KVM_CAP_HLT", "host.json"))
+        "host.json records no answer for KVM_CAP_HLT (its row is missing) (hint: record the host again with 'python -m kvmprobe snapshot -o FILE' to know it)"
+    """
+
+    def __init__(self, c_name: str, source: str) -> None:
+        self.c_name = c_name
+        super().__init__(
+            f"{source} records no answer for {c_name} (its row is missing)",
+            hint="record the host again with 'python -m kvmprobe snapshot -o FILE' to know it",
         )
 
 

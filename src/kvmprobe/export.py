@@ -497,7 +497,7 @@ def prometheus_text(
             [
                 _sample("kvm_capability", result.values.get(cap, 0), {"name": cap.c_name, "number": str(int(cap))})
                 for cap in chosen
-                if cap not in result.errors
+                if cap not in result.errors and cap not in result.not_recorded  # no answer is no 0
             ],
         )
         out.gauge(

@@ -13,12 +13,12 @@ import threading
 import weakref
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Mapping, Optional, Tuple
 
 from ._backend import Backend
 from .caps import Cap, CapLike
 from .device import KvmDevice, device_path
-from .errors import CapabilityQueryFailed
+from .errors import CapabilityNotRecorded, CapabilityQueryFailed
 
 if TYPE_CHECKING:
     from ._host_facts import HostFacts
@@ -49,7 +49,9 @@ class ProbeResult:
     A recorded host (``kvmprobe.load_snapshot``) also carries ``recorded_at`` (ISO 8601 UTC),
     ``recorded_by`` (the kvmprobe version that wrote it), ``synthesized`` (made up from the
     table, not asked of a kernel) and ``unknown``: the capability rows, as read, whose names
-    this kvmprobe's table lacks (written by a newer kvmprobe; kept, never guessed at).
+    this kvmprobe's table lacks (written by a newer kvmprobe; kept, never guessed at), and
+    ``not_recorded``: the capabilities of the table the document has no row for (cut out, or
+    written by an older kvmprobe), which answer neither yes nor no.
 
     Example:
         >>> from kvmprobe.testing import fake_probe_result
@@ -74,6 +76,7 @@ class ProbeResult:
     recorded_at: Optional[str] = None
     recorded_by: Optional[str] = None
     synthesized: bool = False
+    not_recorded: FrozenSet[Cap] = frozenset()
     _value: Dict[Any, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -85,6 +88,7 @@ class ProbeResult:
         setter(self, "_value", dict(self.values))
         setter(self, "errors", _frozen(self.errors))
         setter(self, "vm_errors", _frozen(self.vm_errors))
+        setter(self, "not_recorded", frozenset(self.not_recorded))
         if self.vm_values is not None:
             setter(self, "vm_values", _frozen(self.vm_values))
 
@@ -94,6 +98,7 @@ class ProbeResult:
         Raises:
             UnknownCapability: ``cap`` names no capability.
             CapabilityQueryFailed: the kernel's answer to this query was an error.
+            CapabilityNotRecorded: a recorded host has no row for ``cap``.
 
         Example:
             >>> from kvmprobe.testing import fake_probe_result
@@ -107,6 +112,8 @@ class ProbeResult:
         member = Cap.lookup(cap)
         if member in self.errors:
             raise CapabilityQueryFailed(member.c_name, self.errors[member])
+        if member in self.not_recorded:
+            raise CapabilityNotRecorded(member.c_name, self.source)
         found = self._value.get(member, 0)
         if isinstance(cap, str) and len(self._value) < _MEMO_LIMIT:
             self._value[cap] = found  # the next has("IMMEDIATE_EXIT") is one dict hit
@@ -116,7 +123,7 @@ class ProbeResult:
         """Whether ``cap`` answered a positive value on the system fd.
 
         Raises:
-            UnknownCapability, CapabilityQueryFailed: as :meth:`value`.
+            UnknownCapability, CapabilityQueryFailed, CapabilityNotRecorded: as :meth:`value`.
 
         Example:
             >>> from kvmprobe.testing import fake_probe_result

@@ -12,8 +12,8 @@ Reading is strict: a malformed document raises :class:`~kvmprobe.SnapshotError` 
 file and the JSON path of the bad field (``$.capabilities[3].value``). Two things are not
 errors: capability names this kvmprobe's table lacks (a newer kvmprobe wrote them; they are
 kept in ``ProbeResult.unknown`` and reported), and capabilities of the table the document
-lacks (an older kvmprobe did not know them; they read as 0, as the kernel's answer to an
-unknown number would be).
+lacks (cut out, or an older kvmprobe did not know them): they are *not recorded*
+(``ProbeResult.not_recorded``), never read as 0, and every command says so.
 """
 
 from __future__ import annotations
@@ -134,6 +134,8 @@ def snapshot_document(
 def _rows(result: ProbeResult) -> List[Dict[str, Any]]:
     rows: List[Dict[str, Any]] = []
     for cap in Cap:
+        if cap in result.not_recorded:
+            continue  # still not recorded when written back: never a made-up 0
         failed = cap in result.errors
         row: Dict[str, Any] = {
             "name": cap.c_name,
@@ -214,7 +216,8 @@ def load_snapshot(path_or_dict: PathOrDict) -> ProbeResult:
     The result has the interface of a live probe: ``has()``, ``value()``, ``vm_value()`` and
     every command answer from it. ``source`` is ``"snapshot:<path>"`` (``"snapshot"`` for a
     dict), and ``host`` holds the recorded host facts. Capabilities the document does not
-    list read as 0; rows whose names this kvmprobe does not know are kept in ``unknown``.
+    list are in ``not_recorded`` (asking one raises ``CapabilityNotRecorded``); rows whose
+    names this kvmprobe does not know are kept in ``unknown``.
 
     Files are refused before parsing when they are not regular files (a FIFO, ``/dev/zero``,
     a directory) or larger than :data:`MAX_SNAPSHOT_BYTES`.
@@ -312,6 +315,10 @@ class _Reader(Checker):
         arch = self.text(document["arch"], "$.arch")
         vm_created = self.boolean(document["vm_created"], "$.vm_created")
         values, errors, vm_values, vm_errors, unknown = self.capabilities(document["capabilities"])
+        # A row the document lacks is not recorded, never 0 (unsupported): cut out, or written
+        # by a kvmprobe that did not know the capability. ProbeResult.has() refuses to guess.
+        listed = {row["name"] for row in document["capabilities"]}
+        not_recorded = frozenset(cap for cap in Cap if cap.c_name not in listed)
         if vm_values is not None and not vm_created:
             self.fail("$.vm_created", "is false, but the capabilities carry VM-fd values")
         facts = document["host"]
@@ -333,6 +340,7 @@ class _Reader(Checker):
             recorded_at=recorded_at,
             recorded_by=recorded_by,
             synthesized=synthesized,
+            not_recorded=not_recorded,
         )
 
     def time(self, item: Any, field: str) -> Optional[str]:

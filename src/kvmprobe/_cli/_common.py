@@ -86,7 +86,24 @@ def load_host(spec: str) -> ProbeResult:
             f"{names}; they are kept but not used (upgrade kvmprobe to use them)",
             file=sys.stderr,
         )
+    if result.not_recorded:
+        print(f"kvmprobe: note: {not_recorded_note(spec, result)}", file=sys.stderr)
     return result
+
+
+def not_recorded_note(spec: str, result: ProbeResult) -> str:
+    """Which capability rows a recording lacks, and why that may be: not recorded, not unsupported."""
+    from .._version import __version__
+    from ..caps import Cap
+
+    missing = [cap.c_name for cap in Cap if cap in result.not_recorded]
+    shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+    rows = f"{len(missing)} capability {'row' if len(missing) == 1 else 'rows'}"
+    if result.recorded_by == __version__:
+        why = f"{spec} is incomplete: it lacks {rows} this kvmprobe {__version__}, which wrote it, always writes"
+    else:
+        why = f"{spec} lacks {rows} this kvmprobe knows (kvmprobe {result.recorded_by or 'of unknown version'} wrote it)"
+    return f"{why}: {shown}; they are not recorded, neither supported nor unsupported"
 
 
 def load_result(args: argparse.Namespace, *, vm: bool = False) -> ProbeResult:

@@ -48,12 +48,17 @@ def render(result: ProbeResult, *, show_all: bool = False) -> str:
     ]
     if result.errors:
         lines.append(f"  failed       {len(result.errors)} queries failed (shown as ERROR below)")
+    if result.not_recorded:
+        lines.append(f"  not recorded {len(result.not_recorded)} capabilities have no row in the recording (--all shows them)")
     lines += ["", "VMM READINESS ('kvmprobe check VMM' says why)"] + _readiness_lines(result)
     vm = result.vm_values is not None
     header = f"{'CAPABILITY':<40} {'NUMBER':>6} {'VALUE':>10}" + (f" {'VM FD':>10}" if vm else "") + "  SINCE"
     lines += ["", header]
     for cap in Cap:
         if not show_all and cap not in supported and cap not in result.errors:
+            continue
+        if cap in result.not_recorded:
+            lines.append(f"{cap.c_name:<40} {int(cap):>6} {'-':>10}  {cap.since_text}  (not recorded)")
             continue
         shown = "ERROR" if cap in result.errors else str(result.values.get(cap, 0))
         row = f"{cap.c_name:<40} {int(cap):>6} {shown:>10}"
@@ -66,7 +71,8 @@ def render(result: ProbeResult, *, show_all: bool = False) -> str:
             note += f"  ({'/'.join(sorted(cap.arches))} only)"
         lines.append(f"{row}  {cap.since_text}{note}")
     if not show_all:
-        lines += ["", f"{len(Cap) - len(supported)} unsupported capabilities hidden; --all shows them."]
+        hidden = len(Cap) - len(supported) - len(result.not_recorded)
+        lines += ["", f"{hidden} unsupported capabilities hidden; --all shows them."]
     return "\n".join(lines) + "\n"
 
 
