@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         SnapshotError,
         UnknownCapability,
         UnknownCpuFeature,
+        UnknownUser,
         UnknownVmm,
         UnsupportedPlatform,
     )
@@ -87,6 +88,7 @@ _EXPORTS = {
     "Status": "diagnosis",
     "UnknownCapability": "errors",
     "UnknownCpuFeature": "errors",
+    "UnknownUser": "errors",
     "UnknownVmm": "errors",
     "UnsupportedPlatform": "errors",
     "Verdict": "diagnosis",
@@ -175,6 +177,7 @@ __all__ = [
     "Status",
     "UnknownCapability",
     "UnknownCpuFeature",
+    "UnknownUser",
     "UnknownVmm",
     "UnsupportedPlatform",
     "Verdict",

@@ -22,11 +22,18 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ._backend import Backend
 from ._checks import CHECK_IDS, DECISIVE, Check, Judge, Status, ask_kernel, recorded_answers
 from ._ioctl import KVM_API_VERSION
+from ._host_reader import Account, read_account, read_acls
 from .device import DEFAULT_DEVICE, device_path
-from .host import HostFacts, read_host_facts
+from .host import DEVICE_PATHS, HostFacts, read_host_facts
 from .probing import ProbeResult
 
-__all__ = ["CHECK_IDS", "DECISIVE", "Check", "Diagnosis", "Status", "Verdict", "diagnose"]
+__all__ = ["CHECK_IDS", "DECISIVE", "SCHEMA_NAME", "SCHEMA_VERSION", "Check", "Diagnosis", "Status", "Verdict", "diagnose"]
+
+#: The ``schema`` of the ``doctor --json`` document (:meth:`Diagnosis.to_dict`); kvmprobe up to
+#: 0.1.0 wrote ``"kvmprobe-doctor/1"`` (name and version in one string), which is that version 1.
+SCHEMA_NAME = "kvmprobe-doctor"
+#: Its version; bumped when a key is removed or changes meaning.
+SCHEMA_VERSION = 1
 
 class Verdict(enum.Enum):
     """The overall answer, from the decisive checks (plus warnings from the others).
@@ -74,6 +81,7 @@ class Diagnosis:
     summary: str
     source: str = "live"
     device: str = DEFAULT_DEVICE
+    as_user: Optional[Account] = None
 
     @property
     def usable(self) -> bool:
@@ -126,12 +134,14 @@ class Diagnosis:
             ('usable_with_warnings', True, ['PASS', 'WARN', 'PASS', 'PASS', 'PASS', 'PASS'])
         """
         return {
-            "schema": "kvmprobe-doctor/1",
+            "schema": SCHEMA_NAME,
+            "schema_version": SCHEMA_VERSION,
             "verdict": self.verdict.value,
             "usable": self.usable,
             "summary": self.summary,
             "source": self.source,
             "device": self.device,
+            "as_user": self.as_user.to_dict() if self.as_user is not None else None,
             "checks": [item.to_dict() for item in self.checks],
             "host": self.facts.to_dict(),
         }
@@ -175,6 +185,7 @@ def diagnose(
     device: Optional[str] = None,
     backend: Optional[Backend] = None,
     create_vm: bool = True,
+    as_user: Optional[str] = None,
 ) -> Diagnosis:
     """Say whether KVM is usable here, why, and what to do.
 
@@ -195,6 +206,11 @@ def diagnose(
             ``root`` the environment is not consulted); a relative path is resolved once.
         backend: the ioctl backend (a :class:`kvmprobe.testing.FakeBackend` in tests).
         create_vm: also try ``KVM_CREATE_VM``.
+        as_user: judge access for this account (a user name or uid) instead of this process:
+            whether it could open the KVM device, vhost and tun, from their mode, owner and
+            ACL and the account's groups in ``etc/passwd`` and ``etc/group`` under ``root``
+            (never by becoming it; a device cgroup or an LSM can still refuse). The kernel's
+            answers still come from this process's own open. Live hosts only.
 
     Returns:
         A :class:`Diagnosis`; ``.verdict`` is NOT_USABLE when a decisive check fails.
@@ -202,6 +218,8 @@ def diagnose(
     Raises:
         BackendUnavailable: the forced ioctl backend cannot be loaded (the tool cannot run).
         BadDevicePath: ``device`` (or ``KVMPROBE_DEVICE``) is empty.
+        UnknownUser: ``as_user`` names no account in the passwd file under ``root``.
+        ValueError: ``as_user`` with a recorded ``probe`` (its accounts are not recorded).
         SnapshotError: a fake host's node file is malformed.
 
     Example:
@@ -215,6 +233,11 @@ def diagnose(
     """
     fake_root = os.path.abspath(root) != "/"
     facts_known = True
+    account: Optional[Account] = None
+    if as_user is not None:
+        if probe is not None and probe.source not in ("live", "fake"):
+            raise ValueError("as_user needs the live host: a recorded host's accounts are not recorded")
+        account = read_account(as_user, root)  # bad input fails before the device is touched
     if probe is not None and probe.host is not None:
         facts = probe.host
         answers = recorded_answers(probe, "recorded")
@@ -239,7 +262,11 @@ def diagnose(
         facts = read_host_facts(root, device=path)
         answers = recorded_answers(probe, "probe") if probe is not None else ask_kernel(path, backend, create_vm)
         source = probe.source if probe is not None else "live"
-    checks = Judge(facts, answers, path, facts_known=facts_known).all()
+    acls = read_acls((path,) + DEVICE_PATHS, root) if answers.how != "recorded" else {}
+    who_text = f"{account.name} (uid {account.uid})" if account is not None else ""
+    judge = Judge(facts, answers, path, facts_known=facts_known, who=account.who if account is not None else None,
+                  who_text=who_text, acls=acls)  # fmt: skip
+    checks = judge.all()
     verdict = _verdict(checks)
     return Diagnosis(
         verdict=verdict,
@@ -248,4 +275,5 @@ def diagnose(
         summary=_summary(verdict, checks, facts, recorded=answers.how == "recorded"),
         source=source,
         device=path,
+        as_user=account,
     )

@@ -21,6 +21,7 @@ where they apply. ``str(err)`` is one line: the message, then the hint.
     ├── SnapshotError (+ValueError)        a malformed recorded host: the file and the field
     ├── ProfileError (+ValueError)         a malformed custom VMM profile: the file and the key
     ├── UnknownVmm (+LookupError)          no built-in VMM profile by that name (or for that arch)
+    ├── UnknownUser (+LookupError)         --as-user names no account in the passwd file read
     ├── BackendUnavailable                 the forced ioctl backend (KVMPROBE_BACKEND) is missing
     ├── BadDevicePath (+ValueError)        an empty device path (--device '', KVMPROBE_DEVICE=): none to open
     └── EmulationError                     'kvmprobe emulate'/'learn' cannot run the command as asked
@@ -50,6 +51,7 @@ __all__ = [
     "SnapshotError",
     "UnknownCapability",
     "UnknownCpuFeature",
+    "UnknownUser",
     "UnknownVmm",
     "UnsupportedPlatform",
 ]
@@ -312,6 +314,15 @@ class UnknownVmm(KvmProbeError, LookupError):
                 hint = "known: " + ", ".join(self.known) + "; or describe it in a file for --profile"
         where = f" for {arch}" if arch else ""
         super().__init__(f"no built-in VMM profile {name!r}{where}", hint=hint)
+
+
+class UnknownUser(KvmProbeError, LookupError):
+    """``doctor --as-user`` (``diagnose(as_user=...)``) names no account of the passwd file read.
+
+    Example:
+        >>> UnknownUser("no account 'qemu' in /etc/passwd", hint="give a user name or uid").hint
+        'give a user name or uid'
+    """
 
 
 class BackendUnavailable(KvmProbeError):

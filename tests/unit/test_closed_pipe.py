@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Dict, List, Tuple
+from typing import IO, Dict, List, Optional, Tuple
 
 import pytest
 
@@ -41,23 +41,20 @@ def _env(unbuffered: bool) -> Dict[str, str]:
     return env
 
 
-def _start(argv: List[str], *, piped: bool, unbuffered: bool) -> Tuple["subprocess.Popen[bytes]", object]:
+def _start(argv: List[str], *, piped: bool, unbuffered: bool) -> Tuple["subprocess.Popen[bytes]", Optional[IO[bytes]]]:
     """Start the command with stdout into a file, or into a pipe nobody will ever read."""
+    into_file: Optional[IO[bytes]] = None
     if piped:
-        read_end, write_end = os.pipe()
+        read_end, out = os.pipe()
         os.close(read_end)  # the reader is gone before the command writes anything: EPIPE on every write
-        out: object = write_end
     else:
-        out = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kvmprobe", *argv],
-        stdout=out,  # type: ignore[arg-type]
-        stderr=subprocess.PIPE,
-        env=_env(unbuffered),
-    )
+        into_file = tempfile.TemporaryFile()
+        out = into_file.fileno()
+    proc = subprocess.Popen([sys.executable, "-m", "kvmprobe", *argv], stdout=out, stderr=subprocess.PIPE,
+                            env=_env(unbuffered))  # fmt: skip
     if piped:
-        os.close(out)  # type: ignore[arg-type]
-    return proc, out
+        os.close(out)
+    return proc, into_file
 
 
 def test_a_reader_that_closes_early_changes_neither_the_exit_code_nor_stderr() -> None:
@@ -66,21 +63,21 @@ def test_a_reader_that_closes_early_changes_neither_the_exit_code_nor_stderr() -
     for name, argv in COMMANDS.items():
         for piped, unbuffered in ((False, False), (True, False), (True, True)):
             runs[(name, piped, unbuffered)] = _start(argv, piped=piped, unbuffered=unbuffered)
-    results = {}
-    for key, (proc, out) in runs.items():
+    results: Dict[Tuple[str, bool, bool], Tuple[int, str]] = {}
+    for key, (proc, into_file) in runs.items():
         _, err = proc.communicate(timeout=120)
         results[key] = (proc.returncode, err.decode("utf-8", "replace"))
-        if not key[1]:
-            out.close()  # type: ignore[attr-defined]
+        if into_file is not None:
+            into_file.close()
     seen = set()
     for name in COMMANDS:
-        code, err = results[(name, False, False)]
+        code, text = results[(name, False, False)]
         seen.add(code)
         for unbuffered in (False, True):
-            piped_code, piped_err = results[(name, True, unbuffered)]
+            piped_code, piped_text = results[(name, True, unbuffered)]
             mode = "unbuffered" if unbuffered else "buffered"
             assert piped_code == code, f"{name} ({mode}): exit {piped_code} through a closed pipe, {code} into a file"
-            assert piped_err == err, f"{name} ({mode}): stderr changed through a closed pipe:\n{piped_err}"
+            assert piped_text == text, f"{name} ({mode}): stderr changed through a closed pipe:\n{piped_text}"
     assert seen == {0, 1, 3}, f"the commands should cover yes, no and unavailable verdicts: {results}"
 
 

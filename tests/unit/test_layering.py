@@ -18,7 +18,7 @@ PACKAGE = os.path.dirname(os.path.abspath(kvmprobe.__file__))
 LAYERS: Dict[str, int] = {
     # 0: no package imports at all (the ioctl seam, the compiled loop, plumbing)
     "_version": 0, "errors": 0, "_release": 0, "atomic": 0, "_files": 0, "_backend": 0, "_kvmbatch": 0,
-    "_arch": 0, "_profile_text": 0,
+    "_arch": 0, "_profile_text": 0, "_access": 0,
     # 1: pure data and encodings; the two ioctl backends over the seam
     "caps": 1, "_ioctl": 1, "_backend_ctypes": 1, "_backend_cffi": 1, "_validate": 1, "_cpuid_table": 1,
     # 2: data built on the table; choosing a backend; the host reader (files)
