@@ -163,7 +163,7 @@ def _verdict(checks: Sequence[Check]) -> Verdict:
     return Verdict.USABLE
 
 
-def _summary(verdict: Verdict, checks: Sequence[Check], facts: HostFacts, *, recorded: bool) -> str:
+def _summary(verdict: Verdict, checks: Sequence[Check], facts: HostFacts, *, recorded: bool, made_up: bool = False) -> str:
     if verdict is Verdict.NOT_USABLE:
         failed = next((c for c in checks if c.decisive and c.status is Status.FAIL), None)
         return f"{verdict.text}: {failed.summary}" if failed else verdict.text
@@ -171,6 +171,8 @@ def _summary(verdict: Verdict, checks: Sequence[Check], facts: HostFacts, *, rec
     vm = "a VM can be created" if next(c for c in checks if c.id == "create-vm").status is Status.PASS else (
         "VM creation not checked")  # fmt: skip
     opens = "the device opened when recorded" if recorded else "the device opens"
+    if made_up:
+        opens = "no device (synthesized from the capability table)"
     text = f"{verdict.text}: {opens}, API version {KVM_API_VERSION}, {vm} ({backend})"
     warned = [c.id for c in checks if c.status is Status.WARN]
     if warned:
@@ -272,7 +274,8 @@ def diagnose(
         verdict=verdict,
         checks=checks,
         facts=facts,
-        summary=_summary(verdict, checks, facts, recorded=answers.how == "recorded"),
+        summary=_summary(verdict, checks, facts, recorded=answers.how == "recorded",
+                         made_up=answers.synthesized and not facts_known),
         source=source,
         device=path,
         as_user=account,

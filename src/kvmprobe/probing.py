@@ -32,12 +32,16 @@ _NUMBERS: Tuple[int, ...] = tuple(int(cap) for cap in _CAPS)
 # Names resolved once are remembered per result, up to this many keys (callers choose them).
 _MEMO_LIMIT = 4 * len(_CAPS)
 
+# Keys a dict hit would wrongly answer: True == 1 == 1.0 find KVM_CAP_HLT. Cap.lookup refuses
+# them, and so must the one-dict-hit paths (a class check costs about 20 ns).
+_NOT_KEYS = frozenset({bool, float, complex})
+
 
 def _frozen(mapping: Mapping[Cap, int]) -> Mapping[Cap, int]:
     return MappingProxyType(dict(mapping))
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class ProbeResult:
     """What the kernel answered, for every capability of the table, at one moment.
 
@@ -92,6 +96,26 @@ class ProbeResult:
         if self.vm_values is not None:
             setter(self, "vm_values", _frozen(self.vm_values))
 
+    def __repr__(self) -> str:
+        """One line: where the answers came from and how many there are (the values are in ``values``).
+
+        Example:
+            >>> from kvmprobe.testing import fake_probe_result
+            >>> fake_probe_result({Cap.HLT: 1}, kernel="6.18.0")
+            ProbeResult(device='/dev/kvm', source='fake', kernel='6.18.0', arch='x86_64', api_version=12, supported=1 of 244)
+        """
+        extra = "".join(
+            f", {name}={count}"
+            for name, count in (("errors", len(self.errors)), ("not_recorded", len(self.not_recorded)),
+                                ("unknown", len(self.unknown)))  # fmt: skip
+            if count
+        )
+        vm = ", vm_values" if self.vm_values is not None else ""
+        return (
+            f"ProbeResult(device={self.device!r}, source={self.source!r}, kernel={self.kernel!r}, arch={self.arch!r}, "
+            f"api_version={self.api_version}, supported={len(self.supported())} of {len(_CAPS)}{extra}{vm})"
+        )
+
     def value(self, cap: CapLike) -> int:
         """The raw system-fd answer for ``cap`` (0: unsupported).
 
@@ -105,10 +129,11 @@ class ProbeResult:
             >>> fake_probe_result({Cap.X2APIC_API: 15}).value("X2ApicApi")
             15
         """
-        try:
-            return self._value[cap]
-        except (KeyError, TypeError):
-            pass
+        if cap.__class__ not in _NOT_KEYS:
+            try:
+                return self._value[cap]
+            except (KeyError, TypeError):
+                pass
         member = Cap.lookup(cap)
         if member in self.errors:
             raise CapabilityQueryFailed(member.c_name, self.errors[member])
@@ -314,12 +339,12 @@ def has(cap: CapLike) -> bool:
         (True, True, True, False)
     """
     current = _cache.current
-    if current is not None:
+    if current is not None and cap.__class__ not in _NOT_KEYS:
         try:
             return current._value[cap] > 0
         except (KeyError, TypeError):
             return current.has(cap)
-    return probe().has(cap)
+    return (current if current is not None else probe()).has(cap)
 
 
 def value(cap: CapLike) -> int:
@@ -335,12 +360,12 @@ def value(cap: CapLike) -> int:
         32764
     """
     current = _cache.current
-    if current is not None:
+    if current is not None and cap.__class__ not in _NOT_KEYS:
         try:
             return current._value[cap]
         except (KeyError, TypeError):
             return current.value(cap)
-    return probe().value(cap)
+    return (current if current is not None else probe()).value(cap)
 
 
 def _push_override(result: ProbeResult) -> Tuple[Optional[ProbeResult], int]:

@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 from .atomic import write_atomic
-from ._validate import Checker, key_path, parse_json, read_text, type_word
+from ._validate import Checker, clip, key_path, parse_json, read_text, type_word
 from ._version import __version__
 from .caps import Cap
 from .errors import SnapshotError, write_failure
@@ -56,7 +56,9 @@ _INT_MAX = 2**31 - 1
 # errno values are small positive numbers (Linux: below 4096, the -MAX_ERRNO window).
 _ERRNO_MAX = 4095
 _CAP_NAME = re.compile(r"KVM_CAP_[A-Z0-9_]+")
-_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
+_TIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,6})?(?:Z|([+-])(\d{2}):(\d{2}))", re.ASCII
+)
 
 _TOP_KEYS = (
     "schema",
@@ -297,7 +299,8 @@ class _Reader(Checker):
             self.fail(
                 "$.schema_version",
                 f"snapshot schema {version} is newer than this kvmprobe {__version__} reads ({SCHEMA_VERSION})",
-                hint="upgrade kvmprobe (pip install -U kvmprobe)",
+                hint=f"read it with the kvmprobe that wrote it ({clip(str(document.get('kvmprobe_version')))}), or update "
+                "this one: it is installed from its source tree, so reinstall from a newer one ('pip install .' there)",
             )
         for key in document:
             if key not in _TOP_KEYS:
@@ -347,10 +350,15 @@ class _Reader(Checker):
         if item is None:
             return None
         text = self.text(item, field)
-        if _TIME.fullmatch(text) is None:
+        match = _TIME.fullmatch(text)
+        if match is None:
             self.fail(field, f"{text!r} is not an ISO 8601 time like 2026-11-25T09:30:00Z")
+        # The date, time and offset checked by datetime's constructors, not by fromisoformat(),
+        # which takes fractions of 1 to 6 digits only from Python 3.11 on (3.9 and 3.10: 3 or 6).
+        year, month, day, hour, minute, second, sign, off_hours, off_minutes = match.groups()
         try:
-            datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+            offset = timedelta(hours=int(off_hours or 0), minutes=int(off_minutes or 0)) * (-1 if sign == "-" else 1)
+            datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=timezone(offset))
         except ValueError:
             self.fail(field, f"{text!r} is not a valid date and time")
         return text

@@ -222,7 +222,7 @@ BAD = [
     ("top-key", _set("notes", "x"), "$.notes", "unknown key"),
     ("top-missing", _delete("kernel"), "$.kernel", "missing"),
     ("schema", _set("schema", "something-else"), "$.schema", "not a kvmprobe snapshot"),
-    ("schema-version-newer", _set("schema_version", 2), "$.schema_version", "upgrade kvmprobe"),
+    ("schema-version-newer", _set("schema_version", 2), "$.schema_version", "read it with the kvmprobe that wrote it"),
     ("schema-version-zero", _set("schema_version", 0), "$.schema_version", "out of range"),
     ("kernel-empty", _set("kernel", ""), "$.kernel", "non-empty"),
     ("kernel-escape", _set("kernel", "6.1\x1b[2J"), "$.kernel", "unprintable character '\\x1b'"),

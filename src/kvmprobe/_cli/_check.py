@@ -14,7 +14,10 @@ from ..probing import ProbeResult
 from ..profiles import CAVEAT, Profile, Readiness, check_vmm, load_profile, resolve_vmm, vmm_names
 from . import _common
 
-SCHEMA = "kvmprobe.check/1"
+#: The ``check --json`` document's ``schema`` and ``schema_version`` (kvmprobe up to 0.1.0
+#: wrote ``"schema": "kvmprobe.check/1"`` without a version: the same document, version 1).
+SCHEMA = "kvmprobe-check"
+SCHEMA_VERSION = 1
 
 
 def register(subparsers: Any) -> None:
@@ -53,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
     if args.all:
         targets += [name for name in vmm_names(result.arch) if name not in targets]
     targets += profiles
+    if not targets:  # --all where no built-in profile fits: nothing checked is not "ready"
+        raise _common.UsageError(
+            f"no built-in VMM profile for {result.arch}, so --all checks nothing; describe the VMM in a file for "
+            "--profile FILE (see 'Custom profiles' in README.md)"
+        )
     verdicts = [check_vmm(target, result) for target in targets]
     if args.json:
         _common.write_json(document(result, verdicts))
@@ -65,6 +73,7 @@ def document(result: ProbeResult, verdicts: List[Readiness]) -> Dict[str, Any]:
     """The ``check --json`` document."""
     return {
         "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
         "host": {
             "kernel": result.kernel,
             "arch": result.arch,
@@ -79,8 +88,7 @@ def document(result: ProbeResult, verdicts: List[Readiness]) -> Dict[str, Any]:
 
 def render(result: ProbeResult, verdicts: List[Readiness]) -> str:
     """The human report: the host, then per VMM the verdict and every reason."""
-    origin = "" if result.source == "live" else f", recorded: {result.source}"
-    lines = [f"host: Linux {result.kernel} ({result.arch}), KVM API {result.api_version}, {result.device}{origin}"]
+    lines = [f"host: Linux {result.kernel} ({result.arch}), KVM API {result.api_version}, {_common.where_from(result)}"]
     for verdict in verdicts:
         profile = verdict.profile
         label = f"{verdict.display_name} [{profile.name}, {profile.arch or 'any arch'}]"

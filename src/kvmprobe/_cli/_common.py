@@ -116,6 +116,14 @@ def load_result(args: argparse.Namespace, *, vm: bool = False) -> ProbeResult:
     return probe(getattr(args, "device", None), vm=vm, backend=backend_of(args))
 
 
+def where_from(result: ProbeResult) -> str:
+    """Where a host's answers came from: its device (and recording), or none for a host
+    synthesized from the capability table."""
+    if result.synthesized:
+        return f"no device: {result.source}"
+    return result.device if result.source == "live" else f"{result.device}, recorded: {result.source}"
+
+
 def backend_of(args: argparse.Namespace) -> Optional[Backend]:
     """The ioctl backend ``main(backend=...)`` was given (tests inject fakes), else ``None``."""
     backend: Optional[Backend] = getattr(args, "backend", None)

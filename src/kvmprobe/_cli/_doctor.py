@@ -85,7 +85,8 @@ def render(report: Diagnosis, *, color: bool = False) -> str:
     width = max(len(item.id) for item in report.checks)
     indent = " " * (2 + 4 + 2 + width + 2)
     source = "" if report.source == "live" else f" ({report.source})"
-    lines: List[str] = [f"kvmprobe doctor: {report.device}{source}"]
+    device = "no device" if report.source.endswith("(synthesized)") else report.device  # presets.load_preset's mark
+    lines: List[str] = [f"kvmprobe doctor: {device}{source}"]
     if report.as_user is not None:
         account = report.as_user
         lines.append(f"access judged for {account.name} (uid {account.uid}, groups {', '.join(map(str, account.groups))})")

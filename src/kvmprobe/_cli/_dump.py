@@ -39,7 +39,8 @@ def render(result: ProbeResult, *, show_all: bool = False) -> str:
     in_rs = sum(1 for cap in supported if cap.in_cap_rs)
     lines: List[str] = [
         f"kvmprobe {__version__}",
-        f"  device       {result.device}" + ("" if result.source == "live" else f"  ({result.source})"),
+        f"  device       {result.device}" + ("" if result.source == "live" else f"  ({result.source})")
+        if not result.synthesized else f"  device       none: {result.source}",
         f"  API version  {result.api_version}",
         f"  kernel       {result.kernel} ({result.arch})",
         f"  backend      {result.backend}",
