@@ -315,7 +315,8 @@ def test_module_level_has_refuses_booleans_too() -> None:
 
     with fake_kvm({Cap.HLT: 1}):
         assert kvmprobe.has(Cap.HLT)
-        for key in (True, 1.0):
+        keys: List[Any] = [True, 1.0]
+        for key in keys:
             with pytest.raises(UnknownCapability):
                 kvmprobe.has(key)
             with pytest.raises(UnknownCapability):
