@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{_label(item)}: {'missing' if item in missing else f'yes ({value(item)})'}")
     if missing:
         names = ", ".join(_label(item) for item in missing)
-        since = ", ".join(item.since_text if isinstance(item, Cap) else "unknown" for item in missing)
-        print(f"kvmprobe: not supported: {names} (first in Linux {since}; this kernel is {result.kernel})", file=sys.stderr)
+        since = ", ".join(item.since_text for item in missing if isinstance(item, Cap))  # the table's only
+        first = f"first in Linux {since}; " if since else ""
+        print(f"kvmprobe: not supported: {names} ({first}this kernel is {result.kernel})", file=sys.stderr)
         return _common.EXIT_NO
     return _common.EXIT_OK
