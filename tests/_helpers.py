@@ -6,7 +6,7 @@ import os
 import shutil
 import stat
 import subprocess
-from typing import Dict
+from typing import Dict, List, Tuple
 
 
 def open_fds() -> Dict[int, str]:
@@ -34,6 +34,20 @@ def raw_check_extension(fd: int, number: int) -> int:
     import fcntl
 
     return fcntl.ioctl(fd, RAW_KVM_CHECK_EXTENSION, number)
+
+
+def console_steps(text: str) -> List[Tuple[str, List[str]]]:
+    """The ``$ COMMAND`` lines of a page's ``console`` blocks, each with the output lines under it."""
+    import re
+
+    steps: List[Tuple[str, List[str]]] = []
+    for block in re.findall(r"```console\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            if line.startswith("$ "):
+                steps.append((line[2:], []))
+            else:
+                steps[-1][1].append(line)
+    return steps
 
 
 NOBODY = 65534

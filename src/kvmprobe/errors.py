@@ -356,6 +356,21 @@ class EmulationError(KvmProbeError):
     """
 
 
+# errno of a failed write -> (what happened, what to do), with {directory} and {errno} filled in.
+_ACCESS = ("permission denied in {directory} ({errno})", "choose a directory this user may write to, or run with the "
+           "rights to write there")  # fmt: skip
+_FULL = ("{errno}", "free some space, or choose another file system")
+_WRITE_FAILURES = {
+    _errno.ENOENT: ("the directory {directory} does not exist", "create it first (mkdir -p {directory}) or choose another path"),
+    _errno.ENOTDIR: ("a part of {directory} is not a directory", "choose another path"),
+    _errno.EACCES: _ACCESS,
+    _errno.EPERM: _ACCESS,
+    _errno.EROFS: ("{directory} is on a read-only file system", "choose another path"),
+    _errno.ENOSPC: _FULL,
+    _errno.EDQUOT: _FULL,
+}
+
+
 def write_failure(path: str, err: BaseException) -> tuple[str, str]:
     """``(message, hint)`` for a file kvmprobe could not write (``-o FILE``, ``--trace=FILE``).
 
@@ -382,22 +397,11 @@ def write_failure(path: str, err: BaseException) -> tuple[str, str]:
             "kvmprobe replaces only regular files, and left this one alone; give the path of a file, or '-' "
             "for standard output",
         )
-    if code == _errno.ENOENT:
-        return (
-            f"cannot write {path}: the directory {directory} does not exist",
-            f"create it first (mkdir -p {directory}) or choose another path; {unchanged}",
-        )
-    if code == _errno.ENOTDIR:
-        return f"cannot write {path}: a part of {directory} is not a directory", f"choose another path; {unchanged}"
-    if code in (_errno.EACCES, _errno.EPERM):
-        return (
-            f"cannot write {path}: permission denied in {directory} ({describe_errno(code)})",
-            f"choose a directory this user may write to, or run with the rights to write there; {unchanged}",
-        )
-    if code == _errno.EROFS:
-        return f"cannot write {path}: {directory} is on a read-only file system", f"choose another path; {unchanged}"
-    if code in (_errno.ENOSPC, _errno.EDQUOT):
-        return f"cannot write {path}: {describe_errno(code)}", f"free some space, or choose another file system; {unchanged}"
+    known = _WRITE_FAILURES.get(code)
+    if known is not None:
+        reason, hint = known
+        fill = {"directory": directory, "errno": describe_errno(code)}
+        return f"cannot write {path}: {reason.format(**fill)}", f"{hint.format(**fill)}; {unchanged}"
     reason = describe_errno(code) if code else str(err)
     return f"cannot write {path}: {reason}", f"choose a path in a writable directory; {unchanged}"
 

@@ -15,9 +15,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Tuple
+from typing import List
 
 import pytest
+
+from _helpers import console_steps
 
 from kvmprobe.emulate import supervisor_available
 
@@ -25,17 +27,6 @@ pytestmark = pytest.mark.kvm
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "emulate.md"
-
-
-def console_steps(text: str) -> List[Tuple[str, List[str]]]:
-    steps: List[Tuple[str, List[str]]] = []
-    for block in re.findall(r"```console\n(.*?)```", text, re.S):
-        for line in block.splitlines():
-            if line.startswith("$ "):
-                steps.append((line[2:], []))
-            else:
-                steps[-1][1].append(line)
-    return steps
 
 
 def normal(lines: List[str]) -> List[str]:

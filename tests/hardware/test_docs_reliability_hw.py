@@ -11,31 +11,20 @@ compared, with the reason printed.
 from __future__ import annotations
 
 import os
-import re
 import stat
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Tuple
 
 import pytest
+
+from _helpers import console_steps
 
 pytestmark = pytest.mark.kvm
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "reliability.md"
 PAGE_RELEASE = "6.18.44-fc-v657"  # the development machine's kernel when the page was written
-
-
-def console_steps(text: str) -> List[Tuple[str, List[str]]]:
-    steps: List[Tuple[str, List[str]]] = []
-    for block in re.findall(r"```console\n(.*?)```", text, re.S):
-        for line in block.splitlines():
-            if line.startswith("$ "):
-                steps.append((line[2:], []))
-            else:
-                steps[-1][1].append(line)
-    return steps
 
 
 def nodes_as_on_the_page() -> str:
