@@ -67,20 +67,6 @@ def kvmprobe_as_nobody(*args: str, device: str = "/dev/kvm", timeout: float = 12
     return subprocess.run([*drop, "-m", "kvmprobe", *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def console_steps(text: str) -> List[Tuple[str, List[str]]]:
-    """The ``console`` blocks of a Markdown page as ``(command, output lines)``, one per ``$ `` line."""
-    import re
-
-    steps: List[Tuple[str, List[str]]] = []
-    for block in re.findall(r"```console\n(.*?)```", text, re.S):
-        for line in block.splitlines():
-            if line.startswith("$ "):
-                steps.append((line[2:], []))
-            else:
-                steps[-1][1].append(line)
-    return steps
-
-
 # What doctor measures anew at every run (the micro-guest's exit cost and slowdown): the same
 # code prints different figures twice in a row, so comparisons see them as placeholders.
 _MEASURED = re.compile(r"\d[\d,]*(?:\.\d+)?(?= (?:µs|\\u00b5s)\b)|\d[\d,]*(?:\.\d+)?(?=x slower)")

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from .diff import HostDiff, diff_hosts
     from .errors import (
         BackendUnavailable,
+        BadDevicePath,
+        CapabilityNotRecorded,
         CapabilityQueryFailed,
         EmulationError,
         GuestError,
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
         UnknownCapability,
         UnknownCpuFeature,
         UnknownRelease,
+        UnknownUser,
         UnknownVmm,
         UnsupportedPlatform,
     )
@@ -66,6 +69,8 @@ if TYPE_CHECKING:
 #: Public name -> the submodule that defines it.
 _EXPORTS = {
     "BackendUnavailable": "errors",
+    "BadDevicePath": "errors",
+    "CapabilityNotRecorded": "errors",
     "Cap": "caps",
     "CapabilityQueryFailed": "errors",
     "Check": "diagnosis",
@@ -98,6 +103,7 @@ _EXPORTS = {
     "UnknownCapability": "errors",
     "UnknownCpuFeature": "errors",
     "UnknownRelease": "errors",
+    "UnknownUser": "errors",
     "UnknownVmm": "errors",
     "UnsupportedPlatform": "errors",
     "Verdict": "diagnosis",
@@ -164,7 +170,9 @@ def backend() -> str:
 
 __all__ = [
     "BackendUnavailable",
+    "BadDevicePath",
     "Cap",
+    "CapabilityNotRecorded",
     "CapabilityQueryFailed",
     "Check",
     "ConfidentialReadiness",
@@ -196,6 +204,7 @@ __all__ = [
     "UnknownCapability",
     "UnknownCpuFeature",
     "UnknownRelease",
+    "UnknownUser",
     "UnknownVmm",
     "UnsupportedPlatform",
     "Verdict",

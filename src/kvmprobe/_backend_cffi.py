@@ -23,7 +23,12 @@ if TYPE_CHECKING:
 #: The compiled module's import name (``set_source`` in ``build_batch.py``).
 MODULE = "kvmprobe._kvmbatch"
 
-_REBUILD = "reinstall kvmprobe with cffi and a C compiler present (pip install --force-reinstall 'kvmprobe[fast]')"
+# kvmprobe is installed from its source tree (there is no package index entry to reinstall
+# from): this is the command that rebuilds the module there.
+_REBUILD = (
+    "reinstall kvmprobe from its source tree with cffi and a C compiler present "
+    "(in the checkout: pip install --force-reinstall '.[fast]')"
+)
 
 
 def load(module: str = MODULE, version: str = __version__) -> Tuple[Any, Lib]:
@@ -36,7 +41,7 @@ def load(module: str = MODULE, version: str = __version__) -> Tuple[Any, Lib]:
         >>> load("kvmprobe._no_such_module")
         Traceback (most recent call last):
         ...
-        kvmprobe.errors.BackendUnavailable: the compiled module kvmprobe._no_such_module was not built (no C compiler or no cffi when kvmprobe was installed) (hint: reinstall kvmprobe with cffi and a C compiler present (pip install --force-reinstall 'kvmprobe[fast]'), or set KVMPROBE_BACKEND=ctypes)
+        kvmprobe.errors.BackendUnavailable: the compiled module kvmprobe._no_such_module was not built (no C compiler or no cffi when kvmprobe was installed) (hint: reinstall kvmprobe from its source tree with cffi and a C compiler present (in the checkout: pip install --force-reinstall '.[fast]'), or set KVMPROBE_BACKEND=ctypes)
     """
     hint = _REBUILD + ", or set KVMPROBE_BACKEND=ctypes"
     try:
@@ -45,7 +50,7 @@ def load(module: str = MODULE, version: str = __version__) -> Tuple[Any, Lib]:
         if err.name == "_cffi_backend":
             raise BackendUnavailable(
                 f"the compiled module {module} needs the cffi package, which is not installed",
-                hint="pip install 'kvmprobe[fast]' (or cffi), or set KVMPROBE_BACKEND=ctypes",
+                hint="pip install cffi (what the 'fast' extra adds), or set KVMPROBE_BACKEND=ctypes",
             ) from err
         if err.name != module:
             raise

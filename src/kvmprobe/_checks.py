@@ -13,9 +13,10 @@ from __future__ import annotations
 import enum
 import errno
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from . import _remedies
+from ._access import AclEntry, Who, may_open
 from ._arch import canonical
 from ._backend import Backend, CheckResults, Pointers
 from ._backend_select import select_backend
@@ -40,10 +41,11 @@ if TYPE_CHECKING:
 
 __all__ = ["CHECK_IDS", "DECISIVE", "Check", "Judge", "Status", "ask_kernel", "recorded_answers"]
 
-#: Every check :func:`diagnose` reports, in the order it reports them.
+#: Every check :func:`diagnose` may report, in the order it reports them.
 CHECK_IDS = (
     "platform",
     "kernel",
+    "capability-queries",  # only when a KVM_CHECK_EXTENSION query failed
     "device-node",
     "device-access",
     "api-version",
@@ -62,6 +64,16 @@ CHECK_IDS = (
 #: The checks the verdict comes from: the kernel's own answers. Like ``create-vm``, ``run`` (KVM_RUN
 #: of a micro-guest) is a SKIP where it was not asked (a fake or recorded host without it).
 DECISIVE = ("device-access", "api-version", "create-vm", "run")
+
+# How access was granted, as a person reads it (kvmprobe._access.Access.via).
+_VIA = {
+    "root": "root may open any device node (CAP_DAC_OVERRIDE)",
+    "owner": "as its owner",
+    "group": "through its group",
+    "acl-user": "through an ACL entry for the account",
+    "acl-group": "through an ACL entry for one of its groups",
+    "other": "the mode lets everyone read and write",
+}
 
 # include/linux/miscdevice.h: KVM_MINOR 232 on MISC_MAJOR 10.
 _KVM_NUMBER = "10:232"
@@ -144,6 +156,8 @@ class Answers:
     run: Optional[RunReport] = None  # the micro-guest checks (kvmprobe.guest.run_checks)
     run_error: Optional[KvmProbeError] = None  # they could not be run at all
     run_skip: str = ""  # why they were not run
+    immediate_exit_recorded: bool = True  # False: a recorded host without that row
+    synthesized: bool = False  # made up from the capability table: no device was ever opened
 
 
 class _Watch:
@@ -242,7 +256,8 @@ def _every_capability(kvm: KvmDevice, path: str) -> Optional[ProbeResult]:
 
 
 def recorded_answers(result: ProbeResult, how: str) -> Answers:
-    answers = Answers(how, opened=True, api_version=result.api_version, derived=result.derivation is not None)
+    answers = Answers(how, opened=True, api_version=result.api_version, derived=result.derivation is not None,
+                      synthesized=result.synthesized)
     if result.api_version != KVM_API_VERSION:
         # A live device with another version fails at open; a recording keeps what it answered.
         answers.api_error = NotAKvmDevice(
@@ -258,7 +273,9 @@ def recorded_answers(result: ProbeResult, how: str) -> Answers:
         answers.vm_skip = "the recorded host was probed without creating a VM"
     else:
         answers.vm_skip = "the probe did not create a VM (probe(vm=True) does)"
-    if Cap.IMMEDIATE_EXIT not in result.errors:
+    if Cap.IMMEDIATE_EXIT in result.not_recorded:
+        answers.immediate_exit_recorded = False  # no answer: neither 0 nor an error
+    elif Cap.IMMEDIATE_EXIT not in result.errors:
         answers.immediate_exit = result.values.get(Cap.IMMEDIATE_EXIT, 0)
     else:
         answers.immediate_exit_errno = result.errors[Cap.IMMEDIATE_EXIT]
@@ -277,13 +294,33 @@ def recorded_answers(result: ProbeResult, how: str) -> Answers:
 
 
 class Judge:
-    """Builds every check from the facts and the answers."""
+    """Builds every check from the facts and the answers.
 
-    def __init__(self, facts: HostFacts, answers: Answers, path: str, *, facts_known: bool = True) -> None:
+    Access to the nodes is judged for the account that runs the VMM: ``who`` (``--as-user``,
+    then ``as_other``), else this process as the facts describe it; ``acls`` are the nodes'
+    access ACLs where read.
+    """
+
+    def __init__(
+        self,
+        facts: HostFacts,
+        answers: Answers,
+        path: str,
+        *,
+        facts_known: bool = True,
+        who: Optional[Who] = None,
+        who_text: str = "",
+        acls: Optional[Mapping[str, Optional[Tuple[AclEntry, ...]]]] = None,
+    ) -> None:
         self.facts = facts
         self.facts_known = facts_known
         self.answers = answers
         self.path = path
+        self.as_other = who is not None
+        self.who: Optional[Who] = who if who is not None else (
+            _remedies.process_who(facts) if facts.uid is not None else None)  # fmt: skip
+        self.who_text = who_text or _remedies.user_text(facts)
+        self.acls = acls or {}
         self.works = bool(answers.opened) and answers.api_error is None and answers.open_error is None
         # KVM registered its device or a backend module is loaded: CPU flags then explain nothing.
         self.backend_present = facts.kvm_backend is not None or facts.kvm_misc_dev is not None
@@ -320,6 +357,8 @@ class Judge:
         )
         if value is not None and value > 0:
             return Check("kernel", Status.PASS, f"Linux {release}; KVM answers {cap.c_name}")
+        if not self.answers.immediate_exit_recorded:
+            return Check("kernel", Status.INFO, f"Linux {release}; {cap.c_name} is not recorded (the recorded host has no answer for it)")
         failed = self.answers.immediate_exit_errno
         if value is None and failed is not None:
             return Check(
@@ -330,7 +369,13 @@ class Judge:
                 "a security policy (seccomp, SELinux, a container runtime) may block KVM ioctls for this process; "
                 f"'python -m kvmprobe has {cap.name}' asks again",
             )
+        version = parse_release(release)
         if value == 0:
+            if version is not None and version >= cap.since:  # no upgrade to a release it already is
+                upgrade = (
+                    f"this kernel is {since} or newer, yet its KVM does not offer {cap.c_name}: check the kernel's "
+                    "build and the KVM backend ('dmesg | grep -i kvm'), or use a kernel whose KVM has it"
+                )
             return Check(
                 "kernel",
                 Status.WARN,
@@ -338,7 +383,6 @@ class Judge:
                 "such as Cloud Hypervisor (since v21.1), refuse to start here",
                 upgrade,
             )
-        version = parse_release(release)
         if version is not None and version < cap.since:
             return Check(
                 "kernel",
@@ -384,6 +428,10 @@ class Judge:
             return Check("device-access", Status.PASS,
                          f"{self.path} assumed to open read-write: the host was derived from its kernel's source, "
                          "never opened", decisive=True)  # fmt: skip
+        if answers.synthesized and not self.facts_known:  # a preset made from the table: nothing was opened
+            return Check("device-access", Status.PASS,
+                         "no device: a host synthesized from the capability table, whose answers are assumed",
+                         decisive=True)  # fmt: skip
         if answers.how == "recorded":
             who = who if facts.uid is not None else "the user who recorded it"
             return Check("device-access", Status.PASS,
@@ -392,11 +440,13 @@ class Judge:
         if answers.how == "probe":
             return Check("device-access", Status.PASS, f"{self.path} opened read-write (the probe given)",
                          decisive=True)  # fmt: skip
+        if answers.opened and self.as_other:
+            return self.access_for_other()
         if answers.opened:
             return Check("device-access", Status.PASS, f"{self.path} opens read-write for {who}", decisive=True)
         err = answers.open_error
         if isinstance(err, KvmPermissionDenied):
-            summary, remedy = _remedies.permission(facts)
+            summary, remedy = _remedies.permission(facts, acl=self.acls.get(self.path))
             return Check("device-access", Status.FAIL, summary, remedy, decisive=True)
         if isinstance(err, KvmNotFound):
             if facts.kvm_node is None:
@@ -407,6 +457,23 @@ class Judge:
         message = err.message if err is not None else f"{self.path} could not be opened"
         hint = err.hint if err is not None else ""
         return Check("device-access", Status.FAIL, message, hint, decisive=True)
+
+    def access_for_other(self) -> Check:
+        """The device opened for this process; whether the ``--as-user`` account may open it is
+        computed from the node's mode, owner and ACL and the account's groups (never by becoming it)."""
+        node = self.facts.kvm_node
+        assert self.who is not None
+        how = "by its mode, owner, ACL and groups; not opened as that user"
+        if node is None:
+            return Check("device-access", Status.SKIP,
+                         f"{self.path} was not looked at, so access for {self.who_text} is unknown", decisive=True)  # fmt: skip
+        access = may_open(_remedies.node_access(node, self.acls.get(self.path)), self.who)
+        if access.allowed:
+            return Check("device-access", Status.PASS,
+                         f"{self.path} opens read-write for {self.who_text} ({_VIA[access.via]}, {how})", decisive=True)  # fmt: skip
+        summary, remedy = _remedies.permission(self.facts, who=self.who, who_text=self.who_text, as_other=True,
+                                               acl=self.acls.get(self.path))  # fmt: skip
+        return Check("device-access", Status.FAIL, f"{summary} ({how})", remedy, decisive=True)
 
     def api_version(self) -> Check:
         answers = self.answers
@@ -594,6 +661,12 @@ class Judge:
             return Check(check_id, Status.SKIP, f"{path} was not looked at (not in the host facts)")
         node = facts.devices[path]
         if node is not None and node.is_char:
+            if self.who is not None and not may_open(_remedies.node_access(node, self.acls.get(path)), self.who).allowed:
+                _, remedy = _remedies.permission(facts, path, who=self.who, who_text=self.who_text,
+                                                 as_other=self.as_other, acl=self.acls.get(path))  # fmt: skip
+                return Check(check_id, Status.WARN,
+                             f"{path}: {_remedies.node_text(node)}: {self.who_text} cannot open it read-write, so "
+                             f"{purpose}", remedy)  # fmt: skip
             return Check(check_id, Status.PASS, f"{path}: {_remedies.node_text(node)}")
         if facts.container is not None:
             remedy = f"pass it into the container: '--device {path}' (and load {module} on the host)"

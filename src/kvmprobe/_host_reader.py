@@ -23,9 +23,10 @@ from __future__ import annotations
 import errno as _errno
 import os
 import stat as _stat
-from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Tuple, TypeVar
 
 from ._cc_facts import ConfidentialFacts
+from ._access import AclEntry, Who, container_kind, decode_acl, read_acl
 from ._files import read_limited
 from ._host_facts import (
     DEVICE_PATHS,
@@ -39,9 +40,9 @@ from ._host_facts import (
     _FactsLoader,
 )
 from ._validate import parse_json
-from .errors import SnapshotError
+from .errors import SnapshotError, UnknownUser
 
-__all__ = ["read_confidential_files", "read_host_facts"]
+__all__ = ["Account", "read_account", "read_acls", "read_confidential_files", "read_host_facts"]
 
 _T = TypeVar("_T")
 
@@ -135,16 +136,21 @@ def _parse_cpuinfo(text: Optional[str]) -> Tuple[Optional[str], FrozenSet[str]]:
     return vendor, flags
 
 
+def _id(text: str) -> Optional[int]:
+    """A uid or gid as the databases write it: ASCII digits, at most 10 (a 32-bit id)."""
+    return int(text) if 0 < len(text) <= 10 and text.isascii() and text.isdigit() else None
+
+
 def _parse_db(text: Optional[str]) -> List[Tuple[str, int, Tuple[str, ...]]]:
-    """``name:x:id:...`` lines of /etc/group or /etc/passwd (id is field 3, members field 4)."""
+    """``name:x:id:...`` lines of /etc/group or /etc/passwd (id is field 3, members field 4;
+    in /etc/passwd field 4 is the primary gid)."""
     rows: List[Tuple[str, int, Tuple[str, ...]]] = []
     for line in (text or "").splitlines():
         parts = line.split(":")
         if len(parts) < 3 or line.startswith("#"):
             continue
-        try:
-            number = int(parts[2])
-        except ValueError:
+        number = _id(parts[2])
+        if number is None:
             continue
         extra = parts[3] if len(parts) > 3 else ""
         rows.append((parts[0], number, tuple(m for m in extra.split(",") if m)))
@@ -220,15 +226,101 @@ def _node(
 
 
 def _container(reader: _Reader) -> Optional[str]:
-    if reader.exists("/.dockerenv"):
-        return "docker"
-    if reader.exists("/run/.containerenv"):
-        return "podman"
-    cgroup = reader.text("/proc/1/cgroup") or ""
-    for marker, name in (("kubepods", "kubernetes"), ("docker", "docker"), ("libpod", "podman"), ("lxc", "lxc")):
-        if marker in cgroup:
-            return name
-    return None
+    return container_kind(reader.exists("/.dockerenv"), reader.exists("/run/.containerenv"),
+                          reader.text("/proc/1/cgroup") or "")  # fmt: skip
+
+
+class Account(NamedTuple):
+    """An account a VMM may run as, from the passwd and group files under a root: its ids,
+    its groups (the primary one and every group that lists it) and its name.
+
+    Example:
+        >>> Account(64055, 64055, (36, 64055), "libvirt-qemu").who.in_group(36)
+        True
+    """
+
+    uid: int
+    gid: int
+    groups: Tuple[int, ...]
+    name: str
+
+    @property
+    def who(self) -> Who:
+        """The account as the access check takes it."""
+        return Who(self.uid, self.gid, self.groups, self.name)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready.
+
+        Example:
+            >>> Account(0, 0, (0,), "root").to_dict()
+            {'name': 'root', 'uid': 0, 'gid': 0, 'groups': [0]}
+        """
+        return {"name": self.name, "uid": self.uid, "gid": self.gid, "groups": list(self.groups)}
+
+
+def read_account(user: str, root: str = "/") -> Account:
+    """The account ``user`` (a name, or a uid in ASCII digits) from ``etc/passwd`` under
+    ``root``, with its groups from ``etc/group`` there: what ``initgroups(3)`` gives a process
+    started as that user. Accounts only a directory service knows (LDAP, NIS) are not read.
+
+    Raises:
+        UnknownUser: no such account in that passwd file.
+
+    Example:
+        >>> import tempfile
+        >>> from kvmprobe.testing import FakeHost
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     read_account("alice", FakeHost().write(tmp))
+        Account(uid=1000, gid=1000, groups=(36, 1000), name='alice')
+    """
+    reader = _Reader(root)
+    passwd = reader.path("/etc/passwd")
+    by_uid = _id(user)
+    found: Optional[Tuple[str, int, int]] = None
+    for line in (reader.text("/etc/passwd", _DB_LIMIT) or "").splitlines():
+        parts = line.split(":")
+        if len(parts) < 4 or line.startswith("#"):
+            continue
+        uid, gid = _id(parts[2]), _id(parts[3])
+        if uid is None or gid is None:
+            continue
+        if parts[0] == user or (by_uid is not None and uid == by_uid):
+            found = (parts[0], uid, gid)
+            break
+    if found is None:
+        raise UnknownUser(
+            f"no account {user!r} in {passwd}",
+            hint="give a user name or uid listed there (accounts from LDAP or NIS are not read)",
+        )
+    name, uid, gid = found
+    groups = {gid} | {number for _, number, members in _parse_db(reader.text("/etc/group", _DB_LIMIT)) if name in members}
+    return Account(uid, gid, tuple(sorted(groups)), name)
+
+
+def read_acls(paths: Tuple[str, ...], root: str = "/") -> Dict[str, Optional[Tuple[AclEntry, ...]]]:
+    """The access ACL of each node under ``root`` (``None``: none, or unknown). Under a fake
+    root, :data:`NODES_FILE` may give one per node as ``"acl"``: the attribute's bytes in hex.
+
+    Example:
+        >>> read_acls(("/nonexistent",))
+        {'/nonexistent': None}
+    """
+    reader = _Reader(root)
+    sidecar = _nodes_sidecar(reader)
+    acls: Dict[str, Optional[Tuple[AclEntry, ...]]] = {}
+    for path in paths:
+        described = sidecar.get(path)
+        if isinstance(described, dict) and isinstance(described.get("acl"), str):
+            try:
+                acls[path] = decode_acl(bytes.fromhex(described["acl"]))
+            except ValueError:
+                acls[path] = None
+        elif path in sidecar:
+            acls[path] = None
+        else:
+            acls[path] = read_acl(reader.path(path))
+    return acls
 
 
 def read_host_facts(root: str = "/", *, device: str = "/dev/kvm") -> HostFacts:

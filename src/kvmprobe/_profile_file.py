@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from typing import Any, List, Optional, Tuple, Union
 
 from ._ioctl import KVM_API_VERSION
 from ._profile import Profile, Requirement
 from ._release import parse_release
-from ._validate import Checker, clip, described, parse_json, read_text
+from ._validate import TOO_MANY_DIGITS, Checker, clip, described, parse_json, read_text, syntax_error
 from .caps import ARCHES, Cap
 from .errors import ProfileError, UnknownCapability
 
@@ -116,8 +117,12 @@ def _parse_toml(text: str, where: str) -> Any:
         )
     try:
         return toml.loads(text)
-    except ValueError as err:  # tomllib.TOMLDecodeError is a ValueError
-        raise ProfileError(f"not valid TOML: {err}", path=where) from None
+    except toml.TOMLDecodeError as err:  # "Invalid value (at line 1, column 5)"
+        found = re.fullmatch(r"(.*?)\s*\(at line (\d+), column (\d+)\)", str(err), re.S)
+        reason = syntax_error(found.group(1), int(found.group(2)), int(found.group(3))) if found else str(err)
+        raise ProfileError(f"not valid TOML: {reason}", path=where) from None
+    except ValueError:  # int() of more digits than it converts, raised through the parser
+        raise ProfileError(f"not valid TOML: {TOO_MANY_DIGITS}", path=where) from None
     except RecursionError:  # tomllib recurses once per nested array or inline table
         raise ProfileError("not valid TOML: nested too deeply", path=where) from None
 

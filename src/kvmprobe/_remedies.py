@@ -1,15 +1,19 @@
 """The remedy sentences: what to do about what the checks find, computed from the host facts.
 
-Imports ``_host_facts`` only. Each function takes the :class:`~kvmprobe.HostFacts` of the host
-(and what failed) and returns one imperative sentence (or a summary and a sentence), true for
-that kind of host: a container, a kernel without modules, a virtual machine, PVM. They are what
-gets edited and reviewed most; the checks (``_checks``) decide *when* each applies.
+Imports ``_host_facts``, ``_access`` and ``_arch``. Each function takes the
+:class:`~kvmprobe.HostFacts` of the host (and what failed) and returns one imperative sentence
+(or a summary and a sentence), true for that kind of host: a container, a kernel without
+modules, a virtual machine, PVM. They are what gets edited and reviewed most; the checks
+(``_checks``) decide *when* each applies. The permission remedy itself lives one floor down in
+``_access``, where the device seam's error hint takes it from too: one source.
 """
 
 from __future__ import annotations
 
 from typing import Optional, Tuple
 
+from . import _access
+from ._access import AclEntry, Node, Who
 from ._arch import is_x86 as _is_x86_machine
 from ._host_facts import DeviceNode, HostFacts
 
@@ -94,61 +98,45 @@ def missing_device_remedy(facts: HostFacts) -> str:
     return module_remedy(facts)
 
 
-def udev_remedy(facts: HostFacts, path: str) -> str:
-    prefix = "" if facts.group_named("kvm") else "there is no 'kvm' group here: 'sudo groupadd --system kvm', then "
-    return (
-        f"{prefix}give {path} to group kvm with a udev rule: KERNEL==\"kvm\", GROUP=\"kvm\", MODE=\"0660\" in "
-        "/etc/udev/rules.d/65-kvm.rules and 'sudo udevadm control --reload && sudo udevadm trigger "
-        f"--name-match=kvm' (or 'sudo chgrp kvm {path} && sudo chmod 0660 {path}' until the next boot), "
-        "then 'sudo usermod -aG kvm $USER' and log out and in again; or run the VMM as root"
-    )
+def process_who(facts: HostFacts) -> Who:
+    """This process as the access check takes it (ids ``-1`` when the facts do not say)."""
+    uid = facts.uid if facts.uid is not None else -1
+    gid = facts.gid if facts.gid is not None else -1
+    return Who(uid, gid, facts.groups, facts.user_name)
 
 
-def permission(facts: HostFacts) -> Tuple[str, str]:
-    """(what was observed, the remedy) for EACCES/EPERM on open, from the node and the groups."""
-    path = facts.kvm_device
-    node = facts.kvm_node
-    who = user_text(facts)
-    if node is None:
-        return (
-            f"{path}: permission denied for {who}",
-            f"run as root, or ask for read-write access to {path} (e.g. 'sudo usermod -aG kvm $USER', then "
-            "log out and in again)",
-        )
-    base = f"{path}: permission denied for {who} ({node_text(node)})"
-    lsm = (
-        f"check 'getfacl {path}' and 'ls -Z {path}' (an ACL or SELinux/AppArmor label can deny it); in a "
-        f"container, start it with '--device {path}' so its device cgroup allows it"
-    )
-    if facts.uid == 0:
-        return base + "; even root is refused, so a policy denies it", lsm
-    group_rw = node.mode & 0o060 == 0o060
-    if node.mode & 0o006 == 0o006:
-        return base + "; the mode lets everyone read and write, so a policy denies it", lsm
-    if node.gid == 0 or not group_rw:
-        mode = f"{node.mode:04o}"
-        return base + f"; only its owner may open it (mode {mode})", udev_remedy(facts, path)
-    group = facts.group(node.gid)
-    if group is None:
-        return (
-            base + f"; its group (gid {node.gid}) has no entry in /etc/group",
-            f"create that group ('sudo groupadd -g {node.gid} kvm') and 'sudo usermod -aG kvm $USER', then log "
-            "out and in again; or give the node the kvm group with a udev rule",
-        )
-    in_session = node.gid == facts.gid or node.gid in facts.groups
-    listed = facts.user_name is not None and facts.user_name in group.members
-    if in_session:
-        return base + f"; this process is in group '{group.name}', which may read and write it", lsm
-    if listed:
-        return (
-            base + f"; {facts.user_name} is in group '{group.name}' in /etc/group, but not in this session's "
-            "groups (added after this login)",
-            f"log out and in again (or run 'newgrp {group.name}') so the group takes effect",
-        )
-    user = facts.user_name or "this user"
-    return (
-        base + f"; {user} is not in group '{group.name}'",
-        f"sudo usermod -aG {group.name} $USER, then log out and in again",
+def node_access(node: DeviceNode, acl: Optional[Tuple[AclEntry, ...]] = None) -> Node:
+    """A recorded node as the access check takes it."""
+    return Node(node.mode, node.uid, node.gid, acl)
+
+
+def permission(
+    facts: HostFacts,
+    path: Optional[str] = None,
+    *,
+    who: Optional[Who] = None,
+    who_text: Optional[str] = None,
+    as_other: bool = False,
+    acl: Optional[Tuple[AclEntry, ...]] = None,
+) -> Tuple[str, str]:
+    """(what was observed, the remedy) when an account may not open ``path`` (default: the KVM
+    device) read-write: this process, or ``who`` (``--as-user``). The sentences are
+    :func:`kvmprobe._access.permission`'s, the same the device seam puts in its error's hint."""
+    where = path or facts.kvm_device
+    node = facts.devices.get(where)
+    account = who if who is not None else process_who(facts)
+    entry = facts.group(node.gid) if node is not None else None
+    return _access.permission(
+        where,
+        node_access(node, acl) if node is not None else None,
+        account,
+        who_text=who_text or user_text(facts),
+        node_text=node_text(node) if node is not None else "",
+        group_name=entry.name if entry is not None else None,
+        group_members=entry.members if entry is not None else (),
+        kvm_group=facts.group_named("kvm") is not None,
+        container=facts.container,
+        as_other=as_other,
     )
 
 

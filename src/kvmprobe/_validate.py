@@ -19,7 +19,18 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, NoReturn, Optio
 from ._files import FileRefused, read_limited
 from .errors import describe_errno
 
-__all__ = ["Checker", "clip", "described", "parse_json", "read_text", "shown_int", "type_word", "unprintable"]
+__all__ = [
+    "TOO_MANY_DIGITS",
+    "Checker",
+    "clip",
+    "described",
+    "parse_json",
+    "read_text",
+    "shown_int",
+    "syntax_error",
+    "type_word",
+    "unprintable",
+]
 
 # C0/C1 controls (a terminal acts on escape sequences instead of showing them) and lone
 # surrogates (JSON "\\udc80" parses to one; no output stream can encode it).
@@ -270,6 +281,23 @@ def _no_constant(name: str) -> NoReturn:
     raise _Refused(f"{name} is no JSON number")
 
 
+def syntax_error(message: str, line: int, column: int) -> str:
+    """A parser's complaint and where, worded alike for JSON and TOML: ``MESSAGE at line L, column C``.
+
+    json ends some messages with "at" (``Unterminated string starting at``), which is not repeated.
+
+    Example:
+        >>> syntax_error("Unterminated string starting at", 1, 7)
+        'Unterminated string starting at line 1, column 7'
+    """
+    return f"{re.sub(r' at$', '', message.strip())} at line {line}, column {column}"
+
+
+#: What a number too long to convert is called, by every parser (Python's own words advise
+#: sys.set_int_max_str_digits(), which means nothing to a user).
+TOO_MANY_DIGITS = "a number has too many digits"
+
+
 def parse_json(text: str, make_error: Callable[[str], Exception]) -> Any:
     """Parse ``text`` as strict JSON, or raise the caller's error with one clear reason.
 
@@ -287,11 +315,11 @@ def parse_json(text: str, make_error: Callable[[str], Exception]) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except json.JSONDecodeError as err:
-        reason = f"{err.msg} at line {err.lineno}, column {err.colno}"
+        reason = syntax_error(err.msg, err.lineno, err.colno)
     except _Refused as err:
         reason = str(err)
     except RecursionError:  # json recurses once per nesting level
         reason = "nested too deeply"
     except ValueError:  # an integer of more digits than int() converts (sys.get_int_max_str_digits)
-        reason = "a number has too many digits"
+        reason = TOO_MANY_DIGITS
     raise make_error(f"not valid JSON: {reason}")

@@ -9,6 +9,12 @@ is refused rather than followed), write everything, ``fsync``, then ``rename`` o
 (atomic within one filesystem, rename(2)) and ``fsync`` the directory so the rename itself is
 durable. On any failure the temporary file is removed and the target is left as it was.
 
+Only a regular file (or nothing) is ever replaced: a path naming a device node, a FIFO, a
+socket or a directory, or a symlink to one of those (``/proc/self/fd/1``), is refused with
+an ``OSError`` and left as it was. Renaming over ``/dev/null`` would replace the system's node;
+writing into a FIFO would block until a reader comes. (A symlink to a regular file, or a
+dangling one, is itself replaced: its target is never written.)
+
 The temporary name starts with a dot and ends in ``.tmp``: NFD skips dot-files in
 ``features.d`` (source/local/local.go) and node_exporter reads only ``*.prom``, so neither
 ever parses a file still being written.
@@ -16,10 +22,12 @@ ever parses a file still being written.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from typing import Iterable, Iterator, Optional, Union
 
-__all__ = ["write_atomic"]
+__all__ = ["NotARegularFile", "check_target", "write_atomic"]
 
 #: Candidate temporary names tried before giving up (each is random; a clash means a planted file).
 _ATTEMPTS = 16
@@ -34,6 +42,56 @@ def _random_names(target: str) -> Iterator[str]:
         yield f".{stem}.{os.urandom(8).hex()}.tmp"  # the secrets module would import hashlib
 
 
+class NotARegularFile(OSError):
+    """Something other than a regular file stands at the path to write (``errno`` EEXIST).
+
+    Example:
+        >>> err = NotARegularFile(errno.EEXIST, "a FIFO, not a regular file", "out.json")
+        >>> err.errno == errno.EEXIST, err.strerror
+        (True, 'a FIFO, not a regular file')
+    """
+
+
+# What stat(2) can find at a path, for the message (S_IFREG is the one written over).
+_KINDS = (
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def check_target(path: Union[str, "os.PathLike[str]"]) -> None:
+    """Refuse a path where something other than a regular file (or nothing) stands.
+
+    Symlinks are followed for the check: a link to ``/dev/null`` or to ``/proc/self/fd/1`` (a
+    pipe, a terminal) is refused like the node itself. A path that does not resolve (nothing
+    there, a dangling link, a missing directory) passes: writing there then says why it fails.
+
+    Raises:
+        IsADirectoryError: ``path`` is a directory (``EISDIR``).
+        NotARegularFile: a device node, FIFO or socket (``EEXIST``).
+
+    Example:
+        >>> check_target("/nonexistent/out.json")
+        >>> check_target("/dev/null")
+        Traceback (most recent call last):
+        ...
+        kvmprobe.atomic.NotARegularFile: [Errno 17] a character device, not a regular file: '/dev/null'
+    """
+    target = os.fspath(path)
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "a directory", target)
+    kind = next((name for test, name in _KINDS if test(mode)), "not a file")
+    raise NotARegularFile(errno.EEXIST, f"{kind}, not a regular file", target)
+
+
 def write_atomic(
     path: Union[str, "os.PathLike[str]"],
     text: str,
@@ -43,8 +101,9 @@ def write_atomic(
 ) -> None:
     """Write ``text`` (UTF-8) to ``path`` so that no reader ever sees a partial file.
 
-    An existing ``path`` is replaced whole (if it is a symlink, the link itself is replaced,
-    its target is not written). The new file gets ``mode`` whatever the umask.
+    An existing regular file at ``path`` is replaced whole (if ``path`` is a symlink to one, the
+    link itself is replaced, its target is not written); anything else is refused (see
+    :func:`check_target`). The new file gets ``mode`` whatever the umask.
 
     Args:
         path: the file to create or replace; its directory must exist.
@@ -55,6 +114,8 @@ def write_atomic(
             tests pass fixed names to plant a symlink where the writer will look.
 
     Raises:
+        IsADirectoryError, NotARegularFile: a directory, device node, FIFO or socket stands at
+            ``path`` (or a symlink leads to one); it is left untouched.
         FileExistsError: every temporary name tried was already taken (something was
             planted there; it is neither followed nor removed).
         OSError: the directory is missing or not writable, the disk is full, ``path`` is a
@@ -70,6 +131,7 @@ def write_atomic(
         ('kvm_usable 0\\n', '0o644', ['kvm.prom'])
     """
     target = os.fspath(path)
+    check_target(target)
     directory = os.path.dirname(os.path.abspath(target))
     data = text.encode("utf-8")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -102,6 +164,7 @@ def write_atomic(
             os.fsync(fd)
         finally:
             os.close(fd)
+        check_target(target)  # again, just before the rename: nothing special appeared meanwhile
         os.rename(temp, target)
     except BaseException:
         try:

@@ -24,13 +24,14 @@ it in :data:`FORMER_NAMES`, dated, and ``Cap.lookup`` takes it.
 from __future__ import annotations
 
 import enum
-from typing import Union
+import re
+from typing import Optional, Union
 
 from ._arch import ARCHES
 from ._release import parse_release
 from .errors import UnknownCapability
 
-__all__ = ["ARCHES", "FORMER_NAMES", "Cap", "CapLike"]
+__all__ = ["ARCHES", "FORMER_NAMES", "Cap", "CapLike", "parse_number"]
 
 
 #: Anything :meth:`Cap.lookup` resolves: a member, a number, or one of the three spellings.
@@ -351,8 +352,8 @@ class Cap(enum.IntEnum):
     def lookup(cls, key: CapLike) -> Cap:
         """Resolve a capability from a member, number, C name, short name or Rust name.
 
-        Names ignore case; ``"136"`` works like ``136``; a former name (:data:`FORMER_NAMES`)
-        gives the member that has its number now.
+        Names ignore case; ``"136"`` and ``"0x88"`` work like ``136``; a former name
+        (:data:`FORMER_NAMES`) gives the member that has its number now.
 
         Raises:
             UnknownCapability: nothing matches; ``suggestions`` holds the closest C names.
@@ -382,11 +383,12 @@ class Cap(enum.IntEnum):
         # isdigit() also holds for '²' and other non-ASCII digits, which int() refuses; and a
         # capability number is a C int, so a longer digit string names none (int() would even
         # refuse one over 4300 digits).
-        if text.isascii() and text.isdigit():
-            if len(text) > _MAX_DIGITS:
-                shown = text if len(text) <= 40 else f"{text[:12]}... ({len(text)} digits)"
-                raise UnknownCapability(shown, hint="no KVM_CAP_* constant has this number")
-            return cls.lookup(int(text))
+        number = parse_number(text)
+        if number is not None:
+            return cls.lookup(number)
+        if text.isascii() and (text.isdigit() or text[:2].lower() == "0x"):
+            shown = text if len(text) <= 40 else f"{text[:12]}... ({len(text)} characters)"
+            raise UnknownCapability(shown, hint="no KVM_CAP_* constant has this number")
         found = _index().get(_fold(text))
         if found is None:
             raise UnknownCapability(key, _suggest(text))
@@ -405,8 +407,25 @@ FORMER_NAMES: dict[str, tuple[Cap, str, str]] = {
     ),
 }
 
-# Capability numbers are C ints: at most 10 decimal digits.
-_MAX_DIGITS = 10
+# Capability numbers are C ints: at most 10 decimal digits, or 8 hexadecimal ones.
+_NUMBER = re.compile(r"[0-9]{1,10}|0[xX][0-9a-fA-F]{1,8}", re.ASCII)
+
+
+def parse_number(text: str) -> Optional[int]:
+    """A capability number as a person writes one (``136``, ``0x88``), or ``None``.
+
+    Only ASCII digits, at most a C int's worth (``int()`` would also read ``²``-like digits of
+    other scripts, and refuse more than 4300 of them with advice meant for programmers).
+
+    Example:
+        >>> parse_number("0x88"), parse_number("250"), parse_number("²"), parse_number("9" * 11)
+        (136, 250, None, None)
+    """
+    text = text.strip()
+    if _NUMBER.fullmatch(text) is None:
+        return None
+    number = int(text, 0) if text[:2].lower() == "0x" else int(text, 10)
+    return number if number <= 2**31 - 1 else None
 
 
 def _fold(text: str) -> str:

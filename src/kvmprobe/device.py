@@ -26,6 +26,7 @@ from ._backend_select import select_backend
 from ._ioctl import KVM_API_VERSION, KvmIoctls
 from .caps import Cap, CapLike
 from .errors import (
+    BadDevicePath,
     CapabilityQueryFailed,
     IoctlFailed,
     KvmBusy,
@@ -51,13 +52,44 @@ _NOT_KVM = (errno.ENOTTY, errno.EISDIR, errno.EINVAL)
 
 
 def device_path(path: Optional[str] = None) -> str:
-    """The device to open: ``path``, else ``$KVMPROBE_DEVICE``, else ``/dev/kvm``.
+    """The device to open: ``path``, else ``$KVMPROBE_DEVICE``, else ``/dev/kvm``; resolved once.
+
+    A relative path is taken from the working directory and made absolute here, so that every
+    later use (the open, the node's ``stat`` under the root read, the messages) names one file.
+    Nothing else is changed: no ``..`` is folded, no symlink resolved (the kernel does that).
+
+    Raises:
+        BadDevicePath: ``path`` is empty, or ``KVMPROBE_DEVICE`` is set but empty: a script's
+            unset variable must not silently become ``/dev/kvm``.
 
     Example:
         >>> device_path("/dev/kvm")
         '/dev/kvm'
+        >>> device_path("")
+        Traceback (most recent call last):
+        ...
+        kvmprobe.errors.BadDevicePath: the KVM device path given (--device) is empty (hint: give the device's path, e.g. --device /dev/kvm, or leave the option out for the default)
     """
-    return path or os.environ.get("KVMPROBE_DEVICE") or DEFAULT_DEVICE
+    if path is None:
+        path = os.environ.get("KVMPROBE_DEVICE")
+        if path is None:
+            return DEFAULT_DEVICE
+        if not path:
+            raise BadDevicePath(
+                "KVMPROBE_DEVICE is set but empty",
+                hint="set it to the device's path (KVMPROBE_DEVICE=/dev/kvm), or unset it for the default /dev/kvm",
+            )
+    if not path:
+        raise BadDevicePath(
+            "the KVM device path given (--device) is empty",
+            hint="give the device's path, e.g. --device /dev/kvm, or leave the option out for the default",
+        )
+    if not path.startswith("/"):
+        try:
+            path = os.path.join(os.getcwd(), path)
+        except OSError:  # the working directory is gone: the open will say what it finds
+            pass
+    return path
 
 
 def ensure_linux(platform: str = sys.platform) -> None:
@@ -515,25 +547,49 @@ def _owner(st: os.stat_result) -> Tuple[str, str]:
 
 
 def permission_hint(path: str, st: Optional[os.stat_result]) -> str:
-    """What to do when this user may not open ``path``, from its observed mode and group.
+    """What to do when this process may not open ``path``: the remedy ``doctor`` gives for the
+    same node (one source, :func:`kvmprobe._access.permission`), from the node's mode, owner and
+    ACL, this process's credentials and groups, and whether it runs in a container.
 
     Example:
-        >>> permission_hint("/dev/kvm", None)
-        "run as root, or ask for read-write access to /dev/kvm (e.g. 'sudo usermod -aG kvm $USER', then log in again)"
+        >>> permission_hint("/dev/kvm", None).startswith(("run as root", "in this"))
+        True
     """
-    if st is None:
-        return (
-            f"run as root, or ask for read-write access to {path} "
-            "(e.g. 'sudo usermod -aG kvm $USER', then log in again)"
-        )
-    _, group = _owner(st)
-    if st.st_mode & stat.S_IRWXG == stat.S_IRGRP | stat.S_IWGRP and st.st_gid != 0:
-        return f"add yourself to group '{group}': 'sudo usermod -aG {group} $USER', then log out and in again"
-    return (
-        f"{path} is only for its owner (mode {stat.S_IMODE(st.st_mode):04o}); run as root, or give it a group with a "
-        "udev rule: KERNEL==\"kvm\", GROUP=\"kvm\", MODE=\"0660\" in /etc/udev/rules.d/65-kvm.rules, "
-        "then 'sudo usermod -aG kvm $USER' and log in again"
-    )
+    import grp  # only on this error path
+    import pwd
+
+    from . import _access
+    from ._files import read_limited
+
+    uid = os.geteuid()
+    try:
+        name: Optional[str] = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = None
+    who = _access.Who(uid, os.getegid(), tuple(os.getgroups()), name)
+    group_name: Optional[str] = None
+    members: Tuple[str, ...] = ()
+    if st is not None:
+        try:
+            entry = grp.getgrgid(st.st_gid)
+            group_name, members = entry.gr_name, tuple(entry.gr_mem)
+        except KeyError:
+            pass
+    try:
+        grp.getgrnam("kvm")
+        kvm_group = True
+    except KeyError:
+        kvm_group = False
+    try:
+        cgroup = read_limited("/proc/1/cgroup", 65536, truncate=True).decode("utf-8", "replace")
+    except (OSError, ValueError):
+        cgroup = ""
+    container = _access.container_kind(os.path.lexists("/.dockerenv"), os.path.lexists("/run/.containerenv"), cgroup)
+    node = _access.node_of(st, _access.read_acl(path)) if st is not None else None
+    return _access.permission(
+        path, node, who, who_text=f"{name} (uid {uid})" if name else f"uid {uid}", group_name=group_name,
+        group_members=members, kvm_group=kvm_group, container=container,
+    )[1]
 
 
 def _open_error(path: str, err: OSError) -> KvmUnavailable:

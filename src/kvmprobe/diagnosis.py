@@ -23,15 +23,22 @@ from ._backend import Backend
 from ._checks import CHECK_IDS, DECISIVE, Check, Judge, Status, ask_kernel, recorded_answers
 from ._arch import is_x86
 from ._ioctl import KVM_API_VERSION
+from ._host_reader import Account, read_account, read_acls
 from .device import DEFAULT_DEVICE, device_path
-from .host import HostFacts, read_host_facts
+from .host import DEVICE_PATHS, HostFacts, read_host_facts
 from .errors import KvmProbeError
 from .probing import ProbeResult
 
 if TYPE_CHECKING:
     from ._cc_verdict import ConfidentialReport
 
-__all__ = ["CHECK_IDS", "DECISIVE", "Check", "Diagnosis", "Status", "Verdict", "diagnose"]
+__all__ = ["CHECK_IDS", "DECISIVE", "SCHEMA_NAME", "SCHEMA_VERSION", "Check", "Diagnosis", "Status", "Verdict", "diagnose"]
+
+#: The ``schema`` of the ``doctor --json`` document (:meth:`Diagnosis.to_dict`); kvmprobe up to
+#: 0.1.0 wrote ``"kvmprobe-doctor/1"`` (name and version in one string), which is that version 1.
+SCHEMA_NAME = "kvmprobe-doctor"
+#: Its version; bumped when a key is removed or changes meaning.
+SCHEMA_VERSION = 1
 
 class Verdict(enum.Enum):
     """The overall answer, from the decisive checks (plus warnings from the others).
@@ -82,6 +89,7 @@ class Diagnosis:
     #: Whether SEV, SEV-ES, SEV-SNP and TDX guests can run here (x86 hosts whose KVM is usable;
     #: ``None`` otherwise): a section of its own, which never changes the verdict.
     confidential: Optional[ConfidentialReport] = None
+    as_user: Optional[Account] = None
 
     @property
     def usable(self) -> bool:
@@ -134,12 +142,14 @@ class Diagnosis:
             ('usable_with_warnings', True, ['PASS', 'WARN', 'PASS', 'PASS', 'PASS', 'PASS'])
         """
         return {
-            "schema": "kvmprobe-doctor/1",
+            "schema": SCHEMA_NAME,
+            "schema_version": SCHEMA_VERSION,
             "verdict": self.verdict.value,
             "usable": self.usable,
             "summary": self.summary,
             "source": self.source,
             "device": self.device,
+            "as_user": self.as_user.to_dict() if self.as_user is not None else None,
             "checks": [item.to_dict() for item in self.checks],
             "host": self.facts.to_dict(),
             "confidential": self.confidential.to_dict() if self.confidential is not None else None,
@@ -162,7 +172,10 @@ def _verdict(checks: Sequence[Check]) -> Verdict:
     return Verdict.USABLE
 
 
-def _summary(verdict: Verdict, checks: Sequence[Check], facts: HostFacts, *, recorded: bool, derived: bool = False) -> str:
+def _summary(
+    verdict: Verdict, checks: Sequence[Check], facts: HostFacts, *, recorded: bool, derived: bool = False,
+    made_up: bool = False,
+) -> str:
     if verdict is Verdict.NOT_USABLE:
         failed = next((c for c in checks if c.decisive and c.status is Status.FAIL), None)
         return f"{verdict.text}: {failed.summary}" if failed else verdict.text
@@ -174,6 +187,8 @@ def _summary(verdict: Verdict, checks: Sequence[Check], facts: HostFacts, *, rec
     opens = "the device opened when recorded" if recorded else "the device opens"
     if derived:
         opens = "derived from source (the device assumed to open)"
+    elif made_up:
+        opens = "no device (synthesized from the capability table)"
     text = f"{verdict.text}: {opens}, API version {KVM_API_VERSION}, {vm} ({backend})"
     warned = [c.id for c in checks if c.status is Status.WARN]
     if warned:
@@ -189,6 +204,7 @@ def diagnose(
     backend: Optional[Backend] = None,
     create_vm: bool = True,
     run: Optional[bool] = None,
+    as_user: Optional[str] = None,
 ) -> Diagnosis:
     """Say whether KVM is usable here, why, and what to do.
 
@@ -207,19 +223,27 @@ def diagnose(
         probe: a probe result to judge instead of asking the kernel.
         root: where the host's files are (a :class:`kvmprobe.testing.FakeHost` tree in tests).
         device: the KVM device (default: ``$KVMPROBE_DEVICE`` or ``/dev/kvm``; under a fake
-            ``root`` the environment is not consulted).
+            ``root`` the environment is not consulted); a relative path is resolved once.
         backend: the ioctl backend (a :class:`kvmprobe.testing.FakeBackend` in tests).
         create_vm: also try ``KVM_CREATE_VM``.
         run: also run the micro-guest checks (``kvmprobe.guest.run_checks``: ``KVM_RUN`` of a
             real-mode and a long-mode guest in a child process under a watchdog, well under a
             second). Default: on the live host with the default backend; a fake ``root`` or an
             injected ``backend`` (a fake host) reports the ``run`` check as SKIP "not run".
+        as_user: judge access for this account (a user name or uid) instead of this process:
+            whether it could open the KVM device, vhost and tun, from their mode, owner and
+            ACL and the account's groups in ``etc/passwd`` and ``etc/group`` under ``root``
+            (never by becoming it; a device cgroup or an LSM can still refuse). The kernel's
+            answers still come from this process's own open. Live hosts only.
 
     Returns:
         A :class:`Diagnosis`; ``.verdict`` is NOT_USABLE when a decisive check fails.
 
     Raises:
         BackendUnavailable: the forced ioctl backend cannot be loaded (the tool cannot run).
+        BadDevicePath: ``device`` (or ``KVMPROBE_DEVICE``) is empty.
+        UnknownUser: ``as_user`` names no account in the passwd file under ``root``.
+        ValueError: ``as_user`` with a recorded ``probe`` (its accounts are not recorded).
         SnapshotError: a fake host's node file is malformed.
 
     Example:
@@ -233,6 +257,11 @@ def diagnose(
     """
     fake_root = os.path.abspath(root) != "/"
     facts_known = True
+    account: Optional[Account] = None
+    if as_user is not None:
+        if probe is not None and probe.source not in ("live", "fake"):
+            raise ValueError("as_user needs the live host: a recorded host's accounts are not recorded")
+        account = read_account(as_user, root)  # bad input fails before the device is touched
     if probe is not None and probe.host is not None:
         facts = probe.host
         answers = recorded_answers(probe, "recorded")
@@ -250,10 +279,10 @@ def diagnose(
     else:
         if probe is not None:
             path = probe.device
-        elif device:
-            path = device
+        elif device is None and fake_root:
+            path = DEFAULT_DEVICE  # a fake host's device: the environment is not consulted
         else:
-            path = DEFAULT_DEVICE if fake_root else device_path()
+            path = device_path(device)  # resolved once: the node read and the open name one file
         facts = read_host_facts(root, device=path)
         live_host = not fake_root and backend is None
         run_guest = (live_host and create_vm) if run is None else run
@@ -261,7 +290,11 @@ def diagnose(
             recorded_answers(probe, "probe") if probe is not None else ask_kernel(path, backend, create_vm, run_guest)
         )
         source = probe.source if probe is not None else "live"
-    checks = Judge(facts, answers, path, facts_known=facts_known).all()
+    acls = read_acls((path,) + DEVICE_PATHS, root) if answers.how != "recorded" else {}
+    who_text = f"{account.name} (uid {account.uid})" if account is not None else ""
+    judge = Judge(facts, answers, path, facts_known=facts_known, who=account.who if account is not None else None,
+                  who_text=who_text, acls=acls)  # fmt: skip
+    checks = judge.all()
     verdict = _verdict(checks)
     confidential = None
     if verdict is not Verdict.NOT_USABLE and is_x86(facts.machine or (probe.arch if probe else "")):
@@ -270,10 +303,12 @@ def diagnose(
         verdict=verdict,
         checks=checks,
         facts=facts,
-        summary=_summary(verdict, checks, facts, recorded=answers.how == "recorded", derived=answers.derived),
+        summary=_summary(verdict, checks, facts, recorded=answers.how == "recorded", derived=answers.derived,
+                         made_up=answers.synthesized and not facts_known),
         source=source,
         device=path,
         confidential=confidential,
+        as_user=account,
     )
 
 

@@ -10,7 +10,7 @@ to the next). Pure: it never probes; the CLI (``kvmprobe diff A [B]``) gathers t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Mapping, Optional, Tuple
 
 from ._arch import is_x86
 from .caps import Cap
@@ -271,12 +271,18 @@ _Answer = Tuple[Optional[int], Optional[int]]
 
 
 def _answers(
-    values: Optional[Mapping[Cap, int]], errors: Mapping[Cap, int], unknown: Tuple[Mapping[str, Any], ...], vm: bool
+    values: Optional[Mapping[Cap, int]],
+    errors: Mapping[Cap, int],
+    unknown: Tuple[Mapping[str, Any], ...],
+    vm: bool,
+    not_recorded: FrozenSet[Cap] = frozenset(),
 ) -> Dict[Tuple[int, str], _Answer]:
-    """Every answer of one host on one fd, keyed (number, name); a capability not listed is 0."""
+    """Every answer of one host on one fd, keyed (number, name); a capability not recorded has none."""
     found: Dict[Tuple[int, str], _Answer] = {}
     if values is not None:
         for cap in Cap:
+            if cap in not_recorded:
+                continue
             found[(int(cap), cap.c_name)] = (None, errors[cap]) if cap in errors else (values.get(cap, 0), None)
     value_key, error_key = ("vm_value", "vm_error") if vm else ("value", "error")
     for row in unknown:
@@ -415,14 +421,23 @@ def diff_hosts(a: ProbeResult, b: ProbeResult) -> HostDiff:
     """
     notes: List[str] = []
     gained, lost, changed, one_sided = _compare(
-        _answers(a.values, a.errors, a.unknown, False), _answers(b.values, b.errors, b.unknown, False)
+        _answers(a.values, a.errors, a.unknown, False, a.not_recorded),
+        _answers(b.values, b.errors, b.unknown, False, b.not_recorded),
     )
+    for side, host in (("A", a), ("B", b)):
+        if host.not_recorded:
+            missing = [cap.c_name for cap in Cap if cap in host.not_recorded]
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            notes.append(f"{len(missing)} capabilities not recorded on {side} ({shown}); not compared")
+    lacking = {int(cap) for cap in a.not_recorded | b.not_recorded}
     for number, name in one_sided:
-        notes.append(f"{name} ({number}): only one host's kvmprobe knew it; not compared")
+        if number not in lacking:
+            notes.append(f"{name} ({number}): only one host's kvmprobe knew it; not compared")
     vm_changes: List[CapChange] = []
     if a.vm_values is not None and b.vm_values is not None:
         vm_gained, vm_lost, vm_other, _ = _compare(
-            _answers(a.vm_values, a.vm_errors, a.unknown, True), _answers(b.vm_values, b.vm_errors, b.unknown, True)
+            _answers(a.vm_values, a.vm_errors, a.unknown, True, a.not_recorded),
+            _answers(b.vm_values, b.vm_errors, b.unknown, True, b.not_recorded),
         )
         vm_changes = sorted(vm_gained + vm_lost + vm_other, key=_table_order)
     elif a.vm_values is not None or b.vm_values is not None:

@@ -19,11 +19,14 @@ where they apply. ``str(err)`` is one line: the message, then the hint.
     ├── CapabilityQueryFailed (+LookupError) one KVM_CHECK_EXTENSION failed; the device still works
     ├── IoctlFailed (+LookupError)         one query ioctl (KVM_GET_SUPPORTED_CPUID, ...) failed; the device still works
     ├── NotRecorded (+LookupError)         a recorded host lacks the data asked for (not "unsupported")
+    │   └── CapabilityNotRecorded          a recorded host has no answer for a capability (no row)
     ├── SnapshotError (+ValueError)        a malformed recorded host: the file and the field
     ├── ProfileError (+ValueError)         a malformed custom VMM profile: the file and the key
     ├── UnknownVmm (+LookupError)          no built-in VMM profile by that name (or for that arch)
     │   └── UnknownRelease                 a release of that VMM no built-in profile covers
+    ├── UnknownUser (+LookupError)         --as-user names no account in the passwd file read
     ├── BackendUnavailable                 the forced ioctl backend (KVMPROBE_BACKEND) is missing
+    ├── BadDevicePath (+ValueError)        an empty device path (--device '', KVMPROBE_DEVICE=): none to open
     ├── EmulationError                     'kvmprobe emulate'/'learn' cannot run the command as asked
     └── GuestError (+ValueError)           a micro-guest cannot be run as asked (code, time limit, arch)
 """
@@ -36,6 +39,8 @@ from typing import Any
 
 __all__ = [
     "BackendUnavailable",
+    "BadDevicePath",
+    "CapabilityNotRecorded",
     "CapabilityQueryFailed",
     "EmulationError",
     "IoctlFailed",
@@ -54,6 +59,7 @@ __all__ = [
     "UnknownCapability",
     "UnknownCpuFeature",
     "UnknownRelease",
+    "UnknownUser",
     "UnknownVmm",
     "UnsupportedPlatform",
 ]
@@ -271,6 +277,28 @@ class NotRecorded(KvmProbeError, LookupError):
         )
 
 
+class CapabilityNotRecorded(NotRecorded):
+    """A recorded host (a snapshot) has no answer for this capability: its row is missing.
+
+    Not recorded is not unsupported: the host may well have it. Raised by
+    ``ProbeResult.has()``/``value()`` for such a capability.
+
+    Example:
+        >>> str(CapabilityNotRecorded("KVM_CAP_HLT", "host.json"))
+        "host.json records no answer for KVM_CAP_HLT (its row is missing) (hint: record the host again with 'python -m kvmprobe snapshot -o FILE' to know it)"
+    """
+
+    def __init__(self, c_name: str, source: str) -> None:
+        self.c_name = c_name
+        self.what = c_name
+        self.source = source
+        KvmProbeError.__init__(
+            self,
+            f"{source} records no answer for {c_name} (its row is missing)",
+            hint="record the host again with 'python -m kvmprobe snapshot -o FILE' to know it",
+        )
+
+
 def _located(message: str, path: str | None, part: str) -> str:
     """``file: part: message``, leaving out what is not known."""
     where = ": ".join(p for p in (path or "", part) if p)
@@ -385,12 +413,32 @@ class UnknownRelease(UnknownVmm):
         KvmProbeError.__init__(self, message, hint=hint)
 
 
+class UnknownUser(KvmProbeError, LookupError):
+    """``doctor --as-user`` (``diagnose(as_user=...)``) names no account of the passwd file read.
+
+    Example:
+        >>> UnknownUser("no account 'qemu' in /etc/passwd", hint="give a user name or uid").hint
+        'give a user name or uid'
+    """
+
+
 class BackendUnavailable(KvmProbeError):
     """The ioctl backend asked for (``KVMPROBE_BACKEND``) cannot be loaded here.
 
     Example:
         >>> BackendUnavailable("cffi backend not built").message
         'cffi backend not built'
+    """
+
+
+class BadDevicePath(KvmProbeError, ValueError):
+    """The KVM device path given names nothing to open: ``--device ''``, or ``KVMPROBE_DEVICE``
+    set but empty (a script passing an unset variable). Bad input (CLI exit 2), never a silent
+    ``/dev/kvm`` in its place.
+
+    Example:
+        >>> str(BadDevicePath("the device path is empty", hint="give --device PATH"))
+        'the device path is empty (hint: give --device PATH)'
     """
 
 
@@ -414,6 +462,56 @@ class GuestError(KvmProbeError, ValueError):
         >>> str(GuestError("a time limit of 0 s", hint="give a positive number of seconds"))
         'a time limit of 0 s (hint: give a positive number of seconds)'
     """
+
+
+# errno of a failed write -> (what happened, what to do), with {directory} and {errno} filled in.
+_ACCESS = ("permission denied in {directory} ({errno})", "choose a directory this user may write to, or run with the "
+           "rights to write there")  # fmt: skip
+_FULL = ("{errno}", "free some space, or choose another file system")
+_WRITE_FAILURES = {
+    _errno.ENOENT: ("the directory {directory} does not exist", "create it first (mkdir -p {directory}) or choose another path"),
+    _errno.ENOTDIR: ("a part of {directory} is not a directory", "choose another path"),
+    _errno.EACCES: _ACCESS,
+    _errno.EPERM: _ACCESS,
+    _errno.EROFS: ("{directory} is on a read-only file system", "choose another path"),
+    _errno.ENOSPC: _FULL,
+    _errno.EDQUOT: _FULL,
+}
+
+
+def write_failure(path: str, err: BaseException) -> tuple[str, str]:
+    """``(message, hint)`` for a file kvmprobe could not write (``-o FILE``, ``--trace=FILE``).
+
+    The one wording every command uses (snapshot, export, emulate, learn): what stands at
+    the path or what failed, and what to do. Nothing was changed in any case (the writer,
+    :func:`kvmprobe.write_atomic`, replaces a file whole or not at all).
+
+    Example:
+        >>> write_failure("out/", IsADirectoryError(21, "a directory", "out/"))[0]
+        'cannot write out/: it is a directory'
+        >>> write_failure("/nonexistent/h.json", FileNotFoundError(2, "No such file or directory"))[0]
+        'cannot write /nonexistent/h.json: the directory /nonexistent does not exist'
+    """
+    directory = os.path.dirname(os.path.abspath(path)) if isinstance(path, str) else ""
+    unchanged = "nothing was changed"
+    if isinstance(err, ValueError):  # an embedded NUL, or a surrogate the file system encoding cannot carry
+        return f"cannot write {ascii(path)}: not a file name ({err})", "give a path without NUL bytes or undecodable characters"
+    code = getattr(err, "errno", None) or 0
+    if code == _errno.EISDIR:
+        return f"cannot write {path}: it is a directory", f"name a file in it (-o {path.rstrip('/')}/NAME), or '-' for standard output"
+    if code == _errno.EEXIST and getattr(err, "strerror", None) and "not a regular file" in err.strerror:  # type: ignore[attr-defined]
+        return (
+            f"cannot write {path}: it is {err.strerror}",  # type: ignore[attr-defined]
+            "kvmprobe replaces only regular files, and left this one alone; give the path of a file, or '-' "
+            "for standard output",
+        )
+    known = _WRITE_FAILURES.get(code)
+    if known is not None:
+        reason, hint = known
+        fill = {"directory": directory, "errno": describe_errno(code)}
+        return f"cannot write {path}: {reason.format(**fill)}", f"{hint.format(**fill)}; {unchanged}"
+    reason = describe_errno(code) if code else str(err)
+    return f"cannot write {path}: {reason}", f"choose a path in a writable directory; {unchanged}"
 
 
 def describe_errno(code: int) -> str:

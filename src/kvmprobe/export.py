@@ -403,7 +403,7 @@ def nfd_features(
         >>> result = fake_probe_result({"IMMEDIATE_EXIT": 1, "NR_MEMSLOTS": 32764})
         >>> print(nfd_features(result, vmm_ready={"firecracker": True}, prefix="kvm.example.com"), end="")
         ... # doctest: +ELLIPSIS
-        # kvmprobe ... feature file for NFD's local source (features.d), from /dev/kvm (fake)
+        # kvmprobe ... feature file for NFD's local source (features.d), from no device: fake
         kvm.example.com/kvm.usable=true
         kvm.example.com/kvm.api-version=12
         kvm.example.com/kvm.cap.nr_memslots=32764
@@ -423,7 +423,10 @@ def nfd_features(
         caps=chosen,
         cc_ready=cc_ready or {},
     )
-    where = "no device" if result is None else f"{result.device} ({result.source})"
+    if result is None:
+        where = "no device"
+    else:
+        where = f"no device: {result.source}" if result.synthesized else f"{result.device} ({result.source})"
     lines = [f"# kvmprobe {__version__} feature file for NFD's local source (features.d), from {where}"]
     if expiry_time is not None:
         lines.append(f"# +expiry-time={_expiry_text(expiry_time)}")
@@ -542,7 +545,7 @@ def prometheus_text(
             [
                 _sample("kvm_capability", result.values.get(cap, 0), {"name": cap.c_name, "number": str(int(cap))})
                 for cap in chosen
-                if cap not in result.errors
+                if cap not in result.errors and cap not in result.not_recorded  # no answer is no 0
             ],
         )
         out.gauge(

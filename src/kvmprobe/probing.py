@@ -13,13 +13,13 @@ import threading
 import weakref
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Mapping, Optional, Tuple
 
 from ._arch import is_x86
 from ._backend import Backend
 from .caps import Cap, CapLike
 from .device import KvmDevice, device_path
-from .errors import CapabilityQueryFailed
+from .errors import CapabilityNotRecorded, CapabilityQueryFailed
 
 if TYPE_CHECKING:
     from ._cc_facts import ConfidentialFacts
@@ -35,6 +35,10 @@ _NUMBERS: Tuple[int, ...] = tuple(int(cap) for cap in _CAPS)
 
 # Names resolved once are remembered per result, up to this many keys (callers choose them).
 _MEMO_LIMIT = 4 * len(_CAPS)
+
+# Keys a dict hit would wrongly answer: True == 1 == 1.0 find KVM_CAP_HLT. Cap.lookup refuses
+# them, and so must the one-dict-hit paths (a class check costs about 20 ns).
+_NOT_KEYS = frozenset({bool, float, complex})
 
 
 def _frozen(mapping: Mapping[Cap, int]) -> Mapping[Cap, int]:
@@ -67,7 +71,7 @@ class Derivation:
         return {"kind": self.kind, "sources": list(self.sources), "assumptions": list(self.assumptions)}
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class ProbeResult:
     """What the kernel answered, for every capability of the table, at one moment.
 
@@ -83,10 +87,12 @@ class ProbeResult:
     table, not asked of a kernel), ``derivation`` (worked out from a kernel's source, not
     asked of one either: see :class:`Derivation`) and ``unknown``: the capability rows, as
     read, whose names this kvmprobe's table lacks (written by a newer kvmprobe; kept, never
-    guessed at). ``origin`` names which of these a host is. ``run`` holds the micro-guest
-    checks when they were recorded (:func:`kvmprobe.guest.run_checks`; ``None``: not recorded,
-    which is not "failed"). ``cpu`` holds KVM's raw CPU answers (CPUID, MSRs, XSAVE, TSC) when
-    probed with ``cpu=True`` or recorded; ``None``: not recorded (``kvmprobe.cpu()`` decodes it).
+    guessed at), and ``not_recorded``: the capabilities of the table the document has no row
+    for (cut out, or written by an older kvmprobe), which answer neither yes nor no. ``origin``
+    names which kind of host this is. ``run`` holds the micro-guest checks when they were
+    recorded (:func:`kvmprobe.guest.run_checks`; ``None``: not recorded, which is not
+    "failed"). ``cpu`` holds KVM's raw CPU answers (CPUID, MSRs, XSAVE, TSC) when probed with
+    ``cpu=True`` or recorded; ``None``: not recorded (``kvmprobe.cpu()`` decodes it).
 
     Example:
         >>> from kvmprobe.testing import fake_probe_result
@@ -115,6 +121,7 @@ class ProbeResult:
     derivation: Optional[Derivation] = None
     run: Optional[RunReport] = None
     cpu: Optional[CpuRecord] = field(default=None, repr=False)
+    not_recorded: FrozenSet[Cap] = frozenset()
     _value: Dict[Any, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -126,6 +133,7 @@ class ProbeResult:
         setter(self, "_value", dict(self.values))
         setter(self, "errors", _frozen(self.errors))
         setter(self, "vm_errors", _frozen(self.vm_errors))
+        setter(self, "not_recorded", frozenset(self.not_recorded))
         if self.vm_values is not None:
             setter(self, "vm_values", _frozen(self.vm_values))
 
@@ -144,25 +152,49 @@ class ProbeResult:
             return "synthesized"
         return "live" if self.source == "live" else "recorded"
 
+    def __repr__(self) -> str:
+        """One line: where the answers came from and how many there are (the values are in ``values``).
+
+        Example:
+            >>> from kvmprobe.testing import fake_probe_result
+            >>> fake_probe_result({Cap.HLT: 1}, kernel="6.18.0")
+            ProbeResult(device='/dev/kvm', source='fake', kernel='6.18.0', arch='x86_64', api_version=12, supported=1 of 244)
+        """
+        extra = "".join(
+            f", {name}={count}"
+            for name, count in (("errors", len(self.errors)), ("not_recorded", len(self.not_recorded)),
+                                ("unknown", len(self.unknown)))  # fmt: skip
+            if count
+        )
+        vm = ", vm_values" if self.vm_values is not None else ""
+        return (
+            f"ProbeResult(device={self.device!r}, source={self.source!r}, kernel={self.kernel!r}, arch={self.arch!r}, "
+            f"api_version={self.api_version}, supported={len(self.supported())} of {len(_CAPS)}{extra}{vm})"
+        )
+
     def value(self, cap: CapLike) -> int:
         """The raw system-fd answer for ``cap`` (0: unsupported).
 
         Raises:
             UnknownCapability: ``cap`` names no capability.
             CapabilityQueryFailed: the kernel's answer to this query was an error.
+            CapabilityNotRecorded: a recorded host has no row for ``cap``.
 
         Example:
             >>> from kvmprobe.testing import fake_probe_result
             >>> fake_probe_result({Cap.X2APIC_API: 15}).value("X2ApicApi")
             15
         """
-        try:
-            return self._value[cap]
-        except (KeyError, TypeError):
-            pass
+        if cap.__class__ not in _NOT_KEYS:
+            try:
+                return self._value[cap]
+            except (KeyError, TypeError):
+                pass
         member = Cap.lookup(cap)
         if member in self.errors:
             raise CapabilityQueryFailed(member.c_name, self.errors[member])
+        if member in self.not_recorded:
+            raise CapabilityNotRecorded(member.c_name, self.source)
         found = self._value.get(member, 0)
         if isinstance(cap, str) and len(self._value) < _MEMO_LIMIT:
             self._value[cap] = found  # the next has("IMMEDIATE_EXIT") is one dict hit
@@ -172,7 +204,7 @@ class ProbeResult:
         """Whether ``cap`` answered a positive value on the system fd.
 
         Raises:
-            UnknownCapability, CapabilityQueryFailed: as :meth:`value`.
+            UnknownCapability, CapabilityQueryFailed, CapabilityNotRecorded: as :meth:`value`.
 
         Example:
             >>> from kvmprobe.testing import fake_probe_result
@@ -381,12 +413,12 @@ def has(cap: CapLike) -> bool:
         (True, True, True, False)
     """
     current = _cache.current
-    if current is not None:
+    if current is not None and cap.__class__ not in _NOT_KEYS:
         try:
             return current._value[cap] > 0
         except (KeyError, TypeError):
             return current.has(cap)
-    return probe().has(cap)
+    return (current if current is not None else probe()).has(cap)
 
 
 def value(cap: CapLike) -> int:
@@ -402,12 +434,12 @@ def value(cap: CapLike) -> int:
         32764
     """
     current = _cache.current
-    if current is not None:
+    if current is not None and cap.__class__ not in _NOT_KEYS:
         try:
             return current._value[cap]
         except (KeyError, TypeError):
             return current.value(cap)
-    return probe().value(cap)
+    return (current if current is not None else probe()).value(cap)
 
 
 def _push_override(result: ProbeResult) -> Tuple[Optional[ProbeResult], int]:

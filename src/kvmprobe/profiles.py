@@ -73,7 +73,8 @@ class Missing:
     """A capability the host does not offer, with why it matters and the release that added it.
 
     ``errno`` is set when the kernel answered the query with an error instead of a value
-    (a VMM then sees the capability as missing too).
+    (a VMM then sees the capability as missing too); ``not_recorded`` when a recorded host has
+    no answer for it at all (its snapshot lacks the row): unknown, not unsupported.
 
     Example:
         >>> m = Missing(Cap.IMMEDIATE_EXIT, "required", "pausing vCPUs")
@@ -85,6 +86,7 @@ class Missing:
     kind: str
     why: str = ""
     errno: Optional[int] = None
+    not_recorded: bool = False
 
     @property
     def name(self) -> str:
@@ -128,6 +130,8 @@ class Missing:
             line += f": {self.why}"
         if self.errno is not None:
             line += f" [the query failed: {describe_errno(self.errno)}]"
+        if self.not_recorded:
+            line += " [not recorded: the recorded host has no answer for it]"
         return line
 
     def to_dict(self) -> Dict[str, Any]:
@@ -144,6 +148,7 @@ class Missing:
             "why": self.why,
             "since": self.since_text,
             "errno": self.errno,
+            "not_recorded": self.not_recorded,
         }
 
 
@@ -227,9 +232,19 @@ class Readiness:
                 text += f"; on {self.kvm_backend} only with " + "; ".join(c.short for c in self.conditions)
             return text
         parts = []
-        if self.missing_required:
-            parts.append(_missing_phrase(self.missing_required, self.kernel))
+        absent = [m for m in self.missing_required if not m.not_recorded]
+        unknown = [m for m in self.missing_required if m.not_recorded]
+        if absent:
+            parts.append(_missing_phrase(absent, self.kernel))
+        if unknown:
+            one = len(unknown) == 1
+            parts.append(
+                ", ".join(m.name for m in unknown)
+                + f" {'is' if one else 'are'} not recorded (the recorded host has no answer for {'it' if one else 'them'})"
+            )
         parts.extend(self.problems)
+        if unknown and not absent and not self.problems:
+            return f"{name}: cannot tell whether it can run here: " + "; ".join(parts)
         return f"{name} cannot run here: " + "; ".join(parts)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -584,7 +599,7 @@ def _evaluate(profile: Profile, host: ProbeResult) -> Readiness:
         errno = host.errors.get(req.cap)
         if errno is None and host.values.get(req.cap, 0) > 0:
             continue
-        missing[req.kind].append(Missing(req.cap, req.kind, req.text, errno))
+        missing[req.kind].append(Missing(req.cap, req.kind, req.text, errno, req.cap in host.not_recorded))
 
     # Backend constraints (#14): a VMM that does not run on this KVM backend (gVisor's KVM
     # platform on kvm_pvm) is a problem; one that runs on conditions says which.
@@ -599,7 +614,8 @@ def _evaluate(profile: Profile, host: ProbeResult) -> Readiness:
 
     version = parse_release(host.kernel)
     required = missing["required"] + missing["implicit"]
-    newer = [m for m in required if version is None or m.since > version]
+    # What the file merely lacks (not recorded) is no reason to upgrade.
+    newer = [m for m in required if not m.not_recorded and (version is None or m.since > version)]
     needs = max((m.since for m in newer), default=None)
 
     notes: List[str] = []

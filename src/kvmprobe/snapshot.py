@@ -19,8 +19,8 @@ Reading is strict: a malformed document raises :class:`~kvmprobe.SnapshotError` 
 file and the JSON path of the bad field (``$.capabilities[3].value``). Two things are not
 errors: capability names this kvmprobe's table lacks (a newer kvmprobe wrote them; they are
 kept in ``ProbeResult.unknown`` and reported), and capabilities of the table the document
-lacks (an older kvmprobe did not know them; they read as 0, as the kernel's answer to an
-unknown number would be).
+lacks (cut out, or an older kvmprobe did not know them): they are *not recorded*
+(``ProbeResult.not_recorded``), never read as 0, and every command says so.
 """
 
 from __future__ import annotations
@@ -28,17 +28,17 @@ from __future__ import annotations
 import json
 import os
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 from .atomic import write_atomic
 from ._cc_facts import ConfidentialFacts
 from ._guest_report import RunReport
-from ._validate import Checker, key_path, parse_json, read_text, type_word
+from ._validate import Checker, clip, key_path, parse_json, read_text, type_word
 from ._version import __version__
 from .caps import Cap
-from .errors import SnapshotError, describe_errno
+from .errors import SnapshotError, write_failure
 from .host import HostFacts, read_host_facts
 from .probing import Derivation, ProbeResult, probe
 
@@ -71,7 +71,9 @@ _INT_MAX = 2**31 - 1
 # errno values are small positive numbers (Linux: below 4096, the -MAX_ERRNO window).
 _ERRNO_MAX = 4095
 _CAP_NAME = re.compile(r"KVM_CAP_[A-Z0-9_]+")
-_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
+_TIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,6})?(?:Z|([+-])(\d{2}):(\d{2}))", re.ASCII
+)
 
 _TOP_KEYS = (
     "schema",
@@ -182,6 +184,8 @@ def _cpu_section(result: ProbeResult, facts: Optional[HostFacts]) -> Optional[Di
 def _rows(result: ProbeResult) -> List[Dict[str, Any]]:
     rows: List[Dict[str, Any]] = []
     for cap in Cap:
+        if cap in result.not_recorded:
+            continue  # still not recorded when written back: never a made-up 0
         failed = cap in result.errors
         row: Dict[str, Any] = {
             "name": cap.c_name,
@@ -271,7 +275,8 @@ def write_snapshot(document: Mapping[str, Any], path: str) -> None:
     was. The file gets mode 0644 (see :func:`kvmprobe.atomic.write_atomic`).
 
     Raises:
-        SnapshotError: the file cannot be written (the path and the reason).
+        SnapshotError: the file cannot be written (the path and the reason), or something
+            other than a regular file stands there (a device, a FIFO, a directory: left alone).
 
     Example:
         >>> import os, tempfile
@@ -283,14 +288,11 @@ def write_snapshot(document: Mapping[str, Any], path: str) -> None:
     """
     try:
         write_atomic(path, json.dumps(document, indent=2) + "\n")
-    except ValueError as err:  # an embedded NUL, or a surrogate the file system encoding cannot carry
-        raise SnapshotError(f"cannot write: not a file name ({err})", path=ascii(path)) from None
-    except OSError as err:
-        raise SnapshotError(
-            f"cannot write: {describe_errno(err.errno or 0)}",
-            path=path,
-            hint="choose a writable path with -o FILE (its directory must exist)",
-        ) from err
+    except (OSError, ValueError) as err:  # ValueError: a NUL or an unencodable surrogate in the path
+        message, hint = write_failure(path, err)
+        failure = SnapshotError(message, hint=hint)
+        failure.path = path
+        raise failure from None
 
 
 def load_snapshot(path_or_dict: PathOrDict) -> ProbeResult:
@@ -299,7 +301,8 @@ def load_snapshot(path_or_dict: PathOrDict) -> ProbeResult:
     The result has the interface of a live probe: ``has()``, ``value()``, ``vm_value()`` and
     every command answer from it. ``source`` is ``"snapshot:<path>"`` (``"snapshot"`` for a
     dict), and ``host`` holds the recorded host facts. Capabilities the document does not
-    list read as 0; rows whose names this kvmprobe does not know are kept in ``unknown``.
+    list are in ``not_recorded`` (asking one raises ``CapabilityNotRecorded``); rows whose
+    names this kvmprobe does not know are kept in ``unknown``.
 
     Files are refused before parsing when they are not regular files (a FIFO, ``/dev/zero``,
     a directory) or larger than :data:`MAX_SNAPSHOT_BYTES`.
@@ -379,7 +382,8 @@ class _Reader(Checker):
             self.fail(
                 "$.schema_version",
                 f"snapshot schema {version} is newer than this kvmprobe {__version__} reads ({SCHEMA_VERSION})",
-                hint="upgrade kvmprobe (pip install -U kvmprobe)",
+                hint=f"read it with the kvmprobe that wrote it ({clip(str(document.get('kvmprobe_version')))}), or update "
+                "this one: it is installed from its source tree, so reinstall from a newer one ('pip install .' there)",
             )
         for key in document:
             if key in _OPTIONAL_KEYS and version < _OPTIONAL_KEYS[key]:
@@ -404,6 +408,10 @@ class _Reader(Checker):
         arch = self.text(document["arch"], "$.arch")
         vm_created = self.boolean(document["vm_created"], "$.vm_created")
         values, errors, vm_values, vm_errors, unknown = self.capabilities(document["capabilities"])
+        # A row the document lacks is not recorded, never 0 (unsupported): cut out, or written
+        # by a kvmprobe that did not know the capability. ProbeResult.has() refuses to guess.
+        listed = {row["name"] for row in document["capabilities"]}
+        not_recorded = frozenset(cap for cap in Cap if cap.c_name not in listed)
         if vm_values is not None and not vm_created:
             self.fail("$.vm_created", "is false, but the capabilities carry VM-fd values")
         facts = document["host"]
@@ -433,6 +441,7 @@ class _Reader(Checker):
             derivation=derivation,
             run=run,
             cpu=cpu,
+            not_recorded=not_recorded,
         )
 
     def run(self, item: Any) -> Optional[RunReport]:
@@ -481,10 +490,15 @@ class _Reader(Checker):
         if item is None:
             return None
         text = self.text(item, field)
-        if _TIME.fullmatch(text) is None:
+        match = _TIME.fullmatch(text)
+        if match is None:
             self.fail(field, f"{text!r} is not an ISO 8601 time like 2026-11-25T09:30:00Z")
+        # The date, time and offset checked by datetime's constructors, not by fromisoformat(),
+        # which takes fractions of 1 to 6 digits only from Python 3.11 on (3.9 and 3.10: 3 or 6).
+        year, month, day, hour, minute, second, sign, off_hours, off_minutes = match.groups()
         try:
-            datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+            offset = timedelta(hours=int(off_hours or 0), minutes=int(off_minutes or 0)) * (-1 if sign == "-" else 1)
+            datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=timezone(offset))
         except ValueError:
             self.fail(field, f"{text!r} is not a valid date and time")
         return text

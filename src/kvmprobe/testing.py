@@ -450,11 +450,13 @@ def _char(major: int, minor: int, mode: int = 0o660, uid: int = 0, gid: int = KV
 
 def _standard_nodes(kvm: Optional[_DeviceNode], *, vhost: bool = True, tun: bool = True) -> Dict[str, Optional[_DeviceNode]]:
     # Device numbers from a mainline kernel: misc 10:232 kvm, 10:238 vhost-net, 10:241
-    # vhost-vsock, 10:200 tun (include/linux/miscdevice.h).
+    # vhost-vsock, 10:200 tun (include/linux/miscdevice.h). Modes as systemd's udev rules set
+    # them (rules.d/50-udev-default.rules.in): kvm, vhost-net and vhost-vsock to group kvm with
+    # DEV_KVM_MODE (0660 here), tun 0666.
     return {
         "/dev/kvm": kvm,
-        "/dev/vhost-net": _char(10, 238, 0o600, 0, 0) if vhost else None,
-        "/dev/vhost-vsock": _char(10, 241, 0o600, 0, 0) if vhost else None,
+        "/dev/vhost-net": _char(10, 238) if vhost else None,
+        "/dev/vhost-vsock": _char(10, 241) if vhost else None,
         "/dev/net/tun": _char(10, 200, 0o666, 0, 0) if tun else None,
     }
 
@@ -468,7 +470,8 @@ class FakeHost:
     ``sys/devices/virtual/misc/kvm/dev``, ``etc/passwd``, ``etc/group``, a ``/.dockerenv``
     for a container, ``dev/cpu/0/msr`` when ``msr`` is given, and the nodes of ``nodes`` in
     ``kvmprobe-nodes.json`` (device nodes cannot be made without root; the reader reads that
-    file only under a root other than ``/``). Presets model the hosts of the doctor tests;
+    file only under a root other than ``/``), with the access ACL of ``acls`` (path to the
+    ``system.posix_acl_access`` bytes) for those that have one. Presets model the hosts of the doctor tests;
     tweak one with :func:`dataclasses.replace`.
 
     Example:
@@ -508,6 +511,7 @@ class FakeHost:
     memlock: Optional[Tuple[int, int]] = None
     cap_eff: Optional[int] = None
     kernel_log: Optional[Tuple[str, ...]] = None
+    acls: Mapping[str, bytes] = _field(default_factory=dict)
 
     def write(self, root: str) -> str:
         """Write the tree under ``root`` (an existing, preferably empty directory); return ``root``."""
@@ -548,6 +552,8 @@ class FakeHost:
         put("etc/passwd", "".join(f"{name}:x:{uid}:{uid}::/home/{name}:/bin/sh\n" for name, uid in self.users.items()))
         put("etc/group", "".join(f"{name}:x:{gid}:{','.join(members)}\n" for name, gid, members in self.group_db))
         nodes = {path: node.to_dict() for path, node in self.nodes.items() if node is not None}
+        for path, raw in self.acls.items():  # the system.posix_acl_access bytes of a node, as hex
+            nodes[path]["acl"] = raw.hex()
         put(_NODES_FILE, json.dumps(nodes, indent=1, sort_keys=True) + "\n")
         os.makedirs(os.path.join(root, "dev"), exist_ok=True)
         if self.container == "docker":

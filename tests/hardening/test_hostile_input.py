@@ -345,6 +345,7 @@ VOCABULARY = [
     "--device", "--snapshot", "--profile", "--format", "nfd", "prometheus", "xml", "--prefix", "--caps",
     "--expiry-time", "3h", "2026-11-26T10:00:00Z", "-o", "--output",
     "HLT", "IMMEDIATE_EXIT", "ImmediateExit", "kvm_cap_nr_memslots", "136", "0136", "-1", "99999999999",
+    "0x88", "0XFA", "250", "0x", "0x7fffffff", "0x" + "f" * 5000, "--as-user", "root", "nobody", "0", "no-such-user",
     "1" * 5000, "²", "١٣٦", "firecracker", "cloud-hypervisor", "qemu", "all", "none", "HLT,NR_MEMSLOTS", ",",
     "preset:pvm-6.18", "preset:linux-3.10", "preset:nope", GOOD_SNAPSHOT, GOOD_PROFILE, GARBAGE, FIFO,
     "/dev/zero", "/dev/null", str(WORK), "/nonexistent/x", "-", "--", "=", "--device=/dev/null",
@@ -370,7 +371,10 @@ def argument_lists(draw: Any) -> List[str]:
 
 
 SOURCES = st.sampled_from([GOOD_SNAPSHOT, "preset:pvm-6.18", "preset:linux-4.14", GARBAGE, FIFO, "/dev/zero", "preset:x"])
-CAPS = st.sampled_from(["HLT", "IMMEDIATE_EXIT", "X2ApicApi", "136", "²", "1" * 5000, "-1", "NOPE"]) | argv_text.filter(lambda t: not t.startswith("-"))
+CAPS = st.sampled_from(["HLT", "IMMEDIATE_EXIT", "X2ApicApi", "136", "²", "1" * 5000, "-1", "NOPE",
+                        "0x88", "0xfa", "250", "0x", "0xg", "0x" + "f" * 5000, "2147483648"]) | argv_text.filter(
+    lambda t: not t.startswith("-"))  # fmt: skip
+USERS = st.sampled_from(["root", "nobody", "0", "65534", "no-such-user", "", "١", "x" * 300, "root:x", "4294967296"])
 
 
 @st.composite
@@ -398,6 +402,8 @@ def command_lines(draw: Any) -> List[str]:
             argv += ["--profile", draw(st.sampled_from([GOOD_PROFILE, GARBAGE, FIFO, "/dev/zero", str(WORK)]))]
     elif command == "doctor":
         maybe("--json", "--strict")
+        if draw(st.booleans()):
+            argv += ["--as-user", draw(USERS | argv_text)]
     elif command == "snapshot":
         maybe("--json", "--vm", "--list-presets")
         if draw(st.booleans()):
@@ -462,6 +468,12 @@ FOUND = [
     (["export", "--format", "nfd", "--expiry-time", "9" * 5000 + "d"], 2),
     (["--device", "/dev/null", "has", "HLT"], 2),  # the option was silently dropped, /dev/kvm asked
     (["dump", "\x1b[2J"], 2),  # the escape sequence reached the terminal
+    (["has", "0x" + "f" * 5000], 2),  # hex numbers: bounded like decimal ones
+    (["has", "-q", "250", "--snapshot", "preset:pvm-6.18"], 2),  # outside the table, not recorded
+    (["doctor", "--as-user", "no-such-user"], 2),
+    (["doctor", "--as-user", "x" * 5000], 2),
+    (["doctor", "--as-user", "root", "--snapshot", "preset:linux-3.10"], 2),
+    (["has", "HLT", "--device", ""], 2),  # an empty device path is no /dev/kvm
 ]
 
 

@@ -17,7 +17,8 @@ from typing import List
 
 import pytest
 
-from _helpers import console_steps
+from _docs import console_steps
+
 from kvmprobe.emulate import supervisor_available
 
 import _docs

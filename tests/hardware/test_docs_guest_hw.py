@@ -16,7 +16,7 @@ from typing import List
 
 import pytest
 
-from _helpers import console_steps
+from _docs import console_steps
 
 pytestmark = pytest.mark.kvm
 

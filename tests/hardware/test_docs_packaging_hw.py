@@ -20,7 +20,8 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 
-from _helpers import console_steps, measured_as_placeholders
+from _docs import console_steps
+from _helpers import measured_as_placeholders
 from _packaging import ROOT, interpreter, run
 
 pytestmark = pytest.mark.kvm

@@ -47,7 +47,7 @@ def test_render_aligns_checks_and_puts_the_remedy_under_the_failure(tmp_path: Pa
     lines = text.splitlines()
     assert lines[0] == "kvmprobe doctor: /dev/kvm"
     rows = [line for line in lines if re.match(r"  (PASS|WARN|FAIL|SKIP|INFO)  ", line)]
-    assert [row.split()[1] for row in rows] == list(CHECK_IDS)
+    assert [row.split()[1] for row in rows] == [i for i in CHECK_IDS if i != "capability-queries"]
     columns = {row.index(row.split()[2], 8 + len(row.split()[1])) for row in rows}
     assert len(columns) == 1, "summaries do not start in one column"
     access = next(i for i, line in enumerate(lines) if line.split()[1:2] == ["device-access"])
@@ -131,10 +131,12 @@ def test_json_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     code, out, _ = run(["doctor", "--json", "--device", str(tmp_path / "none")], capsys)
     doc = json.loads(out)
     assert code == 1
-    assert list(doc) == ["schema", "verdict", "usable", "summary", "source", "device", "checks", "host", "confidential"]
+    assert list(doc) == ["schema", "schema_version", "verdict", "usable", "summary", "source", "device", "as_user",
+                         "checks", "host", "confidential"]  # fmt: skip
     assert doc["confidential"] is None  # KVM is not usable: no confidential-VM section
-    assert doc["schema"] == "kvmprobe-doctor/1" and doc["device"] == str(tmp_path / "none")
-    assert [c["id"] for c in doc["checks"]] == list(CHECK_IDS)
+    assert doc["schema"] == "kvmprobe-doctor" and doc["schema_version"] == 1 and doc["device"] == str(tmp_path / "none")
+    assert doc["as_user"] is None
+    assert [c["id"] for c in doc["checks"]] == [i for i in CHECK_IDS if i != "capability-queries"]
     assert all(set(c) == {"id", "status", "decisive", "summary", "remedy"} for c in doc["checks"])
     assert doc["host"]["kernel_release"] == os.uname().release
 

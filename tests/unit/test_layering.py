@@ -18,7 +18,7 @@ PACKAGE = os.path.dirname(os.path.abspath(kvmprobe.__file__))
 LAYERS: Dict[str, int] = {
     # 0: no package imports at all (the ioctl seam, the compiled loop, plumbing)
     "_version": 0, "errors": 0, "_release": 0, "atomic": 0, "_files": 0, "_backend": 0, "_kvmbatch": 0,
-    "_arch": 0, "_profile_text": 0, "_vmm_versions": 0, "_cpuid_insn": 0,
+    "_arch": 0, "_profile_text": 0, "_vmm_versions": 0, "_cpuid_insn": 0, "_access": 0,
     # 0: running work in a forked child under a time limit (the micro-guest's watchdog)
     "_forked": 0,
     # 1: pure data and encodings; the two ioctl backends over the seam

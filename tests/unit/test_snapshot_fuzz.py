@@ -128,9 +128,12 @@ def load_bytes(data: bytes) -> Union[ProbeResult, SnapshotError]:
         os.unlink(path)
 
 
-def answers(result: ProbeResult) -> Dict[Cap, Tuple[Optional[int], Optional[int]]]:
-    """(value, errno) per capability; a capability a document did not list reads as 0."""
-    return {cap: (None if cap in result.errors else result.values.get(cap, 0), result.errors.get(cap)) for cap in Cap}
+def answers(result: ProbeResult) -> Dict[Cap, Tuple[Optional[int], Optional[int], bool]]:
+    """(value, errno, not recorded) per capability; one a document did not list is not recorded."""
+    return {
+        cap: (None if cap in result.errors else result.values.get(cap, 0), result.errors.get(cap), cap in result.not_recorded)
+        for cap in Cap
+    }
 
 
 def check_result(result: ProbeResult) -> None:

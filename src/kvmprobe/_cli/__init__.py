@@ -70,6 +70,16 @@ def main(argv: Optional[List[str]] = None, *, backend: Optional[Backend] = None)
     :class:`kvmprobe.testing.FakeBackend`, e.g. one that fails chosen calls).
     """
     _common.tolerant_streams()
+    # A reader that goes away (kvmprobe ... | head) ends the output, never the command: the
+    # exit code stays the verdict.
+    saved = _common.guard_streams()
+    try:
+        return _dispatch(argv, backend)
+    finally:
+        _common.restore_streams(saved)
+
+
+def _dispatch(argv: Optional[List[str]], backend: Optional[Backend]) -> int:
     try:
         words, commands = _with_command(list(sys.argv[1:] if argv is None else argv))
         args = build_parser(commands).parse_args(words)
@@ -79,10 +89,6 @@ def main(argv: Optional[List[str]] = None, *, backend: Optional[Backend] = None)
         return _common.fail(str(err), _common.EXIT_USAGE)
     except KvmProbeError as err:
         return _common.fail(str(err), _common.exit_code_for(err))
-    except BrokenPipeError:
-        # The reader went away (kvmprobe ... | head); not an error worth a message.
-        sys.stderr.close()
-        return _common.EXIT_OK
     except KeyboardInterrupt:
         return 130
 

@@ -29,7 +29,10 @@ from . import _common
 if TYPE_CHECKING:
     from ..confidential import ConfidentialReadiness
 
-SCHEMA = "kvmprobe.check/1"
+#: The ``check --json`` document's ``schema`` and ``schema_version`` (kvmprobe up to 0.1.0
+#: wrote ``"schema": "kvmprobe.check/1"`` without a version: the same document, version 1).
+SCHEMA = "kvmprobe-check"
+SCHEMA_VERSION = 1
 
 # Suffixes of --guest-memory sizes.
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -107,6 +110,11 @@ def run(args: argparse.Namespace) -> int:
     if args.all:
         targets += [builtin_profile(name, result.arch) for name in vmm_names(result.arch)
                     if name not in {p.name for p in named}]
+        if not targets and not kinds:  # --all where no built-in profile fits: nothing checked is not "ready"
+            raise _common.UsageError(
+                f"no built-in VMM profile for {result.arch}, so --all checks nothing; describe the VMM in a file for "
+                "--profile FILE (see docs/profiles.md)"
+            )
     targets += [profile for profile, _ in installed if profile is not None]
     targets += files
     verdicts = [check_vmm(target, result) for target in targets]
@@ -219,6 +227,7 @@ def document(
         entries.append(entry)
     doc: Dict[str, Any] = {
         "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
         "host": {
             "kernel": result.kernel,
             "arch": result.arch,
@@ -247,9 +256,7 @@ def render(
 ) -> str:
     """The human report: the host, then per VMM the verdict and every reason, then per
     confidential kind the verdict, the blocking layer's fix and every layer."""
-    # A host derived from source was never recorded: its source says what it is.
-    origin = "" if result.source == "live" else f", {'' if result.derivation else 'recorded: '}{result.source}"
-    lines = [f"host: Linux {result.kernel} ({result.arch}), KVM API {result.api_version}, {result.device}{origin}"]
+    lines = [f"host: Linux {result.kernel} ({result.arch}), KVM API {result.api_version}, {_common.where_from(result)}"]
     for verdict in verdicts:
         profile = verdict.profile
         name = verdict.display_name + (f" {profile.version}" if profile.version else "")

@@ -86,7 +86,24 @@ def load_host(spec: str) -> ProbeResult:
             f"{names}; they are kept but not used (upgrade kvmprobe to use them)",
             file=sys.stderr,
         )
+    if result.not_recorded:
+        print(f"kvmprobe: note: {not_recorded_note(spec, result)}", file=sys.stderr)
     return result
+
+
+def not_recorded_note(spec: str, result: ProbeResult) -> str:
+    """Which capability rows a recording lacks, and why that may be: not recorded, not unsupported."""
+    from .._version import __version__
+    from ..caps import Cap
+
+    missing = [cap.c_name for cap in Cap if cap in result.not_recorded]
+    shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+    rows = f"{len(missing)} capability {'row' if len(missing) == 1 else 'rows'}"
+    if result.recorded_by == __version__:
+        why = f"{spec} is incomplete: it lacks {rows} this kvmprobe {__version__}, which wrote it, always writes"
+    else:
+        why = f"{spec} lacks {rows} this kvmprobe knows (kvmprobe {result.recorded_by or 'of unknown version'} wrote it)"
+    return f"{why}: {shown}; they are not recorded, neither supported nor unsupported"
 
 
 def load_result(args: argparse.Namespace, *, vm: bool = False, cpu: bool = False) -> ProbeResult:
@@ -98,6 +115,14 @@ def load_result(args: argparse.Namespace, *, vm: bool = False, cpu: bool = False
             raise UsageError("--device and --snapshot exclude each other: a recorded host has no device to open")
         return load_host(snapshot)
     return probe(getattr(args, "device", None), vm=vm, backend=backend_of(args), cpu=cpu)
+
+
+def where_from(result: ProbeResult) -> str:
+    """Where a host's answers came from: its device (and recording), or none for a host
+    synthesized from the capability table or derived from a kernel's source."""
+    if result.synthesized or result.derivation is not None:
+        return f"no device: {result.source}"
+    return result.device if result.source == "live" else f"{result.device}, recorded: {result.source}"
 
 
 def backend_of(args: argparse.Namespace) -> Optional[Backend]:
@@ -119,9 +144,104 @@ def tolerant_streams() -> None:
             pass
 
 
+class ClosedPipeGuard:
+    """A text stream whose writes survive a reader that went away (``kvmprobe ... | head``).
+
+    The first ``BrokenPipeError`` ends the output: the rest is dropped, nothing is printed about
+    it, and the command carries on to its verdict, which is its exit code (a closed pipe must
+    not turn a "no" into a "yes"). The stream's fd is pointed at ``/dev/null`` then, so what it
+    still buffers does not fail again when Python flushes it at exit ("Exception ignored ...
+    BrokenPipeError", exit 120): the recipe of the Python docs' "Note on SIGPIPE" (signal module).
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                self.stream.write(text)
+            except BrokenPipeError:
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def _drop(self) -> None:
+        self.gone = True
+        try:
+            fd = self.stream.fileno()
+        except (OSError, ValueError, AttributeError):  # no fd (a StringIO): nothing to redirect
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)  # ownership: closed just below
+        try:
+            os.dup2(devnull, fd)  # the stream's fd now leads nowhere; dup2 keeps it inheritable
+        finally:
+            os.close(devnull)
+        try:
+            self.stream.flush()  # what is left in the buffer goes to /dev/null now
+        except OSError:
+            pass
+
+    def __getattr__(self, name: str) -> Any:  # isatty(), encoding, ...: the stream's own
+        return getattr(self.stream, name)
+
+
+def guard_streams() -> Any:
+    """Replace ``sys.stdout``/``sys.stderr`` with a :class:`ClosedPipeGuard` each; return what to restore."""
+    saved = (sys.stdout, sys.stderr)
+    sys.stdout = ClosedPipeGuard(sys.stdout)
+    sys.stderr = ClosedPipeGuard(sys.stderr)
+    return saved
+
+
+def restore_streams(saved: Any) -> None:
+    """Flush the guarded streams (a closed pipe is dropped silently) and put ``saved`` back."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    sys.stdout, sys.stderr = saved
+
+
 def use_color(stream: IO[str]) -> bool:
     """Colour only on a terminal, and never when ``NO_COLOR`` is set (no-color.org)."""
     return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def _unwritable(path: str, err: BaseException) -> UsageError:
+    from ..errors import write_failure
+
+    message, hint = write_failure(path, err)
+    return UsageError(f"{message} (hint: {hint})")
+
+
+def check_output(path: Optional[str]) -> None:
+    """Refuse ``-o PATH`` up front when something other than a regular file stands there
+    (before a long run, such as 'learn', would end in nothing written). ``-`` is stdout."""
+    if path is None or path == "-":
+        return
+    from ..atomic import check_target
+
+    try:
+        check_target(path)
+    except OSError as err:
+        raise _unwritable(path, err) from None
+
+
+def write_output(path: str, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically (a regular file or nothing only), or UsageError
+    worded as every command words a write failure (:func:`kvmprobe.errors.write_failure`)."""
+    from ..atomic import write_atomic
+
+    try:
+        write_atomic(path, text)
+    except (OSError, ValueError) as err:  # ValueError: a NUL or an unencodable surrogate in the path
+        raise _unwritable(path, err) from None
 
 
 def write_json(document: Any, stream: Optional[IO[str]] = None) -> None:

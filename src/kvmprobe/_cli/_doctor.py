@@ -41,15 +41,24 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
     parser.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    parser.add_argument(
+        "--as-user",
+        metavar="USER",
+        help="judge access to /dev/kvm, vhost and tun for this account (a name or uid, e.g. libvirt-qemu) "
+        "instead of the one running kvmprobe: from mode, owner, ACLs and its groups in /etc/passwd and "
+        "/etc/group, without becoming it (run it as root for the kernel's own answers)",
+    )
     _common.add_source_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "snapshot", None) is not None:
+        if args.as_user is not None:
+            raise _common.UsageError("--as-user needs the live host: a recorded host's accounts and ACLs are not recorded")
         report = diagnose(_common.load_result(args))
     else:
-        report = diagnose(device=args.device, backend=_common.backend_of(args))
+        report = diagnose(device=args.device, backend=_common.backend_of(args), as_user=args.as_user)
     if args.json:
         _common.write_json(report.to_dict())
     else:
@@ -76,7 +85,12 @@ def render(report: Diagnosis, *, color: bool = False) -> str:
     width = max(len(item.id) for item in report.checks)
     indent = " " * (2 + 4 + 2 + width + 2)
     source = "" if report.source == "live" else f" ({report.source})"
-    lines: List[str] = [f"kvmprobe doctor: {report.device}{source}", ""]
+    device = "no device" if report.source.endswith("(synthesized)") else report.device  # presets.load_preset's mark
+    lines: List[str] = [f"kvmprobe doctor: {device}{source}"]
+    if report.as_user is not None:
+        account = report.as_user
+        lines.append(f"access judged for {account.name} (uid {account.uid}, groups {', '.join(map(str, account.groups))})")
+    lines.append("")
     for item in report.checks:
         lines.append(f"  {_word(item.status, color)}  {item.id:<{width}}  {item.summary}")
         if item.remedy:

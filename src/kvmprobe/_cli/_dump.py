@@ -40,7 +40,8 @@ def render(result: ProbeResult, *, show_all: bool = False) -> str:
     in_rs = sum(1 for cap in supported if cap.in_cap_rs)
     lines: List[str] = [
         f"kvmprobe {__version__}",
-        f"  device       {result.device}" + ("" if result.source == "live" else f"  ({result.source})"),
+        f"  device       {result.device}" + ("" if result.source == "live" else f"  ({result.source})")
+        if not result.synthesized else f"  device       none: {result.source}",
         f"  API version  {result.api_version}",
         f"  kernel       {result.kernel} ({result.arch})",
         f"  backend      {result.backend}",
@@ -58,12 +59,17 @@ def render(result: ProbeResult, *, show_all: bool = False) -> str:
         for number in range(32):
             if types >> number & 1:
                 lines += [f"    ! {entry.warning()}" for entry in collisions("x86-vm-type", number, result.arch)]
+    if result.not_recorded:
+        lines.append(f"  not recorded {len(result.not_recorded)} capabilities have no row in the recording (--all shows them)")
     lines += ["", "VMM READINESS ('kvmprobe check VMM' says why)"] + _readiness_lines(result)
     vm = result.vm_values is not None
     header = f"{'CAPABILITY':<40} {'NUMBER':>6} {'VALUE':>10}" + (f" {'VM FD':>10}" if vm else "") + "  SINCE"
     lines += ["", header]
     for cap in Cap:
         if not show_all and cap not in supported and cap not in result.errors:
+            continue
+        if cap in result.not_recorded:
+            lines.append(f"{cap.c_name:<40} {int(cap):>6} {'-':>10}  {cap.since_text}  (not recorded)")
             continue
         shown = "ERROR" if cap in result.errors else str(result.values.get(cap, 0))
         row = f"{cap.c_name:<40} {int(cap):>6} {shown:>10}"
@@ -77,7 +83,8 @@ def render(result: ProbeResult, *, show_all: bool = False) -> str:
         lines.append(f"{row}  {cap.since_text}{note}")
         lines += _explained(result, cap)
     if not show_all:
-        lines += ["", f"{len(Cap) - len(supported)} unsupported capabilities hidden; --all shows them."]
+        hidden = len(Cap) - len(supported) - len(result.not_recorded)
+        lines += ["", f"{hidden} unsupported capabilities hidden; --all shows them."]
     return "\n".join(lines) + "\n"
 
 

@@ -89,6 +89,7 @@ def command_of(args: argparse.Namespace) -> List[str]:
 
 def run(args: argparse.Namespace) -> int:
     words = command_of(args)
+    _common.check_output(args.trace)  # refused before CMD runs, not after
     if args.timeout is not None and not args.timeout > 0:
         raise _common.UsageError("--timeout must be a positive number of seconds")
     # While CMD runs, a ^C from the terminal reaches CMD (same process group), which decides;
@@ -112,22 +113,10 @@ def _ignore(signum: int, frame: Optional[Any]) -> None:
 
 
 def write_output(path: str, text: str) -> None:
-    """Write a file atomically; but into a device or FIFO (``/dev/stderr``, ``/dev/null``, a pipe)
-    as a shell redirection would: renaming a file over those would replace the device node."""
-    import os
-    import stat
-
-    from ..atomic import write_atomic
-
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        mode = stat.S_IFREG
-    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
-        with open(path, "w", encoding="utf-8") as stream:  # ownership: closed by the with block
-            stream.write(text)
-        return
-    write_atomic(path, text)
+    """Write a file atomically, only where a regular file or nothing stands: a device or FIFO
+    (``/dev/stderr``, ``/dev/null``, a pipe) is refused, as by every command's ``-o``; the trace
+    goes to stderr with a bare ``--trace``."""
+    _common.write_output(path, text)
 
 
 def report(result: EmulationResult, trace: Optional[str], *, quiet: bool) -> None:
@@ -141,8 +130,8 @@ def report(result: EmulationResult, trace: Optional[str], *, quiet: bool) -> Non
             text = json.dumps(result.trace.to_dict(), indent=2) + "\n" if trace.endswith(".json") else result.trace.render()
             try:
                 write_output(trace, text)
-            except (OSError, ValueError) as err:
-                _common.fail(f"cannot write the trace to {trace}: {err}", _common.EXIT_USAGE)
+            except _common.UsageError as err:  # CMD has run: its exit status stays the answer
+                _common.fail(str(err), _common.EXIT_USAGE)
     if quiet:
         return
     for note in result.notes:

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Optional
 
-from ..atomic import write_atomic
 from ..device import device_path
 from ..diagnosis import Status, diagnose
 from ..errors import KvmUnavailable
@@ -104,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise _common.UsageError(str(err)) from None
 
+    _common.check_output(args.output)
     host = gather(args)
     try:
         if args.format == "nfd":
@@ -198,10 +198,4 @@ def _emit(text: str, output: Optional[str]) -> None:
     if output is None or output == "-":
         sys.stdout.write(text)
         return
-    try:
-        write_atomic(output, text)
-    except OSError as err:
-        reason = err.strerror or str(err)
-        raise _common.UsageError(
-            f"cannot write {output}: {reason} (the directory must exist and be writable; nothing was changed)"
-        ) from None
+    _common.write_output(output, text)

@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", args.name):
             raise _common.UsageError(f"--name {args.name!r}: use letters, digits, '.', '_', '+', '-'")
+    _common.check_output(args.output)  # before minutes of runs, not after
     data = _stdin(args.stdin) if args.stdin is not None else None
     fmt = "json" if (args.output or "").endswith(".json") else "toml"
     on_terminal = sys.stderr.isatty()
@@ -95,10 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output is None or args.output == "-":
         sys.stdout.write(text)
     else:
-        try:
-            write_output(args.output, text)
-        except (OSError, ValueError) as err:
-            raise _common.UsageError(f"cannot write {args.output}: {err}") from None
+        write_output(args.output, text)
     print(
         f"kvmprobe: learned {len(found.required)} required and {len(found.optional)} optional of "
         f"{len(found.asked)} capabilities asked ({found.runs} runs, {found.seconds:.0f} s)"

@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         for name in preset_names():
             print(f"{name:<12} {describe(load_preset(name))}")
         return _common.EXIT_OK
+    _common.check_output(args.output)
     if args.confidential and getattr(args, "snapshot", None) is not None:
         raise _common.UsageError("--confidential asks the live KVM; a recorded host (--snapshot) keeps what it recorded")
     result = _common.load_result(args, vm=args.vm, cpu=True)
