@@ -11,11 +11,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from _packaging import child_env
 
@@ -96,13 +99,29 @@ def cpu_record_dict(record: Any) -> Dict[str, Any]:
     }
 
 
-def readable_by(uid: int, path: Path) -> bool:
-    """Whether every directory above ``path`` lets ``uid`` through and the file is world-readable."""
-    del uid
-    current = path
-    if not os.stat(current).st_mode & 0o004:
-        return False
-    for parent in current.parents:
-        if not os.stat(parent).st_mode & 0o001:
-            return False
-    return True
+NOBODY = 65534
+SYSTEM_PYTHON = "/usr/bin/python3"  # pyenv's interpreters live under /root (0700): uid 65534 cannot run them
+
+
+@contextmanager
+def nobody_scratch(script: Path) -> Iterator[Tuple[Path, Callable[..., "subprocess.CompletedProcess[str]"]]]:
+    """A directory in /tmp that uid 65534 can reach, holding a copy of ``script``, and a function
+    running that copy as uid 65534 (setpriv) with the system interpreter. Skips, with the reason,
+    where privileges cannot be dropped."""
+    import pytest
+
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None or not os.access(SYSTEM_PYTHON, os.X_OK):
+        pytest.skip(f"needs root, setpriv and {SYSTEM_PYTHON} (an interpreter uid {NOBODY} can run) to drop privileges")
+    drop = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    with tempfile.TemporaryDirectory(prefix="kvmprobe-collect-") as scratch:
+        where = Path(scratch)
+        where.chmod(0o755)
+        copy = where / script.name
+        shutil.copy(script, copy)
+        copy.chmod(0o644)
+
+        def as_nobody(*args: str) -> "subprocess.CompletedProcess[str]":
+            return run(SYSTEM_PYTHON, copy, *args, prefix=drop, env={"PATH": "/usr/bin:/bin"})
+
+        yield where, as_nobody

@@ -4,8 +4,8 @@ field, with this Python and with Python 2.7 and 3.6 where installed; only the ti
 asked here through the test's own ``fcntl.ioctl``; as uid 65534 it records EACCES, and doctor
 reads that recording as the live doctor judges the device for that user.
 
-Both programs run pinned to one CPU: the host's CPUID and KVM's leaf 1 and 0xB carry the APIC
-ID of the CPU that answered.
+Both programs run on one CPU (the ``pinned_cpu`` fixture; children inherit it): the host's
+CPUID and KVM's leaves 1 and 0xB carry the APIC ID of the CPU that answered.
 """
 
 from __future__ import annotations
@@ -14,19 +14,16 @@ import errno
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import pytest
 
-from _collect import differences, document, run, serve
+from _collect import differences, document, nobody_scratch, run, serve
 from _helpers import kvmprobe_as_nobody, raw_check_extension
 from _packaging import child_env, interpreter
 from kvmprobe import load_snapshot
@@ -39,18 +36,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return serve(tmp_path_factory.mktemp("collector"))
 
 
-@contextmanager
-def one_cpu() -> Iterator[int]:
-    """This process (and what it starts) on one CPU of those it may use, then as before."""
-    allowed = os.sched_getaffinity(0)
-    cpu = min(allowed)
-    os.sched_setaffinity(0, {cpu})
-    try:
-        yield cpu
-    finally:
-        os.sched_setaffinity(0, allowed)
-
-
 def _python(version: Optional[str]) -> str:
     python = sys.executable if version is None else interpreter(version)
     if python is None:
@@ -59,15 +44,14 @@ def _python(version: Optional[str]) -> str:
 
 
 @pytest.mark.parametrize("version", [None, "2.7", "3.6"], ids=["this-python", "python2.7", "python3.6"])
-def test_the_document_is_kvmprobes_own_snapshot_of_this_host(served: Path, tmp_path: Path,
-                                                             version: Optional[str]) -> None:
+def test_the_document_is_kvmprobes_own_snapshot_of_this_host(served: Path, tmp_path: Path, version: Optional[str],
+                                                             pinned_cpu: int) -> None:
     python = _python(version)
     ours_path, theirs_path = tmp_path / "collected.json", tmp_path / "snapshot.json"
-    started = int(time.time())
-    with one_cpu():
-        theirs = subprocess.run([sys.executable, "-m", "kvmprobe", "snapshot", "-o", str(theirs_path)],
-                                capture_output=True, text=True, timeout=120, env=child_env())
-        ours = run(python, served, "-o", str(ours_path))
+    started = int(time.time())  # both on one CPU (pinned_cpu): children inherit the affinity
+    theirs = subprocess.run([sys.executable, "-m", "kvmprobe", "snapshot", "-o", str(theirs_path)],
+                            capture_output=True, text=True, timeout=120, env=child_env())
+    ours = run(python, served, "-o", str(ours_path))
     ended = int(time.time())
     assert theirs.returncode == 0, theirs.stderr
     assert ours.returncode == 0 and ours.stderr == "", ours.stderr
@@ -101,16 +85,8 @@ def test_as_a_user_who_may_not_open_the_device(served: Path) -> None:
     """uid 65534 (setpriv): every query records EACCES, and doctor reads that recording as the live
     doctor judges /dev/kvm for that user."""
     live = kvmprobe_as_nobody("doctor")  # skips, with the reason, where this cannot be shown
-    setpriv = shutil.which("setpriv")
-    assert setpriv is not None
-    with tempfile.TemporaryDirectory(prefix="kvmprobe-collect-") as scratch:  # /tmp: uid 65534 can reach it
-        where = Path(scratch)
-        where.chmod(0o755)
-        script = where / "kvmprobe-collect.py"
-        shutil.copy(served, script)
-        script.chmod(0o644)
-        done = run("/usr/bin/python3", script, prefix=[setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"],
-                   env={"PATH": "/usr/bin:/bin"})
+    with nobody_scratch(served) as (where, as_nobody):
+        done = as_nobody()
         assert done.returncode == 0, done.stderr
         assert done.stderr == ("kvmprobe-collect: note: /dev/kvm could not be opened: EACCES (Permission denied); "
                                "every query records that errno\n")
