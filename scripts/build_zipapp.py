@@ -11,7 +11,8 @@ no compiled module, since a ``.so`` cannot be imported from a zip and is built p
 per machine. Backend selection falls back to ctypes, as it does wherever cffi was not built.
 Its ``__main__`` is written for any Python, so an interpreter older than 3.9 (Python 2.7,
 3.6: the platform Pythons of CentOS 7 and RHEL 8) prints one line saying what to run instead
-of a traceback.
+of a traceback: a newer Python, or the collector for old hosts (``kvmprobe collector``,
+docs/collector.md), which the archive serves too.
 """
 
 from __future__ import annotations
@@ -44,8 +45,11 @@ import sys
 if sys.version_info < (3, 9):
     sys.stderr.write(
         "kvmprobe: error: kvmprobe needs Python 3.9 or later, this is Python %d.%d.%d "
-        "(hint: run it with Python 3.9 or later: 'python3.9 %s %s')\\n"
-        % (sys.version_info[0], sys.version_info[1], sys.version_info[2], sys.argv[0], " ".join(sys.argv[1:]))
+        "(hint: run it with Python 3.9 or later: 'python3.9 %s %s'; or record this host with the collector, "
+        "which runs on Python 2.7 and 3.6: 'python3.9 %s collector > kvmprobe-collect.py' where Python 3.9 runs, "
+        "then 'python kvmprobe-collect.py -o host.json' here and 'python3.9 %s doctor --snapshot host.json' there)\\n"
+        % (sys.version_info[0], sys.version_info[1], sys.version_info[2], sys.argv[0], " ".join(sys.argv[1:]),
+           sys.argv[0], sys.argv[0])
     )
     sys.exit(2)
 

@@ -22,7 +22,10 @@ from .caps import Cap
 from .device import KvmDevice, device_path
 from .errors import KvmProbeError
 
-__all__ = ["confidential_device", "gather_confidential"]
+__all__ = ["FILES_ONLY_NOTE", "confidential_device", "gather_confidential"]
+
+#: ``kvm_note`` of facts gathered from the files alone (``ask_kvm=False``, a plain snapshot).
+FILES_ONLY_NOTE = "KVM was not asked (the SEV attributes, creating confidential VMs)"
 
 
 def _ask_kvm(path: str, backend: Optional[Backend], create_vms: bool) -> ConfidentialFacts:
@@ -87,6 +90,6 @@ def gather_confidential(
     """
     files = read_confidential_files(root)
     if not ask_kvm:
-        return replace(files, kvm_note="KVM was not asked (the SEV attributes, creating confidential VMs)")
+        return replace(files, kvm_note=FILES_ONLY_NOTE)
     kvm = _ask_kvm(path, backend, create_vms)
     return replace(files, sev_attrs=kvm.sev_attrs, created=kvm.created, vm_fd=kvm.vm_fd, kvm_note=kvm.kvm_note)

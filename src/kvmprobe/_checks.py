@@ -23,8 +23,9 @@ from ._backend_select import select_backend
 from ._ioctl import KVM_API_VERSION, KvmIoctls
 from ._release import format_version, parse_release
 from .caps import Cap
-from .device import KvmDevice
+from .device import KvmDevice, recorded_failure
 from .errors import (
+    KvmIoctlError,
     KvmNotFound,
     KvmPermissionDenied,
     KvmProbeError,
@@ -258,6 +259,10 @@ def _every_capability(kvm: KvmDevice, path: str) -> Optional[ProbeResult]:
 def recorded_answers(result: ProbeResult, how: str) -> Answers:
     answers = Answers(how, opened=True, api_version=result.api_version, derived=result.derivation is not None,
                       synthesized=result.synthesized)
+    if how == "recorded" and result.api_version == 0 and not answers.derived and not answers.synthesized:
+        unanswered = _unanswered(answers, result)
+        if unanswered is not None:
+            return unanswered
     if result.api_version != KVM_API_VERSION:
         # A live device with another version fails at open; a recording keeps what it answered.
         answers.api_error = NotAKvmDevice(
@@ -287,6 +292,32 @@ def recorded_answers(result: ProbeResult, how: str) -> Answers:
             if how == "recorded"
             else "not run: a probe result was given (kvmprobe.guest.run_checks() runs it)"
         )
+    return answers
+
+
+def _unanswered(answers: Answers, result: ProbeResult) -> Optional[Answers]:
+    """A recording of a device that never answered KVM_GET_API_VERSION (API version 0, no value,
+    every query failed with one errno, or none asked): what a live doctor finds when the open or
+    that ioctl fails. ``kvmprobe-collect.py`` writes such documents where KVM cannot be asked."""
+    codes = set(result.errors.values())
+    if result.values or len(codes) > 1:
+        return None
+    answers.api_version = None
+    answers.vm_skip = "KVM did not answer when the host was recorded"
+    answers.run_skip = "not recorded (KVM did not answer when the host was recorded)"
+    if codes:
+        answers.opened, error = recorded_failure(result.device, codes.pop())
+    else:  # no row at all: not Linux, or no ioctl encoding for the architecture (the platform check says)
+        answers.opened = False
+        error = KvmIoctlError(
+            f"{result.device} was not asked when the host was recorded (see the platform check)",
+            hint="record the host on Linux with an architecture kvmprobe knows",
+            path=result.device,
+        )
+    if answers.opened:
+        answers.api_error = error
+    else:
+        answers.open_error = error
     return answers
 
 
@@ -432,7 +463,7 @@ class Judge:
             return Check("device-access", Status.PASS,
                          "no device: a host synthesized from the capability table, whose answers are assumed",
                          decisive=True)  # fmt: skip
-        if answers.how == "recorded":
+        if answers.how == "recorded" and answers.opened:
             who = who if facts.uid is not None else "the user who recorded it"
             return Check("device-access", Status.PASS,
                          f"{self.path} opened read-write for {who} when the host was recorded",

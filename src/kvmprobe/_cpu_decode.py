@@ -47,6 +47,8 @@ _MSR_UCODE_REV = 0x8B
 # MSR_PLATFORM_INFO_CPUID_FAULT_BIT); the one bit KVM answers for it (x86.c kvm_get_feature_msr).
 _MSR_PLATFORM_INFO = 0xCE
 _CPUID_FAULT_BIT = 31
+#: What that bit set means, as the decoded view says it.
+CPUID_FAULT_MEANING = "cpuid_fault (KVM can give a guest CPUID faulting)"
 
 _PVM_NOTE = (
     "this /dev/kvm is PVM (kvm_pvm): its KVM_GET_SUPPORTED_CPUID leaves out features the host CPU "
@@ -409,7 +411,7 @@ def _feature_msrs(record: CpuRecord, vendor: Optional[str]) -> Tuple[FeatureMsr,
             revision = _microcode(value, vendor)
             meaning = "" if revision is None else f"microcode {revision:#x}"
         elif value is not None and index == _MSR_PLATFORM_INFO:
-            meaning = "cpuid_fault (KVM can give a guest CPUID faulting)" if value >> _CPUID_FAULT_BIT & 1 else ""
+            meaning = CPUID_FAULT_MEANING if value >> _CPUID_FAULT_BIT & 1 else ""
         out.append(FeatureMsr(index, FEATURE_MSRS.get(index, f"MSR {index:#x}"), value, meaning))
     return tuple(out)
 

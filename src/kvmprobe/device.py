@@ -42,7 +42,7 @@ from .errors import (
 if TYPE_CHECKING:
     from ._vcpu import GuestMemory, VcpuFd
 
-__all__ = ["DEFAULT_DEVICE", "KvmDevice", "VmFd", "device_path"]
+__all__ = ["DEFAULT_DEVICE", "KvmDevice", "VmFd", "device_path", "open_failure", "recorded_failure"]
 
 DEFAULT_DEVICE = "/dev/kvm"
 
@@ -593,7 +593,19 @@ def permission_hint(path: str, st: Optional[os.stat_result]) -> str:
 
 
 def _open_error(path: str, err: OSError) -> KvmUnavailable:
-    code = err.errno or 0
+    return open_failure(path, err.errno or 0)
+
+
+def open_failure(path: str, code: int, *, live: bool = True) -> KvmUnavailable:
+    """The error of ``open(2)`` of ``path`` failing with errno ``code``, with its fix.
+
+    ``live``: the node is looked at for the permission message and hint; a recording of such a
+    failure (``kvmprobe-collect.py``) passes ``False``, its facts being another host's.
+
+    Example:
+        >>> open_failure("/dev/kvm", 2, live=False).message
+        '/dev/kvm does not exist'
+    """
     if code in _NOT_FOUND:
         if code == errno.ENOENT:
             what = f"{path} does not exist"
@@ -609,7 +621,7 @@ def _open_error(path: str, err: OSError) -> KvmUnavailable:
         )
     if code in _DENIED:
         try:
-            st: Optional[os.stat_result] = os.stat(path)
+            st: Optional[os.stat_result] = os.stat(path) if live else None
         except OSError:
             st = None
         detail = ""
@@ -618,7 +630,8 @@ def _open_error(path: str, err: OSError) -> KvmUnavailable:
             detail = f" (mode {stat.filemode(st.st_mode)} {user}:{group})"
         return KvmPermissionDenied(
             f"cannot open {path} read-write: permission denied{detail}",
-            hint=permission_hint(path, st),
+            hint=permission_hint(path, st) if live else "give the user who recorded the host access to it "
+            "('kvmprobe doctor --snapshot FILE' says how, from the recorded facts)",
             path=path,
             errno=code,
         )
@@ -635,6 +648,22 @@ def _open_error(path: str, err: OSError) -> KvmUnavailable:
         path=path,
         errno=code,
     )
+
+
+def recorded_failure(path: str, code: int) -> Tuple[bool, KvmUnavailable]:
+    """``(opened, error)`` for a recording of a device that failed with errno ``code`` before it
+    answered ``KVM_GET_API_VERSION`` (``kvmprobe-collect.py`` records such a host with API
+    version 0 and that errno on every query). An errno ``open(2)`` gives for a missing, forbidden
+    or misplaced node is taken as the open's; any other as ``KVM_GET_API_VERSION``'s.
+
+    Example:
+        >>> opened, error = recorded_failure("/dev/null", errno.ENOTTY)
+        >>> opened, type(error).__name__
+        (True, 'NotAKvmDevice')
+    """
+    if code in _NOT_FOUND + _DENIED + (errno.EISDIR,):
+        return False, open_failure(path, code, live=False)
+    return True, _ioctl_error(path, "KVM_GET_API_VERSION", OSError(code, os.strerror(code)))
 
 
 def _ioctl_error(path: str, name: str, err: OSError) -> KvmUnavailable:

@@ -33,6 +33,7 @@ def test_the_archive_holds_the_source_and_the_package_data_and_nothing_else(pyz:
     package = ROOT / "src" / "kvmprobe"
     source = {f"kvmprobe/{p.relative_to(package).as_posix()}" for p in package.rglob("*.py") if "__pycache__" not in p.parts}
     data = {f"kvmprobe/{p.relative_to(package).as_posix()}" for p in package.rglob("*.json")}
+    data.add("kvmprobe/collector/kvmprobe-collect.py.in")  # the collector's template: 'collector' serves it
     assert "kvmprobe/preset_data/pvm-6.18.json" in data
     assert any(name.startswith("kvmprobe/schema/snapshot-") for name in data)
     assert files == {"__main__.py"} | source | data
@@ -65,6 +66,8 @@ def test_version_is_the_installed_one(pyz: Path) -> None:
         (("check", "no-such-vmm", "--snapshot", "preset:pvm-6.18"), 2),
         (("doctor", "--device", "/nonexistent/kvm"), 1),
         (("has", "HLT", "--device", "/nonexistent/kvm"), 3),
+        # The collector for old hosts, its template read from inside the archive.
+        (("collector",), 0),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, tuple) else str(value),
 )
@@ -110,3 +113,6 @@ def test_an_older_python_gets_one_line_saying_what_to_run(pyz: Path, version: st
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith(f"kvmprobe: error: kvmprobe needs Python 3.9 or later, this is Python {version}.")
     assert f"'python3.9 {pyz} doctor'" in done.stderr and len(done.stderr.splitlines()) == 1
+    # The way for a host that has only this Python: the collector, served by the archive elsewhere.
+    assert f"'python3.9 {pyz} collector > kvmprobe-collect.py'" in done.stderr
+    assert "'python kvmprobe-collect.py -o host.json' here" in done.stderr
