@@ -296,7 +296,7 @@ import fcntl, os, time
 kvm = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
 time.sleep(float(os.environ.get("NAP", "0")))
 if fcntl.ioctl(kvm, 0xAE03, 36) == 0:
-    os.system("sleep 300")  # a child that must die with the run's process group
+    os.system("sleep 300.0271828")  # a child that must die with the run's process group (a duration no one else sleeps)
 fcntl.ioctl(kvm, 0xAE03, 3)
 """
 
@@ -309,7 +309,7 @@ def test_learn_bounds_each_run_and_the_whole(monkeypatch: pytest.MonkeyPatch) ->
     assert found.optional == (Cap.USER_MEMORY,) and found.complete and found.runs == 3
     assert seen == [(1, 3, "2 capabilities asked"), (2, 3, "KVM_CAP_IOEVENTFD: required"),
                     (3, 3, "KVM_CAP_USER_MEMORY: optional")]
-    leftover = subprocess.run(["pgrep", "-f", "^sleep 300$"], capture_output=True, text=True)
+    leftover = subprocess.run(["pgrep", "-f", "^sleep 300.0271828$"], capture_output=True, text=True)
     assert leftover.stdout == "", "the hung run's child outlived its process group"
     monkeypatch.setenv("NAP", "0.4")
     started = time.monotonic()
