@@ -72,6 +72,8 @@ class Baseline(NamedTuple):
     xsave: Optional[int]
     xsave_lost: int
     msrs: Dict[int, Optional[int]]
+    msr_union: Dict[int, int]
+    msr_common: Dict[int, int]
     msr_everywhere: Tuple[int, ...]
     tsc_khz: Tuple[Optional[int], Optional[int], int]
     alone: Tuple[Tuple[str, Tuple[str, ...]], ...]
@@ -188,7 +190,7 @@ def baseline_from_dict(document: Any, check: Checker) -> Baseline:
     return Baseline(
         hosts=hosts, arch=arch, vendors=vendors, models={}, rules=tuple(values), lost=(), entries=(), partial=(),
         heads={}, xsave=check.integer_or_null(xsave.get("mask"), "$.xsave.mask", 0, _U64), xsave_lost=0, msrs=msrs,
-        msr_everywhere=(), tsc_khz=(None, None, 0), alone=(),
+        msr_union={}, msr_common={}, msr_everywhere=(), tsc_khz=(None, None, 0), alone=(),
     )  # fmt: skip
 
 
@@ -255,6 +257,8 @@ class BaselineBuilder:
         self.xsave_lack = _Lack()
         self.xsave_missing = False
         self.msrs: Dict[int, Optional[int]] = {rule.msr: None for rule in MSR_RULES}
+        self.msr_union: Dict[int, int] = {rule.msr: 0 for rule in MSR_RULES}
+        self.msr_common: Dict[int, int] = {rule.msr: _U64 for rule in MSR_RULES}
         self.msr_seen: Dict[int, int] = {rule.msr: 0 for rule in MSR_RULES}
         self.listed: Optional[frozenset[int]] = None
         self.tsc: List[Any] = [None, None, 0]
@@ -330,6 +334,8 @@ class BaselineBuilder:
             if value is None:
                 continue
             self.msr_seen[rule.msr] += 1
+            self.msr_union[rule.msr] |= value
+            self.msr_common[rule.msr] &= value
             old = self.msrs[rule.msr]
             if old is None:
                 self.msrs[rule.msr] = value
@@ -372,6 +378,8 @@ class BaselineBuilder:
             xsave=xsave,
             xsave_lost=0 if xsave is None else self.xsave_union & ~xsave,
             msrs=msrs,
+            msr_union=dict(self.msr_union),
+            msr_common={msr: value for msr, value in self.msr_common.items() if self.msr_seen[msr] == self.hosts},
             msr_everywhere=tuple(sorted((self.listed or frozenset()) & {r.msr for r in MSR_RULES})),
             tsc_khz=(self.tsc[0], self.tsc[1], self.tsc[2]),
             alone=self._alone(lost),

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Dict, FrozenSet, List, NamedTuple, Optional, Tuple
 
 from ._baseline import RANGE_HEADS, Baseline
-from ._cpuid_rules import MSR_RULES
+from ._cpuid_rules import ARCH_CAP_NOT_ON_DEST
 from ._cpuid_table import MSR_IA32_ARCH_CAPABILITIES, REGISTERS
 from ._fc_template import CpuidModifier, CpuTemplate, Filter, MsrModifier
 
@@ -81,10 +81,16 @@ def firecracker_template(base: Baseline) -> Tuple[CpuTemplate, List[str]]:
     ]
     msrs = []
     arch = base.msrs.get(MSR_IA32_ARCH_CAPABILITIES)
-    if arch is not None and MSR_IA32_ARCH_CAPABILITIES in base.msr_everywhere:
-        msrs.append(MsrModifier(MSR_IA32_ARCH_CAPABILITIES, Filter(_U64, arch)))
-    elif any(r.msr == MSR_IA32_ARCH_CAPABILITIES for r in MSR_RULES) and base.hosts and arch is None:
-        notes.append("IA32_ARCH_CAPABILITIES is not read on every host: the template leaves it alone")
+    union = base.msr_union.get(MSR_IA32_ARCH_CAPABILITIES, 0)
+    common = base.msr_common.get(MSR_IA32_ARCH_CAPABILITIES)
+    if arch is not None and common is not None and MSR_IA32_ARCH_CAPABILITIES in base.msr_everywhere:
+        # The bits some hosts have and others lack: '0' (cleared everywhere), but '1' for RSBA
+        # and RRSBA (a guest must be told of them on every host if any has them); 'x' the rest.
+        change = union & ~common
+        if change:
+            msrs.append(MsrModifier(MSR_IA32_ARCH_CAPABILITIES, Filter(change, change & ARCH_CAP_NOT_ON_DEST)))
+    elif union:
+        notes.append("IA32_ARCH_CAPABILITIES is not listed or read on every host: the template leaves it alone")
     return CpuTemplate(cpuid_modifiers=tuple(modifiers), msr_modifiers=tuple(msrs)), notes
 
 

@@ -24,7 +24,7 @@ from ._cpuid_rules import MSR_RULES, RULES, Rule
 from ._cpuid_table import FEATURES
 from .errors import NotRecorded
 
-__all__ = ["CLASS_DIGITS", "CpuView", "cpu_class", "cpu_labels", "view_of"]
+__all__ = ["CLASS_DIGITS", "CpuView", "cpu_class", "cpu_info", "cpu_labels", "labelled_view", "view_of"]
 
 #: Hex digits of a class (48 bits: a collision among even a million classes is unlikely, and
 #: the whole class fits a Kubernetes label value).
@@ -157,3 +157,27 @@ def cpu_labels(view: CpuView) -> List[Tuple[str, str, bool]]:
     offered = view.features()
     pairs += [(f"kvm.cpu.{row.name}", "true", not row.hidden) for row in FEATURES if row.name in offered]
     return pairs
+
+
+def labelled_view(record: Optional[CpuRecord], source: str) -> Optional[CpuView]:
+    """The view of ``record`` for a host's labels, or ``None`` when there is nothing to label
+    (no CPU data, or KVM's CPUID was not answered): a host without CPU data simply has no CPU labels.
+
+    Example:
+        >>> labelled_view(None, "x") is None, labelled_view(CpuRecord(cpuid=()), "x") is not None
+        (True, True)
+    """
+    if record is None or record.cpuid is None:
+        return None
+    return view_of(record, source)
+
+
+def cpu_info(view: CpuView) -> Dict[str, str]:
+    """The labels of the ``kvm_cpu_info`` metric: class, vendor, CPUID.1:EAX signature.
+
+    Example:
+        >>> sorted(cpu_info(view_of(CpuRecord(cpuid=((1, 0, 0, 0x00B00F21, 0, 0, 0),)), "x")))
+        ['class', 'signature', 'vendor']
+    """
+    signature = "" if view.signature is None else f"{view.signature:#010x}"
+    return {"class": cpu_class(view), "vendor": view.vendor or "", "signature": signature}

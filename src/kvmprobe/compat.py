@@ -1,7 +1,7 @@
 """Fleet CPU compatibility from recorded hosts: baselines, migration verdicts, compatibility classes.
 
 Imports ``_fleet``, ``_fleet_read``, ``_baseline``, ``_baseline_formats``, ``_compat_judge``,
-``_cpu_view``, ``_validate``, ``presets``, ``probing``, ``_release`` and ``errors``; the public
+``_cpu_view``, ``_validate``, ``presets``, ``probing``, ``_vmm_versions`` and ``errors``; the public
 home of the names that live in those rooms. Everything answers from snapshots alone
 (``kvmprobe snapshot --vm -o FILE`` on each host), anywhere, with no VMM or libvirt:
 
@@ -198,9 +198,9 @@ def qemu_cpu(base: Baseline, qemu_version: str = "10.2.2") -> QemuCpu:
         (True, True)
     """
     from ._baseline_formats import qemu_cpu as render
-    from ._release import parse_release
+    from ._vmm_versions import parse_version
 
-    version = parse_release(qemu_version)
+    version = parse_version(qemu_version, ("", "v"))
     if version is None or version < (7, 2):
         raise ValueError(f"QEMU {qemu_version!r}: kvmprobe has QEMU's model table from 7.2 to 10.2.2; give one of those")
     return render(base, version)

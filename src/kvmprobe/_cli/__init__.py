@@ -17,7 +17,10 @@ if TYPE_CHECKING:
     from .._backend import Backend
 
 # The commands, in the order ``--help`` lists them. ``dump`` runs when none is named.
-_COMMANDS = ("dump", "has", "check", "doctor", "cpu", "run", "snapshot", "diff", "export", "emulate", "learn")
+_COMMANDS = (
+    "dump", "has", "check", "doctor", "cpu", "run", "snapshot", "diff", "baseline", "compat", "fleet", "export", "emulate",
+    "learn",
+)
 
 
 _DEFAULT = "dump"

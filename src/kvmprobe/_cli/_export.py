@@ -151,7 +151,7 @@ def gather(args: argparse.Namespace) -> Gathered:
     """
     live = getattr(args, "snapshot", None) is None
     try:
-        result = _common.load_result(args, vm=live)
+        result = _common.load_result(args, vm=live, cpu=live)  # the CPU too: its class and feature labels
     except KvmUnavailable as err:
         if not live:
             raise
