@@ -26,10 +26,14 @@ from ._cpuid_rules import ARCH_CAP_NOT_ON_DEST
 from ._cpuid_table import MSR_IA32_ARCH_CAPABILITIES, REGISTERS
 from ._fc_template import CpuidModifier, CpuTemplate, Filter, MsrModifier
 
-__all__ = ["QemuCpu", "firecracker_template", "qemu_cpu"]
+__all__ = ["QemuCpu", "firecracker_template", "qemu_cpu", "qemu_names", "qemu_plans"]
 
 _U32 = 0xFFFFFFFF
 _U64 = 2**64 - 1
+# CPUID 0x8000000A, the SVM features (QEMU's FEAT_SVM): QEMU does not check them against the host
+# when its model has no svm, as under KVM by default (kvm_default_props switch svm off); seen with
+# QEMU 7.2 and -cpu EPYC-Rome-v1,enforce on a host without SVM (tests/hardware/test_qemu_models_hw.py).
+_SVM_LEAF = 0x8000000A
 
 
 def firecracker_template(base: Baseline) -> Tuple[CpuTemplate, List[str]]:
@@ -110,7 +114,7 @@ class QemuCpu(NamedTuple):
     notes: Tuple[str, ...]
 
 
-def _qemu_names(base: Baseline) -> Tuple[FrozenSet[str], FrozenSet[str]]:
+def qemu_names(base: Baseline) -> Tuple[FrozenSet[str], FrozenSet[str]]:
     """The QEMU feature names every host offers, and those only some offer."""
     from ._qemu_models import FEATURE_BITS, MSR_FEATURE_BITS, MULTI_BITS
 
@@ -147,6 +151,33 @@ def _models(vendor: str, qemu: Tuple[int, ...]) -> List[Tuple[str, FrozenSet[str
             if model_vendor == vendor and (in_7_2 or not newest_only)]  # fmt: skip
 
 
+def qemu_plans(base: Baseline, version: Tuple[int, ...], every: FrozenSet[str]) -> List[Tuple[str, Tuple[str, ...], Tuple[str, ...]]]:
+    """``(model, +features, -features)`` for each named model of the hosts' vendor QEMU
+    ``version`` has: what it takes for the model to give exactly ``every`` (the QEMU names every
+    host offers), counting what QEMU adds and removes under KVM by itself.
+
+    Example:
+        >>> from kvmprobe.testing import fake_cpu_record, fake_probe_result
+        >>> from kvmprobe.compat import baseline
+        >>> plans = qemu_plans(baseline([fake_probe_result({}, cpu=fake_cpu_record(["sse2"]))]), (10, 2, 2),
+        ...                    frozenset({"sse2"}))
+        >>> plans[0][0], "-fpu" in ["-" + f for f in plans[0][2]]
+        ('core2duo-v1', True)
+    """
+    from ._qemu_models import ALWAYS_AVAILABLE, FEATURE_BITS, KVM_DEFAULT_OFF, KVM_DEFAULT_ON
+
+    svm_leaf = frozenset(name for name, place in FEATURE_BITS.items() if place[0] == _SVM_LEAF)
+    plans = []
+    for name, features, msr in _models(base.vendor or "", version):
+        effective = (features - KVM_DEFAULT_OFF) | KVM_DEFAULT_ON | {"hypervisor"}
+        remove = {f for f in effective | msr if f not in every and f not in ALWAYS_AVAILABLE}
+        add = every - effective - msr - ALWAYS_AVAILABLE
+        if "svm" not in effective | add:  # without svm QEMU leaves the SVM leaf's features out
+            remove, add = remove - svm_leaf, add - svm_leaf
+        plans.append((name, tuple(sorted(add)), tuple(sorted(remove))))
+    return plans
+
+
 def qemu_cpu(base: Baseline, version: Tuple[int, ...] = (10, 2, 2)) -> QemuCpu:
     """The ``-cpu`` value that gives a guest the baseline on every host, for QEMU ``version``.
 
@@ -163,9 +194,9 @@ def qemu_cpu(base: Baseline, version: Tuple[int, ...] = (10, 2, 2)) -> QemuCpu:
         >>> cpu.model is None, cpu.closest[0]
         (True, 'Opteron_G2-v1')
     """
-    from ._qemu_models import ALWAYS_AVAILABLE, KVM_DEFAULT_OFF, KVM_DEFAULT_ON, NAMES_AFTER_7_2
+    from ._qemu_models import NAMES_AFTER_7_2
 
-    every, some = _qemu_names(base)
+    every, some = qemu_names(base)
     notes: List[str] = []
     if version < (10, 2, 2):
         unnamed = sorted((every | some) & NAMES_AFTER_7_2)
@@ -176,12 +207,7 @@ def qemu_cpu(base: Baseline, version: Tuple[int, ...] = (10, 2, 2)) -> QemuCpu:
     vendor = base.vendor
     if vendor is None:
         notes.append("the hosts' vendors differ (" + ", ".join(base.vendors) + "): no named model fits them all")
-    candidates = []
-    for name, features, msr in _models(vendor or "", version):
-        effective = (features - KVM_DEFAULT_OFF) | KVM_DEFAULT_ON | {"hypervisor"}
-        remove = sorted(f for f in effective | msr if f not in every and f not in ALWAYS_AVAILABLE)
-        add = sorted(f for f in every - effective - msr - ALWAYS_AVAILABLE)
-        candidates.append((name, tuple(add), tuple(remove)))
+    candidates = qemu_plans(base, version, every) if vendor is not None else []
     runnable = [c for c in candidates if not c[2]]
     order = {c[0]: i for i, c in enumerate(candidates)}
     closest = None
