@@ -244,7 +244,7 @@ class BaselineBuilder:
         self.hosts = 0
         self.arch = ""
         self.vendors: Dict[str, int] = {}
-        self.models: Dict[str, int] = {}
+        self.models: Dict[Tuple[Optional[str], Optional[int]], int] = {}
         self.judged: List[Optional[int]] = [None] * len(RULES)
         self.union = [0] * len(RULES)
         self.conflict = [False] * len(RULES)
@@ -274,7 +274,7 @@ class BaselineBuilder:
         self.arch = self.arch or arch
         vendor = view.vendor or "unknown"
         self.vendors[vendor] = self.vendors.get(vendor, 0) + 1
-        model = view.model() or "unknown"
+        model = (view.vendor, view.signature)  # named once per model, in result()
         self.models[model] = self.models.get(model, 0) + 1
         for i, rule in enumerate(RULES):
             value = view.register(rule)
@@ -369,7 +369,7 @@ class BaselineBuilder:
             hosts=self.hosts,
             arch=self.arch,
             vendors=dict(sorted(self.vendors.items(), key=lambda kv: (-kv[1], kv[0]))),
-            models=dict(sorted(self.models.items(), key=lambda kv: (-kv[1], kv[0]))),
+            models=self._named_models(),
             rules=rules,
             lost=lost,
             entries=tuple(entries),
@@ -384,6 +384,13 @@ class BaselineBuilder:
             tsc_khz=(self.tsc[0], self.tsc[1], self.tsc[2]),
             alone=self._alone(lost),
         )
+
+    def _named_models(self) -> Dict[str, int]:
+        named: Dict[str, int] = {}
+        for (vendor, signature), count in self.models.items():
+            model = CpuView("", vendor, signature, {}, None, {}, None, None, {}).model() or "unknown"
+            named[model] = named.get(model, 0) + count
+        return dict(sorted(named.items(), key=lambda kv: (-kv[1], kv[0])))
 
     def _alone(self, lost: Tuple[Tuple[Rule, int], ...]) -> Tuple[Tuple[str, Tuple[str, ...]], ...]:
         """Each host that alone lacks something the others all offer, most first (only with 2+ hosts)."""

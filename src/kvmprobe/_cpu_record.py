@@ -243,14 +243,19 @@ def _entries_in(check: Checker, rows: Any, at: str) -> Optional[Tuple[CpuidEntry
     out = []
     for i, row in enumerate(_bounded(check, rows, at)):
         # The usual row, checked at once (a fleet reads thousands): an object of exactly the
-        # seven keys, each a 32-bit integer. Anything else goes through the checks that name it.
-        if type(row) is dict and tuple(row) == _ENTRY_KEYS:  # the keys, in the order to_dict writes them
-            values = tuple(row.values())
-            if _INT_ONLY.issuperset(map(type, values)) and 0 <= min(values) and max(values) <= _U32:
-                out.append(CpuidEntry(*values))
-                continue
+        # seven keys, each a 32-bit integer; as a dict, or as the (key, value) pairs a lazy parse
+        # leaves (_validate.parse_json_lazy). Anything else goes through the checks that name it.
+        if type(row) is dict:
+            keys, values = tuple(row), tuple(row.values())
+        elif type(row) is tuple and len(row) == len(_ENTRY_KEYS):
+            keys, values = zip(*row)  # the keys, in the order to_dict writes them
+        else:
+            keys, values = (), ()
+        if keys == _ENTRY_KEYS and _INT_ONLY.issuperset(map(type, values)) and 0 <= min(values) and max(values) <= _U32:
+            out.append(CpuidEntry(*values))
+            continue
         where = f"{at}[{i}]"
-        row = check.mapping(row, where)
+        row = check.plain(row, where) if type(row) is tuple else check.mapping(row, where)
         check.keys(row, where, _ENTRY_KEYS, _ENTRY_KEYS)
         out.append(CpuidEntry(*(check.integer(row[key], f"{where}.{key}", 0, _U32) for key in _ENTRY_KEYS)))
     return tuple(out)

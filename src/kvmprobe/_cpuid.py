@@ -88,6 +88,19 @@ def features_of(entries: Iterable[Sequence[int]]) -> frozenset[str]:
     return frozenset(found)
 
 
+_MASKS: Dict[int, List[Tuple[Optional[int], str, int]]] = {}
+
+
+def _volatile_masks() -> Dict[int, List[Tuple[Optional[int], str, int]]]:
+    """:data:`VOLATILE` by leaf (built once: a fleet filters thousands of hosts)."""
+    if not _MASKS:
+        masks: Dict[int, List[Tuple[Optional[int], str, int]]] = {}
+        for field in VOLATILE:
+            masks.setdefault(field.leaf, []).append((field.subleaf, field.register, field.mask))
+        _MASKS.update(masks)
+    return _MASKS
+
+
 def filter_volatile(entries: Iterable[Sequence[int]]) -> List[CpuidEntry]:
     """The entries with the fields of ``_cpuid_table.VOLATILE`` cleared (APIC IDs and the like).
 
@@ -104,9 +117,7 @@ def filter_volatile(entries: Iterable[Sequence[int]]) -> List[CpuidEntry]:
         >>> filter_volatile([(1, 0, 0, 0x00A60F11, 0x07200800, 0, 0)])
         [CpuidEntry(leaf=1, subleaf=0, flags=0, eax=10882833, ebx=2099200, ecx=0, edx=0)]
     """
-    masks: Dict[int, List[Tuple[Optional[int], str, int]]] = {}
-    for field in VOLATILE:
-        masks.setdefault(field.leaf, []).append((field.subleaf, field.register, field.mask))
+    masks = _volatile_masks()
     out = []
     for raw in entries:
         entry = CpuidEntry(*raw)

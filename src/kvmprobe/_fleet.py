@@ -24,7 +24,7 @@ from ._fleet_read import read_cpu, snapshot_paths
 from .errors import IncomparableHosts, NotRecorded
 from .probing import ProbeResult
 
-__all__ = ["FLEET_SCHEMA", "FleetClass", "FleetSummary", "HostLike", "cpu_hosts", "summarize", "views"]
+__all__ = ["FLEET_SCHEMA", "FleetClass", "FleetSummary", "HostLike", "count_classes", "cpu_hosts", "summarize", "views"]
 
 FLEET_SCHEMA = "kvmprobe-fleet"
 #: A host as the fleet functions take one: a snapshot path, a directory of them,
@@ -121,6 +121,34 @@ class FleetSummary(NamedTuple):
         }  # fmt: skip
 
 
+class _Classes:
+    """Running counts per class: hosts, the first host by name, the CPU model."""
+
+    def __init__(self) -> None:
+        self.seen: Dict[str, List[Any]] = {}
+
+    def add(self, view: CpuView) -> None:
+        key = cpu_class(view)
+        kept = self.seen.get(key)
+        if kept is None:
+            self.seen[key] = [1, view.source, view.model()]
+        else:
+            kept[0] += 1
+            kept[1] = min(kept[1], view.source)
+
+    def result(self) -> Tuple[FleetClass, ...]:
+        ordered = sorted(self.seen.items(), key=lambda kv: (-kv[1][0], kv[1][1]))
+        return tuple(FleetClass(key, count, example, model) for key, (count, example, model) in ordered)
+
+
+def count_classes(views_: Iterable[Tuple[str, CpuView]]) -> Tuple[FleetClass, ...]:
+    """The classes of the hosts ``views_`` yields, with their counts, most hosts first."""
+    counts = _Classes()
+    for _, view in views_:
+        counts.add(view)
+    return counts.result()
+
+
 def _signature(result: ProbeResult) -> Tuple[Any, ...]:
     """What decides readiness: the answers, the API version, the architecture, the KVM backend."""
     backend = result.host.kvm_backend if result.host is not None else None
@@ -138,7 +166,7 @@ def summarize(hosts: Iterable[HostLike]) -> FleetSummary:
     from .profiles import check_vmm, vmm_names
 
     builder = BaselineBuilder()
-    classes: Dict[str, List[Any]] = {}
+    classes = _Classes()
     ready: Dict[str, int] = {}
     seen: Dict[Tuple[Any, ...], Tuple[bool, ...]] = {}
     names: List[str] = []
@@ -153,13 +181,7 @@ def summarize(hosts: Iterable[HostLike]) -> FleetSummary:
     for arch, view in views(feed()):
         result = results.pop(view.source)
         builder.add(view, arch)
-        key = cpu_class(view)
-        kept = classes.get(key)
-        if kept is None:
-            classes[key] = [1, view.source, view.model()]
-        else:
-            kept[0] += 1
-            kept[1] = min(kept[1], view.source)
+        classes.add(view)
         if not names:
             names = vmm_names(arch)
         signature = _signature(result)
@@ -169,11 +191,10 @@ def summarize(hosts: Iterable[HostLike]) -> FleetSummary:
             seen[signature] = verdicts
         for name, ok in zip(names, verdicts):
             ready[name] = ready.get(name, 0) + ok
-    ordered = sorted(classes.items(), key=lambda kv: (-kv[1][0], kv[1][1]))
     return FleetSummary(
         hosts=builder.hosts,
         arch=arch,
-        classes=tuple(FleetClass(key, count, example, model) for key, (count, example, model) in ordered),
+        classes=classes.result(),
         baseline=builder.result(),
         readiness=tuple((name, ready.get(name, 0)) for name in names),
     )

@@ -125,5 +125,8 @@ def read_cpu(path: str) -> HostCpu:
         check.fail("$.cpu", f"is a schema version 2 key; this document says schema_version {version}")
     raw = check.pairs(section, "$.cpu")
     # Every key is still checked to be known; the unused ones are passed on as not recorded.
-    used = {key: check.plain(value, f"$.cpu.{key}") if key in _USED else None for key, value in raw.items()}
+    used = {key: check.plain(value, f"$.cpu.{key}") if key in _USED else None for key, value in raw.items()
+            if key != "cpuid"}  # fmt: skip
+    if "cpuid" in raw:  # its rows are read as pairs (CpuRecord.from_dict checks them as strictly)
+        used["cpuid"] = raw["cpuid"]
     return HostCpu(path, arch, kernel, CpuRecord.from_dict(used, check, "$.cpu", extra=("decoded",)))

@@ -16,14 +16,14 @@ home of the names that live in those rooms. Everything answers from snapshots al
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Union
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 from ._baseline import BASELINE_SCHEMA, Baseline, BaselineBuilder, baseline_from_dict
 from ._baseline_formats import QemuCpu
 from ._compat_judge import PURPOSES, Compat, Reason
 from ._cpu_record import CpuRecord
 from ._cpu_view import CLASS_DIGITS, cpu_class as _class_of, view_of
-from ._fleet import FleetClass, FleetSummary, HostLike, cpu_hosts, summarize, views
+from ._fleet import FleetClass, FleetSummary, HostLike, count_classes, cpu_hosts, summarize, views
 from .errors import IncomparableHosts
 from .probing import ProbeResult
 
@@ -40,6 +40,7 @@ __all__ = [
     "QemuCpu",
     "Reason",
     "baseline",
+    "classes",
     "compare",
     "cpu_class",
     "firecracker_template",
@@ -76,6 +77,22 @@ def baseline(hosts: Iterable[HostLike]) -> Baseline:
     for arch, view in views(cpu_hosts(hosts)):
         builder.add(view, arch)
     return builder.result()
+
+
+def classes(hosts: Iterable[HostLike]) -> Tuple[FleetClass, ...]:
+    """The compatibility classes of a set of hosts with how many hosts each has, most first.
+
+    Only each file's CPU section is read (as :func:`baseline` reads it); memory grows with the
+    number of classes, not of hosts.
+
+    Example:
+        >>> from kvmprobe.testing import fake_cpu_record, fake_probe_result
+        >>> hosts = [fake_probe_result({}, source=f"h{i}", cpu=fake_cpu_record(["sse2"] + ["avx2"] * (i % 2)))
+        ...          for i in range(5)]
+        >>> [(c.hosts, c.example) for c in classes(hosts)]
+        [(3, 'h0'), (2, 'h1')]
+    """
+    return count_classes(views(cpu_hosts(hosts)))
 
 
 def cpu_class(host: Union[HostLike, CpuRecord]) -> str:
