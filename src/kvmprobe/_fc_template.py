@@ -1,6 +1,6 @@
 """Firecracker's custom CPU template (x86_64), read and written exactly as Firecracker's parser takes it.
 
-Imports ``_validate``. The format, from firecracker-microvm/firecracker@81b38b9dad60 (the
+Imports nothing from the package. The format, from firecracker-microvm/firecracker@81b38b9dad60 (the
 parser and schema are the same at v1.16.1):
 
 * the document (``src/vmm/src/cpu_config/x86_64/custom_cpu_template.rs:118-132``,

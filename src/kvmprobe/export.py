@@ -51,6 +51,7 @@ from .caps import Cap, CapLike
 from .probing import ProbeResult
 
 __all__ = [
+    "CPU_LABELS",
     "CapSelection",
     "DEFAULT_PREFIX",
     "NFD_MAX_FILE_SIZE",
@@ -370,6 +371,7 @@ def nfd_features(
     caps: CapSelection = "all",
     expiry_time: Optional[datetime] = None,
     cc_ready: Optional[Mapping[str, bool]] = None,
+    cpu: str = "all",
 ) -> str:
     """The NFD feature file for one host: one ``<prefix>/<name>=<value>`` label per line.
 
@@ -395,6 +397,8 @@ def nfd_features(
             stopped does not keep claiming KVM forever.
         cc_ready: each confidential-guest kind (``sev-snp``) and whether it can run here
             (:func:`kvmprobe.confidential.assess`).
+        cpu: what of the guest CPU to label, where the result has CPU data: ``all`` (the
+            class, the vendor and the features), ``class`` (the class and the vendor), ``none``.
 
     Returns:
         The file's text, ending in a newline.
@@ -436,7 +440,7 @@ def nfd_features(
     lines = [f"# kvmprobe {__version__} feature file for NFD's local source (features.d), from {where}"]
     if expiry_time is not None:
         lines.append(f"# +expiry-time={_expiry_text(expiry_time)}")
-    for key, value, label in [(k, v, True) for k, v in pairs] + _cpu_pairs(result, prefix):
+    for key, value, label in [(k, v, True) for k, v in pairs] + _cpu_pairs(result, prefix, cpu):
         # The sanitizers make this impossible; checking keeps a future label from slipping through.
         if not is_qualified_name(key) or not is_label_value(value):
             raise ValueError(f"internal error: label {key}={value} is not a valid Kubernetes label")
@@ -454,14 +458,21 @@ def nfd_features(
     return text
 
 
-def _cpu_pairs(result: Optional[ProbeResult], prefix: str) -> List[Tuple[str, str, bool]]:
+#: What of the guest CPU ``export`` may label: everything, the class and vendor, nothing.
+CPU_LABELS = ("all", "class", "none")
+
+
+def _cpu_pairs(result: Optional[ProbeResult], prefix: str, cpu: str = "all") -> List[Tuple[str, str, bool]]:
     """``(key, value, is_label)`` for the CPU (``_cpu_view.cpu_labels``); nfd-worker applies
     ``# +no-label`` to the one line after it (kubernetes-sigs/node-feature-discovery@a650db05
     source/local/local.go parseFeatureFile: "SkipFeature and SkipLabel only take effect for one feature")."""
     from ._cpu_view import cpu_labels, labelled_view
 
-    view = labelled_view(result.cpu, result.source) if result is not None else None
-    return [] if view is None else [(f"{prefix}/{label_name(k)}", label_name(v), is_label) for k, v, is_label in cpu_labels(view)]
+    if cpu not in CPU_LABELS:
+        raise ValueError(f"cpu={cpu!r}: give one of {', '.join(CPU_LABELS)}")
+    view = labelled_view(result.cpu, result.source) if result is not None and cpu != "none" else None
+    pairs = [] if view is None else cpu_labels(view)[: 2 if cpu == "class" else None]
+    return [(f"{prefix}/{label_name(k)}", label_name(v), is_label) for k, v, is_label in pairs]
 
 
 # --- Prometheus text exposition format (prometheus.io/docs/instrumenting/exposition_formats) ---
@@ -502,6 +513,7 @@ def prometheus_text(
     caps: CapSelection = "all",
     cc_ready: Optional[Mapping[str, bool]] = None,
     cc_blocking: Optional[Mapping[str, str]] = None,
+    cpu: str = "all",
 ) -> str:
     """The host as Prometheus gauges, for node_exporter's textfile collector (a ``*.prom`` file).
 
@@ -523,6 +535,7 @@ def prometheus_text(
     Args:
         result, usable, nested, vmm_ready, unavailable, caps, cc_ready: as :func:`nfd_features`.
         cc_blocking: for each confidential kind not ready, the layer that blocks it.
+        cpu: ``none`` leaves out ``kvm_cpu_info`` (the CPU's class, vendor and signature).
 
     Raises:
         UnknownCapability: a name in ``caps`` is no capability.
@@ -621,7 +634,7 @@ def prometheus_text(
             )
     from ._cpu_view import cpu_info, labelled_view
 
-    view = labelled_view(result.cpu, result.source) if result is not None else None
+    view = labelled_view(result.cpu, result.source) if result is not None and cpu != "none" else None
     if view is not None:
         out.gauge("kvm_cpu_info", "The CPU a guest gets (always 1): its compatibility class (hosts of one class are "
                   "interchangeable for migration), vendor and CPUID.1:EAX.", [_sample("kvm_cpu_info", 1, cpu_info(view))])

@@ -35,7 +35,7 @@ def run(*argv: str) -> Tuple[int, str, str]:
 def drop(document: Dict[str, Any], name: str) -> Dict[str, Any]:
     """A copy of a snapshot document whose KVM CPUID lacks feature ``name``."""
     row = lookup(name)
-    copy = json.loads(json.dumps(document))
+    copy: Dict[str, Any] = json.loads(json.dumps(document))
     for entry in copy["cpu"]["cpuid"]:
         if entry["function"] == row.leaf and entry["index"] == (row.subleaf or 0):
             assert entry[row.register] >> row.bit & 1, f"{name} is offered in the recording"
@@ -129,6 +129,12 @@ def test_export_labels_the_class_and_the_features(hosts: Dict[str, str]) -> None
     assert len(out.encode()) < 65536
     code, out, _ = run("export", "--format", "prometheus", "--snapshot", hosts["full"])
     assert f'kvm_cpu_info{{class="{compat.cpu_class(hosts["full"])}",vendor="AuthenticAMD",signature="0x00b00f21"}} 1' in out
+    code, out, _ = run("export", "--format", "nfd", "--cpu", "class", "--snapshot", hosts["full"])
+    assert [line.split("=")[0] for line in out.splitlines() if "kvm.cpu" in line] == [
+        "kvmprobe.io/kvm.cpu-class", "kvmprobe.io/kvm.cpu-vendor"]
+    for fmt in ("nfd", "prometheus"):
+        code, out, _ = run("export", "--format", fmt, "--cpu", "none", "--snapshot", hosts["full"])
+        assert code == 0 and "kvm.cpu" not in out and "kvm_cpu_info" not in out, out
 
 
 # --- bad input: one line, exit 2 -----------------------------------------------------------------

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         raise _common.UsageError("--qemu-version applies to --format qemu only")
     base = compat.baseline(args.hosts)
     notes: List[str] = []
-    if base.vendor is None:
+    if base.vendor is None and args.format != "qemu":  # qemu's own notes say it
         notes.append("the hosts' CPU vendors differ (" + ", ".join(f"{v}: {n} host{'s' if n != 1 else ''}"
                      for v, n in base.vendors.items()) + "): no guest moves between them")  # fmt: skip
     if args.format == "firecracker":
@@ -77,6 +77,20 @@ def _json(document: Any) -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
+def render_alone(base: Any, most: int = 10) -> List[str]:
+    """The hosts that alone keep features out of the baseline (the first ``most``), and what."""
+    from ._cpu import _wrap
+
+    if not base.alone:
+        return []
+    out = ["Hosts that alone keep features out of the baseline:"]
+    for host, what in base.alone[:most]:
+        out += _wrap(f"  {host}:", list(what), len(host) + 4)
+    if len(base.alone) > most:
+        out.append(f"  ... and {len(base.alone) - most} more hosts")
+    return out
+
+
 def render(base: Any) -> str:
     """The human report: the features by group, XSAVE, the MSRs, what some hosts lose."""
     from .._cpu_decode import CpuInfo
@@ -99,12 +113,7 @@ def render(base: Any) -> str:
     if lost or base.xsave_lost:
         out.append("")
         out += _wrap("Lost (some hosts offer):", list(lost) + [f"XSAVE:{c}" for c in xsave_components(base.xsave_lost)], 26)
-    if base.alone:
-        out.append("Hosts that alone keep features out of the baseline:")
-        for host, what in base.alone[:10]:
-            out += _wrap(f"  {host}:", list(what), len(host) + 4)
-        if len(base.alone) > 10:
-            out.append(f"  ... and {len(base.alone) - 10} more")
+    out += render_alone(base)
     low, high, recorded = base.tsc_khz
     if recorded:
         rate = f"{low} kHz" if low == high else f"{low} to {high} kHz"

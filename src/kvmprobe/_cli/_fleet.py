@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
 def render(summary: Any) -> str:
     """The human summary."""
+    from ._baseline import render_alone
     from ._cpu import _wrap
 
     base = summary.baseline
@@ -58,12 +59,7 @@ def render(summary: Any) -> str:
     lost = base.lost_features()
     if lost:
         out += _wrap(f"  {len(lost)} on some hosts only:", list(lost), 30)
-    if base.alone:
-        out.append("Hosts that alone keep features out of the baseline:")
-        for host, what in base.alone[:10]:
-            out += _wrap(f"  {host}:", list(what), len(host) + 4)
-        if len(base.alone) > 10:
-            out.append(f"  ... and {len(base.alone) - 10} more hosts")
+    out += render_alone(base)
     out += ["", "Readiness (the hosts each VMM can run on, newest release profiled):"]
     name_width = max(len(name) for name, _ in summary.readiness)
     for name, ready in summary.readiness:
