@@ -26,7 +26,7 @@ import tempfile
 from typing import Any, Dict, List, Optional, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-GROUP_ORDER = ("batch", "probe", "lookup", "startup", "importtime")
+GROUP_ORDER = ("batch", "probe", "lookup", "startup", "importtime", "fleet")
 
 
 def run_benchmarks(json_path: str, quick: bool, extra: Sequence[str] = ()) -> int:
@@ -74,9 +74,11 @@ def rows(document: Dict[str, Any]) -> List[Dict[str, str]]:
         target: Optional[float] = info.get("target")
         base = baselines.get(info["group"])
         row = {"group": info["group"], "what": info["label"], "median": _time(_per_pass(bench))}
-        if info["role"] == "measure":
-            value = float(info["value_ms"])
-            row.update(median="-", baseline="-", result=f"{value:.2f} ms", target=f"<= {target:g} ms" if target else "-")
+        if info["role"] == "measure":  # a value measured, not a time: "value" in its "unit" (or "value_ms")
+            unit = info.get("unit") or "ms"
+            value = float(info["value"] if "value" in info else info["value_ms"])
+            row.update(median="-", baseline="-", result=f"{value:.2f} {unit}",
+                       target=f"<= {target:g} {unit}" if target else "-")  # fmt: skip
         elif base is None:
             row.update(baseline="(no baseline in this run)", result="-", target="-")
             value = float("nan")

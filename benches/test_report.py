@@ -37,6 +37,7 @@ DOCUMENT: Dict[str, Any] = {
         _bench("startup", "baseline", "python -c pass", 8e-3),
         _bench("startup", "subject", "import", 9.5e-3, target=5.0, unit="ms"),
         _bench("importtime", "measure", "importtime", 9e-3, target=5.0, unit="ms", value_ms=0.4),
+        _bench("fleet", "measure", "peak memory", 1.0, target=1.25, unit="x", value=1.02),
         _bench("lonely", "subject", "no baseline", 1e-6, target=2.0),
         {"name": "untagged", "stats": {"median": 1.0}, "extra_info": {}},
     ],
@@ -45,7 +46,7 @@ DOCUMENT: Dict[str, Any] = {
 
 def test_rows_divide_per_pass_medians(report: ModuleType) -> None:
     rows = {row["what"]: row for row in report.rows(DOCUMENT)}
-    assert set(rows) == {"cffi", "ctypes", "import", "importtime", "no baseline"}
+    assert set(rows) == {"cffi", "ctypes", "import", "importtime", "no baseline", "peak memory"}
     assert (rows["cffi"]["result"], rows["cffi"]["verdict"]) == ("1.20x", "met")
     assert (rows["ctypes"]["result"], rows["ctypes"]["verdict"]) == ("6.00x", "MISSED")
     assert rows["cffi"]["baseline"] == "C loop: 20.0 µs"
@@ -55,6 +56,8 @@ def test_rows_divide_per_pass_medians(report: ModuleType) -> None:
         "met",
     )
     assert (rows["importtime"]["result"], rows["importtime"]["verdict"]) == ("0.40 ms", "met")
+    assert (rows["peak memory"]["result"], rows["peak memory"]["target"], rows["peak memory"]["verdict"]) == (
+        "1.02 x", "<= 1.25 x", "met")
     assert (rows["no baseline"]["result"], rows["no baseline"]["verdict"]) == ("-", "-")
 
 
@@ -62,4 +65,4 @@ def test_render_has_header_table_and_tally(report: ModuleType) -> None:
     text = report.render(DOCUMENT)
     assert text.splitlines()[0] == "kvmprobe benchmarks, 2026-11-25: Linux 6.1.0, Test CPU, Python 3.11.7"
     assert "| batch | cffi | 24.0 µs | C loop: 20.0 µs | 1.20x | <= 1.25x | met |" in text
-    assert text.endswith("3 of 4 targets met.")
+    assert text.endswith("4 of 5 targets met.")

@@ -10,11 +10,12 @@ followed by a plain block with its output.
 from __future__ import annotations
 
 import os
+import platform
 import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,3 +65,22 @@ def normal(lines: Sequence[str], rules: Sequence[Tuple[str, str]] = ()) -> List[
 
 
 Check = Callable[[str, List[str], List[str]], None]
+
+
+def why_not_the_recorded_machine() -> Optional[str]:
+    """Why this machine is not the one the ``pvm-6.18`` preset recorded (the one a page's
+    ``<!-- this machine -->`` blocks show), or ``None`` when it is: the same kernel, the same KVM
+    CPUID once volatile fields are cleared, the same TSC rate and feature MSRs."""
+    import kvmprobe
+    from kvmprobe.presets import load_preset
+
+    if platform.machine() != "x86_64":
+        return f"the page shows an x86_64 host; this is {platform.machine()}"
+    preset = load_preset("pvm-6.18").cpu
+    live = kvmprobe.cpu(refresh=True).record
+    if preset is None or live is None:
+        return "no CPU data to compare"
+    if load_preset("pvm-6.18").kernel != os.uname().release:
+        return f"the page shows Linux {load_preset('pvm-6.18').kernel}; this is {os.uname().release}"
+    same = (preset.normalized(), preset.tsc_khz, preset.feature_msrs) == (live.normalized(), live.tsc_khz, live.feature_msrs)
+    return None if same else "this machine's KVM answers differ from the recording the page shows"

@@ -14,7 +14,7 @@ from typing import Any, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, T
 
 from ._arch import is_x86
 from ._cpu_record import CpuRecord
-from ._cpuid import CpuidEntry, arch_capabilities, features_of, lookup, xsave_components
+from ._cpuid import CpuidEntry, arch_capabilities, features_of, lookup, signature_fields, vendor_of, xsave_components
 from ._cpuid_table import (
     FEATURE_MSRS,
     FEATURES,
@@ -368,32 +368,6 @@ def _find(entries: Optional[Iterable[CpuidEntry]], leaf: int, subleaf: int = 0) 
     return None
 
 
-def signature_fields(eax: int) -> Tuple[int, int, int]:
-    """``(family, model, stepping)`` of CPUID.1:EAX, by the kernel's rule (arch/x86/lib/cpu.c
-    ``x86_family``/``x86_model``, the numbers /proc/cpuinfo shows): the extended family is added
-    when the family is 0xF, the extended model when the family is 6 or more.
-
-    Example:
-        >>> signature_fields(0x00B00F21), signature_fields(0x000806EC), signature_fields(0x00000F41)
-        ((26, 2, 1), (6, 142, 12), (15, 4, 1))
-    """
-    family = eax >> 8 & 0xF
-    if family == 0xF:
-        family += eax >> 20 & 0xFF
-    model = eax >> 4 & 0xF
-    if family >= 6:
-        model += (eax >> 16 & 0xF) << 4
-    return family, model, eax & 0xF
-
-
-def _vendor(entry: Optional[CpuidEntry]) -> Optional[str]:
-    if entry is None:
-        return None
-    raw = b"".join(r.to_bytes(4, "little") for r in (entry.ebx, entry.edx, entry.ecx))
-    text = raw.decode("ascii", errors="replace").rstrip("\0")
-    return text if text.isprintable() and text else None
-
-
 def _xsave_mask(entries: Optional[Iterable[CpuidEntry]]) -> Optional[int]:
     entry = _find(entries, 0xD, 0)
     return None if entry is None else entry.edx << 32 | entry.eax
@@ -454,7 +428,7 @@ def decode(
         raise NotRecorded("CPU data", source)
     kvm = _entries(record.cpuid)
     host_cpuid = _entries(record.host_cpuid)
-    vendor = _vendor(_find(kvm, 0) or _find(host_cpuid, 0))
+    vendor = vendor_of(_find(kvm, 0) or _find(host_cpuid, 0))
     leaf1 = _find(kvm, 1) or _find(host_cpuid, 1)
     family, model, stepping = signature_fields(leaf1.eax) if leaf1 is not None else (None, None, None)
     features = features_of(kvm or ())

@@ -47,6 +47,7 @@ _U32 = 2**32 - 1
 _U64 = 2**64 - 1
 _MAX_ROWS = 1 << 16  # as many entries or MSRs as the ioctl layer ever asks for
 _ENTRY_KEYS = ("function", "index", "flags", "eax", "ebx", "ecx", "edx")
+_INT_ONLY = frozenset({int})  # exactly int: a bool or a float is no register value
 _KEYS = (
     "cpuid",
     "emulated_cpuid",
@@ -181,6 +182,8 @@ class CpuRecord(NamedTuple):
             if rows is None:
                 return None
             rows = _bounded(check, rows, f"{at}.{key}")
+            if not rows or (_INT_ONLY.issuperset(map(type, rows)) and 0 <= min(rows) and max(rows) <= high):
+                return tuple(rows)  # the usual case, checked at C speed
             return tuple(check.integer(v, f"{at}.{key}[{i}]", 0, high) for i, v in enumerate(rows))
 
         msr_rows = get("feature_msrs")
@@ -239,8 +242,20 @@ def _entries_in(check: Checker, rows: Any, at: str) -> Optional[Tuple[CpuidEntry
         return None
     out = []
     for i, row in enumerate(_bounded(check, rows, at)):
+        # The usual row, checked at once (a fleet reads thousands): an object of exactly the
+        # seven keys, each a 32-bit integer; as a dict, or as the (key, value) pairs a lazy parse
+        # leaves (_validate.parse_json_lazy). Anything else goes through the checks that name it.
+        if type(row) is dict:
+            keys, values = tuple(row), tuple(row.values())
+        elif type(row) is tuple and len(row) == len(_ENTRY_KEYS):
+            keys, values = zip(*row)  # the keys, in the order to_dict writes them
+        else:
+            keys, values = (), ()
+        if keys == _ENTRY_KEYS and _INT_ONLY.issuperset(map(type, values)) and 0 <= min(values) and max(values) <= _U32:
+            out.append(CpuidEntry(*values))
+            continue
         where = f"{at}[{i}]"
-        row = check.mapping(row, where)
+        row = check.plain(row, where) if type(row) is tuple else check.mapping(row, where)
         check.keys(row, where, _ENTRY_KEYS, _ENTRY_KEYS)
         out.append(CpuidEntry(*(check.integer(row[key], f"{where}.{key}", 0, _U32) for key in _ENTRY_KEYS)))
     return tuple(out)

@@ -30,6 +30,8 @@ __all__ = [
     "features_of",
     "filter_volatile",
     "lookup",
+    "signature_fields",
+    "vendor_of",
     "xsave_components",
 ]
 
@@ -86,6 +88,19 @@ def features_of(entries: Iterable[Sequence[int]]) -> frozenset[str]:
     return frozenset(found)
 
 
+_MASKS: Dict[int, List[Tuple[Optional[int], str, int]]] = {}
+
+
+def _volatile_masks() -> Dict[int, List[Tuple[Optional[int], str, int]]]:
+    """:data:`VOLATILE` by leaf (built once: a fleet filters thousands of hosts)."""
+    if not _MASKS:
+        masks: Dict[int, List[Tuple[Optional[int], str, int]]] = {}
+        for field in VOLATILE:
+            masks.setdefault(field.leaf, []).append((field.subleaf, field.register, field.mask))
+        _MASKS.update(masks)
+    return _MASKS
+
+
 def filter_volatile(entries: Iterable[Sequence[int]]) -> List[CpuidEntry]:
     """The entries with the fields of ``_cpuid_table.VOLATILE`` cleared (APIC IDs and the like).
 
@@ -102,9 +117,7 @@ def filter_volatile(entries: Iterable[Sequence[int]]) -> List[CpuidEntry]:
         >>> filter_volatile([(1, 0, 0, 0x00A60F11, 0x07200800, 0, 0)])
         [CpuidEntry(leaf=1, subleaf=0, flags=0, eax=10882833, ebx=2099200, ecx=0, edx=0)]
     """
-    masks: Dict[int, List[Tuple[Optional[int], str, int]]] = {}
-    for field in VOLATILE:
-        masks.setdefault(field.leaf, []).append((field.subleaf, field.register, field.mask))
+    masks = _volatile_masks()
     out = []
     for raw in entries:
         entry = CpuidEntry(*raw)
@@ -113,6 +126,39 @@ def filter_volatile(entries: Iterable[Sequence[int]]) -> List[CpuidEntry]:
                 entry = entry._replace(**{register: getattr(entry, register) & ~mask})
         out.append(entry)
     return out
+
+
+def signature_fields(eax: int) -> Tuple[int, int, int]:
+    """``(family, model, stepping)`` of CPUID.1:EAX, by the kernel's rule (arch/x86/lib/cpu.c
+    ``x86_family``/``x86_model``, the numbers /proc/cpuinfo shows): the extended family is added
+    when the family is 0xF, the extended model when the family is 6 or more.
+
+    Example:
+        >>> signature_fields(0x00B00F21), signature_fields(0x000806EC), signature_fields(0x00000F41)
+        ((26, 2, 1), (6, 142, 12), (15, 4, 1))
+    """
+    family = eax >> 8 & 0xF
+    if family == 0xF:
+        family += eax >> 20 & 0xFF
+    model = eax >> 4 & 0xF
+    if family >= 6:
+        model += (eax >> 16 & 0xF) << 4
+    return family, model, eax & 0xF
+
+
+def vendor_of(entry: Optional[Sequence[int]]) -> Optional[str]:
+    """The vendor string of a CPUID leaf 0 entry (EBX, EDX, ECX as 12 ASCII bytes), or ``None``.
+
+    Example:
+        >>> vendor_of((0, 0, 0, 0x10, 0x68747541, 0x444D4163, 0x69746E65))
+        'AuthenticAMD'
+    """
+    if entry is None:
+        return None
+    ebx, ecx, edx = entry[4], entry[5], entry[6]
+    raw = b"".join(r.to_bytes(4, "little") for r in (ebx, edx, ecx))
+    text = raw.decode("ascii", errors="replace").rstrip("\0")
+    return text if text.isprintable() and text else None
 
 
 def _bits(value: int, names: Dict[int, str]) -> Tuple[str, ...]:

@@ -25,6 +25,7 @@ __all__ = [
     "clip",
     "described",
     "parse_json",
+    "parse_json_lazy",
     "read_text",
     "shown_int",
     "syntax_error",
@@ -115,6 +116,9 @@ def described(item: Any) -> str:
     return word
 
 
+# What a parse_json_lazy tree holds other values in: an object (tuple) or an array (list).
+_CONTAINERS = frozenset({tuple, list})
+
 #: Makes the caller's exception for a bad field: ``(field, message, hint)``.
 ErrorMaker = Callable[[str, str, str], Exception]
 
@@ -188,6 +192,52 @@ class Checker:
             why = unprintable(str(key))
             if why is not None:
                 self.fail(field, f"a key {why}")
+        return item
+
+    def pairs(self, item: Any, field: str) -> Dict[str, Any]:
+        """An object of a :func:`parse_json_lazy` tree as a dict (its values stay lazy): its
+        keys printable, none twice."""
+        if not isinstance(item, tuple):
+            self.fail(field, f"expected an object, got {described(item)}")
+        found = dict(item)
+        if len(found) != len(item):
+            seen: Dict[str, int] = {}
+            for key, _ in item:
+                if key in seen:
+                    self.fail(field, f"key {clip(ascii(key))} appears twice in one object")
+                seen[key] = 1
+        if _UNPRINTABLE.search("".join(found)) is not None:  # one search for all the keys
+            for key in found:
+                why = unprintable(key)
+                if why is not None:
+                    self.fail(field, f"a key {why}")
+        return found
+
+    def plain(self, item: Any, field: str) -> Any:
+        """A :func:`parse_json_lazy` subtree as :func:`parse_json` would have given it.
+
+        Example:
+            >>> check = Checker(lambda field, message, hint: ValueError(f"{field}: {message}"))
+            >>> check.plain(parse_json_lazy('[{"a": {"b": [1]}}]', ValueError), "$")
+            [{'a': {'b': [1]}}]
+        """
+        if isinstance(item, tuple):
+            found = self.pairs(item, field)
+            for key, value in found.items():
+                if isinstance(value, (tuple, list)):
+                    found[key] = self.plain(value, key_path(field, key))
+            return found
+        if isinstance(item, list):
+            out: List[Any] = []
+            for i, value in enumerate(item):
+                if type(value) is tuple:  # the usual row: an object of scalars, converted in place
+                    found = dict(value)
+                    if (len(found) == len(value) and _UNPRINTABLE.search("".join(found)) is None
+                            and _CONTAINERS.isdisjoint(map(type, found.values()))):  # fmt: skip
+                        out.append(found)
+                        continue
+                out.append(self.plain(value, f"{field}[{i}]") if isinstance(value, (tuple, list)) else value)
+            return out
         return item
 
     def array(self, item: Any, field: str) -> List[Any]:
@@ -312,8 +362,28 @@ def parse_json(text: str, make_error: Callable[[str], Exception]) -> Any:
         ...
         ValueError: not valid JSON: key 'a' appears twice in one object
     """
+    return _parse(text, make_error, _no_duplicates)
+
+
+def parse_json_lazy(text: str, make_error: Callable[[str], Exception]) -> Any:
+    """As :func:`parse_json`, but every object stays a tuple of ``(key, value)`` pairs.
+
+    For a reader that uses a few parts of a large document (a fleet reads only a snapshot's
+    CPU section): the parse builds no dictionaries, and :meth:`Checker.pairs` turns each object
+    it reads into one, refusing a key twice there. Arrays are lists, so an empty object (``()``)
+    and an empty array (``[]``) stay apart. Syntax, ``NaN`` and long numbers are refused as by
+    :func:`parse_json`.
+
+    Example:
+        >>> parse_json_lazy('{"a": [1, {}], "b": {"c": null}}', ValueError)
+        (('a', [1, ()]), ('b', (('c', None),)))
+    """
+    return _parse(text, make_error, tuple)
+
+
+def _parse(text: str, make_error: Callable[[str], Exception], hook: Callable[[Any], Any]) -> Any:
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        return json.loads(text, object_pairs_hook=hook, parse_constant=_no_constant)
     except json.JSONDecodeError as err:
         reason = syntax_error(err.msg, err.lineno, err.colno)
     except _Refused as err:

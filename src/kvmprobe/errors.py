@@ -28,7 +28,8 @@ where they apply. ``str(err)`` is one line: the message, then the hint.
     ├── BackendUnavailable                 the forced ioctl backend (KVMPROBE_BACKEND) is missing
     ├── BadDevicePath (+ValueError)        an empty device path (--device '', KVMPROBE_DEVICE=): none to open
     ├── EmulationError                     'kvmprobe emulate'/'learn' cannot run the command as asked
-    └── GuestError (+ValueError)           a micro-guest cannot be run as asked (code, time limit, arch)
+    ├── GuestError (+ValueError)           a micro-guest cannot be run as asked (code, time limit, arch)
+    └── IncomparableHosts (+ValueError)    hosts a fleet command cannot compare (architectures differ, none given)
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ __all__ = [
     "EmulationError",
     "IoctlFailed",
     "GuestError",
+    "IncomparableHosts",
     "KvmBusy",
     "KvmError",
     "KvmIoctlError",
@@ -461,6 +463,17 @@ class GuestError(KvmProbeError, ValueError):
     Example:
         >>> str(GuestError("a time limit of 0 s", hint="give a positive number of seconds"))
         'a time limit of 0 s (hint: give a positive number of seconds)'
+    """
+
+
+class IncomparableHosts(KvmProbeError, ValueError):
+    """The hosts given to a fleet command cannot be compared: their architectures differ (no
+    guest moves between them), there is none, or a VMM is asked for what it does not do (a
+    Firecracker live migration). CLI exit 2.
+
+    Example:
+        >>> str(IncomparableHosts("a.json is x86_64, b.json is aarch64", hint="compare hosts of one architecture"))
+        'a.json is x86_64, b.json is aarch64 (hint: compare hosts of one architecture)'
     """
 
 

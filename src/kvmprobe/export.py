@@ -1,6 +1,7 @@
 """Render a probed host for the systems that already run fleets: NFD labels and Prometheus.
 
-Imports ``probing``, ``caps``, ``_bitmasks``, ``_ioctl`` and ``_version``. Both renderers are pure: they take what was learned about one host (a
+Imports ``probing``, ``caps``, ``_bitmasks``, ``_ioctl``, ``_version`` and, where a host has
+CPU data, ``_cpu_view``. Both renderers are pure: they take what was learned about one host (a
 :class:`~kvmprobe.ProbeResult`, or ``None`` when the device could not be reached, plus the
 verdict, the nested setting and each VMM's readiness) and return text; writing the text is
 :func:`kvmprobe.write_atomic`'s job, gathering the facts the CLI's.
@@ -29,6 +30,11 @@ The labels, under ``prefix`` (default :data:`DEFAULT_PREFIX`)::
     kvm.capability-query-errors=N  only when N selected capabilities' queries failed: those have no
                                    label, and are unknown rather than unsupported
     vmm.<id>.ready=true|false      each VMM profile's verdict
+    kvm.cpu-class=<hash>           the CPU compatibility class (kvmprobe.compat.cpu_class), x86 with CPU data
+    kvm.cpu-vendor=<vendor>        the CPU vendor a guest sees
+    kvm.cpu.<feature>=true         each feature a guest gets that /proc/cpuinfo names; the others
+                                   (KVM's paravirtual bits, speculation controls, ...) as NFD
+                                   features only ('# +no-label': usable in NodeFeatureRules, no label)
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from .caps import Cap, CapLike
 from .probing import ProbeResult
 
 __all__ = [
+    "CPU_LABELS",
     "CapSelection",
     "DEFAULT_PREFIX",
     "NFD_MAX_FILE_SIZE",
@@ -364,6 +371,7 @@ def nfd_features(
     caps: CapSelection = "all",
     expiry_time: Optional[datetime] = None,
     cc_ready: Optional[Mapping[str, bool]] = None,
+    cpu: str = "all",
 ) -> str:
     """The NFD feature file for one host: one ``<prefix>/<name>=<value>`` label per line.
 
@@ -389,6 +397,8 @@ def nfd_features(
             stopped does not keep claiming KVM forever.
         cc_ready: each confidential-guest kind (``sev-snp``) and whether it can run here
             (:func:`kvmprobe.confidential.assess`).
+        cpu: what of the guest CPU to label, where the result has CPU data: ``all`` (the
+            class, the vendor and the features), ``class`` (the class and the vendor), ``none``.
 
     Returns:
         The file's text, ending in a newline.
@@ -430,10 +440,12 @@ def nfd_features(
     lines = [f"# kvmprobe {__version__} feature file for NFD's local source (features.d), from {where}"]
     if expiry_time is not None:
         lines.append(f"# +expiry-time={_expiry_text(expiry_time)}")
-    for key, value in pairs:
+    for key, value, label in [(k, v, True) for k, v in pairs] + _cpu_pairs(result, prefix, cpu):
         # The sanitizers make this impossible; checking keeps a future label from slipping through.
         if not is_qualified_name(key) or not is_label_value(value):
             raise ValueError(f"internal error: label {key}={value} is not a valid Kubernetes label")
+        if not label:
+            lines.append("# +no-label")  # nfd-worker: this one line is a feature, not a label
         lines.append(f"{key}={value}")
     text = "\n".join(lines) + "\n"
     size = len(text.encode("utf-8"))
@@ -444,6 +456,23 @@ def nfd_features(
             "or export fewer capabilities (--caps)"
         )
     return text
+
+
+#: What of the guest CPU ``export`` may label: everything, the class and vendor, nothing.
+CPU_LABELS = ("all", "class", "none")
+
+
+def _cpu_pairs(result: Optional[ProbeResult], prefix: str, cpu: str = "all") -> List[Tuple[str, str, bool]]:
+    """``(key, value, is_label)`` for the CPU (``_cpu_view.cpu_labels``); nfd-worker applies
+    ``# +no-label`` to the one line after it (kubernetes-sigs/node-feature-discovery@a650db05
+    source/local/local.go parseFeatureFile: "SkipFeature and SkipLabel only take effect for one feature")."""
+    from ._cpu_view import cpu_labels, labelled_view
+
+    if cpu not in CPU_LABELS:
+        raise ValueError(f"cpu={cpu!r}: give one of {', '.join(CPU_LABELS)}")
+    view = labelled_view(result.cpu, result.source) if result is not None and cpu != "none" else None
+    pairs = [] if view is None else cpu_labels(view)[: 2 if cpu == "class" else None]
+    return [(f"{prefix}/{label_name(k)}", label_name(v), is_label) for k, v, is_label in pairs]
 
 
 # --- Prometheus text exposition format (prometheus.io/docs/instrumenting/exposition_formats) ---
@@ -484,6 +513,7 @@ def prometheus_text(
     caps: CapSelection = "all",
     cc_ready: Optional[Mapping[str, bool]] = None,
     cc_blocking: Optional[Mapping[str, str]] = None,
+    cpu: str = "all",
 ) -> str:
     """The host as Prometheus gauges, for node_exporter's textfile collector (a ``*.prom`` file).
 
@@ -505,6 +535,7 @@ def prometheus_text(
     Args:
         result, usable, nested, vmm_ready, unavailable, caps, cc_ready: as :func:`nfd_features`.
         cc_blocking: for each confidential kind not ready, the layer that blocks it.
+        cpu: ``none`` leaves out ``kvm_cpu_info`` (the CPU's class, vendor and signature).
 
     Raises:
         UnknownCapability: a name in ``caps`` is no capability.
@@ -601,6 +632,12 @@ def prometheus_text(
                 "How many times slower a compute loop ran in the guest than natively (about 1 with VT-x/AMD-V).",
                 [_sample("kvm_run_slowdown_ratio", round(run.compute.slowdown, 3))],
             )
+    from ._cpu_view import cpu_info, labelled_view
+
+    view = labelled_view(result.cpu, result.source) if result is not None and cpu != "none" else None
+    if view is not None:
+        out.gauge("kvm_cpu_info", "The CPU a guest gets (always 1): its compatibility class (hosts of one class are "
+                  "interchangeable for migration), vendor and CPUID.1:EAX.", [_sample("kvm_cpu_info", 1, cpu_info(view))])
     if result is not None:
         info = {
             "kernel": result.kernel,

@@ -10,7 +10,6 @@ TSC rate and feature MSRs), and skipped with the reason elsewhere. The others ru
 from __future__ import annotations
 
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -19,8 +18,7 @@ from typing import List, Optional, Tuple
 
 import pytest
 
-import kvmprobe
-from kvmprobe.presets import load_preset
+from _docs import why_not_the_recorded_machine
 
 pytestmark = pytest.mark.kvm
 
@@ -38,19 +36,6 @@ def blocks() -> List[Block]:
         before = text[: match.start()].rstrip().splitlines()[-1:]
         found.append((match.group(1), match.group(2), before == [MARK], match.group(3)))
     return found
-
-
-def why_not_the_recorded_machine() -> Optional[str]:
-    if platform.machine() != "x86_64":
-        return f"the page shows an x86_64 host; this is {platform.machine()}"
-    preset = load_preset("pvm-6.18").cpu
-    live = kvmprobe.cpu(refresh=True).record
-    if preset is None or live is None:
-        return "no CPU data to compare"
-    if load_preset("pvm-6.18").kernel != os.uname().release:
-        return f"the page shows Linux {load_preset('pvm-6.18').kernel}; this is {os.uname().release}"
-    same = (preset.normalized(), preset.tsc_khz, preset.feature_msrs) == (live.normalized(), live.tsc_khz, live.feature_msrs)
-    return None if same else "this machine's KVM answers differ from the recording the page shows"
 
 
 def run(command: str, cwd: Path) -> str:

@@ -11,7 +11,8 @@ import pytest
 
 import kvmprobe
 from kvmprobe import NotRecorded, SnapshotError, UnknownCpuFeature
-from kvmprobe._cpu_decode import decode, signature_fields
+from kvmprobe._cpu_decode import decode
+from kvmprobe._cpuid import signature_fields
 from kvmprobe._cpu_record import CpuRecord, host_entries, read_kvm_cpu, with_host
 from kvmprobe._cpuid import CpuidEntry
 from kvmprobe._cpuid_insn import open_host_cpuid

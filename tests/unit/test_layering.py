@@ -24,6 +24,8 @@ LAYERS: Dict[str, int] = {
     # 1: pure data and encodings; the two ioctl backends over the seam
     "caps": 1, "_ioctl": 1, "_backend_ctypes": 1, "_backend_cffi": 1, "_validate": 1, "_cpuid_table": 1,
     "_kvm_structs": 1,
+    # 1: QEMU's named CPU models (generated data); Firecracker's CPU template format
+    "_qemu_models": 1, "_fc_template": 1,
     # 1: KVM exit-reason names; the micro-guest's machine code and memory layout
     "_kvm_exits": 1, "_guest_code": 1,
     # 2: data built on the table; choosing a backend; the host reader (files)
@@ -31,6 +33,8 @@ LAYERS: Dict[str, int] = {
     # 2: data on the Cap table: bit-mask capabilities, the confidential kinds and layers; the
     # confidential facts (the model)
     "_bitmasks": 2, "_cc_data": 2, "_cc_facts": 2,
+    # 2: how each CPUID register and feature MSR compares between hosts (cited rules)
+    "_cpuid_rules": 2,
     # 2: the x86 CPU queries KvmDevice inherits (structures in, numbers out)
     "_device_x86": 2,
     # 2: a vCPU fd, its kvm_run and guest memory (device hands it its ioctl caller); a run's findings
@@ -52,12 +56,20 @@ LAYERS: Dict[str, int] = {
     "probing": 4, "guest": 4, "_cpu_decode": 4, "_fake_cpu": 4, "_cc_probe": 4,
     # 4: the doctor's judgement of a micro-guest run (the remedies and the run's findings)
     "_run_verdict": 4,
+    # 4: one host's CPU as a fleet compares it (judged registers, class, labels)
+    "_cpu_view": 4,
+    # 5: the baseline of many hosts, built host by host
+    "_baseline": 5,
     # 5: what is made of a probe
     "profiles": 5, "snapshot": 5, "_checks": 5, "export": 5, "cpuinfo": 5, "_cpu_diff": 5, "_cc_judge": 5,
     # 6: built on those
     "diagnosis": 6, "presets": 6, "diff": 6, "_learning": 6, "confidential": 6,
     # 6: the collector for old hosts, served with the tables of this kvmprobe (snapshot's names)
     "_collector": 6,
+    # 6: a baseline as VMMs take it; reading a fleet's files; the migration verdict
+    "_baseline_formats": 6, "_fleet_read": 6, "_compat_judge": 6,
+    # 7: the fleet summary; 8: compat, the public home of the fleet names
+    "_fleet": 7, "compat": 8,
     # 7-10: the shells: fakes, the pytest plugin over them, the facade, the CLI
     "testing": 7, "emulate": 7, "pytest_plugin": 8, "__init__": 9, "_cli": 9, "__main__": 10,
 }

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 # The commands, in the order ``--help`` lists them. ``dump`` runs when none is named.
 _COMMANDS = (
-    "dump", "has", "check", "doctor", "cpu", "run", "snapshot", "diff", "export", "emulate", "learn", "collector",
+    "dump", "has", "check", "doctor", "cpu", "run", "snapshot", "diff", "baseline", "compat", "fleet", "export", "emulate",
+    "learn", "collector",
 )
 
 

@@ -39,13 +39,24 @@ def run(args: argparse.Namespace) -> int:
     if wanted and not info.readable:
         raise NotRecorded("the guest CPU", info.source, hint="; ".join(info.notes) or "record it on an x86 host")
     if args.json:
-        _common.write_json(info.to_dict())
+        _common.write_json(_with_class(info))
     if wanted:
         return _has(info, [row.name for row in wanted], quiet=args.quiet or args.json)
     if not args.json:
         where = f"Linux {result.kernel} ({result.arch}), {result.device}"
         sys.stdout.write(render(info, where))
     return _common.EXIT_OK
+
+
+def _with_class(info: Any) -> Any:
+    """The kvmprobe-cpu document with the host's compatibility class (``kvmprobe compat``):
+    ``null`` where KVM's CPUID is not known."""
+    from .._cpu_view import cpu_class, view_of
+
+    doc = info.to_dict()
+    readable = info.record is not None and info.record.cpuid is not None
+    doc["cpu_class"] = cpu_class(view_of(info.record, info.source)) if readable else None
+    return doc
 
 
 def _has(info: Any, names: List[str], *, quiet: bool) -> int:

@@ -24,7 +24,7 @@ from typing import Any, Dict, Optional
 from ..device import device_path
 from ..diagnosis import Status, diagnose
 from ..errors import KvmUnavailable
-from ..export import DEFAULT_PREFIX, Unavailable, check_prefix, nfd_features, prometheus_text, select_caps
+from ..export import CPU_LABELS, DEFAULT_PREFIX, Unavailable, check_prefix, nfd_features, prometheus_text, select_caps
 from ..host import read_host_facts
 from ..probing import ProbeResult
 from ..profiles import check_vmm, vmm_names
@@ -62,6 +62,13 @@ def register(subparsers: Any) -> None:
         metavar="WHEN",
         help="nfd: labels expire at WHEN unless rewritten: an RFC 3339 time (2026-11-26T10:00:00Z) "
         "or a duration from now (90m, 3h, 7d)",
+    )
+    parser.add_argument(
+        "--cpu",
+        choices=CPU_LABELS,
+        default="all",
+        help="what of the guest CPU to export: its compatibility class, vendor and features (all, the default), "
+        "the class and vendor only (class), nothing (none)",
     )
     _common.add_source_arguments(parser)
     parser.set_defaults(func=run)
@@ -110,11 +117,13 @@ def run(args: argparse.Namespace) -> int:
             text = nfd_features(
                 host.result, usable=host.usable, nested=host.nested, vmm_ready=host.vmm_ready,
                 unavailable=host.unavailable, prefix=prefix, caps=caps, expiry_time=expiry, cc_ready=host.cc_ready,
+                cpu=args.cpu,
             )
         else:
             text = prometheus_text(
                 host.result, usable=host.usable, nested=host.nested, vmm_ready=host.vmm_ready,
                 unavailable=host.unavailable, caps=caps, cc_ready=host.cc_ready, cc_blocking=host.cc_blocking,
+                cpu=args.cpu,
             )
     except ValueError as err:  # a feature file over NFD's size limit
         raise _common.UsageError(str(err)) from None
@@ -151,7 +160,7 @@ def gather(args: argparse.Namespace) -> Gathered:
     """
     live = getattr(args, "snapshot", None) is None
     try:
-        result = _common.load_result(args, vm=live)
+        result = _common.load_result(args, vm=live, cpu=live and getattr(args, "cpu", "all") != "none")  # its CPU class, features
     except KvmUnavailable as err:
         if not live:
             raise
