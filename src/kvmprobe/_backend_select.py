@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Dict, Optional
 
 from ._backend import Backend
 from .errors import BackendUnavailable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Optional
 
 __all__ = ["BACKEND_NAMES", "select_backend"]
 

@@ -20,7 +20,6 @@ module parameter says yes (on Linux 6.11-6.15 it does not fold in the firmware's
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Optional, Sequence, Tuple
 
 from ._backend import Backend
 from ._bitmasks import decode_mask, vm_type
@@ -34,6 +33,10 @@ from .caps import Cap
 from .errors import describe_errno
 from .host import HostFacts, read_host_facts
 from .probing import ProbeResult, probe as _probe
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Sequence, Tuple
 
 __all__ = ["assess", "check_confidential", "read_confidential"]
 

@@ -7,14 +7,20 @@ the checks that fill them are in ``_cc_judge``, the public names in ``kvmprobe.c
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 from ._bitmasks import decode_mask, vm_type
 from ._cc_data import KINDS as _KIND_TABLE, LAYERS, Kind
 from ._cc_facts import ConfidentialFacts
 from .caps import Cap
 from .errors import UnknownVmm
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+    from typing import Any, Dict, NamedTuple, Optional, Tuple
+else:
+    from ._value import NamedTuple
+    from ._value import dataclass
 
 __all__ = [
     "KINDS",

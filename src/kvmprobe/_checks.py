@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import enum
 import errno
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from . import _remedies
 from ._access import AclEntry, Who, may_open
@@ -36,8 +34,14 @@ from .errors import (
 from .host import MSR_FEATURE_CONTROL, MSR_VM_CR, HostFacts
 from .probing import ProbeResult
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from dataclasses import dataclass, field
+    from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
     from ._guest_report import RunReport
+else:
+    from ._value import dataclass, field
 
 __all__ = ["CHECK_IDS", "DECISIVE", "Check", "Judge", "Status", "ask_kernel", "recorded_answers"]
 

@@ -12,12 +12,13 @@ is not imported here); :func:`with_host` adds the host's side, read on this mach
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
-
 from ._kvm_structs import CpuidEntry, IoctlFailure
 from .errors import IoctlFailed
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+
     from typing import Protocol
 
     from ._validate import Checker
@@ -36,7 +37,8 @@ if TYPE_CHECKING:
         """An open VM (``device.VmFd``): a scratch vCPU on it answers the TSC rate."""
 
         def tsc_khz(self) -> int: ...
-
+else:
+    from ._value import NamedTuple
 
 __all__ = ["REAL_BACKENDS", "CpuRecord", "live_host_side", "read_kvm_cpu", "with_host"]
 

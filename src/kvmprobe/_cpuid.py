@@ -9,8 +9,6 @@ flags, eax, ebx, ecx, edx), which is what KVM_GET_SUPPORTED_CPUID returns per en
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
-
 from ._cpuid_table import (
     ARCH_CAPABILITIES,
     FEATURES,
@@ -23,6 +21,10 @@ from ._cpuid_table import (
 )
 from ._kvm_structs import CpuidEntry
 from .errors import UnknownCpuFeature
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 __all__ = [
     "CpuidEntry",

@@ -12,19 +12,21 @@ with the VM fds.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Callable, Dict, List, Sequence, TypeVar
 
 from . import _kvm_structs as structs
 from ._backend import Pointers
 from .errors import IoctlFailed
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Callable, Dict, List, Sequence, TypeVar
+
     from ._backend import Backend
     from ._ioctl import KvmIoctls
 
-__all__ = ["KVM_X86_GRP_SYSTEM", "KVM_X86_XCOMP_GUEST_SUPP", "X86Queries"]
+    _T = TypeVar("_T")
 
-_T = TypeVar("_T")
+__all__ = ["KVM_X86_GRP_SYSTEM", "KVM_X86_XCOMP_GUEST_SUPP", "X86Queries"]
 
 # Growing buffers: KVM_GET_SUPPORTED_CPUID answers E2BIG while the buffer is too small
 # (arch/x86/kvm/cpuid.c, kvm_dev_ioctl_get_cpuid; KVM_MAX_CPUID_ENTRIES is 256 today), and

@@ -10,10 +10,15 @@ here too, each with its source. Public through :mod:`kvmprobe.guest`.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from ._kvm_exits import exit_name, suberror_name
 from ._validate import Checker
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+else:
+    from ._value import NamedTuple
 
 __all__ = [
     "CPUID_DYNAMIC",

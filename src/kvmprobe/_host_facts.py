@@ -10,13 +10,18 @@ from __future__ import annotations
 import json
 import re
 import stat as _stat
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
 
 from ._arch import KVM_BUILT_IN, canonical
 from ._validate import Checker, key_path
 from .errors import SnapshotError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dataclasses import dataclass, field
+    from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
+else:
+    from ._value import dataclass, field
 
 __all__ = [
     "DEVICE_PATHS",

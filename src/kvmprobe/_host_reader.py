@@ -23,7 +23,6 @@ from __future__ import annotations
 import errno as _errno
 import os
 import stat as _stat
-from typing import Any, Callable, Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Tuple, TypeVar
 
 from ._cc_facts import ConfidentialFacts
 from ._access import AclEntry, Who, container_kind, decode_acl, read_acl
@@ -42,9 +41,15 @@ from ._host_facts import (
 from ._validate import parse_json
 from .errors import SnapshotError, UnknownUser
 
-__all__ = ["Account", "read_account", "read_acls", "read_confidential_files", "read_host_facts"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Tuple, TypeVar
 
-_T = TypeVar("_T")
+    _T = TypeVar("_T")
+else:
+    from ._value import NamedTuple
+
+__all__ = ["Account", "read_account", "read_acls", "read_confidential_files", "read_host_facts"]
 
 # --- the reader ---------------------------------------------------------------------------
 

@@ -9,11 +9,16 @@ every architecture: x86_64, aarch64, riscv64, s390x and loongarch64 use the gene
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Dict
 
 from ._arch import supported_text
 from .errors import UnsupportedPlatform
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+    from typing import Dict
+else:
+    from ._value import dataclass
 
 #: ``KVMIO`` in ``include/uapi/linux/kvm.h``.
 KVMIO = 0xAE

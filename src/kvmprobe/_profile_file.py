@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from typing import Any, List, Optional, Tuple, Union
 
 from ._ioctl import KVM_API_VERSION
 from ._profile import Profile, Requirement
@@ -19,6 +18,10 @@ from ._release import parse_release
 from ._validate import TOO_MANY_DIGITS, Checker, clip, described, parse_json, read_text, syntax_error
 from .caps import ARCHES, Cap
 from .errors import ProfileError, UnknownCapability
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, List, Optional, Tuple, Union
 
 __all__ = ["MAX_PROFILE_BYTES", "load_profile"]
 

@@ -9,7 +9,9 @@ so each number is at most nine ASCII digits (``int()`` of a 5,000-digit string r
 from __future__ import annotations
 
 import re
-from typing import Optional, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, Tuple
 
 # Nine digits: far beyond any release, and always an int without surprises.
 _NUMBER = "[0-9]{1,9}"

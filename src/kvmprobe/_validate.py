@@ -14,10 +14,20 @@ from __future__ import annotations
 import errno
 import json
 import re
-from typing import Any, Callable, Dict, Iterable, List, Mapping, NoReturn, Optional, Sequence, Tuple
+from collections.abc import Mapping
 
 from ._files import FileRefused, read_limited
 from .errors import describe_errno
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Iterable, List, NoReturn, Optional, Sequence, Tuple
+
+    #: Makes the caller's exception for a bad field: ``(field, message, hint)``.
+    ErrorMaker = Callable[[str, str, str], Exception]
+
+    #: Makes the caller's exception for a file that cannot be used: ``(message, path shown, hint)``.
+    FileErrorMaker = Callable[[str, str, str], Exception]
 
 __all__ = [
     "TOO_MANY_DIGITS",
@@ -114,9 +124,6 @@ def described(item: Any) -> str:
         return f"{word} ({clip(ascii(item))})"
     return word
 
-
-#: Makes the caller's exception for a bad field: ``(field, message, hint)``.
-ErrorMaker = Callable[[str, str, str], Exception]
 
 
 class Checker:
@@ -229,9 +236,6 @@ def key_path(parent: str, key: str) -> str:
         return f"{parent}.{key}"
     return f"{parent}[{json.dumps(clip(key))}]"
 
-
-#: Makes the caller's exception for a file that cannot be used: ``(message, path shown, hint)``.
-FileErrorMaker = Callable[[str, str, str], Exception]
 
 
 def read_text(path: str, limit: int, make_error: FileErrorMaker, *, hint: str) -> str:

@@ -36,11 +36,16 @@ policy, not something it checks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
 
 from ._vmm_versions import Span
 from .caps import Cap
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+    from typing import Dict, Optional, Tuple
+else:
+    from ._value import dataclass
 
 __all__ = [
     "BACKEND_CONSTRAINTS",
@@ -212,7 +217,6 @@ IF_MISSING = {
     Cap.ARM_EL2: "no nested virtualization (no EL2 in the guest)",
     Cap.GUEST_DEBUG_HW_BPS: "no hardware breakpoints for the gdbstub",
 }
-
 
 
 def _req(cap: Cap, text: str = "", since: str = "", until: str = "") -> Need:

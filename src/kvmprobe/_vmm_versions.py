@@ -11,11 +11,16 @@ than a bound means its first point release (``v45`` is ``v45.0``, ``7.2`` is ``7
 from __future__ import annotations
 
 import re
-from typing import NamedTuple, Optional, Sequence, Tuple
 
-__all__ = ["Span", "Version", "parse_bound", "parse_version", "spelled"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple, Optional, Sequence, Tuple
 
-Version = Tuple[int, ...]
+    Version = Tuple[int, ...]
+else:
+    from ._value import NamedTuple
+
+__all__ = ["Span", "parse_bound", "parse_version", "spelled"]
 
 # Digits and dots, at most 6 numbers of at most 9 digits each (gVisor's dates have 8).
 _NUMBERS = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9}){0,5}")

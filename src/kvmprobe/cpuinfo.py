@@ -17,13 +17,16 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Optional
 
 from ._backend import Backend
 from ._cpu_decode import CPU_SCHEMA, CPU_SCHEMA_VERSION, NOT_READ_YET, CpuInfo, FeatureMsr, decode
 from ._cpu_record import REAL_BACKENDS, CpuRecord, live_host_side
 from .host import read_host_facts
 from .probing import ProbeResult, probe
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
 __all__ = [
     "CPU_SCHEMA",

@@ -16,7 +16,6 @@ import os
 import stat
 import sys
 from types import TracebackType
-from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 from contextlib import contextmanager
 
@@ -39,8 +38,13 @@ from .errors import (
     describe_errno,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Callable, Iterator, Optional, Sequence, Tuple, Type, TypeVar, Union
+
     from ._vcpu import GuestMemory, VcpuFd
+
+    _T = TypeVar("_T")
 
 __all__ = ["DEFAULT_DEVICE", "KvmDevice", "VmFd", "device_path"]
 
@@ -482,8 +486,6 @@ def _vcpu_tsc_khz(device: KvmDevice, vm: int) -> int:
 # module is asked again at most this many times, so that a call interrupted forever ends in an
 # error instead of a hang.
 _EINTR_RETRIES = 100
-
-_T = TypeVar("_T")
 
 
 def _retrying(call: Callable[[], _T]) -> _T:

@@ -9,8 +9,7 @@ to the next). Pure: it never probes; the CLI (``kvmprobe diff A [B]``) gathers t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Mapping, Optional, Tuple
+from collections.abc import Mapping
 
 from ._arch import is_x86
 from .caps import Cap
@@ -18,9 +17,15 @@ from .errors import describe_errno
 from .probing import ProbeResult
 from .profiles import check_vmm, vmm_names
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from dataclasses import dataclass
+    from typing import Any, Dict, FrozenSet, List, Optional, Tuple
+
     from ._cpu_decode import CpuInfo
     from ._cpu_diff import CpuChange
+else:
+    from ._value import dataclass
 
 __all__ = ["CapChange", "FactChange", "HostDiff", "VerdictChange", "diff_hosts"]
 
@@ -267,7 +272,8 @@ class HostDiff:
 
 
 # One capability's answer on one fd: (value, errno); exactly one is not None.
-_Answer = Tuple[Optional[int], Optional[int]]
+if TYPE_CHECKING:
+    _Answer = Tuple[Optional[int], Optional[int]]
 
 
 def _answers(

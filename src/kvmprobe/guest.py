@@ -21,12 +21,11 @@ import math
 import os
 import statistics
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from . import _guest_code as code_
 from ._arch import canonical
 from ._backend import Backend
-from ._forked import Forked, Record, run_forked
+from ._forked import Forked, run_forked
 from ._guest_report import (
     NORMAL_EXIT_NS,
     NORMAL_SLOWDOWN,
@@ -39,6 +38,14 @@ from ._guest_report import (
 )
 from .device import KvmDevice
 from .errors import GuestError, KvmProbeError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+    from ._forked import Record
+else:
+    from ._value import NamedTuple
 
 __all__ = [
     "CPUID_LEAVES",

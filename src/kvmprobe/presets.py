@@ -45,18 +45,21 @@ one with ``python -m kvmprobe snapshot --vm -o FILE`` and load it with ``load_sn
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import functools
 import json
-from typing import Dict, List, Tuple
 
 from ._ioctl import KVM_API_VERSION
+from ._value import replace
 from .caps import Cap
 from .errors import SnapshotError
 from .host import HostFacts
 from .probing import ProbeResult
 from .snapshot import load_snapshot
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Tuple
 
 __all__ = [
     "OTHER_ARCH_NAMES",
@@ -189,14 +192,14 @@ def _shipped(file: str) -> ProbeResult:
 
 
 def _recorded(name: str) -> ProbeResult:
-    return dataclasses.replace(_shipped(_RECORDED[name]), source=f"preset:{name}")
+    return replace(_shipped(_RECORDED[name]), source=f"preset:{name}")
 
 
 def _derived(name: str) -> ProbeResult:
     result = _shipped(_DERIVED[name])
     if result.derivation is None or result.synthesized:  # the data file's own marking, checked
         raise SnapshotError(f"preset {name} is not marked derived from source", hint="reinstall kvmprobe")
-    return dataclasses.replace(result, source=f"preset:{name} (derived from source)")
+    return replace(result, source=f"preset:{name} (derived from source)")
 
 
 def _synthesized(name: str, release: Tuple[int, int]) -> ProbeResult:

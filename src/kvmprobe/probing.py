@@ -11,9 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Mapping, Optional, Tuple
 
 from ._arch import is_x86
 from ._backend import Backend
@@ -21,11 +19,17 @@ from .caps import Cap, CapLike
 from .device import KvmDevice, device_path
 from .errors import CapabilityNotRecorded, CapabilityQueryFailed
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from dataclasses import dataclass, field
+    from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Tuple
+
     from ._cc_facts import ConfidentialFacts
     from ._cpu_record import CpuRecord
     from ._guest_report import RunReport
     from ._host_facts import HostFacts
+else:
+    from ._value import dataclass, field
 
 __all__ = ["Derivation", "ProbeResult", "has", "probe", "value"]
 

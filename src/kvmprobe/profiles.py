@@ -20,8 +20,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import probing
 from ._profile import KINDS, Profile, Requirement
@@ -42,6 +40,13 @@ from ._vmm_versions import parse_version
 from .caps import ARCHES, Cap
 from .errors import UnknownRelease, UnknownVmm, describe_errno
 from .probing import ProbeResult
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+    from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+else:
+    from ._value import dataclass
 
 __all__ = [
     "BackendConstraint",

@@ -29,20 +29,24 @@ import json
 import os
 import re
 from datetime import datetime, timedelta, timezone
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 from .atomic import write_atomic
 from ._cc_facts import ConfidentialFacts
 from ._guest_report import RunReport
 from ._validate import Checker, clip, key_path, parse_json, read_text, type_word
+from ._value import replace
 from ._version import __version__
 from .caps import Cap
 from .errors import SnapshotError, write_failure
 from .host import HostFacts, read_host_facts
 from .probing import Derivation, ProbeResult, probe
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Set, Tuple, Union
+
     from ._backend import Backend
     from ._cpu_record import CpuRecord
 
@@ -98,7 +102,8 @@ _ROW_KEYS = ("name", "number", "value", "error", "vm_value", "vm_error")
 # Keys a document may leave out ("not recorded"), with the schema version that added each.
 _OPTIONAL_KEYS = {"derivation": 2, "cpu": 2, "run": 2, "confidential": 2}
 
-PathOrDict = Union[str, "os.PathLike[str]", Mapping[str, Any]]
+if TYPE_CHECKING:
+    PathOrDict = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 
 
 def _now() -> str:
@@ -251,8 +256,6 @@ def document_for(
         >>> document_for(fake_probe_result({"HLT": 1}))["host"] is None
         True
     """
-    from dataclasses import replace
-
     from ._cpu_record import live_host_side
 
     facts = result.host

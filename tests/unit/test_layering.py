@@ -21,6 +21,9 @@ LAYERS: Dict[str, int] = {
     "_arch": 0, "_profile_text": 0, "_vmm_versions": 0, "_cpuid_insn": 0, "_access": 0,
     # 0: running work in a forked child under a time limit (the micro-guest's watchdog)
     "_forked": 0,
+    # -1: value classes (dataclass, NamedTuple) without the import cost of dataclasses and typing,
+    # under every floor (it imports nothing from the package, and every floor makes value types)
+    "_value": -1,
     # 1: pure data and encodings; the two ioctl backends over the seam
     "caps": 1, "_ioctl": 1, "_backend_ctypes": 1, "_backend_cffi": 1, "_validate": 1, "_cpuid_table": 1,
     "_kvm_structs": 1,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..probing import ProbeResult
 from ..profiles import (
@@ -26,7 +25,10 @@ from ..profiles import (
 )
 from . import _common
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
     from ..confidential import ConfidentialReadiness
 
 #: The ``check --json`` document's ``schema`` and ``schema_version`` (kvmprobe up to 0.1.0

@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import IO, TYPE_CHECKING, Any, NoReturn, Optional
 
 from ..errors import BackendUnavailable, KvmProbeError, KvmUnavailable
 from ..probing import ProbeResult, probe
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, IO, NoReturn, Optional
+
     from .._backend import Backend
 
 EXIT_OK = 0  # yes / ready / equal

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, List
 
 from . import _common
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, List
 
 # Lines are wrapped to this width (a terminal's usual 100 columns, less a margin).
 _WIDTH = 96

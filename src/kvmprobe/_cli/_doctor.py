@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, List
 
 from ..diagnosis import Diagnosis, Status, Verdict, diagnose
 from . import _common
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, List
 
 _COLORS = {
     Status.PASS: "\033[32m",  # green

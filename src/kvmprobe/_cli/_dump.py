@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, List
 
 from .._version import __version__
 from .._bitmasks import decode_mask
 from ..caps import Cap
 from ..probing import ProbeResult
 from . import _common
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, List
 
 
 def register(subparsers: Any) -> None:

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Dict, List, Union
 
 from ..caps import Cap, parse_number
 from ..errors import CapabilityNotRecorded
 from ..probing import ProbeResult
 from . import _common
 
-Wanted = Union[Cap, int]  # a member of the table, or a number outside it
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Union
+
+    Wanted = Union[Cap, int]  # a member of the table, or a number outside it
 
 
 def register(subparsers: Any) -> None:
