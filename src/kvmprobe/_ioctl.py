@@ -15,10 +15,9 @@ from .errors import UnsupportedPlatform
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from dataclasses import dataclass
-    from typing import Dict
+    from typing import Any, Dict, NamedTuple
 else:
-    from ._value import dataclass
+    from ._value import NamedTuple
 
 #: ``KVMIO`` in ``include/uapi/linux/kvm.h``.
 KVMIO = 0xAE
@@ -27,8 +26,7 @@ KVMIO = 0xAE
 KVM_API_VERSION = 12
 
 
-@dataclass(frozen=True)
-class IocLayout:
+class IocLayout(NamedTuple):
     """Bit layout of an ioctl number: the sizes of its fields and the direction values."""
 
     sizebits: int
@@ -102,7 +100,6 @@ _SIZES = {
 }
 
 
-@dataclass(frozen=True)
 class KvmIoctls:
     """The KVM ioctl numbers for one architecture (names as in ``kvm.h``).
 
@@ -117,6 +114,15 @@ class KvmIoctls:
         >>> hex(numbers.KVM_GET_SUPPORTED_CPUID), hex(numbers.KVM_RUN)
         ('0xc008ae05', '0xae80')
     """
+
+    __slots__ = (
+        "machine", "KVM_GET_API_VERSION", "KVM_CREATE_VM", "KVM_GET_MSR_INDEX_LIST", "KVM_CHECK_EXTENSION",
+        "KVM_GET_VCPU_MMAP_SIZE", "KVM_GET_SUPPORTED_CPUID", "KVM_GET_EMULATED_CPUID",
+        "KVM_GET_MSR_FEATURE_INDEX_LIST", "KVM_CREATE_VCPU", "KVM_SET_USER_MEMORY_REGION", "KVM_SET_TSS_ADDR",
+        "KVM_MEMORY_ENCRYPT_OP", "KVM_RUN", "KVM_GET_REGS", "KVM_SET_REGS", "KVM_GET_SREGS", "KVM_SET_SREGS",
+        "KVM_GET_MSRS", "KVM_SET_CPUID2", "KVM_GET_TSC_KHZ", "KVM_SET_DEVICE_ATTR", "KVM_GET_DEVICE_ATTR",
+        "KVM_HAS_DEVICE_ATTR",
+    )  # fmt: skip
 
     machine: str
     # system ioctls
@@ -174,7 +180,8 @@ class KvmIoctls:
             def iowr(nr: int, struct: str) -> int:
                 return layout.ioc(layout.read | layout.write, KVMIO, nr, _SIZES[struct])
 
-            numbers = _BY_MACHINE[name] = cls(
+            numbers = _BY_MACHINE[name] = cls()
+            numbers._set(
                 machine=name,
                 KVM_GET_API_VERSION=io(0x00),
                 KVM_CREATE_VM=io(0x01),
@@ -201,6 +208,13 @@ class KvmIoctls:
                 KVM_HAS_DEVICE_ATTR=iow(0xE3, "kvm_device_attr"),
             )
         return numbers
+
+    def _set(self, **numbers: Any) -> None:
+        for name, number in numbers.items():
+            setattr(self, name, number)
+
+    def __repr__(self) -> str:
+        return f"KvmIoctls(machine={self.machine!r})"
 
 
 _BY_MACHINE: Dict[str, KvmIoctls] = {}

@@ -1,7 +1,7 @@
 """Value classes at a fraction of the import cost: ``dataclass``, ``field``, ``replace``, ``NamedTuple``.
 
-Imports nothing from the package, and of the standard library only ``collections`` (which the
-interpreter's own start-up paths load anyway). ``dataclasses`` imports ``inspect`` and through it
+Imports nothing from the package, and of the standard library only ``collections`` and
+``operator`` (which the interpreter's own start-up paths load anyway). ``dataclasses`` imports ``inspect`` and through it
 ``ast``, ``dis`` and ``tokenize``; ``typing`` brings ``re``: on a command that runs in 30 ms they
 were a third of it (issue #19). Modules write, for the type checker and for the run time::
 
@@ -28,6 +28,7 @@ all ``typing.NamedTuple`` makes at run time.
 from __future__ import annotations
 
 import collections
+import operator
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -94,6 +95,8 @@ def _fields_of(cls: type) -> List[Field]:
         if _is_classvar(annotation):
             continue
         default = namespace.get(name, MISSING)
+        if type(default).__name__ == "member_descriptor":  # a __slots__ entry, not a default
+            default = MISSING
         spec = default if isinstance(default, Field) else Field(default, MISSING, True, True, True)
         spec.name, spec.type = name, annotation
         found.append(spec)
@@ -105,8 +108,8 @@ def _fields_of(cls: type) -> List[Field]:
     return found
 
 
-def _methods(cls: type, specs: List[Field], frozen: bool, eq: bool, repr: bool) -> str:
-    """The source of ``__init__`` (and ``__repr__``, ``__eq__``, ``__hash__``) for ``cls``."""
+def _init_source(cls: type, specs: List[Field], frozen: bool) -> str:
+    """The source of ``__init__`` for ``cls``: the one method worth compiling (it runs per instance)."""
     params, body = [], []
     seen_default = False
     for spec in specs:
@@ -134,22 +137,39 @@ def _methods(cls: type, specs: List[Field], frozen: bool, eq: bool, repr: bool) 
         body.append("  self.__post_init__()")
     lines = [f"def __init__(self, {', '.join(params)}):" if params else "def __init__(self):"]
     lines += (["  _d = self.__dict__"] if frozen else []) + body + ["  pass"]
-    compared = [spec.name for spec in specs if spec.compare]
-    if eq:
-        mine = "".join(f"self.{name}," for name in compared)
-        theirs = "".join(f"other.{name}," for name in compared)
-        lines += [
-            "def __eq__(self, other):",
-            "  if other.__class__ is self.__class__:",
-            f"    return ({mine}) == ({theirs})",
-            "  return NotImplemented",
-        ]
-        if frozen:
-            lines += ["def __hash__(self):", f"  return hash(({mine}))"]
-    if repr:
-        shown = ", ".join(f"{spec.name}={{self.{spec.name}!r}}" for spec in specs if spec.repr)
-        lines += ["def __repr__(self):", f"  return f\"{{self.__class__.__qualname__}}({shown})\""]
     return "\n".join(lines) + "\n"
+
+
+def _compiled_init(cls: type, specs: List[Field], frozen: bool) -> Callable[..., None]:
+    namespace: Dict[str, Any] = {"_MISSING": MISSING, "__name__": cls.__module__}
+    for spec in specs:
+        if spec.default is not MISSING:
+            namespace[f"_d_{spec.name}"] = spec.default
+        if spec.default_factory is not MISSING:
+            namespace[f"_f_{spec.name}"] = spec.default_factory
+    exec(_init_source(cls, specs, frozen), namespace)  # noqa: S102 - source built from the field names
+    init: Callable[..., None] = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    return init
+
+
+def _first_init(cls: type, specs: List[Field], frozen: bool) -> Callable[..., None]:
+    """An ``__init__`` that compiles the real one on the class's first instance (compiling
+    costs about 5 µs a field: a class never made in a run costs nothing)."""
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init = _compiled_init(cls, specs, frozen)
+        type.__setattr__(cls, "__init__", init)
+        init(self, *args, **kwargs)
+
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    return __init__
+
+
+def _compared(names: Tuple[str, ...]) -> Callable[[Any], Any]:
+    if not names:
+        return lambda item: ()
+    return operator.attrgetter(*names)
 
 
 def _frozen_setattr(self: Any, name: str, value: Any) -> None:
@@ -225,22 +245,36 @@ def dataclass(cls: Any = None, *, frozen: bool = False, eq: bool = True, repr: b
 
     def wrap(klass: Any) -> Any:
         specs = _fields_of(klass)
-        namespace: Dict[str, Any] = {"_MISSING": MISSING, "__name__": klass.__module__}
-        for spec in specs:
-            if spec.default is not MISSING:
-                namespace[f"_d_{spec.name}"] = spec.default
-            if spec.default_factory is not MISSING:
-                namespace[f"_f_{spec.name}"] = spec.default_factory
-        exec(_methods(klass, specs, frozen, eq, repr), namespace)  # noqa: S102 - source built above from names
+        _init_source(klass, specs, frozen)  # refuses a bad field order now, as dataclasses does
+        compared = _compared(tuple(spec.name for spec in specs if spec.compare))
+        shown = tuple(spec.name for spec in specs if spec.repr)
+
+        def __eq__(self: Any, other: Any) -> Any:
+            if other.__class__ is self.__class__:
+                return compared(self) == compared(other)
+            return NotImplemented
+
+        def __hash__(self: Any) -> int:
+            return hash(compared(self))
+
+        def __repr__(self: Any) -> str:
+            fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in shown)
+            return f"{self.__class__.__qualname__}({fields})"
+
+        made: Dict[str, Callable[..., Any]] = {"__init__": _first_init(klass, specs, frozen)}
+        if eq:
+            made["__eq__"] = __eq__
+        if repr:
+            made["__repr__"] = __repr__
         own = klass.__dict__
         # As dataclasses: a method the class defines itself is kept; __hash__ follows its table.
         explicit_hash = "__hash__" in own and not (own["__hash__"] is None and "__eq__" in own)
-        for name in ("__init__", "__repr__", "__eq__"):
-            if name in namespace and name not in own:
-                setattr(klass, name, namespace[name])
-                getattr(klass, name).__qualname__ = f"{klass.__qualname__}.{name}"
+        for name, method in made.items():
+            if name not in own:
+                method.__qualname__ = f"{klass.__qualname__}.{name}"
+                setattr(klass, name, method)
         if eq and not explicit_hash:
-            klass.__hash__ = namespace["__hash__"] if frozen else None
+            klass.__hash__ = __hash__ if frozen else None
         if frozen:
             klass.__setattr__ = _frozen_setattr
             klass.__delattr__ = _frozen_delattr

@@ -8,34 +8,39 @@ fd and returns an immutable :class:`ProbeResult`. Later calls return the cached 
 
 from __future__ import annotations
 
+import _thread  # the lock threading.RLock is, without importing threading (about 0.5 ms)
 import os
-import threading
-import weakref
+from collections.abc import Mapping
 from types import MappingProxyType
 
 from ._arch import is_x86
-from ._backend import Backend
-from .caps import Cap, CapLike
+from .caps import Cap
 from .device import KvmDevice, device_path
 from .errors import CapabilityNotRecorded, CapabilityQueryFailed
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from dataclasses import dataclass, field
-    from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Tuple
+    from dataclasses import dataclass
+    from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Tuple
 
+    import weakref
+
+    from ._backend import Backend
     from ._cc_facts import ConfidentialFacts
     from ._cpu_record import CpuRecord
     from ._guest_report import RunReport
     from ._host_facts import HostFacts
+    from .caps import CapLike
 else:
-    from ._value import dataclass, field
+    from ._value import dataclass
 
-__all__ = ["Derivation", "ProbeResult", "has", "probe", "value"]
+__all__ = ["CapValues", "Derivation", "ProbeResult", "has", "probe", "value"]
 
 # The table in its order, and the numbers the batch pass asks: built once, not per probe.
 _CAPS: Tuple[Cap, ...] = tuple(Cap)
 _NUMBERS: Tuple[int, ...] = tuple(int(cap) for cap in _CAPS)
+# Each member's place in the table (a plain int finds its member: Cap hashes as its number).
+_POSITION: Dict[Cap, int] = {cap: index for index, cap in enumerate(_CAPS)}
 
 # Names resolved once are remembered per result, up to this many keys (callers choose them).
 _MEMO_LIMIT = 4 * len(_CAPS)
@@ -44,9 +49,104 @@ _MEMO_LIMIT = 4 * len(_CAPS)
 # them, and so must the one-dict-hit paths (a class check costs about 20 ns).
 _NOT_KEYS = frozenset({bool, float, complex})
 
+_NO_ERRORS: Mapping[Cap, int] = MappingProxyType({})
+_NONE: FrozenSet[Cap] = frozenset()
+_UNAME: List[os.uname_result] = []
+
+
+def _uname() -> os.uname_result:
+    """``os.uname()``, asked once per process (the kernel does not change under a process)."""
+    if not _UNAME:
+        _UNAME.append(os.uname())
+    return _UNAME[0]
+
 
 def _frozen(mapping: Mapping[Cap, int]) -> Mapping[Cap, int]:
-    return MappingProxyType(dict(mapping))
+    return MappingProxyType(dict(mapping)) if mapping else _NO_ERRORS
+
+
+class CapValues(Mapping):  # type: ignore[type-arg]
+    """The answers of one fd, ``Cap -> int``, read-only: one slot per row of the table.
+
+    What :attr:`ProbeResult.values` and ``vm_values`` are. A capability without an answer (its
+    query failed, or a recording has no row for it) has no key. Holding it costs one tuple the
+    length of the table (a dict of the same answers costs about five times more), so a fleet's
+    thousands of loaded hosts stay small. Keys are members; a plain number finds its member.
+
+    Example:
+        >>> values = CapValues({Cap.HLT: 1, Cap.NR_MEMSLOTS: 32764})
+        >>> values[Cap.HLT], values.get(10), Cap.IRQCHIP in values, len(values), dict(values) == {Cap.HLT: 1, Cap.NR_MEMSLOTS: 32764}
+        (1, 32764, False, 2, True)
+    """
+
+    __slots__ = ("_row", "_count")
+
+    _row: Tuple[Optional[int], ...]
+    _count: int
+
+    def __init__(self, answers: Mapping[Cap, int] = _NO_ERRORS) -> None:
+        if answers.__class__ is CapValues:
+            row: Tuple[Optional[int], ...] = answers._row  # it is a CapValues
+        else:
+            cells: List[Optional[int]] = [None] * len(_CAPS)
+            for cap, answer in answers.items():
+                position = _POSITION.get(cap)
+                if position is None:
+                    raise KeyError(f"{cap!r} is not a capability of kvmprobe's table")
+                cells[position] = answer
+            row = tuple(cells)
+        object.__setattr__(self, "_row", row)
+        object.__setattr__(self, "_count", -1)
+
+    @classmethod
+    def _of(cls, row: Tuple[Optional[int], ...]) -> CapValues:
+        """A view over ``row`` (table order, ``None``: no answer), taken as it is."""
+        made = cls.__new__(cls)
+        object.__setattr__(made, "_row", row)
+        object.__setattr__(made, "_count", -1)
+        return made
+
+    def __getitem__(self, cap: Any) -> int:
+        position = _POSITION.get(cap) if cap.__class__ not in _NOT_KEYS else None
+        answer = self._row[position] if position is not None else None
+        if answer is None:
+            raise KeyError(cap)
+        return answer
+
+    def get(self, cap: Any, default: Any = None) -> Any:
+        position = _POSITION.get(cap) if cap.__class__ not in _NOT_KEYS else None
+        if position is None:
+            return default
+        answer = self._row[position]
+        return default if answer is None else answer
+
+    def __contains__(self, cap: object) -> bool:
+        found: Optional[int] = self.get(cap)
+        return found is not None
+
+    def __iter__(self) -> Iterator[Cap]:
+        return (cap for cap, answer in zip(_CAPS, self._row) if answer is not None)
+
+    def __len__(self) -> int:
+        if self._count < 0:
+            object.__setattr__(self, "_count", len(self._row) - self._row.count(None))
+        return self._count
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is CapValues:
+            return self._row == other._row
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"CapValues is read-only (cannot set {name!r})")
+
+    def __repr__(self) -> str:
+        return f"CapValues({dict(self)!r})"
+
+    def __reduce__(self) -> Any:
+        return (CapValues._of, (self._row,))
 
 
 @dataclass(frozen=True)
@@ -75,12 +175,19 @@ class Derivation:
         return {"kind": self.kind, "sources": list(self.sources), "assumptions": list(self.assumptions)}
 
 
+_FIELDS = (
+    "device", "api_version", "values", "arch", "kernel", "backend", "errors", "vm_values", "vm_errors", "vm_created",
+    "source", "host", "confidential", "unknown", "recorded_at", "recorded_by", "synthesized", "derivation", "run",
+    "cpu", "not_recorded",
+)  # fmt: skip
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class ProbeResult:
     """What the kernel answered, for every capability of the table, at one moment.
 
     ``values`` holds the raw ``KVM_CHECK_EXTENSION`` answer on the system fd (0: unsupported;
-    many capabilities answer a count or a bit mask). ``host`` carries the host facts of a
+    many capabilities answer a count or a bit mask), as a read-only :class:`CapValues`. ``host`` carries the host facts of a
     recorded host (``None`` for a live probe: read them with ``kvmprobe.host``), and
     ``confidential`` its recorded :class:`~kvmprobe.confidential.ConfidentialFacts` (``None``: not
     recorded; ``kvmprobe.confidential`` reads them live). ``errors`` holds the errno of each query
@@ -97,6 +204,8 @@ class ProbeResult:
     recorded (:func:`kvmprobe.guest.run_checks`; ``None``: not recorded, which is not
     "failed"). ``cpu`` holds KVM's raw CPU answers (CPUID, MSRs, XSAVE, TSC) when probed with
     ``cpu=True`` or recorded; ``None``: not recorded (``kvmprobe.cpu()`` decodes it).
+    The result is immutable (``dataclasses.replace`` makes a changed copy) and compared by
+    identity.
 
     Example:
         >>> from kvmprobe.testing import fake_probe_result
@@ -105,41 +214,82 @@ class ProbeResult:
         (12, 32764, True, False)
     """
 
+    __slots__ = (*_FIELDS, "_lookup", "__weakref__")
+
     device: str
     api_version: int
     values: Mapping[Cap, int]
-    arch: str = field(default_factory=lambda: os.uname().machine)
-    kernel: str = field(default_factory=lambda: os.uname().release)
-    backend: str = ""
-    errors: Mapping[Cap, int] = field(default_factory=dict)
-    vm_values: Optional[Mapping[Cap, int]] = None
-    vm_errors: Mapping[Cap, int] = field(default_factory=dict)
-    vm_created: bool = False
-    source: str = "live"
-    host: Optional[HostFacts] = None
-    confidential: Optional[ConfidentialFacts] = None
-    unknown: Tuple[Mapping[str, Any], ...] = ()
-    recorded_at: Optional[str] = None
-    recorded_by: Optional[str] = None
-    synthesized: bool = False
-    derivation: Optional[Derivation] = None
-    run: Optional[RunReport] = None
-    cpu: Optional[CpuRecord] = field(default=None, repr=False)
-    not_recorded: FrozenSet[Cap] = frozenset()
-    _value: Dict[Any, int] = field(init=False, repr=False, compare=False)
+    arch: str
+    kernel: str
+    backend: str
+    errors: Mapping[Cap, int]
+    vm_values: Optional[Mapping[Cap, int]]
+    vm_errors: Mapping[Cap, int]
+    vm_created: bool
+    source: str
+    host: Optional[HostFacts]
+    confidential: Optional[ConfidentialFacts]
+    unknown: Tuple[Mapping[str, Any], ...]
+    recorded_at: Optional[str]
+    recorded_by: Optional[str]
+    synthesized: bool
+    derivation: Optional[Derivation]
+    run: Optional[RunReport]
+    cpu: Optional[CpuRecord]
+    not_recorded: FrozenSet[Cap]
+    if TYPE_CHECKING:
+        # What has()/value() answer from with one dict hit: the answers by member (a plain int
+        # finds its member too) and the names resolved once; made on the first such call.
+        _lookup: Optional[Dict[Any, int]]
 
-    def __post_init__(self) -> None:
-        # Freeze the mappings over private copies. ``_value`` is what has()/value() serve with
-        # one dict hit: Cap is an IntEnum, so a plain int key finds its member too, and a name
-        # resolved once is added to it (never to ``values``).
+    def __init__(
+        self,
+        device: str,
+        api_version: int,
+        values: Mapping[Cap, int],
+        arch: Optional[str] = None,
+        kernel: Optional[str] = None,
+        backend: str = "",
+        errors: Mapping[Cap, int] = _NO_ERRORS,
+        vm_values: Optional[Mapping[Cap, int]] = None,
+        vm_errors: Mapping[Cap, int] = _NO_ERRORS,
+        vm_created: bool = False,
+        source: str = "live",
+        host: Optional[HostFacts] = None,
+        confidential: Optional[ConfidentialFacts] = None,
+        unknown: Tuple[Mapping[str, Any], ...] = (),
+        recorded_at: Optional[str] = None,
+        recorded_by: Optional[str] = None,
+        synthesized: bool = False,
+        derivation: Optional[Derivation] = None,
+        run: Optional[RunReport] = None,
+        cpu: Optional[CpuRecord] = None,
+        not_recorded: FrozenSet[Cap] = _NONE,
+    ) -> None:
+        # One copy of each mapping, in a form nobody can change (none when given one already).
         setter = object.__setattr__
-        setter(self, "values", _frozen(self.values))
-        setter(self, "_value", dict(self.values))
-        setter(self, "errors", _frozen(self.errors))
-        setter(self, "vm_errors", _frozen(self.vm_errors))
-        setter(self, "not_recorded", frozenset(self.not_recorded))
-        if self.vm_values is not None:
-            setter(self, "vm_values", _frozen(self.vm_values))
+        setter(self, "device", device)
+        setter(self, "api_version", api_version)
+        setter(self, "values", values if values.__class__ is CapValues else CapValues(values))
+        setter(self, "arch", arch if arch is not None else _uname().machine)
+        setter(self, "kernel", kernel if kernel is not None else _uname().release)
+        setter(self, "backend", backend)
+        setter(self, "errors", errors if errors is _NO_ERRORS else _frozen(errors))
+        setter(self, "vm_values", vm_values if vm_values is None or vm_values.__class__ is CapValues else CapValues(vm_values))
+        setter(self, "vm_errors", vm_errors if vm_errors is _NO_ERRORS else _frozen(vm_errors))
+        setter(self, "vm_created", vm_created)
+        setter(self, "source", source)
+        setter(self, "host", host)
+        setter(self, "confidential", confidential)
+        setter(self, "unknown", unknown)
+        setter(self, "recorded_at", recorded_at)
+        setter(self, "recorded_by", recorded_by)
+        setter(self, "synthesized", synthesized)
+        setter(self, "derivation", derivation)
+        setter(self, "run", run)
+        setter(self, "cpu", cpu)
+        setter(self, "not_recorded", not_recorded if not_recorded.__class__ is frozenset else frozenset(not_recorded))
+        setter(self, "_lookup", None)
 
     @property
     def origin(self) -> str:
@@ -189,9 +339,12 @@ class ProbeResult:
             >>> fake_probe_result({Cap.X2APIC_API: 15}).value("X2ApicApi")
             15
         """
+        lookup = self._lookup
+        if lookup is None:
+            lookup = self._index()
         if cap.__class__ not in _NOT_KEYS:
             try:
-                return self._value[cap]
+                return lookup[cap]
             except (KeyError, TypeError):
                 pass
         member = Cap.lookup(cap)
@@ -199,10 +352,17 @@ class ProbeResult:
             raise CapabilityQueryFailed(member.c_name, self.errors[member])
         if member in self.not_recorded:
             raise CapabilityNotRecorded(member.c_name, self.source)
-        found = self._value.get(member, 0)
-        if isinstance(cap, str) and len(self._value) < _MEMO_LIMIT:
-            self._value[cap] = found  # the next has("IMMEDIATE_EXIT") is one dict hit
+        found = lookup.get(member, 0)
+        if isinstance(cap, str) and len(lookup) < _MEMO_LIMIT:
+            lookup[cap] = found  # the next has("IMMEDIATE_EXIT") is one dict hit
         return found
+
+    def _index(self) -> Dict[Any, int]:
+        """The one-dict-hit table of :meth:`value`, made on its first call (a result only held,
+        as a fleet holds thousands, never pays for it)."""
+        lookup: Dict[Any, int] = dict(self.values.items())
+        object.__setattr__(self, "_lookup", lookup)
+        return lookup
 
     def has(self, cap: CapLike) -> bool:
         """Whether ``cap`` answered a positive value on the system fd.
@@ -240,7 +400,7 @@ class ProbeResult:
             >>> [c.name for c in fake_probe_result({Cap.HLT: 1, Cap.IRQCHIP: 1}).supported()]
             ['IRQCHIP', 'HLT']
         """
-        return [cap for cap in _CAPS if self._value.get(cap, 0) > 0]
+        return [cap for cap, answer in zip(_CAPS, self.values._row) if answer is not None and answer > 0]  # type: ignore[attr-defined]
 
     def applies(self, cap: CapLike) -> bool:
         """Whether cap.rs offers ``cap`` on this result's architecture (its arch gating).
@@ -254,13 +414,13 @@ class ProbeResult:
 
 
 def _run_probe(path: str, backend: Optional[Backend], vm: bool, cpu: bool = False) -> ProbeResult:
-    vm_values: Optional[Dict[Cap, int]] = None
-    vm_errors: Dict[Cap, int] = {}
+    vm_values: Optional[CapValues] = None
+    vm_errors: Mapping[Cap, int] = _NO_ERRORS
     record: Optional[CpuRecord] = None
     with KvmDevice.open(path, backend=backend) as kvm:  # closed on leaving the block
         api = kvm.version  # asked by KvmDevice.open, which refuses anything but 12
         values, errors = _split(kvm.check_many(_NUMBERS))
-        cpu = cpu and is_x86(os.uname().machine)
+        cpu = cpu and is_x86(_uname().machine)
         if cpu:
             from ._cpu_record import read_kvm_cpu  # the CPU tables load only when asked
         if vm:
@@ -284,13 +444,13 @@ def _run_probe(path: str, backend: Optional[Backend], vm: bool, cpu: bool = Fals
         )
 
 
-def _split(answers: Tuple[List[int], List[int]]) -> Tuple[Dict[Cap, int], Dict[Cap, int]]:
+def _split(answers: Tuple[List[int], List[int]]) -> Tuple[CapValues, Mapping[Cap, int]]:
     """Values of the queries that worked, errnos of those that failed (by table order)."""
     raw, errnos = answers
     if not any(errnos):
-        return dict(zip(_CAPS, raw)), {}
-    values = {cap: v for cap, v, e in zip(_CAPS, raw, errnos) if not e}
-    return values, {cap: e for cap, e in zip(_CAPS, errnos) if e}
+        return CapValues._of(tuple(raw)), _NO_ERRORS
+    values = CapValues._of(tuple(None if code else answer for answer, code in zip(raw, errnos)))
+    return values, _frozen({cap: code for cap, code in zip(_CAPS, errnos) if code})
 
 
 class _Cache:
@@ -304,7 +464,7 @@ class _Cache:
     """
 
     def __init__(self) -> None:
-        self.lock = threading.RLock()
+        self.lock = _thread.RLock()
         self.by_device: Dict[str, ProbeResult] = {}
         self.by_backend: Dict[int, Tuple["weakref.ref[Backend]", Dict[str, ProbeResult]]] = {}
         self.current: Optional[ProbeResult] = None
@@ -323,6 +483,8 @@ class _Cache:
             return None
         key = id(backend)
         try:
+            import weakref  # only for a result probed with an explicit backend
+
             ref = weakref.ref(backend, lambda _, key=key: self.by_backend.pop(key, None))  # type: ignore[misc]
         except TypeError:  # no weak references to this object: do not cache it
             return None
@@ -333,7 +495,7 @@ class _Cache:
     def after_fork(self) -> None:
         # A child forked while another thread held the lock would deadlock on it; the cached
         # results stay valid (same host, same kernel).
-        self.lock = threading.RLock()
+        self.lock = _thread.RLock()
 
 
 _cache = _Cache()
@@ -419,8 +581,8 @@ def has(cap: CapLike) -> bool:
     current = _cache.current
     if current is not None and cap.__class__ not in _NOT_KEYS:
         try:
-            return current._value[cap] > 0
-        except (KeyError, TypeError):
+            return current._lookup[cap] > 0  # type: ignore[index]
+        except (KeyError, TypeError):  # TypeError: no table yet (None), or a key that cannot be one
             return current.has(cap)
     return (current if current is not None else probe()).has(cap)
 
@@ -440,8 +602,8 @@ def value(cap: CapLike) -> int:
     current = _cache.current
     if current is not None and cap.__class__ not in _NOT_KEYS:
         try:
-            return current._value[cap]
-        except (KeyError, TypeError):
+            return current._lookup[cap]  # type: ignore[index]
+        except (KeyError, TypeError):  # TypeError: no table yet (None), or a key that cannot be one
             return current.value(cap)
     return (current if current is not None else probe()).value(cap)
 

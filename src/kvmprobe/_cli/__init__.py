@@ -8,12 +8,14 @@ stderr and an exit code (see ``_common``). Anything else escaping is a bug.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from ..errors import KvmProbeError
 from . import _common
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import List, Optional, Sequence, Tuple
+
     from .._backend import Backend
 
 # The commands, in the order ``--help`` lists them. ``dump`` runs when none is named.
