@@ -16,7 +16,7 @@ import errno
 from . import _remedies
 from ._access import AclEntry, Who, may_open
 from ._arch import canonical
-from ._backend import Backend, CheckResults, Pointers
+from ._backend import Backend
 from ._backend_select import select_backend
 from ._ioctl import KVM_API_VERSION, KvmIoctls
 from ._release import format_version, parse_release
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from dataclasses import dataclass, field
     from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
+    from ._backend import CheckResults, Pointers
     from ._guest_report import RunReport
 else:
     from ._value import dataclass, field

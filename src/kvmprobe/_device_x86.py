@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import errno
 
-from . import _kvm_structs as structs
-from ._backend import Pointers
 from .errors import IoctlFailed
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable, Dict, List, Sequence, TypeVar
 
-    from ._backend import Backend
+    from . import _kvm_structs as structs
+    from ._backend import Backend, Pointers
     from ._ioctl import KvmIoctls
 
     _T = TypeVar("_T")
@@ -65,6 +64,8 @@ class X86Queries:
     def _grown(self, name: str, request: int, make: Callable[[int], bytearray], read: Callable[[bytearray], _T]) -> _T:
         """Ask with a buffer of ``make(room)``, growing it on E2BIG (to the count the kernel wrote
         in the leading u32 where it did, else double), up to the bound; then ``read`` it."""
+        from . import _kvm_structs as structs  # loaded with the first CPU query
+
         room = _FIRST_ENTRIES
         while True:
             buffer = make(room)
@@ -79,6 +80,8 @@ class X86Queries:
             return read(buffer)
 
     def _cpuid(self, name: str, request: int) -> List[structs.Entry]:
+        from . import _kvm_structs as structs  # loaded with the first CPU query
+
         return self._grown(name, request, structs.cpuid2_buffer, structs.cpuid2_entries)
 
     def supported_cpuid(self) -> List[structs.Entry]:
@@ -118,6 +121,8 @@ class X86Queries:
         return self._cpuid("KVM_GET_EMULATED_CPUID", self.ioctls.KVM_GET_EMULATED_CPUID)
 
     def _msr_list(self, name: str, request: int) -> List[int]:
+        from . import _kvm_structs as structs  # loaded with the first CPU query
+
         return self._grown(name, request, structs.msr_list_buffer, structs.msr_list_indices)
 
     def msr_index_list(self) -> List[int]:
@@ -168,6 +173,8 @@ class X86Queries:
             ...     {hex(k): hex(v) for k, v in kvm.get_msrs([0x8b, 0x999]).items()}
             {'0x8b': '0x1000065'}
         """
+        from . import _kvm_structs as structs  # loaded with the first CPU query
+
         values: Dict[int, int] = {}
         rest = list(indices)
         while rest:
@@ -196,6 +203,8 @@ class X86Queries:
             ...     kvm.has_device_attr(0, 0), kvm.has_device_attr(1, 0)
             (True, False)
         """
+        from . import _kvm_structs as structs  # loaded with the first CPU query
+
         buffer = structs.device_attr_buffer(group, attr)
         try:
             self._buffer("KVM_HAS_DEVICE_ATTR", self.ioctls.KVM_HAS_DEVICE_ATTR, buffer)
@@ -218,6 +227,8 @@ class X86Queries:
             ...     hex(kvm.get_device_attr(KVM_X86_GRP_SYSTEM, KVM_X86_XCOMP_GUEST_SUPP))
             '0xe7'
         """
+        from . import _kvm_structs as structs  # loaded with the first CPU query
+
         buffer = structs.device_attr_buffer(group, attr)
         request = self.ioctls.KVM_GET_DEVICE_ATTR
         self._buffer("KVM_GET_DEVICE_ATTR", request, buffer, structs.DEVICE_ATTR_POINTERS)

@@ -82,10 +82,10 @@ class _TableEnumType(enum.EnumMeta):
             if name in shadowed:
                 raise TypeError(f"{cls}.{name} would shadow an attribute of a base class")
             member = make.__func__(made, *(args if isinstance(args, tuple) else (args,)))
-            member._name_ = name
-            member.__objclass__ = made
             if _SORT_ORDER:
-                member._sort_order_ = order
+                member.__dict__.update(_name_=name, __objclass__=made, _sort_order_=order)
+            else:
+                member.__dict__.update(_name_=name, __objclass__=made)
             if member._value_ in by_value:
                 raise ValueError(f"duplicate values found in {made!r}: {name} -> {by_value[member._value_]._name_}")
             names.append(name)
@@ -108,8 +108,9 @@ class _Lines(dict):  # type: ignore[type-arg]
         super().__setitem__(key, item)
 
 
-# Shared by the members that name the same architectures.
+# Shared by the members that name the same architectures, or the same first release.
 _ARCH_SETS: Dict[str, FrozenSet[str]] = {"": frozenset()}
+_SINCE: Dict[str, Tuple[int, int]] = {}
 
 
 def _since(text: str, number: int) -> Tuple[int, int]:
@@ -144,14 +145,13 @@ class Cap(enum.IntEnum, metaclass=_TableEnumType):
     def _build_member(cls, number: int, since: str = "", rust_name: str = "", arches: str = "") -> Cap:
         """One member from its line (the table's metaclass calls this; ``enum`` is not asked)."""
         member = int.__new__(cls, number)
-        member._value_ = number
-        member.since = _since(since, number)
-        member.since_text = since
-        member.rust_name = rust_name or None
         found = _ARCH_SETS.get(arches)
         if found is None:
             found = _ARCH_SETS[arches] = frozenset(arches.split(","))
-        member.arches = found
+        parsed = _SINCE.get(since)
+        if parsed is None:
+            parsed = _SINCE[since] = _since(since, number)
+        member.__dict__.update(_value_=number, since=parsed, since_text=since, rust_name=rust_name or None, arches=found)
         return member
 
     IRQCHIP = 0, "<=3.0", "Irqchip", ""
@@ -472,6 +472,10 @@ class Cap(enum.IntEnum, metaclass=_TableEnumType):
         if text.isascii() and (text.isdigit() or text[:2].lower() == "0x"):
             shown = text if len(text) <= 40 else f"{text[:12]}... ({len(text)} characters)"
             raise UnknownCapability(shown, hint="no KVM_CAP_* constant has this number")
+        upper = text.upper()
+        found = cls.__members__.get(upper[8:] if upper.startswith("KVM_CAP_") else upper)
+        if found is not None:  # a C or short name as written: no need to build the spelling index
+            return found
         found = _index().get(_fold(text))
         if found is None:
             raise UnknownCapability(key, _suggest(text))

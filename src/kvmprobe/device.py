@@ -15,15 +15,12 @@ import errno
 import os
 import stat
 import sys
-from types import TracebackType
 
-from contextlib import contextmanager
-
-from ._backend import Backend, CheckResults
+from ._backend import Backend
 from ._device_x86 import X86Queries
 from ._backend_select import select_backend
 from ._ioctl import KVM_API_VERSION, KvmIoctls
-from .caps import Cap, CapLike
+from .caps import Cap
 from .errors import (
     BadDevicePath,
     CapabilityQueryFailed,
@@ -40,9 +37,12 @@ from .errors import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Iterator, Optional, Sequence, Tuple, Type, TypeVar, Union
+    from types import TracebackType
+    from typing import Any, Callable, ContextManager, Optional, Sequence, Tuple, Type, TypeVar, Union
 
+    from ._backend import CheckResults
     from ._vcpu import GuestMemory, VcpuFd
+    from .caps import CapLike
 
     _T = TypeVar("_T")
 
@@ -330,8 +330,7 @@ class KvmDevice(X86Queries):
         """
         return self._ioctl("KVM_GET_VCPU_MMAP_SIZE", self.ioctls.KVM_GET_VCPU_MMAP_SIZE)
 
-    @contextmanager
-    def create_vm(self, vm_type: int = 0) -> Iterator[VmFd]:
+    def create_vm(self, vm_type: int = 0) -> ContextManager[VmFd]:
         """``KVM_CREATE_VM``: a VM fd that is closed when the ``with`` block ends.
 
         Creating a VM allocates kernel memory and, on Intel/AMD, turns VMX/SVM on; kvmprobe
@@ -348,12 +347,12 @@ class KvmDevice(X86Queries):
             ...         vm.check_extension_raw(129)
             11
         """
-        vm_fd = self._ioctl("KVM_CREATE_VM", self.ioctls.KVM_CREATE_VM, vm_type)
-        vm = VmFd(vm_fd, self)  # ownership: closed below, whatever happens in the block
-        try:
-            yield vm
-        finally:
-            vm.close()
+
+        def make() -> VmFd:
+            # Ownership: the VmFd is closed by _Scoped when the block ends, whatever happens in it.
+            return VmFd(self._ioctl("KVM_CREATE_VM", self.ioctls.KVM_CREATE_VM, vm_type), self)
+
+        return _Scoped(make)
 
 
 class VmFd:
@@ -432,8 +431,7 @@ class VmFd:
         """
         self._call("KVM_SET_TSS_ADDR", self.fileno(), self._device.ioctls.KVM_SET_TSS_ADDR, address)
 
-    @contextmanager
-    def create_vcpu(self, vcpu_id: int = 0) -> Iterator[VcpuFd]:
+    def create_vcpu(self, vcpu_id: int = 0) -> ContextManager[VcpuFd]:
         """``KVM_CREATE_VCPU``, and its ``kvm_run`` mapped: a vCPU closed when the block ends.
 
         ``KVM_RUN`` on it may never return (a guest that never exits): :mod:`kvmprobe.guest` runs
@@ -449,19 +447,18 @@ class VmFd:
         """
         from ._vcpu import VcpuFd
 
-        device = self._device
-        size = device.vcpu_mmap_size()
-        fd = self._call("KVM_CREATE_VCPU", self.fileno(), device.ioctls.KVM_CREATE_VCPU, vcpu_id)
-        # Ownership: the VcpuFd closes fd (and unmaps kvm_run) below, whatever happens in the block;
-        # it closes fd itself if mapping kvm_run fails.
-        try:
-            vcpu = VcpuFd(fd, size, self._call, lambda number: _close(device.backend, number), device.ioctls)
-        except OSError as err:  # mmap(2) of kvm_run; the fd is closed already
-            raise _ioctl_error(device.path, "mmap of the vCPU's kvm_run", err) from err
-        try:
-            yield vcpu
-        finally:
-            vcpu.close()
+        def make() -> VcpuFd:
+            device = self._device
+            size = device.vcpu_mmap_size()
+            fd = self._call("KVM_CREATE_VCPU", self.fileno(), device.ioctls.KVM_CREATE_VCPU, vcpu_id)
+            # Ownership: the VcpuFd closes fd (and unmaps kvm_run), closed by _Scoped when the block
+            # ends, whatever happens in it; it closes fd itself if mapping kvm_run fails.
+            try:
+                return VcpuFd(fd, size, self._call, lambda number: _close(device.backend, number), device.ioctls)
+            except OSError as err:  # mmap(2) of kvm_run; the fd is closed already
+                raise _ioctl_error(device.path, "mmap of the vCPU's kvm_run", err) from err
+
+        return _Scoped(make)
     def tsc_khz(self) -> int:
         """``KVM_GET_TSC_KHZ`` of a scratch vCPU of this VM (vCPU 0, closed before returning).
 
@@ -469,6 +466,27 @@ class VmFd:
             IoctlFailed: ``KVM_CREATE_VCPU`` or ``KVM_GET_TSC_KHZ`` failed.
         """
         return _vcpu_tsc_khz(self._device, self.fileno())
+
+
+class _Scoped:
+    """What ``create_vm`` and ``create_vcpu`` return: ``make()`` runs when the ``with`` block is
+    entered, and what it made is closed when the block ends, whatever happens in it (what
+    ``contextlib.contextmanager`` would do, without importing contextlib on every command)."""
+
+    __slots__ = ("_make", "_made")
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._made: Any = None
+
+    def __enter__(self) -> Any:
+        self._made = self._make()
+        return self._made
+
+    def __exit__(self, *exc_info: object) -> None:
+        made, self._made = self._made, None
+        if made is not None:
+            made.close()
 
 
 def _vcpu_tsc_khz(device: KvmDevice, vm: int) -> int:

@@ -98,3 +98,51 @@ def test_forced_unknown_backend_is_a_clear_error() -> None:
     result = _cli("has", "HLT", env_extra={"KVMPROBE_BACKEND": "nope"})
     assert result.returncode == 2
     assert "KVMPROBE_BACKEND" in result.stderr and "Traceback" not in result.stderr
+
+
+# 'kvmprobe has' reads plain arguments without argparse (_has.quick_args); these must mean
+# exactly what argparse makes of them, and everything else must be left to argparse.
+QUICK_ARGVS = [
+    ["HLT"],
+    ["HLT", "IMMEDIATE_EXIT", "136", "0x88", ""],
+    ["-q", "HLT"],
+    ["HLT", "--quiet", "-q"],
+    ["--device", "/dev/kvm", "HLT"],
+    ["HLT", "--device=/tmp/x", "--device", "/dev/kvm"],
+    ["--device=", "HLT"],
+    ["--snapshot", "preset:pvm-6.18", "HLT", "--snapshot=x.json"],
+    ["HLT", "a=b", "c d"],
+]
+ARGPARSE_ARGVS = [
+    [],
+    ["-q"],
+    ["-h", "HLT"],
+    ["--help"],
+    ["--dev", "/dev/kvm", "HLT"],
+    ["--quiet=1", "HLT"],
+    ["--device"],
+    ["HLT", "--device", "-q"],
+    ["HLT", "--device", "--snapshot", "x"],
+    ["--", "HLT"],
+    ["-1"],
+    ["HLT", "-"],
+    ["-qq", "HLT"],
+    ["--nope", "HLT"],
+]
+
+
+@pytest.mark.parametrize("words", QUICK_ARGVS, ids=lambda words: " ".join(words) or "(none)")
+def test_has_quick_arguments_are_what_argparse_makes_of_them(words: List[str]) -> None:
+    from kvmprobe._cli import build_parser
+    from kvmprobe._cli._has import quick_args
+
+    quick = quick_args(words)
+    assert quick is not None
+    assert vars(quick) == vars(build_parser(("has",)).parse_args(["has", *words]))
+
+
+@pytest.mark.parametrize("words", ARGPARSE_ARGVS, ids=lambda words: " ".join(words) or "(none)")
+def test_has_leaves_everything_else_to_argparse(words: List[str]) -> None:
+    from kvmprobe._cli._has import quick_args
+
+    assert quick_args(words) is None

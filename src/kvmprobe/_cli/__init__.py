@@ -16,7 +16,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import List, Optional, Sequence, Tuple
 
+    import argparse
+
     from .._backend import Backend
+    from ._parser import Parser
 
 # The commands, in the order ``--help`` lists them. ``dump`` runs when none is named.
 _COMMANDS = ("dump", "has", "check", "doctor", "cpu", "run", "snapshot", "diff", "export", "emulate", "learn")
@@ -26,13 +29,12 @@ _DEFAULT = "dump"
 _TOP_LEVEL = ("-h", "--help", "--version")
 
 
-def build_parser(commands: Sequence[str] = _COMMANDS) -> _common.Parser:
+def build_parser(commands: Sequence[str] = _COMMANDS) -> Parser:
     """The argparse parser with ``commands`` registered (all of them by default)."""
-    import importlib
-
     from .._version import __version__
+    from ._parser import Parser
 
-    parser = _common.Parser(
+    parser = Parser(
         prog="kvmprobe",
         description="What KVM on this host can do, and why a VMM will or won't run here.",
         epilog="exit codes: 0 yes/ready, 1 no/not ready, 2 bad input, 3 KVM unavailable. "
@@ -40,9 +42,10 @@ def build_parser(commands: Sequence[str] = _COMMANDS) -> _common.Parser:
         "'kvmprobe --json' is 'kvmprobe dump --json'.",
     )
     parser.add_argument("--version", action="version", version=f"kvmprobe {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_common.Parser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in commands:
-        importlib.import_module(f"{__name__}._{name}").register(subparsers)
+        __import__(f"{__name__}._{name}")  # the command's module, only when its parser is needed
+        sys.modules[f"{__name__}._{name}"].register(subparsers)
     return parser
 
 
@@ -65,6 +68,16 @@ def _with_command(argv: List[str]) -> Tuple[List[str], Sequence[str]]:
     return [_DEFAULT, *argv], (_DEFAULT,)
 
 
+def _quick(words: List[str]) -> Optional[argparse.Namespace]:
+    """``kvmprobe has`` with plain arguments, read without argparse (which, with what it
+    imports, is as long as the rest of the command); ``None`` for anything else."""
+    if words[0] != "has":
+        return None
+    from ._has import quick_args
+
+    return quick_args(words[1:])
+
+
 def main(argv: Optional[List[str]] = None, *, backend: Optional[Backend] = None) -> int:
     """Run the CLI; return the exit code. ``python -m kvmprobe`` and ``kvmprobe`` call this.
 
@@ -84,7 +97,7 @@ def main(argv: Optional[List[str]] = None, *, backend: Optional[Backend] = None)
 def _dispatch(argv: Optional[List[str]], backend: Optional[Backend]) -> int:
     try:
         words, commands = _with_command(list(sys.argv[1:] if argv is None else argv))
-        args = build_parser(commands).parse_args(words)
+        args = _quick(words) or build_parser(commands).parse_args(words)
         args.backend = backend
         return int(args.func(args))
     except _common.UsageError as err:

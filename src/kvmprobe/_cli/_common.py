@@ -5,7 +5,6 @@ Imports the public API only.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -14,7 +13,8 @@ from ..probing import ProbeResult, probe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, IO, NoReturn, Optional
+    import argparse
+    from typing import IO, Any, Optional
 
     from .._backend import Backend
 
@@ -26,13 +26,6 @@ EXIT_UNAVAILABLE = 3  # KVM could not be reached where the command needed the li
 
 class UsageError(Exception):
     """Bad command-line input (exit 2)."""
-
-
-class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line and exit 2 (argparse prints usage too)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
 def exit_code_for(err: KvmProbeError) -> int:
