@@ -69,13 +69,14 @@ def _with_command(argv: List[str]) -> Tuple[List[str], Sequence[str]]:
 
 
 def _quick(words: List[str]) -> Optional[argparse.Namespace]:
-    """``kvmprobe has`` with plain arguments, read without argparse (which, with what it
-    imports, is as long as the rest of the command); ``None`` for anything else."""
-    if words[0] != "has":
+    """The command line read without argparse (which, with what it imports, costs as much as the
+    rest of a short command) by the command's own ``quick_args`` where it has one and the words
+    are plain (:func:`_common.quick_args`); ``None``: argparse reads it."""
+    if words[0] not in _COMMANDS:
         return None
-    from ._has import quick_args
-
-    return quick_args(words[1:])
+    __import__(f"{__name__}._{words[0]}")  # the command's module, which runs it in any case
+    quick = getattr(sys.modules[f"{__name__}._{words[0]}"], "quick_args", None)
+    return quick(words[1:]) if quick is not None else None
 
 
 def main(argv: Optional[List[str]] = None, *, backend: Optional[Backend] = None) -> int:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from . import _common
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, List
+    import argparse
+    from typing import Any, List, Optional
 
 # Lines are wrapped to this width (a terminal's usual 100 columns, less a margin).
 _WIDTH = 96
@@ -29,6 +29,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="with --has: print nothing, only set the exit code")
     _common.add_source_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def quick_args(words: List[str]) -> Optional[argparse.Namespace]:
+    """``cpu`` read without argparse when the words are plain (``--has`` is argparse's)."""
+    args = _common.quick_args("cpu", words, run, flags={"--json": "json", "-q": "quiet", "--quiet": "quiet"})
+    if args is not None:
+        args.has = None
+    return args
 
 
 def run(args: argparse.Namespace) -> int:

@@ -36,17 +36,8 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-# The options quick_args reads itself; any other word that starts with '-' (--help, an
-# abbreviation such as --dev, '--', a negative number) is left to argparse.
-_FLAGS = {"-q": "quiet", "--quiet": "quiet"}
-_VALUED = {"--device": "device", "--snapshot": "snapshot"}
-
-
 def quick_args(words: List[str]) -> Optional[argparse.Namespace]:
-    """What argparse makes of ``has`` followed by ``words``, when the words are plain: capability
-    names or numbers, ``-q``/``--quiet`` and ``--device``/``--snapshot`` with a value (also as
-    ``--device=PATH``); ``None`` for anything else, which the parser reads (and, where it is
-    wrong, refuses) as it always has. tests/unit/test_cli.py compares the two on many argvs.
+    """``has`` read without argparse when its words are plain (:func:`_common.quick_args`).
 
     Example:
         >>> args = quick_args(["-q", "IMMEDIATE_EXIT", "--device=/dev/kvm"])
@@ -55,31 +46,9 @@ def quick_args(words: List[str]) -> Optional[argparse.Namespace]:
         >>> quick_args(["--dev", "/dev/kvm", "HLT"]) is None, quick_args(["-h"]) is None
         (True, True)
     """
-    from types import SimpleNamespace
-
-    found: Dict[str, Any] = {"caps": [], "quiet": False, "device": None, "snapshot": None}
-    index = 0
-    while index < len(words):
-        word = words[index]
-        index += 1
-        if not word.startswith("-"):
-            found["caps"].append(word)
-        elif word in _FLAGS:
-            found[_FLAGS[word]] = True
-        elif word in _VALUED:
-            if index == len(words) or words[index].startswith("-"):
-                return None
-            found[_VALUED[word]] = words[index]
-            index += 1
-        elif word.partition("=")[0] in _VALUED:
-            option, _, given = word.partition("=")
-            found[_VALUED[option]] = given
-        else:
-            return None
-    if not found["caps"]:
-        return None
-    made: argparse.Namespace = SimpleNamespace(command="has", func=run, **found)  # type: ignore[assignment]
-    return made
+    return _common.quick_args(
+        "has", words, run, flags={"-q": "quiet", "--quiet": "quiet"}, positional="caps", required=True
+    )
 
 
 def _wanted(name: str) -> Wanted:
