@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import stat
 import struct
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NamedTuple, Optional, Tuple

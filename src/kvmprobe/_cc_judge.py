@@ -19,7 +19,6 @@ module parameter says yes (on Linux 6.11-6.15 it does not fold in the firmware's
 
 from __future__ import annotations
 
-import re
 
 from ._backend import Backend
 from ._bitmasks import decode_mask, vm_type
@@ -188,6 +187,8 @@ class _Judge:
             return Layer("firmware", "blocked", "no /dev/sev: the ccp driver found no AMD secure processor, or is not "
                          "loaded", *_remedy("amd_firmware"))  # fmt: skip
         text = "/dev/sev is there (the ccp driver found the secure processor)"
+        import re  # only for the firmware's version in the kernel's log
+
         versions = [m for _, line, _ in said for m in re.findall(r"SEV-SNP API:(\d+)\.(\d+)", line)]
         if kind.id == "sev-snp" and versions:
             major, minor = (int(part) for part in versions[-1])

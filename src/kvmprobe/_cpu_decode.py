@@ -8,7 +8,6 @@ Imports ``_cpu_record``, ``_cpuid``, ``_cpuid_table``, ``_kvm_structs``, ``_arch
 
 from __future__ import annotations
 
-import hashlib
 
 from ._arch import is_x86
 from ._cpu_record import CpuRecord
@@ -251,6 +250,8 @@ class CpuInfo:
             (True, 'sha256:')
         """
         text = "".join(" ".join(f"{n:x}" for n in entry) + "\n" for entry in self.normalized)
+        import hashlib  # only for a digest: it costs milliseconds to import
+
         return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
 
     def has(self, name: str) -> bool:

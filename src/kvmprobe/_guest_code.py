@@ -11,6 +11,7 @@ in long mode. Real mode has its own programs.
 from __future__ import annotations
 
 import struct
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import List, Sequence, Tuple

@@ -8,7 +8,6 @@ strictly. Public through ``kvmprobe.host``.
 from __future__ import annotations
 
 import json
-import re
 import stat as _stat
 from types import MappingProxyType
 
@@ -437,7 +436,7 @@ class _FactsLoader(Checker):
         if kind not in _NODE_KINDS:
             self.fail(f"{where}.type", f"expected one of {', '.join(_NODE_KINDS)}, got {kind!r}")
         mode_text = self.text(node.get("mode"), f"{where}.mode")
-        if not re.fullmatch("[0-7]{1,6}", mode_text):
+        if not (1 <= len(mode_text) <= 6 and all(char in "01234567" for char in mode_text)):
             self.fail(f"{where}.mode", f"expected an octal string like '0660', got {mode_text!r}")
         return DeviceNode(
             kind=kind,

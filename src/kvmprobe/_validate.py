@@ -12,8 +12,6 @@ that would act on a terminal is refused by :func:`unprintable`. Nothing here pri
 from __future__ import annotations
 
 import errno
-import json
-import re
 from collections.abc import Mapping
 
 from ._files import FileRefused, read_limited
@@ -44,9 +42,11 @@ __all__ = [
 
 # C0/C1 controls (a terminal acts on escape sequences instead of showing them) and lone
 # surrogates (JSON "\\udc80" parses to one; no output stream can encode it).
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-# The same, but tab and newline are allowed (free text in a profile may be wrapped).
-_UNPRINTABLE_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+_UNPRINTABLE = "[\x00-\x1f\x7f-\x9f\ud800-\udfff]"
+# The same, but tab and newline are allowed (free text in a profile may be wrapped). Both are
+# compiled on the first text that is not plain printable ASCII: most never need them, nor ``re``.
+_UNPRINTABLE_TEXT = "[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]"
+_PATTERNS: Dict[str, Any] = {}
 
 
 def unprintable(text: str, *, whitespace: bool = False) -> Optional[str]:
@@ -58,7 +58,15 @@ def unprintable(text: str, *, whitespace: bool = False) -> Optional[str]:
         >>> unprintable("kvm"), unprintable("a\\x1b[2J"), unprintable("a\\tb", whitespace=True)
         (None, "contains the unprintable character '\\\\x1b' at offset 1", None)
     """
-    bad = (_UNPRINTABLE_TEXT if whitespace else _UNPRINTABLE).search(text)
+    if text.isascii() and text.isprintable():  # the usual case, answered without a pattern
+        return None
+    pattern = _UNPRINTABLE_TEXT if whitespace else _UNPRINTABLE
+    compiled = _PATTERNS.get(pattern)
+    if compiled is None:
+        import re
+
+        compiled = _PATTERNS[pattern] = re.compile(pattern)
+    bad = compiled.search(text)
     if bad is None:
         return None
     return f"contains the unprintable character {ascii(bad.group())} at offset {bad.start()}"
@@ -229,7 +237,9 @@ def key_path(parent: str, key: str) -> str:
         >>> key_path("$", "api_version"), key_path("$.host", "a b"), key_path("", "arch")
         ('$.api_version', '$.host["a b"]', 'arch')
     """
-    plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) is not None
+    import json
+
+    plain = key.isascii() and key.replace("_", "a").isalnum() and not key[:1].isdigit()
     if not parent:  # a top-level key of a document whose keys are named bare (profiles)
         return key if plain else json.dumps(clip(key))
     if plain:
@@ -294,7 +304,8 @@ def syntax_error(message: str, line: int, column: int) -> str:
         >>> syntax_error("Unterminated string starting at", 1, 7)
         'Unterminated string starting at line 1, column 7'
     """
-    return f"{re.sub(r' at$', '', message.strip())} at line {line}, column {column}"
+    text = message.strip()
+    return f"{text[:-3] if text.endswith(' at') else text} at line {line}, column {column}"
 
 
 #: What a number too long to convert is called, by every parser (Python's own words advise
@@ -316,6 +327,8 @@ def parse_json(text: str, make_error: Callable[[str], Exception]) -> Any:
         ...
         ValueError: not valid JSON: key 'a' appears twice in one object
     """
+    import json  # only where JSON is read: a command that writes none never loads it
+
     try:
         return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except json.JSONDecodeError as err:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Iterable, Iterator, Optional, Union

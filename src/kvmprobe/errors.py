@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any

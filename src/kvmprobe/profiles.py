@@ -17,14 +17,13 @@ and readiness is always decided from the answer, never from the release number.
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import re
 
 from . import probing
 from ._profile import KINDS, Profile, Requirement
 from ._profile_file import MAX_PROFILE_BYTES, load_profile
 from ._release import format_version, parse_release
+from ._value import replace
 from ._vmm_requirements import (
     BACKEND_CONSTRAINTS,
     ENTRIES,
@@ -421,7 +420,7 @@ def resolve_vmm(name: str) -> str:
         >>> resolve_vmm("Cloud_Hypervisor"), resolve_vmm("clh"), resolve_vmm("FC")
         ('cloud-hypervisor', 'cloud-hypervisor', 'firecracker')
     """
-    folded = re.sub(r"[\s_]+", "-", name.strip().lower())
+    folded = _folded(name)
     folded = _ALIASES.get(folded, folded)
     if folded in _NAMES:
         return folded
@@ -433,6 +432,17 @@ def resolve_vmm(name: str) -> str:
     close = difflib.get_close_matches(folded, list(_NAMES) + list(_ALIASES), n=3, cutoff=0.6)
     suggestions = list(dict.fromkeys(_ALIASES.get(c, c) for c in close))
     raise UnknownVmm(name, suggestions, known=list(_NAMES))
+
+
+def _folded(name: str) -> str:
+    """``name`` lowercased, each run of whitespace and underscores one ``-`` (``re`` is imported
+    only for a name that has either: it costs milliseconds)."""
+    folded = name.strip().lower()
+    if any(char.isspace() or char == "_" for char in folded):
+        import re
+
+        folded = re.sub(r"[\s_]+", "-", folded)
+    return folded
 
 
 def _entry(vmm: str, arch: str) -> VmmEntry:
@@ -497,7 +507,7 @@ def builtin_profile(name: str, arch: Optional[str] = None, version: Optional[str
     entry = _entry(vmm, arch or os.uname().machine)
     if version is None:
         return _profile(entry, len(entry.releases) - 1)
-    return dataclasses.replace(_profile(entry, _release_index(entry, version)), version=version.strip())
+    return replace(_profile(entry, _release_index(entry, version)), version=version.strip())
 
 
 def resolve_vmm_spec(spec: str) -> Tuple[str, Optional[str]]:

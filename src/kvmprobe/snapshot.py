@@ -25,16 +25,12 @@ lacks (cut out, or an older kvmprobe did not know them): they are *not recorded*
 
 from __future__ import annotations
 
-import json
 import os
-import re
-from datetime import datetime, timedelta, timezone
+import time
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from .atomic import write_atomic
 from ._cc_facts import ConfidentialFacts
-from ._guest_report import RunReport
 from ._validate import Checker, clip, key_path, parse_json, read_text, type_word
 from ._value import replace
 from ._version import __version__
@@ -49,6 +45,7 @@ if TYPE_CHECKING:
 
     from ._backend import Backend
     from ._cpu_record import CpuRecord
+    from ._guest_report import RunReport
 
 __all__ = [
     "MAX_SNAPSHOT_BYTES",
@@ -74,10 +71,11 @@ MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024
 _INT_MAX = 2**31 - 1
 # errno values are small positive numbers (Linux: below 4096, the -MAX_ERRNO window).
 _ERRNO_MAX = 4095
-_CAP_NAME = re.compile(r"KVM_CAP_[A-Z0-9_]+")
-_TIME = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,6})?(?:Z|([+-])(\d{2}):(\d{2}))", re.ASCII
-)
+# A capability row's name: KVM_CAP_ and upper-case letters, digits or underscores.
+_CAP_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+# recorded_at, compiled on the first one read (re costs milliseconds to import; writing needs none).
+_TIME = r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,6})?(?:Z|([+-])(\d{2}):(\d{2}))"
+_PATTERNS: Dict[str, Any] = {}
 
 _TOP_KEYS = (
     "schema",
@@ -107,7 +105,8 @@ if TYPE_CHECKING:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # time rather than datetime (what this printed before): the same text, without an import.
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def snapshot_document(
@@ -256,8 +255,6 @@ def document_for(
         >>> document_for(fake_probe_result({"HLT": 1}))["host"] is None
         True
     """
-    from ._cpu_record import live_host_side
-
     facts = result.host
     cc = result.confidential
     if result.source == "live":
@@ -267,7 +264,11 @@ def document_for(
         if cc is None:
             cc = gather_confidential(result.device, root=root, backend=backend, create_vms=result.vm_created,
                                      ask_kvm=ask_kvm)  # fmt: skip
-    cpu = live_host_side(result.cpu, source=result.source, backend=result.backend, root=root)
+    cpu = result.cpu
+    if cpu is not None:  # the CPU record's module only for a result that has one
+        from ._cpu_record import live_host_side
+
+        cpu = live_host_side(cpu, source=result.source, backend=result.backend, root=root)
     return snapshot_document(replace(result, cpu=cpu) if cpu is not result.cpu else result, facts, confidential=cc)
 
 
@@ -289,6 +290,10 @@ def write_snapshot(document: Mapping[str, Any], path: str) -> None:
         >>> load_snapshot(target).has("HLT")
         True
     """
+    import json
+
+    from .atomic import write_atomic
+
     try:
         write_atomic(path, json.dumps(document, indent=2) + "\n")
     except (OSError, ValueError) as err:  # ValueError: a NUL or an unencodable surrogate in the path
@@ -451,6 +456,8 @@ class _Reader(Checker):
         """The recorded micro-guest checks, or ``None`` (absent or null: not recorded)."""
         if item is None:
             return None
+        from ._guest_report import RunReport  # only for a document that recorded them
+
         return RunReport.from_dict(
             item, lambda field, message, hint: SnapshotError(message, path=self.path, field=field, hint=hint)
         )
@@ -493,12 +500,19 @@ class _Reader(Checker):
         if item is None:
             return None
         text = self.text(item, field)
-        match = _TIME.fullmatch(text)
+        pattern = _PATTERNS.get(_TIME)
+        if pattern is None:
+            import re
+
+            pattern = _PATTERNS[_TIME] = re.compile(_TIME, re.ASCII)
+        match = pattern.fullmatch(text)
         if match is None:
             self.fail(field, f"{text!r} is not an ISO 8601 time like 2026-11-25T09:30:00Z")
         # The date, time and offset checked by datetime's constructors, not by fromisoformat(),
         # which takes fractions of 1 to 6 digits only from Python 3.11 on (3.9 and 3.10: 3 or 6).
         year, month, day, hour, minute, second, sign, off_hours, off_minutes = match.groups()
+        from datetime import datetime, timedelta, timezone
+
         try:
             offset = timedelta(hours=int(off_hours or 0), minutes=int(off_minutes or 0)) * (-1 if sign == "-" else 1)
             datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=timezone(offset))
@@ -532,7 +546,7 @@ class _Reader(Checker):
                 if key not in row:
                     self.fail(f"{at}.{key}", "missing")
             name = self.text(row["name"], f"{at}.name")
-            if _CAP_NAME.fullmatch(name) is None:
+            if not (name.startswith("KVM_CAP_") and len(name) > 8 and _CAP_NAME_CHARS.issuperset(name)):
                 self.fail(f"{at}.name", f"{name!r} is not a capability name like KVM_CAP_IMMEDIATE_EXIT")
             if name in names:
                 self.fail(f"{at}.name", f"{name} is listed twice")
