@@ -7,7 +7,6 @@ strictly. Public through ``kvmprobe.host``.
 
 from __future__ import annotations
 
-import json
 import stat as _stat
 from types import MappingProxyType
 
@@ -232,6 +231,8 @@ class HostFacts:
         return self.to_dict() == other.to_dict()
 
     def __hash__(self) -> int:
+        import json  # only to hash: the commands that never do need no JSON module
+
         return hash(json.dumps(self.to_dict(), sort_keys=True))
 
     @property

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import re
 
 from ._ioctl import KVM_API_VERSION
 from ._profile import Profile, Requirement
@@ -121,6 +120,8 @@ def _parse_toml(text: str, where: str) -> Any:
     try:
         return toml.loads(text)
     except toml.TOMLDecodeError as err:  # "Invalid value (at line 1, column 5)"
+        import re  # only on this error path
+
         found = re.fullmatch(r"(.*?)\s*\(at line (\d+), column (\d+)\)", str(err), re.S)
         reason = syntax_error(found.group(1), int(found.group(2)), int(found.group(3))) if found else str(err)
         raise ProfileError(f"not valid TOML: {reason}", path=where) from None

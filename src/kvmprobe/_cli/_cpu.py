@@ -78,11 +78,35 @@ def _has(info: Any, names: List[str], *, quiet: bool) -> int:
     return _common.EXIT_OK
 
 
-def _wrap(label: str, words: List[str], indent: int) -> List[str]:
-    import textwrap
+def wrap_words(words: List[str], width: int) -> List[str]:
+    """``textwrap.wrap(" ".join(words), width, break_on_hyphens=False)``: words packed greedily into
+    lines of at most ``width``. By hand for plain words (textwrap imports ``re``: milliseconds);
+    textwrap itself for a word that is empty, too long for a line, or holds whitespace.
 
-    text = " ".join(words)
-    lines = textwrap.wrap(text, width=_WIDTH - indent, break_on_hyphens=False) or [""]
+    Example:
+        >>> wrap_words(["fpu", "vme", "de", "pse"], 8)
+        ['fpu vme', 'de pse']
+    """
+    if any(not word or len(word) > width or not word.isprintable() or " " in word for word in words):
+        import textwrap
+
+        return textwrap.wrap(" ".join(words), width=width, break_on_hyphens=False)
+    lines: List[str] = []
+    line = ""
+    for word in words:
+        if line and len(line) + 1 + len(word) <= width:
+            line += " " + word
+        else:
+            if line:
+                lines.append(line)
+            line = word
+    if line:
+        lines.append(line)
+    return lines
+
+
+def _wrap(label: str, words: List[str], indent: int) -> List[str]:
+    lines = wrap_words(words, _WIDTH - indent) or [""]
     pad = " " * indent
     return [f"{label:<{indent}}{lines[0]}".rstrip()] + [pad + line for line in lines[1:]]
 
