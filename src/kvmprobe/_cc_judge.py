@@ -30,7 +30,8 @@ from ._cc_probe import confidential_device, gather_confidential
 from ._release import format_version, parse_release
 from .caps import Cap
 from .errors import describe_errno
-from .host import HostFacts, read_host_facts
+from ._host_reader import facts_of_live
+from .host import HostFacts
 from .probing import ProbeResult, probe as _probe
 
 TYPE_CHECKING = False
@@ -491,7 +492,7 @@ def _gather(
     if result.source != "live":
         # A recorded or made-up host: its facts as carried (None where not recorded), nothing touched.
         return result, result.host, result.confidential
-    host = result.host if result.host is not None else read_host_facts(root, device=result.device)
+    host = result.host if result.host is not None else facts_of_live(result, root)
     cc = result.confidential
     if cc is None:
         cc = gather_confidential(result.device, root=root, backend=backend, create_vms=create_vms, ask_kvm=ask_kvm)

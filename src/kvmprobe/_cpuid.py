@@ -53,10 +53,13 @@ def _find(entries: Sequence[CpuidEntry], leaf: int, subleaf: int) -> Optional[Cp
     return None
 
 
-def _in_range(entries: Sequence[CpuidEntry], leaf: int) -> bool:
-    base = max(b for b in _RANGE_BASES if b <= leaf)
-    head = _find(entries, base, 0)
-    return head is None or leaf <= head.eax
+def _by_leaf(entries: Sequence[CpuidEntry]) -> Dict[int, List[CpuidEntry]]:
+    """The entries of each leaf, in their order: :func:`_find` among a leaf's own entries only
+    (a table of 100 entries asked for 700 features was a quadratic search, issue #19)."""
+    index: Dict[int, List[CpuidEntry]] = {}
+    for entry in entries:
+        index.setdefault(entry.leaf, []).append(entry)
+    return index
 
 
 def features_of(entries: Iterable[Sequence[int]]) -> frozenset[str]:
@@ -77,11 +80,15 @@ def features_of(entries: Iterable[Sequence[int]]) -> frozenset[str]:
         >>> sorted(features_of([(1, 0, 0, 0, 0, 1 << 0, 1 << 25), (7, 0, 1, 0, 1 << 5, 0, 0)]))
         ['avx2', 'pni', 'sse']
     """
-    table = [CpuidEntry(*entry) for entry in entries]
+    index = _by_leaf([CpuidEntry(*entry) for entry in entries])
+    heads = {base: _find(index.get(base, ()), base, 0) for base in _RANGE_BASES}
     found = set()
     for row in FEATURES:
-        entry = _find(table, row.leaf, row.subleaf or 0)
-        if entry is None or not _in_range(table, row.leaf):
+        entry = _find(index.get(row.leaf, ()), row.leaf, row.subleaf or 0)
+        if entry is None:
+            continue
+        head = heads[max(b for b in _RANGE_BASES if b <= row.leaf)]
+        if head is not None and row.leaf > head.eax:  # above the highest leaf of its range
             continue
         if getattr(entry, row.register) >> row.bit & 1:
             found.add(row.name)

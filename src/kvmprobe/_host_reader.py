@@ -328,6 +328,24 @@ def read_acls(paths: Tuple[str, ...], root: str = "/") -> Dict[str, Optional[Tup
     return acls
 
 
+def facts_of_live(result: Any, root: str = "/") -> HostFacts:
+    """The host facts of a live probe result (a :class:`~kvmprobe.ProbeResult`) read under ``root``,
+    read once per result: the readiness of seven VMMs, the confidential section and the CPU
+    view each ask for them, and the host said what it said at the result's moment.
+
+    Example:
+        >>> import tempfile
+        >>> from kvmprobe.testing import FakeHost, fake_probe_result
+        >>> result = fake_probe_result({})
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     root = FakeHost.pvm().write(tmp)
+        ...     facts_of_live(result, root) is facts_of_live(result, root)
+        True
+    """
+    made: HostFacts = result._remembered(f"host_facts:{root}", lambda: read_host_facts(root, device=result.device))
+    return made
+
+
 def read_host_facts(root: str = "/", *, device: str = "/dev/kvm") -> HostFacts:
     """Read the facts of the host whose files live under ``root``.
 

@@ -21,7 +21,7 @@ import weakref
 from ._backend import Backend
 from ._cpu_decode import CPU_SCHEMA, CPU_SCHEMA_VERSION, NOT_READ_YET, CpuInfo, FeatureMsr, decode
 from ._cpu_record import REAL_BACKENDS, CpuRecord, live_host_side
-from .host import read_host_facts
+from ._host_reader import facts_of_live
 from .probing import ProbeResult, probe
 
 TYPE_CHECKING = False
@@ -76,7 +76,7 @@ def cpu_of(result: ProbeResult, root: str = "/") -> CpuInfo:
         return found
     facts = result.host
     if facts is None and result.source == "live" and result.backend in REAL_BACKENDS:
-        facts = read_host_facts(root, device=result.device)
+        facts = facts_of_live(result, root)
     info = decode(
         live_host_side(result.cpu, source=result.source, backend=result.backend, root=root),
         arch=result.arch,

@@ -21,7 +21,7 @@ from .errors import CapabilityNotRecorded, CapabilityQueryFailed
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dataclasses import dataclass
-    from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Tuple
+    from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple, TypeVar
 
     import weakref
 
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from ._guest_report import RunReport
     from ._host_facts import HostFacts
     from .caps import CapLike
+
+    _T = TypeVar("_T")
 else:
     from ._value import dataclass
 
@@ -214,7 +216,7 @@ class ProbeResult:
         (12, 32764, True, False)
     """
 
-    __slots__ = (*_FIELDS, "_lookup", "__weakref__")
+    __slots__ = (*_FIELDS, "_lookup", "_memo", "__weakref__")
 
     device: str
     api_version: int
@@ -241,6 +243,8 @@ class ProbeResult:
         # What has()/value() answer from with one dict hit: the answers by member (a plain int
         # finds its member too) and the names resolved once; made on the first such call.
         _lookup: Optional[Dict[Any, int]]
+        # What was worked out once from this result (see _remembered).
+        _memo: Optional[Dict[str, Any]]
 
     def __init__(
         self,
@@ -290,6 +294,19 @@ class ProbeResult:
         setter(self, "cpu", cpu)
         setter(self, "not_recorded", not_recorded if not_recorded.__class__ is frozenset else frozenset(not_recorded))
         setter(self, "_lookup", None)
+        setter(self, "_memo", None)
+
+    def _remembered(self, key: str, make: Callable[[], _T]) -> _T:
+        """``make()``, worked out once per result: what a live result's host said at its moment
+        (e.g. its KVM backend, which each of seven readiness checks asks) is read once."""
+        memo = self._memo
+        if memo is None:
+            memo = {}
+            object.__setattr__(self, "_memo", memo)
+        if key not in memo:
+            memo[key] = make()
+        found: _T = memo[key]
+        return found
 
     @property
     def origin(self) -> str:

@@ -691,9 +691,9 @@ def _kvm_backend(host: ProbeResult) -> Optional[str]:
     if host.host is not None:
         return host.host.kvm_backend
     if host.source == "live":
-        from .host import read_host_facts  # a few sysfs reads, only for a live host
+        from ._host_reader import facts_of_live  # a few sysfs reads, only for a live host, once per result
 
-        return read_host_facts(device=host.device).kvm_backend
+        return facts_of_live(host).kvm_backend
     return None
 
 

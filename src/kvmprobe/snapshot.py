@@ -36,7 +36,8 @@ from ._value import replace
 from ._version import __version__
 from .caps import Cap
 from .errors import SnapshotError, write_failure
-from .host import HostFacts, read_host_facts
+from ._host_reader import facts_of_live
+from .host import HostFacts
 from .probing import Derivation, ProbeResult, probe
 
 TYPE_CHECKING = False
@@ -260,7 +261,7 @@ def document_for(
     if result.source == "live":
         from ._cc_probe import gather_confidential  # only when recording a live host
 
-        facts = facts if facts is not None else read_host_facts(root, device=result.device)
+        facts = facts if facts is not None else facts_of_live(result, root)
         if cc is None:
             cc = gather_confidential(result.device, root=root, backend=backend, create_vms=result.vm_created,
                                      ask_kvm=ask_kvm)  # fmt: skip
