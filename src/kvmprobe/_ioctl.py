@@ -15,7 +15,7 @@ from .errors import UnsupportedPlatform
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, NamedTuple
+    from typing import Any, Dict, NamedTuple, Optional
 else:
     from ._value import NamedTuple
 
@@ -163,6 +163,10 @@ class KvmIoctls:
             >>> hex(KvmIoctls.for_machine("ppc64le").KVM_CHECK_EXTENSION)
             '0x2000ae03'
         """
+        if machine is None:
+            numbers = _BY_MACHINE.get(None)
+            if numbers is not None:  # this machine's, asked of os.uname() once (every probe asks)
+                return numbers
         name = (machine if machine is not None else os.uname().machine).lower()
         numbers = _BY_MACHINE.get(name)
         if numbers is None:
@@ -207,6 +211,8 @@ class KvmIoctls:
                 KVM_GET_DEVICE_ATTR=iow(0xE2, "kvm_device_attr"),
                 KVM_HAS_DEVICE_ATTR=iow(0xE3, "kvm_device_attr"),
             )
+        if machine is None:
+            _BY_MACHINE[None] = numbers
         return numbers
 
     def _set(self, **numbers: Any) -> None:
@@ -217,7 +223,7 @@ class KvmIoctls:
         return f"KvmIoctls(machine={self.machine!r})"
 
 
-_BY_MACHINE: Dict[str, KvmIoctls] = {}
+_BY_MACHINE: Dict[Optional[str], KvmIoctls] = {}
 
 
 def layout_for(machine: str) -> IocLayout:

@@ -530,7 +530,7 @@ def _query(backend: Backend, fd: int, request: int, number: int, where: str) -> 
 def _ask_again_if_interrupted(backend: Backend, fd: int, request: int, numbers: Sequence[int]) -> CheckResults:
     """``check_many``, with each entry that reports EINTR asked again on its own."""
     values, errnos = backend.check_many(fd, request, numbers)
-    if errno.EINTR in errnos:
+    if errnos.count(0) != len(errnos) and errno.EINTR in errnos:  # counting zeros is the fast look
         values, errnos = list(values), list(errnos)
         for index, code in enumerate(errnos):
             if code == errno.EINTR:

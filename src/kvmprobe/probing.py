@@ -464,7 +464,7 @@ def _run_probe(path: str, backend: Optional[Backend], vm: bool, cpu: bool = Fals
 def _split(answers: Tuple[List[int], List[int]]) -> Tuple[CapValues, Mapping[Cap, int]]:
     """Values of the queries that worked, errnos of those that failed (by table order)."""
     raw, errnos = answers
-    if not any(errnos):
+    if errnos.count(0) == len(errnos):  # none failed (a C-speed count: any() took 1 µs of a 45 µs probe)
         return CapValues._of(tuple(raw)), _NO_ERRORS
     values = CapValues._of(tuple(None if code else answer for answer, code in zip(raw, errnos)))
     return values, _frozen({cap: code for cap, code in zip(_CAPS, errnos) if code})
@@ -509,12 +509,21 @@ class _Cache:
         self.by_backend[key] = (ref, results)
         return results
 
+    def set_current(self, result: Optional[ProbeResult]) -> None:
+        """Make ``result`` what has()/value() answer from (``None``: nothing yet), and hand them
+        its lookup table, so that a cached query is one global read and one dict hit."""
+        global _answers
+        self.current = result
+        _answers = None if result is None else result._lookup if result._lookup is not None else result._index()
+
     def after_fork(self) -> None:
         # A child forked while another thread held the lock would deadlock on it; the cached
         # results stay valid (same host, same kernel).
         self.lock = _thread.RLock()
 
 
+# The lookup table of _cache.current (see _Cache.set_current), read by has() and value().
+_answers: Optional[Dict[Any, int]] = None
 _cache = _Cache()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_cache.after_fork)
@@ -572,7 +581,7 @@ def probe(
             if results is not None:
                 results[where] = cached
         if path is None and backend is None:
-            cache.current = cached
+            cache.set_current(cached)
         return cached
 
 
@@ -595,12 +604,12 @@ def has(cap: CapLike) -> bool:
         ...     has("IMMEDIATE_EXIT"), has("ImmediateExit"), has(136), has("XEN_HVM")
         (True, True, True, False)
     """
-    current = _cache.current
-    if current is not None and cap.__class__ not in _NOT_KEYS:
+    if cap.__class__ not in _NOT_KEYS:
         try:
-            return current._lookup[cap] > 0  # type: ignore[index]
-        except (KeyError, TypeError):  # TypeError: no table yet (None), or a key that cannot be one
-            return current.has(cap)
+            return _answers[cap] > 0  # type: ignore[index]
+        except (KeyError, TypeError):  # TypeError: nothing probed yet (None), or a key that cannot be one
+            pass
+    current = _cache.current
     return (current if current is not None else probe()).has(cap)
 
 
@@ -616,12 +625,12 @@ def value(cap: CapLike) -> int:
         ...     value("NR_MEMSLOTS")
         32764
     """
-    current = _cache.current
-    if current is not None and cap.__class__ not in _NOT_KEYS:
+    if cap.__class__ not in _NOT_KEYS:
         try:
-            return current._lookup[cap]  # type: ignore[index]
-        except (KeyError, TypeError):  # TypeError: no table yet (None), or a key that cannot be one
-            return current.value(cap)
+            return _answers[cap]  # type: ignore[index]
+        except (KeyError, TypeError):  # TypeError: nothing probed yet (None), or a key that cannot be one
+            pass
+    current = _cache.current
     return (current if current is not None else probe()).value(cap)
 
 
@@ -630,7 +639,7 @@ def _push_override(result: ProbeResult) -> Tuple[Optional[ProbeResult], int]:
     with _cache.lock:
         token = (_cache.current, len(_cache.overrides))
         _cache.overrides.append(result)
-        _cache.current = result
+        _cache.set_current(result)
         return token
 
 
@@ -639,7 +648,7 @@ def _pop_override(token: Tuple[Optional[ProbeResult], int]) -> None:
     previous, depth = token
     with _cache.lock:
         del _cache.overrides[depth:]
-        _cache.current = _cache.overrides[-1] if _cache.overrides else previous
+        _cache.set_current(_cache.overrides[-1] if _cache.overrides else previous)
 
 
 def _clear_cache() -> None:
@@ -647,7 +656,7 @@ def _clear_cache() -> None:
     with _cache.lock:
         _cache.by_device.clear()
         _cache.by_backend.clear()
-        _cache.current = _cache.overrides[-1] if _cache.overrides else None
+        _cache.set_current(_cache.overrides[-1] if _cache.overrides else None)
 
 
 def _set_default_backend(backend: Optional[Backend]) -> Optional[Backend]:
@@ -659,5 +668,5 @@ def _set_default_backend(backend: Optional[Backend]) -> Optional[Backend]:
     with _cache.lock:
         previous, _cache.default_backend = _cache.default_backend, backend
         _cache.by_device.clear()
-        _cache.current = _cache.overrides[-1] if _cache.overrides else None
+        _cache.set_current(_cache.overrides[-1] if _cache.overrides else None)
         return previous
