@@ -83,16 +83,31 @@ def features_of(entries: Iterable[Sequence[int]]) -> frozenset[str]:
     index = _by_leaf([CpuidEntry(*entry) for entry in entries])
     heads = {base: _find(index.get(base, ()), base, 0) for base in _RANGE_BASES}
     found = set()
-    for row in FEATURES:
-        entry = _find(index.get(row.leaf, ()), row.leaf, row.subleaf or 0)
+    for leaf, subleaf, register, bit, name, base in _feature_rows():
+        entry = _find(index.get(leaf, ()), leaf, subleaf)
         if entry is None:
             continue
-        head = heads[max(b for b in _RANGE_BASES if b <= row.leaf)]
-        if head is not None and row.leaf > head.eax:  # above the highest leaf of its range
+        head = heads[base]
+        if head is not None and leaf > head.eax:  # above the highest leaf of its range
             continue
-        if getattr(entry, row.register) >> row.bit & 1:
-            found.add(row.name)
+        if entry[register] >> bit & 1:
+            found.add(name)
     return frozenset(found)
+
+
+_FEATURE_ROWS: List[Tuple[int, int, int, int, str, int]] = []
+
+
+def _feature_rows() -> List[Tuple[int, int, int, int, str, int]]:
+    """``FEATURES`` as plain tuples: leaf, subleaf, the register's place in a :class:`CpuidEntry`,
+    bit, name, and the base of the leaf's range (worked out once, not per feature per host)."""
+    if not _FEATURE_ROWS:
+        _FEATURE_ROWS.extend(
+            (row.leaf, row.subleaf or 0, CpuidEntry._fields.index(row.register), row.bit, row.name,
+             max(base for base in _RANGE_BASES if base <= row.leaf))
+            for row in FEATURES
+        )  # fmt: skip
+    return _FEATURE_ROWS
 
 
 def filter_volatile(entries: Iterable[Sequence[int]]) -> List[CpuidEntry]:

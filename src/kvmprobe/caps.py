@@ -410,7 +410,7 @@ class Cap(enum.IntEnum, metaclass=_TableEnumType):
             >>> Cap.NR_MEMSLOTS.c_name
             'KVM_CAP_NR_MEMSLOTS'
         """
-        return "KVM_CAP_" + self.name
+        return "KVM_CAP_" + self._name_  # the member's own attribute: enum's .name is a slower descriptor
 
     @property
     def in_cap_rs(self) -> bool:

@@ -311,6 +311,7 @@ _ENTRIES: Dict[Tuple[str, str], VmmEntry] = {(e.vmm, e.arch): e for e in ENTRIES
 _NAMES: Tuple[str, ...] = tuple(dict.fromkeys(e.vmm for e in ENTRIES))
 _ALIASES = {"ch": "cloud-hypervisor", "clh": "cloud-hypervisor", "fc": "firecracker", "gvisor": "gvisor-kvm"}
 _BUILT: Dict[Tuple[str, str, int], Profile] = {}
+_RESOLVED: Dict[str, str] = {}  # names as given -> ids (a few: callers name the same VMMs)
 
 
 def _bound(entry: VmmEntry, need: Need) -> Tuple[int, int]:
@@ -420,9 +421,14 @@ def resolve_vmm(name: str) -> str:
         >>> resolve_vmm("Cloud_Hypervisor"), resolve_vmm("clh"), resolve_vmm("FC")
         ('cloud-hypervisor', 'cloud-hypervisor', 'firecracker')
     """
+    known = _RESOLVED.get(name)
+    if known is not None:  # a fleet tool asks for the same seven names for every host
+        return known
     folded = _folded(name)
     folded = _ALIASES.get(folded, folded)
     if folded in _NAMES:
+        if len(_RESOLVED) < 256:
+            _RESOLVED[name] = folded
         return folded
     by_display = {vmm.display_name.lower(): vmm.name for vmm in VMMS.values()}
     if name.strip().lower() in by_display:
@@ -438,7 +444,7 @@ def _folded(name: str) -> str:
     """``name`` lowercased, each run of whitespace and underscores one ``-`` (``re`` is imported
     only for a name that has either: it costs milliseconds)."""
     folded = name.strip().lower()
-    if any(char.isspace() or char == "_" for char in folded):
+    if "_" in folded or " " in folded or not folded.isprintable():  # isprintable: no other whitespace
         import re
 
         folded = re.sub(r"[\s_]+", "-", folded)
@@ -605,6 +611,15 @@ def check_vmm(
 
 
 def _evaluate(profile: Profile, host: ProbeResult) -> Readiness:
+    """The readiness of ``host`` for ``profile``: worked out once per result and profile (a fleet
+    tool checks a host, then diffs it twice; each asks for the same verdicts)."""
+    held: Tuple[Profile, Readiness] = host._remembered(
+        f"readiness:{id(profile)}", lambda: (profile, _judged(profile, host))
+    )
+    return held[1] if held[0] is profile else _judged(profile, host)
+
+
+def _judged(profile: Profile, host: ProbeResult) -> Readiness:
     missing: Dict[str, List[Missing]] = {kind: [] for kind in KINDS}
     problems: List[str] = []
     for req in profile.requirements:

@@ -28,9 +28,9 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from types import MappingProxyType
 
 from ._cc_facts import ConfidentialFacts
+from ._snapshot_rows import ROW_KEYS, read_rows
 from ._validate import Checker, clip, key_path, parse_json, read_text, type_word
 from ._value import replace
 from ._version import __version__
@@ -38,7 +38,7 @@ from .caps import Cap
 from .errors import SnapshotError, write_failure
 from ._host_reader import facts_of_live
 from .host import HostFacts
-from .probing import Derivation, ProbeResult, probe
+from .probing import CapValues, Derivation, ProbeResult, probe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -70,10 +70,6 @@ MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024
 
 # KVM_CHECK_EXTENSION returns a C int; a negative return is an error (errno), never a value.
 _INT_MAX = 2**31 - 1
-# errno values are small positive numbers (Linux: below 4096, the -MAX_ERRNO window).
-_ERRNO_MAX = 4095
-# A capability row's name: KVM_CAP_ and upper-case letters, digits or underscores.
-_CAP_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 # recorded_at, compiled on the first one read (re costs milliseconds to import; writing needs none).
 _TIME = r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,6})?(?:Z|([+-])(\d{2}):(\d{2}))"
 _PATTERNS: Dict[str, Any] = {}
@@ -97,7 +93,6 @@ _TOP_KEYS = (
 # written after "synthesized" when set; "cpu" after "host"; "run" (the micro-guest checks, issue
 # #14) when they were run; "confidential" last when recorded.
 _DERIVATION_KEYS = ("kind", "sources", "assumptions")
-_ROW_KEYS = ("name", "number", "value", "error", "vm_value", "vm_error")
 # Keys a document may leave out ("not recorded"), with the schema version that added each.
 _OPTIONAL_KEYS = {"derivation": 2, "cpu": 2, "run": 2, "confidential": 2}
 
@@ -206,7 +201,7 @@ def _rows(result: ProbeResult) -> List[Dict[str, Any]]:
                 row["vm_error"] = result.vm_errors[cap]
         rows.append(row)
     for extra in sorted(result.unknown, key=lambda r: int(r["number"])):
-        rows.append({key: extra[key] for key in _ROW_KEYS if key in extra})
+        rows.append({key: extra[key] for key in ROW_KEYS if key in extra})
     return rows
 
 
@@ -360,13 +355,6 @@ def _read_json(path: str) -> Any:
     return parse_json(text, lambda message: SnapshotError(message, path=path))
 
 
-def _known_number(number: int) -> Optional[Cap]:
-    try:
-        return Cap(number)
-    except ValueError:
-        return None
-
-
 class _Reader(Checker):
     """Validates one document; every error names the file and the field."""
 
@@ -416,11 +404,11 @@ class _Reader(Checker):
         kernel = self.text(document["kernel"], "$.kernel")
         arch = self.text(document["arch"], "$.arch")
         vm_created = self.boolean(document["vm_created"], "$.vm_created")
-        values, errors, vm_values, vm_errors, unknown = self.capabilities(document["capabilities"])
+        rows = read_rows(self, document["capabilities"])
+        values, errors, vm_values, vm_errors, unknown, not_recorded = rows
         # A row the document lacks is not recorded, never 0 (unsupported): cut out, or written
-        # by a kvmprobe that did not know the capability. ProbeResult.has() refuses to guess.
-        listed = {row["name"] for row in document["capabilities"]}
-        not_recorded = frozenset(cap for cap in Cap if cap.c_name not in listed)
+        # by a kvmprobe that did not know the capability (rows.not_recorded). ProbeResult.has()
+        # refuses to guess.
         if vm_values is not None and not vm_created:
             self.fail("$.vm_created", "is false, but the capabilities carry VM-fd values")
         facts = document["host"]
@@ -432,12 +420,12 @@ class _Reader(Checker):
         return ProbeResult(
             device=device,
             api_version=api_version,
-            values=values,
+            values=CapValues._of(values),
             arch=arch,
             kernel=kernel,
             backend=backend,
             errors=errors,
-            vm_values=vm_values,
+            vm_values=None if vm_values is None else CapValues._of(vm_values),
             vm_errors=vm_errors,
             vm_created=vm_created,
             source=f"snapshot:{self.path}" if self.path is not None else "snapshot",
@@ -520,82 +508,3 @@ class _Reader(Checker):
         except ValueError:
             self.fail(field, f"{text!r} is not a valid date and time")
         return text
-
-    def capabilities(
-        self, rows: Any
-    ) -> Tuple[
-        Dict[Cap, int], Dict[Cap, int], Optional[Dict[Cap, int]], Dict[Cap, int], Tuple[Mapping[str, Any], ...]
-    ]:
-        if not isinstance(rows, list):
-            self.fail("$.capabilities", f"expected an array, got {type_word(rows)}")
-        values: Dict[Cap, int] = {}
-        errors: Dict[Cap, int] = {}
-        vm_values: Dict[Cap, int] = {}
-        vm_errors: Dict[Cap, int] = {}
-        unknown: List[Mapping[str, Any]] = []
-        names: Set[str] = set()
-        numbers: Dict[int, str] = {}
-        with_vm: Optional[bool] = None
-        for index, row in enumerate(rows):
-            at = f"$.capabilities[{index}]"
-            if not isinstance(row, Mapping):
-                self.fail(at, f"expected an object, got {type_word(row)}")
-            for key in row:
-                if key not in _ROW_KEYS:
-                    self.fail(key_path(at, str(key)), "unknown key", hint=f"a row has: {', '.join(_ROW_KEYS)}")
-            for key in ("name", "number", "value"):
-                if key not in row:
-                    self.fail(f"{at}.{key}", "missing")
-            name = self.text(row["name"], f"{at}.name")
-            if not (name.startswith("KVM_CAP_") and len(name) > 8 and _CAP_NAME_CHARS.issuperset(name)):
-                self.fail(f"{at}.name", f"{name!r} is not a capability name like KVM_CAP_IMMEDIATE_EXIT")
-            if name in names:
-                self.fail(f"{at}.name", f"{name} is listed twice")
-            names.add(name)
-            number = self.integer(row["number"], f"{at}.number", 0, _INT_MAX)
-            if number in numbers:
-                self.fail(f"{at}.number", f"{number} is listed twice ({numbers[number]} and {name})")
-            numbers[number] = name
-            value, error = self.answer(row, at, "value", "error")
-            has_vm = "vm_value" in row
-            if with_vm is None:
-                with_vm = has_vm
-            elif has_vm != with_vm:
-                self.fail(
-                    f"{at}.vm_value",
-                    "missing (other rows have one)" if with_vm else "present (other rows have none)",
-                )
-            if not has_vm and "vm_error" in row:
-                self.fail(f"{at}.vm_error", "present without vm_value")
-            vm_value, vm_error = self.answer(row, at, "vm_value", "vm_error") if has_vm else (None, None)
-            try:
-                cap = Cap[name[len("KVM_CAP_"):]]
-            except KeyError:
-                known = _known_number(number)
-                if known is not None:
-                    self.fail(f"{at}.number", f"{number} is {known.c_name} in this kvmprobe's table, not {name}")
-                unknown.append(MappingProxyType({key: row[key] for key in _ROW_KEYS if key in row}))
-                continue
-            if number != int(cap):
-                self.fail(f"{at}.number", f"{name} is number {int(cap)}, not {number}")
-            if error is not None:
-                errors[cap] = error
-            elif value is not None:
-                values[cap] = value
-            if vm_error is not None:
-                vm_errors[cap] = vm_error
-            elif vm_value is not None:
-                vm_values[cap] = vm_value
-        return values, errors, (vm_values if with_vm else None), vm_errors, tuple(unknown)
-
-    def answer(self, row: Mapping[str, Any], at: str, value_key: str, error_key: str) -> Tuple[Optional[int], Optional[int]]:
-        """A value and its errno: exactly one of the two is set (null value iff an error)."""
-        value = self.integer_or_null(row[value_key], f"{at}.{value_key}", 0, _INT_MAX)
-        if error_key in row:
-            error = self.integer(row[error_key], f"{at}.{error_key}", 1, _ERRNO_MAX)
-            if value is not None:
-                self.fail(f"{at}.{value_key}", f"must be null when the query failed ({error_key} is set)")
-            return None, error
-        if value is None:
-            self.fail(f"{at}.{value_key}", f"is null, but no {error_key} says why")
-        return value, None

@@ -55,6 +55,8 @@ LAYERS: Dict[str, int] = {
     "probing": 4, "guest": 4, "_cpu_decode": 4, "_fake_cpu": 4, "_cc_probe": 4,
     # 4: the doctor's judgement of a micro-guest run (the remedies and the run's findings)
     "_run_verdict": 4,
+    # 2: a snapshot's capability rows, read strictly and fast (the Cap table and _validate)
+    "_snapshot_rows": 2,
     # 5: what is made of a probe
     "profiles": 5, "snapshot": 5, "_checks": 5, "export": 5, "cpuinfo": 5, "_cpu_diff": 5, "_cc_judge": 5,
     # 6: built on those
