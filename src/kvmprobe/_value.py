@@ -153,14 +153,57 @@ def _compiled_init(cls: type, specs: List[Field], frozen: bool) -> Callable[...,
     return init
 
 
+# Instances made through the generic __init__ before the class gets a compiled one.
+_COMPILE_AFTER = 32
+
+
 def _first_init(cls: type, specs: List[Field], frozen: bool) -> Callable[..., None]:
-    """An ``__init__`` that compiles the real one on the class's first instance (compiling
-    costs about 5 µs a field: a class never made in a run costs nothing)."""
+    """A generic ``__init__``, which compiles the class's own one once the class has made
+    :data:`_COMPILE_AFTER` instances. Compiling costs about 100 µs a class (a command that makes
+    a few instances of twenty classes would pay 2 ms); the compiled one is three times faster per
+    instance, which is what a fleet that loads thousands of hosts needs."""
+    names = tuple(spec.name for spec in specs if spec.init)
+    known = frozenset(names)
+    rest = tuple(
+        (spec.name, spec.init, spec.default, spec.default_factory)
+        for spec in specs
+        if spec.init or spec.default is not MISSING or spec.default_factory is not MISSING
+    )
+    post_init = "__post_init__" in cls.__dict__
+    made = [0]
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        init = _compiled_init(cls, specs, frozen)
-        type.__setattr__(cls, "__init__", init)
-        init(self, *args, **kwargs)
+        made[0] += 1
+        if made[0] > _COMPILE_AFTER:
+            init = _compiled_init(cls, specs, frozen)
+            type.__setattr__(cls, "__init__", init)
+            init(self, *args, **kwargs)
+            return
+        if len(args) > len(names):
+            raise TypeError(f"__init__() takes {len(names) + 1} positional arguments but {len(args) + 1} were given")
+        values = dict(zip(names, args))
+        for key in kwargs:
+            if key in values:
+                raise TypeError(f"__init__() got multiple values for argument {key!r}")
+            if key not in known:
+                raise TypeError(f"__init__() got an unexpected keyword argument {key!r}")
+        values.update(kwargs)
+        for name, taken, default, factory in rest:
+            if taken and name in values:
+                continue
+            if default is not MISSING:
+                values[name] = default
+            elif factory is not MISSING:
+                values[name] = factory()
+            else:
+                raise TypeError(f"__init__() missing 1 required positional argument: {name!r}")
+        if frozen:
+            self.__dict__.update(values)
+        else:
+            for name, value in values.items():
+                setattr(self, name, value)
+        if post_init:
+            self.__post_init__()
 
     __init__.__qualname__ = f"{cls.__qualname__}.__init__"
     return __init__
