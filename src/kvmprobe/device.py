@@ -1,8 +1,8 @@
 """An open KVM device (the analog of kvm-ioctls ``Kvm``) and a short-lived VM fd.
 
-Imports ``caps``, ``_ioctl``, ``_device_x86``, ``_backend``, ``_backend_select`` and ``errors``.
-This is the one place where errno values from ``open(2)`` and ``ioctl(2)`` become kvmprobe
-errors with their fixes, and where an interrupted call (``EINTR``) is asked again, a bounded
+Imports ``caps``, ``_ioctl``, ``_device_x86``, ``_device_errors``, ``_backend``,
+``_backend_select`` and ``errors``. This is the one place where errno values from ``open(2)`` and
+``ioctl(2)`` become kvmprobe errors with their fixes (worded in ``_device_errors``), and where an interrupted call (``EINTR``) is asked again, a bounded
 number of times. Nothing here caches: see ``probe`` for that. The x86 CPU queries (supported
 and emulated CPUID, MSR lists, feature MSRs, device attributes, a scratch vCPU's TSC rate) are
 ``KvmDevice`` methods from ``_device_x86``; their errno becomes
@@ -13,27 +13,15 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 import sys
 
 from ._backend import Backend
-from ._device_x86 import X86Queries
 from ._backend_select import select_backend
+from ._device_errors import ioctl_error, open_error, permission_hint
+from ._device_x86 import X86Queries
 from ._ioctl import KVM_API_VERSION, KvmIoctls
 from .caps import Cap
-from .errors import (
-    BadDevicePath,
-    CapabilityQueryFailed,
-    IoctlFailed,
-    KvmBusy,
-    KvmIoctlError,
-    KvmNotFound,
-    KvmPermissionDenied,
-    KvmUnavailable,
-    NotAKvmDevice,
-    UnsupportedPlatform,
-    describe_errno,
-)
+from .errors import BadDevicePath, CapabilityQueryFailed, IoctlFailed, KvmIoctlError, KvmNotFound, NotAKvmDevice, UnsupportedPlatform
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,13 +34,10 @@ if TYPE_CHECKING:
 
     _T = TypeVar("_T")
 
-__all__ = ["DEFAULT_DEVICE", "KvmDevice", "VmFd", "device_path"]
+__all__ = ["DEFAULT_DEVICE", "KvmDevice", "VmFd", "device_path", "permission_hint"]
 
 DEFAULT_DEVICE = "/dev/kvm"
 
-_NOT_FOUND = (errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ENOTDIR)
-_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
-_NOT_KVM = (errno.ENOTTY, errno.EISDIR, errno.EINVAL)
 
 
 def device_path(path: Optional[str] = None) -> str:
@@ -154,7 +139,7 @@ class KvmDevice(X86Queries):
         try:
             fd = _retrying(lambda: chosen.open(where))  # ownership: this KvmDevice closes it
         except OSError as err:
-            raise _open_error(where, err) from err
+            raise open_error(where, err) from err
         except ValueError as err:  # an embedded NUL, or a surrogate the file system encoding cannot carry
             raise KvmNotFound(
                 f"{ascii(where)} cannot name a device ({err})",
@@ -224,7 +209,7 @@ class KvmDevice(X86Queries):
         try:
             return _retrying(lambda: self.backend.ioctl(fd, request, arg))
         except OSError as err:
-            raise _ioctl_error(self.path, name, err) from err
+            raise ioctl_error(self.path, name, err) from err
 
     def api_version(self) -> int:
         """``KVM_GET_API_VERSION``: 12 on every kernel since 2.6.22.
@@ -403,7 +388,7 @@ class VmFd:
         except InterruptedError:
             raise
         except OSError as err:
-            raise _ioctl_error(self._device.path, name, err) from err
+            raise ioctl_error(self._device.path, name, err) from err
 
     def set_user_memory_region(self, slot: int, guest_phys: int, memory: GuestMemory, flags: int = 0) -> None:
         """``KVM_SET_USER_MEMORY_REGION``: guest-physical ``guest_phys`` onward is ``memory``.
@@ -456,7 +441,7 @@ class VmFd:
             try:
                 return VcpuFd(fd, size, self._call, lambda number: _close(device.backend, number), device.ioctls)
             except OSError as err:  # mmap(2) of kvm_run; the fd is closed already
-                raise _ioctl_error(device.path, "mmap of the vCPU's kvm_run", err) from err
+                raise ioctl_error(device.path, "mmap of the vCPU's kvm_run", err) from err
 
         return _Scoped(make)
     def tsc_khz(self) -> int:
@@ -549,142 +534,3 @@ def _close(backend: Backend, fd: int) -> None:
         backend.close(fd)
     except OSError:
         pass
-
-
-def _owner(st: os.stat_result) -> Tuple[str, str]:
-    import grp  # only on this error path
-    import pwd
-
-    try:
-        user = pwd.getpwuid(st.st_uid).pw_name
-    except KeyError:
-        user = str(st.st_uid)
-    try:
-        group = grp.getgrgid(st.st_gid).gr_name
-    except KeyError:
-        group = str(st.st_gid)
-    return user, group
-
-
-def permission_hint(path: str, st: Optional[os.stat_result]) -> str:
-    """What to do when this process may not open ``path``: the remedy ``doctor`` gives for the
-    same node (one source, :func:`kvmprobe._access.permission`), from the node's mode, owner and
-    ACL, this process's credentials and groups, and whether it runs in a container.
-
-    Example:
-        >>> permission_hint("/dev/kvm", None).startswith(("run as root", "in this"))
-        True
-    """
-    import grp  # only on this error path
-    import pwd
-
-    from . import _access
-    from ._files import read_limited
-
-    uid = os.geteuid()
-    try:
-        name: Optional[str] = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        name = None
-    who = _access.Who(uid, os.getegid(), tuple(os.getgroups()), name)
-    group_name: Optional[str] = None
-    members: Tuple[str, ...] = ()
-    if st is not None:
-        try:
-            entry = grp.getgrgid(st.st_gid)
-            group_name, members = entry.gr_name, tuple(entry.gr_mem)
-        except KeyError:
-            pass
-    try:
-        grp.getgrnam("kvm")
-        kvm_group = True
-    except KeyError:
-        kvm_group = False
-    try:
-        cgroup = read_limited("/proc/1/cgroup", 65536, truncate=True).decode("utf-8", "replace")
-    except (OSError, ValueError):
-        cgroup = ""
-    container = _access.container_kind(os.path.lexists("/.dockerenv"), os.path.lexists("/run/.containerenv"), cgroup)
-    node = _access.node_of(st, _access.read_acl(path)) if st is not None else None
-    return _access.permission(
-        path, node, who, who_text=f"{name} (uid {uid})" if name else f"uid {uid}", group_name=group_name,
-        group_members=members, kvm_group=kvm_group, container=container,
-    )[1]
-
-
-def _open_error(path: str, err: OSError) -> KvmUnavailable:
-    code = err.errno or 0
-    if code in _NOT_FOUND:
-        if code == errno.ENOENT:
-            what = f"{path} does not exist"
-        else:
-            what = f"{path} has no KVM driver behind it ({describe_errno(code)})"
-        return KvmNotFound(
-            what,
-            hint="load the KVM module (modprobe kvm_intel, kvm_amd or kvm_pvm) and enable VT-x/AMD-V in the "
-            "firmware; in a VM enable nested virtualization; in a container pass --device /dev/kvm; "
-            "'python -m kvmprobe doctor' says which",
-            path=path,
-            errno=code,
-        )
-    if code in _DENIED:
-        try:
-            st: Optional[os.stat_result] = os.stat(path)
-        except OSError:
-            st = None
-        detail = ""
-        if st is not None:
-            user, group = _owner(st)
-            detail = f" (mode {stat.filemode(st.st_mode)} {user}:{group})"
-        return KvmPermissionDenied(
-            f"cannot open {path} read-write: permission denied{detail}",
-            hint=permission_hint(path, st),
-            path=path,
-            errno=code,
-        )
-    if code == errno.EISDIR:
-        return NotAKvmDevice(
-            f"{path} is a directory, not a KVM device",
-            hint="point kvmprobe at the KVM device (--device /dev/kvm or KVMPROBE_DEVICE)",
-            path=path,
-            errno=code,
-        )
-    return KvmIoctlError(
-        f"cannot open {path}: {describe_errno(code)}",
-        hint="check the device path (--device or KVMPROBE_DEVICE) and run 'python -m kvmprobe doctor'",
-        path=path,
-        errno=code,
-    )
-
-
-def _ioctl_error(path: str, name: str, err: OSError) -> KvmUnavailable:
-    code = err.errno or 0
-    if code in _NOT_KVM and name == "KVM_GET_API_VERSION":
-        return NotAKvmDevice(
-            f"{path} is not a KVM device ({name}: {describe_errno(code)})",
-            hint="point kvmprobe at the KVM device (--device /dev/kvm or KVMPROBE_DEVICE)",
-            path=path,
-            errno=code,
-        )
-    if code == errno.EBUSY and name == "KVM_CREATE_VM":
-        return KvmBusy(
-            f"{name} failed on {path}: {describe_errno(code)}",
-            hint="another hypervisor (VirtualBox, VMware) holds VT-x/AMD-V: stop it or unload its module "
-            "(e.g. 'sudo modprobe -r vboxdrv')",
-            path=path,
-            errno=code,
-        )
-    if code in (errno.EPERM, errno.EACCES):
-        return KvmPermissionDenied(
-            f"{name} refused on {path}: {describe_errno(code)}",
-            hint="a security policy (seccomp, SELinux, a container runtime) blocks KVM ioctls for this process",
-            path=path,
-            errno=code,
-        )
-    return KvmIoctlError(
-        f"{name} failed on {path}: {describe_errno(code)}",
-        hint="run 'python -m kvmprobe doctor' for a diagnosis of this host",
-        path=path,
-        errno=code,
-    )
-

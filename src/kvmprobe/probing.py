@@ -1,6 +1,6 @@
 """The batch probe: one pass over the whole capability table, cached, thread-safe.
 
-Imports ``device``, ``caps``, ``_backend`` and ``errors``. ``probe()`` opens the device once,
+Imports ``device``, ``caps``, ``_cap_values``, ``_backend`` and ``errors``. ``probe()`` opens the device once,
 asks ``KVM_GET_API_VERSION`` and ``KVM_CHECK_EXTENSION`` for every ``Cap`` member, closes the
 fd and returns an immutable :class:`ProbeResult`. Later calls return the cached result until
 ``probe(refresh=True)``; ``has()`` and ``value()`` then cost one dict lookup.
@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from ._arch import is_x86
+from ._cap_values import CapValues
 from .caps import Cap
 from .device import KvmDevice, device_path
 from .errors import CapabilityNotRecorded, CapabilityQueryFailed
@@ -41,8 +42,6 @@ __all__ = ["CapValues", "Derivation", "ProbeResult", "has", "probe", "value"]
 # The table in its order, and the numbers the batch pass asks: built once, not per probe.
 _CAPS: Tuple[Cap, ...] = tuple(Cap)
 _NUMBERS: Tuple[int, ...] = tuple(int(cap) for cap in _CAPS)
-# Each member's place in the table (a plain int finds its member: Cap hashes as its number).
-_POSITION: Dict[Cap, int] = {cap: index for index, cap in enumerate(_CAPS)}
 
 # Names resolved once are remembered per result, up to this many keys (callers choose them).
 _MEMO_LIMIT = 4 * len(_CAPS)
@@ -65,90 +64,6 @@ def _uname() -> os.uname_result:
 
 def _frozen(mapping: Mapping[Cap, int]) -> Mapping[Cap, int]:
     return MappingProxyType(dict(mapping)) if mapping else _NO_ERRORS
-
-
-class CapValues(Mapping):  # type: ignore[type-arg]
-    """The answers of one fd, ``Cap -> int``, read-only: one slot per row of the table.
-
-    What :attr:`ProbeResult.values` and ``vm_values`` are. A capability without an answer (its
-    query failed, or a recording has no row for it) has no key. Holding it costs one tuple the
-    length of the table (a dict of the same answers costs about five times more), so a fleet's
-    thousands of loaded hosts stay small. Keys are members; a plain number finds its member.
-
-    Example:
-        >>> values = CapValues({Cap.HLT: 1, Cap.NR_MEMSLOTS: 32764})
-        >>> values[Cap.HLT], values.get(10), Cap.IRQCHIP in values, len(values), dict(values) == {Cap.HLT: 1, Cap.NR_MEMSLOTS: 32764}
-        (1, 32764, False, 2, True)
-    """
-
-    __slots__ = ("_row", "_count")
-
-    _row: Tuple[Optional[int], ...]
-    _count: int
-
-    def __init__(self, answers: Mapping[Cap, int] = _NO_ERRORS) -> None:
-        if answers.__class__ is CapValues:
-            row: Tuple[Optional[int], ...] = answers._row  # it is a CapValues
-        else:
-            cells: List[Optional[int]] = [None] * len(_CAPS)
-            for cap, answer in answers.items():
-                position = _POSITION.get(cap)
-                if position is None:
-                    raise KeyError(f"{cap!r} is not a capability of kvmprobe's table")
-                cells[position] = answer
-            row = tuple(cells)
-        object.__setattr__(self, "_row", row)
-        object.__setattr__(self, "_count", -1)
-
-    @classmethod
-    def _of(cls, row: Tuple[Optional[int], ...]) -> CapValues:
-        """A view over ``row`` (table order, ``None``: no answer), taken as it is."""
-        made = cls.__new__(cls)
-        object.__setattr__(made, "_row", row)
-        object.__setattr__(made, "_count", -1)
-        return made
-
-    def __getitem__(self, cap: Any) -> int:
-        position = _POSITION.get(cap) if cap.__class__ not in _NOT_KEYS else None
-        answer = self._row[position] if position is not None else None
-        if answer is None:
-            raise KeyError(cap)
-        return answer
-
-    def get(self, cap: Any, default: Any = None) -> Any:
-        position = _POSITION.get(cap) if cap.__class__ not in _NOT_KEYS else None
-        if position is None:
-            return default
-        answer = self._row[position]
-        return default if answer is None else answer
-
-    def __contains__(self, cap: object) -> bool:
-        found: Optional[int] = self.get(cap)
-        return found is not None
-
-    def __iter__(self) -> Iterator[Cap]:
-        return (cap for cap, answer in zip(_CAPS, self._row) if answer is not None)
-
-    def __len__(self) -> int:
-        if self._count < 0:
-            object.__setattr__(self, "_count", len(self._row) - self._row.count(None))
-        return self._count
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is CapValues:
-            return self._row == other._row
-        return super().__eq__(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"CapValues is read-only (cannot set {name!r})")
-
-    def __repr__(self) -> str:
-        return f"CapValues({dict(self)!r})"
-
-    def __reduce__(self) -> Any:
-        return (CapValues._of, (self._row,))
 
 
 @dataclass(frozen=True)
