@@ -24,7 +24,7 @@ from .errors import UnknownCpuFeature
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+    from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 __all__ = [
     "CpuidEntry",

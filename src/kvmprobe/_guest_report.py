@@ -15,7 +15,7 @@ from ._validate import Checker
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+    from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 else:
     from ._value import NamedTuple
 

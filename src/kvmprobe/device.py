@@ -26,7 +26,7 @@ from .errors import BadDevicePath, CapabilityQueryFailed, IoctlFailed, KvmIoctlE
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import TracebackType
-    from typing import Any, Callable, ContextManager, Optional, Sequence, Tuple, Type, TypeVar, Union
+    from typing import Any, Callable, ContextManager, Optional, Sequence, Type, TypeVar, Union
 
     from ._backend import CheckResults
     from ._vcpu import GuestMemory, VcpuFd

@@ -22,7 +22,7 @@ from .errors import CapabilityNotRecorded, CapabilityQueryFailed
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dataclasses import dataclass
-    from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple, TypeVar
+    from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple, TypeVar
 
     import weakref
 

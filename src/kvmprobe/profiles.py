@@ -2,9 +2,8 @@
 
 Imports ``_vmm_requirements`` (the built-in profiles, as data), ``_vmm_versions`` (release
 numbers), ``_profile`` and ``_readiness`` (the value types), ``_profile_file`` (the file
-loader), ``probing``,
-``caps``, ``_release`` and ``errors``. A :class:`Profile` lists what a VMM needs from KVM, for
-one range of its releases; :func:`check_vmm` holds a host's answers (a
+loader), ``probing``, ``caps``, ``_release`` and ``errors``. A :class:`Profile` lists what a VMM
+needs from KVM, for one range of its releases; :func:`check_vmm` holds a host's answers (a
 :class:`~kvmprobe.ProbeResult`, live or recorded) against it and returns a :class:`Readiness`
 that says what is missing, which Linux release first had it, and which kernel the host runs.
 ``check_vmm("qemu", version="7.2")`` (or ``"qemu@7.2"``) checks a release; no version means the
@@ -38,16 +37,13 @@ from ._vmm_requirements import (
     VmmEntry,
 )
 from ._vmm_versions import parse_version
-from .caps import ARCHES, Cap
+from .caps import ARCHES
 from .errors import UnknownRelease, UnknownVmm
 from .probing import ProbeResult
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from dataclasses import dataclass
-    from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
-else:
-    from ._value import dataclass
+    from typing import Dict, List, Optional, Tuple, Union
 
 __all__ = [
     "BackendConstraint",

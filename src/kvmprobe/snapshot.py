@@ -42,7 +42,7 @@ from .probing import CapValues, Derivation, ProbeResult, probe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Set, Tuple, Union
+    from typing import Any, Dict, List, Optional, Union
 
     from ._backend import Backend
     from ._cpu_record import CpuRecord

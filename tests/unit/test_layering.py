@@ -26,6 +26,8 @@ LAYERS: Dict[str, int] = {
     "_value": -1,
     # 0: Kubernetes label names and values (their rules; any text made into one)
     "_labels": 0,
+    # 0: the doctor's verdict types (a check and its status)
+    "_check_model": 0,
     # 1: pure data and encodings; the two ioctl backends over the seam
     "caps": 1, "_ioctl": 1, "_backend_ctypes": 1, "_backend_cffi": 1, "_validate": 1, "_cpuid_table": 1,
     "_kvm_structs": 1,
@@ -44,6 +46,8 @@ LAYERS: Dict[str, int] = {
     "_seccomp": 2,
     # 3: what a readiness check says (its value types, below the check)
     "_readiness": 3,
+    # 3: a made-up host as a directory tree (testing's FakeHost, on the host facts' model)
+    "_fake_host": 3,
     # 3: readers of files (the profile loader, the host reader); the remedy sentences
     "_profile_file": 3, "_host_reader": 3, "_remedies": 3, "_supervisor": 3,
     # 3: number collisions (named from the bit-mask tables); the confidential verdicts (value types)
@@ -59,6 +63,8 @@ LAYERS: Dict[str, int] = {
     # 4: the batch probe and its cache; the micro-guest under KVM_RUN; decoding CPU records;
     # made-up CPU records for fakes; the confidential-VM gathering (files and KVM's answers)
     "probing": 4, "guest": 4, "_cpu_decode": 4, "_fake_cpu": 4, "_cc_probe": 4,
+    # 4: the doctor's checks of the host's facts (a part of _checks.Judge)
+    "_host_checks": 4,
     # 4: the doctor's judgement of a micro-guest run (the remedies and the run's findings)
     "_run_verdict": 4,
     # 2: a snapshot's capability rows, read strictly and fast (the Cap table and _validate); the
