@@ -8,7 +8,6 @@ the key. Public as ``kvmprobe.load_profile`` (and ``kvmprobe.profiles.load_profi
 
 from __future__ import annotations
 
-import importlib
 import os
 
 from ._ioctl import KVM_API_VERSION
@@ -104,6 +103,8 @@ def _parse_json(text: str, where: str) -> Any:
 
 
 def _parse_toml(text: str, where: str) -> Any:
+    import importlib  # only for a TOML profile
+
     toml: Any = None
     for module in ("tomllib", "tomli"):  # tomllib is in the stdlib from 3.11; tomli is its backport
         try:

@@ -45,9 +45,9 @@ one with ``python -m kvmprobe snapshot --vm -o FILE`` and load it with ``load_sn
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
+import os
 
 from ._ioctl import KVM_API_VERSION
 from ._value import replace
@@ -162,6 +162,8 @@ def load_preset(name: str) -> ProbeResult:
         return _derived(name)
     if name in _SYNTHESIZED:
         return _synthesized(name, _SYNTHESIZED[name])
+    import difflib  # only on this error path
+
     close = difflib.get_close_matches(str(name), preset_names(), n=1)
     raise SnapshotError(
         f"no preset named {name!r}",
@@ -185,9 +187,11 @@ def load_recorded(spec: str) -> ProbeResult:
 
 
 def _shipped(file: str) -> ProbeResult:
-    from importlib import resources
-
-    text = resources.files("kvmprobe").joinpath("preset_data").joinpath(file).read_text(encoding="utf-8")
+    # The package's own loader reads the file, from a directory or from the zip archive of
+    # kvmprobe.pyz alike (importlib.resources would do the same and import zipfile, tempfile,
+    # pathlib and more with it: milliseconds a --snapshot preset: run does not need).
+    path = os.path.join(os.path.dirname(__file__), "preset_data", file)
+    text = __spec__.loader.get_data(path).decode("utf-8")  # type: ignore[union-attr]
     return load_snapshot(json.loads(text))
 
 
