@@ -13,6 +13,7 @@ is not imported here); :func:`with_host` adds the host's side, read on this mach
 from __future__ import annotations
 
 from ._kvm_structs import CpuidEntry, IoctlFailure
+from ._value import Shared
 from .errors import IoctlFailed
 
 TYPE_CHECKING = False
@@ -255,14 +256,14 @@ def _entries_in(check: Checker, rows: Any, at: str) -> Optional[Tuple[CpuidEntry
 # Equal entries are one object, shared by every record read (the CPUs of a fleet's hosts of one
 # model answer alike), up to this many: a bounded table, never grown by hostile input past it.
 SHARED_ENTRIES = 8192
-_SHARED: Dict[CpuidEntry, CpuidEntry] = {}
+_shared = Shared(SHARED_ENTRIES)
 
 
 def _quick_entries(rows: List[Any]) -> Optional[Tuple[CpuidEntry, ...]]:
     """Well-formed entries in one tight pass (a fleet reads thousands); ``None`` for anything else,
     which :func:`_entries_in` then checks field by field to name the bad one."""
     out = []
-    shared, new = _SHARED, tuple.__new__
+    share, new = _shared, tuple.__new__
     for row in rows:
         if row.__class__ is not dict or len(row) != 7:
             return None
@@ -273,13 +274,7 @@ def _quick_entries(rows: List[Any]) -> Optional[Tuple[CpuidEntry, ...]]:
         for field in fields:
             if field.__class__ is not int or not 0 <= field <= _U32:
                 return None
-        entry = new(CpuidEntry, fields)
-        found = shared.get(entry)
-        if found is None:
-            found = entry
-            if len(shared) < SHARED_ENTRIES:
-                shared[entry] = entry
-        out.append(found)
+        out.append(share(new(CpuidEntry, fields)))
     return tuple(out)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from ._validate import Checker, key_path, type_word
+from ._value import Shared
 from .caps import Cap
 
 TYPE_CHECKING = False
@@ -40,7 +41,7 @@ _POSITION: Dict[str, Tuple[int, Cap]] = {cap.c_name: (index, cap) for index, cap
 _PLAIN = frozenset(("name", "number", "value"))
 _WITH_VM = frozenset(("name", "number", "value", "vm_value"))
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
-_SHARED: Dict[Row, Row] = {}
+_shared = Shared(SHARED_ROWS)
 
 
 class Rows(NamedTuple):
@@ -52,16 +53,6 @@ class Rows(NamedTuple):
     vm_errors: Dict[Cap, int]
     unknown: Tuple[Mapping[str, Any], ...]
     not_recorded: FrozenSet[Cap]
-
-
-def _shared(row: Row) -> Row:
-    """``row``, or the equal row already held (a bounded table: it never grows past SHARED_ROWS)."""
-    found = _SHARED.get(row)
-    if found is not None:
-        return found
-    if len(_SHARED) < SHARED_ROWS:
-        _SHARED[row] = row
-    return row
 
 
 def read_rows(check: Checker, rows: Any) -> Rows:

@@ -15,6 +15,7 @@ import errno
 from collections.abc import Mapping
 
 from ._files import FileRefused, read_limited
+from ._value import Shared
 from .errors import describe_errno
 
 TYPE_CHECKING = False
@@ -51,8 +52,7 @@ _PATTERNS: Dict[str, Any] = {}
 # Short texts read from documents (module parameters, CPU flags, device paths, names) are kept
 # once and shared by every document read: a fleet's hosts repeat nearly all of them. A bounded
 # table (hostile input cannot grow it past its size), of texts up to this length.
-_SHARED_TEXTS: Dict[str, str] = {}
-_SHARED_TEXTS_MAX = 16384
+_shared_text = Shared(16384)
 _SHARED_LENGTH = 64
 
 
@@ -186,13 +186,8 @@ class Checker:
         why = unprintable(item, whitespace=whitespace)
         if why is not None:
             self.fail(field, why)
-        if len(item) <= _SHARED_LENGTH:  # one object per short text read: a fleet's hosts repeat them
-            shared = _SHARED_TEXTS.get(item)
-            if shared is not None:
-                return shared
-            if len(_SHARED_TEXTS) < _SHARED_TEXTS_MAX:
-                _SHARED_TEXTS[item] = item
-        return item
+        # One object per short text read: a fleet's hosts repeat them.
+        return _shared_text(item) if len(item) <= _SHARED_LENGTH else item
 
     def text_or_null(self, item: Any, field: str) -> Optional[str]:
         """As :meth:`text` (empty allowed), or ``None`` for null."""

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     _C = TypeVar("_C")
 
-__all__ = ["MISSING", "NamedTuple", "dataclass", "field", "replace"]
+__all__ = ["MISSING", "NamedTuple", "Shared", "dataclass", "field", "replace"]
 
 
 class _Missing:
@@ -355,6 +355,35 @@ def replace(obj: _C, **changes: Any) -> _C:
             changes[spec.name] = getattr(obj, spec.name)
     made: _C = type(obj)(**changes)
     return made
+
+
+# --- Shared ------------------------------------------------------------------------------------
+
+
+class Shared:
+    """One object for each distinct immutable value seen: a fleet's thousands of recorded hosts
+    repeat their texts, capability rows and CPUID entries, and each need be held once.
+
+    The table is bounded: past ``limit`` values, new ones are returned as they are (input, even
+    hostile, cannot grow it), and what is in it stays for the process's life.
+
+    Example:
+        >>> share = Shared(2)
+        >>> a = share(("kvm", 1)); b = share(tuple(["kvm", 1])); a is b
+        True
+    """
+
+    __slots__ = ("limit", "table")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.table: Dict[Any, Any] = {}
+
+    def __call__(self, item: _C) -> _C:
+        found: _C = self.table.get(item, item)
+        if found is item and len(self.table) < self.limit:
+            self.table[item] = item
+        return found
 
 
 # --- NamedTuple -------------------------------------------------------------------------------
