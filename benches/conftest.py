@@ -63,6 +63,14 @@ def tag() -> Callable[..., None]:
 
 
 @pytest.fixture(scope="session")
+def timing(request: pytest.FixtureRequest) -> bool:
+    """Whether this run times (``python benches/report.py``, ``--benchmark-enable``) or only
+    checks each benchmark's answers once (the suite's ``--benchmark-disable``)."""
+    config = request.config
+    return not (config.getoption("benchmark_disable") and not config.getoption("benchmark_enable"))
+
+
+@pytest.fixture(scope="session")
 def kvm_path() -> str:
     """The KVM device; the benchmark is skipped, with the reason, where it cannot be used."""
     reason = kvm_unusable()

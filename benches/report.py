@@ -7,9 +7,12 @@ Usage (from the repository root, with the ``test`` extra installed)::
     python benches/report.py --from FILE     # re-print a saved pytest-benchmark JSON
     python benches/report.py --save FILE     # keep the raw pytest-benchmark JSON
 
-The table is Markdown (it goes into the README as it is). Each row divides the subject's
+The table is Markdown (docs/performance.md shows it as it is). Each row divides the subject's
 median time per pass by its group's baseline median per pass; ``unit="ms"`` rows give the
-milliseconds added to the baseline instead, and the importtime row reports the value itself.
+milliseconds added to the baseline instead, and ``unit="abs_ms"`` rows the milliseconds per
+pass themselves (the baseline is shown for scale). ``role="measure"`` rows report a value the
+benchmark worked out itself (``value``, in its ``unit``: ``ms``, ``ratio``, ``KiB``), e.g. a
+ratio of CPU-time medians of child processes run in alternation with their baseline.
 Exit status: pytest's when the run failed, else 0 (missed targets are shown, not enforced).
 """
 
@@ -26,7 +29,10 @@ import tempfile
 from typing import Any, Dict, List, Optional, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-GROUP_ORDER = ("batch", "probe", "lookup", "startup", "importtime", "fleet")
+GROUP_ORDER = ("startup", "importtime", "probe", "batch", "lookup", "fleet")
+
+# How each unit is shown, and its target.
+_UNITS = {"ms": ("{:.2f} ms", "<= {:g} ms"), "ratio": ("{:.2f}x", "<= {:g}x"), "KiB": ("{:.1f} KiB", "<= {:g} KiB")}
 
 
 def run_benchmarks(json_path: str, quick: bool, extra: Sequence[str] = ()) -> int:
@@ -74,11 +80,23 @@ def rows(document: Dict[str, Any]) -> List[Dict[str, str]]:
         target: Optional[float] = info.get("target")
         base = baselines.get(info["group"])
         row = {"group": info["group"], "what": info["label"], "median": _time(_per_pass(bench))}
-        if info["role"] == "measure":  # a value measured, not a time: "value" in its "unit" (or "value_ms")
-            unit = info.get("unit") or "ms"
+        if info["role"] == "measure":
+            unit = info.get("unit", "ms")
             value = float(info["value"] if "value" in info else info["value_ms"])
-            row.update(median="-", baseline="-", result=f"{value:.2f} {unit}",
-                       target=f"<= {target:g} {unit}" if target else "-")  # fmt: skip
+            shown, wanted = _UNITS.get(unit, ("{:g} " + unit, "<= {:g} " + unit))
+            row.update(
+                median=info.get("median_text", "-"),
+                baseline=info.get("baseline", "-"),
+                result=shown.format(value),
+                target=wanted.format(target) if target else "-",
+            )
+        elif info.get("unit") == "abs_ms":
+            value = _per_pass(bench) * 1e3
+            row.update(
+                baseline=f"{base['extra_info']['label']}: {_time(_per_pass(base))}" if base else "-",
+                result=f"{value:.3f} ms",
+                target=f"<= {target:g} ms" if target else "-",
+            )
         elif base is None:
             row.update(baseline="(no baseline in this run)", result="-", target="-")
             value = float("nan")

@@ -28,7 +28,10 @@ from kvmprobe.caps import Cap
 from kvmprobe.device import KvmDevice
 
 IOCTLS = KvmIoctls.for_machine()
-TARGETS = {"cffi": 1.25, "ctypes": 5.0}
+# Issue #19: a whole probe within 1.25x of C compiled, 3x through ctypes; the batch pass alone
+# keeps its earlier targets.
+TARGETS = {"cffi": 1.25, "ctypes": 3.0}
+BATCH_TARGETS = {"cffi": 1.25, "ctypes": 5.0}
 CFFI_MISSING = _backend_cffi.unavailable_reason()
 
 
@@ -78,7 +81,7 @@ def test_batch_kvmprobe(
         group="batch",
         role="subject",
         label=f"KvmDevice.check_many, {backend.name}",
-        target=TARGETS[backend.name],
+        target=BATCH_TARGETS[backend.name],
     )
     with KvmDevice.open(kvm_path, backend=backend) as kvm:  # closed on leaving the block
         values, errnos = benchmark(kvm.check_many, numbers)

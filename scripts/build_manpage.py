@@ -43,6 +43,7 @@ ENVIRONMENT: Dict[str, str] = {
     "KVMPROBE_DEVICE": "The KVM device to open when \\-\\-device is not given (default: /dev/kvm).",
     "KVMPROBE_BACKEND": "The ioctl backend: cffi (the compiled fast path, when it was built), ctypes, or "
     "auto (the default: cffi when built, else ctypes).",
+    "COLUMNS": "The width \\-\\-help text is wrapped to (default: the terminal's, else 80), as argparse reads it.",
     "NO_COLOR": "When set and not empty, output has no colour even on a terminal (https://no\\-color.org).",
     "TERM": "When dumb, output has no colour.",
     "PATH": "Where check \\-\\-installed looks for VMM binaries (only absolute entries, in directories "

@@ -28,7 +28,12 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from typing import NamedTuple, Optional, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple, Optional, Tuple
+else:
+    from ._value import NamedTuple
 
 __all__ = [
     "ACL_XATTR",

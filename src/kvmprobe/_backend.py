@@ -11,18 +11,33 @@ call interrupted forever ends in an error instead of a hang. Which backend runs 
 
 from __future__ import annotations
 
+import _thread  # threading's Lock, without importing threading (about 0.5 ms at start-up)
 import os
-import threading
-from typing import Callable, Dict, Generic, List, Optional, Protocol, Sequence, Tuple, TypeVar
 
-#: Per entry of ``check_many``: the ioctl's return value (``-1`` on failure) and its errno (0: none).
-CheckResults = Tuple[List[int], List[int]]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
-#: For ``ioctl_buffer``: ``(offset, target)`` pairs. Before the call the backend writes, as a
-#: native-endian u64 at ``buffer[offset:offset + 8]``, the address of ``buffer[target]``; after
-#: it, those 8 bytes are restored. A structure whose field points at memory (``kvm_device_attr
-#: .addr``) can so point into the same buffer, and a fake sees the target as an offset.
-Pointers = Sequence[Tuple[int, int]]
+    #: Per entry of ``check_many``: the ioctl's return value (``-1`` on failure) and its errno (0: none).
+    CheckResults = Tuple[List[int], List[int]]
+
+    #: For ``ioctl_buffer``: ``(offset, target)`` pairs. Before the call the backend writes, as a
+    #: native-endian u64 at ``buffer[offset:offset + 8]``, the address of ``buffer[target]``; after
+    #: it, those 8 bytes are restored. A structure whose field points at memory (``kvm_device_attr
+    #: .addr``) can so point into the same buffer, and a fake sees the target as an offset.
+    Pointers = Sequence[Tuple[int, int]]
+else:
+    Protocol = object  # the seam is a typing.Protocol for the type checker; at run time a plain class
+
+    def __getattr__(name: str) -> Any:
+        # The two aliases above, for code that imports them at run time: made on first use, so
+        # that the ioctl seam costs no ``typing`` import to the commands.
+        if name not in ("CheckResults", "Pointers"):
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from typing import List, Sequence, Tuple
+
+        globals().update(CheckResults=Tuple[List[int], List[int]], Pointers=Sequence[Tuple[int, int]])
+        return globals()[name]
 
 #: ``open(2)`` flags for every KVM fd: read-write (the ioctls need it) and close-on-exec, so no
 #: child process ever inherits a KVM fd.
@@ -55,13 +70,11 @@ class Backend(Protocol):
         """
 
 
-_Array = TypeVar("_Array")
-
 # A probe sends the same number list every time; a few spare slots serve other callers.
 _ARRAY_SLOTS = 8
 
 
-class BackendBase(Generic[_Array]):
+class BackendBase:
     """``open``/``close``, buffer ioctls and the number-array cache, shared by the real backends.
 
     A subclass sets ``name``, implements ``ioctl`` and ``check_many``, and says how a list of
@@ -73,8 +86,9 @@ class BackendBase(Generic[_Array]):
     name = "base"
 
     def __init__(self) -> None:
-        self._arrays: Dict[Tuple[int, ...], _Array] = {}
-        self._arrays_lock = threading.Lock()
+        self._last: Tuple[Any, Any] = (None, None)  # (the number list last converted, its array)
+        self._arrays: Dict[Tuple[int, ...], Any] = {}
+        self._arrays_lock = _thread.allocate_lock()
         self._buffer_ioctl: Optional[Callable[..., int]] = None
 
     def open(self, path: str) -> int:
@@ -84,10 +98,13 @@ class BackendBase(Generic[_Array]):
     def close(self, fd: int) -> None:
         os.close(fd)
 
-    def _convert(self, numbers: Tuple[int, ...]) -> _Array:
+    def _convert(self, numbers: Tuple[int, ...]) -> Any:
         raise NotImplementedError
 
-    def _array(self, numbers: Sequence[int]) -> _Array:
+    def _array(self, numbers: Sequence[int]) -> Any:
+        last, array = self._last
+        if numbers is last:  # a probe sends the same tuple each time: no copy, no hash of 244 numbers
+            return array
         key = tuple(numbers)
         array = self._arrays.get(key)
         if array is None:
@@ -96,6 +113,8 @@ class BackendBase(Generic[_Array]):
                 if len(self._arrays) >= _ARRAY_SLOTS:
                     self._arrays.clear()
                 self._arrays[key] = array
+        if numbers.__class__ is tuple:  # immutable: the same object always holds the same numbers
+            self._last = (numbers, array)
         return array
 
     def ioctl_buffer(self, fd: int, request: int, buffer: bytearray, pointers: Pointers = ()) -> int:

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Any, Callable, Sequence, Tuple
+from ._backend import BackendBase
 
-from ._backend import BackendBase, CheckResults
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Sequence, Tuple
+
+    from ._backend import CheckResults
 
 _ULONG_MASK = (1 << (8 * ctypes.sizeof(ctypes.c_ulong))) - 1
 
@@ -30,7 +34,7 @@ def _load_ioctl() -> Callable[[int, int, int], int]:
     return fn
 
 
-class CtypesBackend(BackendBase[Tuple[Any, ...]]):
+class CtypesBackend(BackendBase):
     """libc ``ioctl`` through ctypes, with ``use_errno`` so errno survives the call."""
 
     name = "ctypes"

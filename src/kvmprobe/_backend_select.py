@@ -7,19 +7,22 @@ it back: the layers point one way.
 
 from __future__ import annotations
 
+import _thread  # threading's Lock, without importing threading (about 0.5 ms at start-up)
 import os
-import threading
-from typing import Dict, Optional
 
 from ._backend import Backend
 from .errors import BackendUnavailable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Optional
 
 __all__ = ["BACKEND_NAMES", "select_backend"]
 
 #: The backends, in the order the automatic choice tries them.
 BACKEND_NAMES = ("cffi", "ctypes")
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 _instances: Dict[str, Backend] = {}
 _failures: Dict[str, BackendUnavailable] = {}
 
@@ -45,11 +48,16 @@ def select_backend(name: Optional[str] = None, *, compiled_module: Optional[str]
             f"unknown ioctl backend {wanted!r}",
             hint="set KVMPROBE_BACKEND to 'cffi' or 'ctypes', or unset it",
         )
+    chosen = wanted if compiled_module is None else f"{wanted}:{compiled_module}"
+    known = _instances.get(chosen)
+    if known is not None:  # every probe after the first: no import to try, no lock to take
+        return known
     with _lock:
         if wanted == "auto":
             for candidate in BACKEND_NAMES:
                 backend = _load(candidate, required=False, module=compiled_module)
                 if backend is not None:
+                    _instances[chosen] = backend  # what "auto" chose, here, for good
                     return backend
             raise BackendUnavailable("no ioctl backend could be loaded")  # ctypes always loads
         backend = _load(wanted, required=True, module=compiled_module)

@@ -15,9 +15,13 @@ checks every bit this machine's ``<linux/kvm.h>`` and ``<asm/kvm.h>`` define aga
 
 from __future__ import annotations
 
-from typing import Dict, NamedTuple, Optional, Tuple
-
 from .caps import Cap
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, NamedTuple, Optional, Tuple
+else:
+    from ._value import NamedTuple
 
 __all__ = ["MASKS", "NOT_MASKS", "VM_TYPES", "Bit", "Decoded", "Mask", "VmType", "decode_mask", "vm_type"]
 

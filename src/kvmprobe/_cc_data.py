@@ -13,9 +13,13 @@ another tree is named; research/confidential.md gathers them with the release da
 
 from __future__ import annotations
 
-from typing import Dict, NamedTuple, Optional, Tuple
-
 from .caps import Cap
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, NamedTuple, Optional, Tuple
+else:
+    from ._value import NamedTuple
 
 __all__ = [
     "CPUID_FIELDS",

@@ -11,12 +11,20 @@ top-level key ``confidential``; :meth:`ConfidentialFacts.from_dict` reads it bac
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ._validate import Checker, key_path
 from .errors import SnapshotError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dataclasses import dataclass, field
+    from typing import Any, Dict, Mapping, Optional, Tuple
+
+    # One answer of an ioctl: its value, or the errno it failed with (exactly one is set).
+    Answer = Tuple[Optional[int], Optional[int]]
+else:
+    from ._value import dataclass, field
 
 __all__ = ["MAX_LOG_LINES", "UNLIMITED", "ConfidentialFacts"]
 
@@ -31,9 +39,6 @@ _U64 = 2**64 - 1
 _INT_MAX = 2**31 - 1
 _ERRNO_MAX = 4095
 _REGISTERS = ("eax", "ebx", "ecx", "edx")
-
-# One answer of an ioctl: its value, or the errno it failed with (exactly one is set).
-Answer = Tuple[Optional[int], Optional[int]]
 
 
 def _frozen(mapping: Mapping[Any, Any]) -> Mapping[Any, Any]:

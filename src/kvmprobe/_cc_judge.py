@@ -19,8 +19,6 @@ module parameter says yes (on Linux 6.11-6.15 it does not fold in the firmware's
 
 from __future__ import annotations
 
-import re
-from typing import Dict, List, Optional, Sequence, Tuple
 
 from ._backend import Backend
 from ._bitmasks import decode_mask, vm_type
@@ -32,8 +30,13 @@ from ._cc_probe import confidential_device, gather_confidential
 from ._release import format_version, parse_release
 from .caps import Cap
 from .errors import describe_errno
-from .host import HostFacts, read_host_facts
+from ._host_reader import facts_of_live
+from .host import HostFacts
 from .probing import ProbeResult, probe as _probe
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Sequence, Tuple
 
 __all__ = ["assess", "check_confidential", "read_confidential"]
 
@@ -185,6 +188,8 @@ class _Judge:
             return Layer("firmware", "blocked", "no /dev/sev: the ccp driver found no AMD secure processor, or is not "
                          "loaded", *_remedy("amd_firmware"))  # fmt: skip
         text = "/dev/sev is there (the ccp driver found the secure processor)"
+        import re  # only for the firmware's version in the kernel's log
+
         versions = [m for _, line, _ in said for m in re.findall(r"SEV-SNP API:(\d+)\.(\d+)", line)]
         if kind.id == "sev-snp" and versions:
             major, minor = (int(part) for part in versions[-1])
@@ -487,7 +492,7 @@ def _gather(
     if result.source != "live":
         # A recorded or made-up host: its facts as carried (None where not recorded), nothing touched.
         return result, result.host, result.confidential
-    host = result.host if result.host is not None else read_host_facts(root, device=result.device)
+    host = result.host if result.host is not None else facts_of_live(result, root)
     cc = result.confidential
     if cc is None:
         cc = gather_confidential(result.device, root=root, backend=backend, create_vms=create_vms, ask_kvm=ask_kvm)

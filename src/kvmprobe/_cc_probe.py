@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from dataclasses import replace
-from typing import Dict, Optional, Tuple
+from ._value import replace
 
 from ._backend import Backend
 from ._cc_data import KINDS as _KIND_TABLE, KVM_X86_GRP_SEV, SEV_ATTRS
@@ -21,6 +20,10 @@ from ._host_reader import read_confidential_files
 from .caps import Cap
 from .device import KvmDevice, device_path
 from .errors import KvmProbeError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Optional, Tuple
 
 __all__ = ["FILES_ONLY_NOTE", "confidential_device", "gather_confidential"]
 

@@ -6,15 +6,20 @@ the checks that fill them are in ``_cc_judge``, the public names in ``kvmprobe.c
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 from ._bitmasks import decode_mask, vm_type
 from ._cc_data import KINDS as _KIND_TABLE, LAYERS, Kind
 from ._cc_facts import ConfidentialFacts
 from .caps import Cap
 from .errors import UnknownVmm
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+    from typing import Any, Dict, NamedTuple, Optional, Tuple
+else:
+    from ._value import NamedTuple
+    from ._value import dataclass
 
 __all__ = [
     "KINDS",
@@ -193,7 +198,11 @@ def resolve_kind(name: str) -> Optional[str]:
         >>> resolve_kind("SEV_SNP"), resolve_kind("snp"), resolve_kind("qemu")
         ('sev-snp', 'sev-snp', None)
     """
-    folded = re.sub(r"[\s_]+", "-", name.strip().lower())
+    folded = name.strip().lower()
+    if any(char.isspace() or char == "_" for char in folded):  # re only then: it costs milliseconds
+        import re
+
+        folded = re.sub(r"[\s_]+", "-", folded)
     folded = _ALIASES.get(folded, _ALIASES.get(folded.replace("-", ""), folded))
     return folded if folded in _BY_ID else None
 

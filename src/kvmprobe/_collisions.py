@@ -11,10 +11,14 @@ for a number, and :meth:`Collision.warning` is the sentence every command shows 
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Tuple
-
 from ._bitmasks import vm_type
 from .caps import Cap
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple, Optional, Tuple
+else:
+    from ._value import NamedTuple
 
 __all__ = ["COLLISIONS", "KINDS", "Collision", "collisions"]
 

@@ -8,9 +8,6 @@ Imports ``_cpu_record``, ``_cpuid``, ``_cpuid_table``, ``_kvm_structs``, ``_arch
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-from typing import Any, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Tuple
 
 from ._arch import is_x86
 from ._cpu_record import CpuRecord
@@ -24,6 +21,14 @@ from ._cpuid_table import (
 )
 from ._kvm_structs import IoctlFailure
 from .errors import NotRecorded
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+    from typing import Any, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Tuple
+else:
+    from ._value import NamedTuple
+    from ._value import dataclass
 
 __all__ = ["CPU_SCHEMA", "CPU_SCHEMA_VERSION", "CpuInfo", "FeatureMsr", "decode"]
 
@@ -247,6 +252,8 @@ class CpuInfo:
             (True, 'sha256:')
         """
         text = "".join(" ".join(f"{n:x}" for n in entry) + "\n" for entry in self.normalized)
+        import hashlib  # only for a digest: it costs milliseconds to import
+
         return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
 
     def has(self, name: str) -> bool:

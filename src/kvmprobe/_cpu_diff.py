@@ -9,11 +9,15 @@ entries are compared after :func:`~kvmprobe._cpuid.filter_volatile`, so two iden
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
-
 from ._cpu_decode import CpuInfo, FeatureMsr
 from ._cpuid import arch_capabilities
 from ._cpuid_table import FEATURES, MSR_IA32_ARCH_CAPABILITIES, REGISTERS
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+else:
+    from ._value import NamedTuple
 
 __all__ = ["CpuChange", "TSC_TOLERANCE_PPM", "diff_cpus"]
 

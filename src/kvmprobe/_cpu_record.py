@@ -12,12 +12,14 @@ is not imported here); :func:`with_host` adds the host's side, read on this mach
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
-
 from ._kvm_structs import CpuidEntry, IoctlFailure
+from ._value import Shared
 from .errors import IoctlFailed
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+
     from typing import Protocol
 
     from ._validate import Checker
@@ -36,7 +38,8 @@ if TYPE_CHECKING:
         """An open VM (``device.VmFd``): a scratch vCPU on it answers the TSC rate."""
 
         def tsc_khz(self) -> int: ...
-
+else:
+    from ._value import NamedTuple
 
 __all__ = ["REAL_BACKENDS", "CpuRecord", "live_host_side", "read_kvm_cpu", "with_host"]
 
@@ -240,11 +243,15 @@ def _entries_out(entries: Optional[Iterable[CpuidEntry]]) -> Optional[List[Dict[
 def _entries_in(check: Checker, rows: Any, at: str) -> Optional[Tuple[CpuidEntry, ...]]:
     if rows is None:
         return None
+    rows = _bounded(check, rows, at)
+    quick = _quick_entries(rows)
+    if quick is not None:
+        return quick
     out = []
-    for i, row in enumerate(_bounded(check, rows, at)):
-        # The usual row, checked at once (a fleet reads thousands): an object of exactly the
-        # seven keys, each a 32-bit integer; as a dict, or as the (key, value) pairs a lazy parse
-        # leaves (_validate.parse_json_lazy). Anything else goes through the checks that name it.
+    for i, row in enumerate(rows):
+        # A row _quick_entries did not take, checked at once if it is the (key, value) pairs a
+        # lazy parse leaves (_validate.parse_json_lazy) or a plain dict: exactly the seven keys,
+        # each a 32-bit integer. Anything else goes through the checks that name it.
         if type(row) is dict:
             keys, values = tuple(row), tuple(row.values())
         elif type(row) is tuple and len(row) == len(_ENTRY_KEYS):
@@ -258,6 +265,31 @@ def _entries_in(check: Checker, rows: Any, at: str) -> Optional[Tuple[CpuidEntry
         row = check.plain(row, where) if type(row) is tuple else check.mapping(row, where)
         check.keys(row, where, _ENTRY_KEYS, _ENTRY_KEYS)
         out.append(CpuidEntry(*(check.integer(row[key], f"{where}.{key}", 0, _U32) for key in _ENTRY_KEYS)))
+    return tuple(out)
+
+
+# Equal entries are one object, shared by every record read (the CPUs of a fleet's hosts of one
+# model answer alike), up to this many: a bounded table, never grown by hostile input past it.
+SHARED_ENTRIES = 8192
+_shared = Shared(SHARED_ENTRIES)
+
+
+def _quick_entries(rows: List[Any]) -> Optional[Tuple[CpuidEntry, ...]]:
+    """Well-formed entries in one tight pass (a fleet reads thousands); ``None`` for anything else,
+    which :func:`_entries_in` then checks field by field to name the bad one."""
+    out = []
+    share, new = _shared, tuple.__new__
+    for row in rows:
+        if row.__class__ is not dict or len(row) != 7:
+            return None
+        try:
+            fields = (row["function"], row["index"], row["flags"], row["eax"], row["ebx"], row["ecx"], row["edx"])
+        except KeyError:
+            return None
+        for field in fields:
+            if field.__class__ is not int or not 0 <= field <= _U32:
+                return None
+        out.append(share(new(CpuidEntry, fields)))
     return tuple(out)
 
 

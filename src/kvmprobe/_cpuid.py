@@ -9,8 +9,6 @@ flags, eax, ebx, ecx, edx), which is what KVM_GET_SUPPORTED_CPUID returns per en
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
-
 from ._cpuid_table import (
     ARCH_CAPABILITIES,
     FEATURES,
@@ -23,6 +21,10 @@ from ._cpuid_table import (
 )
 from ._kvm_structs import CpuidEntry
 from .errors import UnknownCpuFeature
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 __all__ = [
     "CpuidEntry",
@@ -53,10 +55,13 @@ def _find(entries: Sequence[CpuidEntry], leaf: int, subleaf: int) -> Optional[Cp
     return None
 
 
-def _in_range(entries: Sequence[CpuidEntry], leaf: int) -> bool:
-    base = max(b for b in _RANGE_BASES if b <= leaf)
-    head = _find(entries, base, 0)
-    return head is None or leaf <= head.eax
+def _by_leaf(entries: Sequence[CpuidEntry]) -> Dict[int, List[CpuidEntry]]:
+    """The entries of each leaf, in their order: :func:`_find` among a leaf's own entries only
+    (a table of 100 entries asked for 700 features was a quadratic search, issue #19)."""
+    index: Dict[int, List[CpuidEntry]] = {}
+    for entry in entries:
+        index.setdefault(entry.leaf, []).append(entry)
+    return index
 
 
 def features_of(entries: Iterable[Sequence[int]]) -> frozenset[str]:
@@ -77,14 +82,18 @@ def features_of(entries: Iterable[Sequence[int]]) -> frozenset[str]:
         >>> sorted(features_of([(1, 0, 0, 0, 0, 1 << 0, 1 << 25), (7, 0, 1, 0, 1 << 5, 0, 0)]))
         ['avx2', 'pni', 'sse']
     """
-    table = [CpuidEntry(*entry) for entry in entries]
+    index = _by_leaf([CpuidEntry(*entry) for entry in entries])
+    heads = {base: _find(index.get(base, ()), base, 0) for base in _RANGE_BASES}
     found = set()
-    for row in FEATURES:
-        entry = _find(table, row.leaf, row.subleaf or 0)
-        if entry is None or not _in_range(table, row.leaf):
+    for leaf, subleaf, register, bit, name, base in _feature_rows():
+        entry = _find(index.get(leaf, ()), leaf, subleaf)
+        if entry is None:
             continue
-        if getattr(entry, row.register) >> row.bit & 1:
-            found.add(row.name)
+        head = heads[base]
+        if head is not None and leaf > head.eax:  # above the highest leaf of its range
+            continue
+        if entry[register] >> bit & 1:
+            found.add(name)
     return frozenset(found)
 
 
@@ -99,6 +108,21 @@ def _volatile_masks() -> Dict[int, List[Tuple[Optional[int], str, int]]]:
             masks.setdefault(field.leaf, []).append((field.subleaf, field.register, field.mask))
         _MASKS.update(masks)
     return _MASKS
+
+
+_FEATURE_ROWS: List[Tuple[int, int, int, int, str, int]] = []
+
+
+def _feature_rows() -> List[Tuple[int, int, int, int, str, int]]:
+    """``FEATURES`` as plain tuples: leaf, subleaf, the register's place in a :class:`CpuidEntry`,
+    bit, name, and the base of the leaf's range (worked out once, not per feature per host)."""
+    if not _FEATURE_ROWS:
+        _FEATURE_ROWS.extend(
+            (row.leaf, row.subleaf or 0, CpuidEntry._fields.index(row.register), row.bit, row.name,
+             max(base for base in _RANGE_BASES if base <= row.leaf))
+            for row in FEATURES
+        )  # fmt: skip
+    return _FEATURE_ROWS
 
 
 def filter_volatile(entries: Iterable[Sequence[int]]) -> List[CpuidEntry]:

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Callable, Iterator, Optional, Tuple
 
-__all__ = ["CpuidFunction", "open_host_cpuid"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Iterator, Optional, Tuple
 
-#: ``(leaf, subleaf) -> (eax, ebx, ecx, edx)``.
-CpuidFunction = Callable[[int, int], Tuple[int, int, int, int]]
+    #: ``(leaf, subleaf) -> (eax, ebx, ecx, edx)``.
+    CpuidFunction = Callable[[int, int], Tuple[int, int, int, int]]
+
+__all__ = ["open_host_cpuid"]
 
 # void cpuid(uint32_t leaf /* edi */, uint32_t subleaf /* esi */, uint32_t out[4] /* rdx */)
 _CODE = bytes.fromhex(

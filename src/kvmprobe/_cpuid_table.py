@@ -33,7 +33,16 @@ Linux has no /proc/cpuinfo flag for any row outside ``cpufeatures.h``: all are `
 
 from __future__ import annotations
 
-from typing import Dict, NamedTuple, Optional, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, NamedTuple, Optional, Tuple
+
+    # One tuple per bit: (bit, macro without X86_FEATURE_, /proc/cpuinfo name). The third column
+    # is None when the header's quoted name is the lowercased macro, "" when it has no quoted
+    # name (not shown in /proc/cpuinfo), else the quoted name.
+    _Bits = Tuple[Tuple[int, str, Optional[str]], ...]
+else:
+    from ._value import NamedTuple
 
 __all__ = [
     "ARCH_CAPABILITIES",
@@ -96,11 +105,6 @@ class Feature(NamedTuple):
     c_name: str
     source: str
 
-
-# One tuple per bit: (bit, macro without X86_FEATURE_, /proc/cpuinfo name). The third column is
-# None when the header's quoted name is the lowercased macro, "" when it has no quoted name
-# (not shown in /proc/cpuinfo), else the quoted name.
-_Bits = Tuple[Tuple[int, str, Optional[str]], ...]
 
 _CPUFEATURES: Tuple[Tuple[int, Optional[int], str, _Bits], ...] = (
     # word 0: CPUID 0x00000001 EDX (Intel-defined)

@@ -12,19 +12,20 @@ with the VM fds.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Callable, Dict, List, Sequence, TypeVar
 
-from . import _kvm_structs as structs
-from ._backend import Pointers
 from .errors import IoctlFailed
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ._backend import Backend
+    from typing import Callable, Dict, List, Sequence, TypeVar
+
+    from . import _kvm_structs as structs
+    from ._backend import Backend, Pointers
     from ._ioctl import KvmIoctls
 
-__all__ = ["KVM_X86_GRP_SYSTEM", "KVM_X86_XCOMP_GUEST_SUPP", "X86Queries"]
+    _T = TypeVar("_T")
 
-_T = TypeVar("_T")
+__all__ = ["KVM_X86_GRP_SYSTEM", "KVM_X86_XCOMP_GUEST_SUPP", "X86Queries"]
 
 # Growing buffers: KVM_GET_SUPPORTED_CPUID answers E2BIG while the buffer is too small
 # (arch/x86/kvm/cpuid.c, kvm_dev_ioctl_get_cpuid; KVM_MAX_CPUID_ENTRIES is 256 today), and
@@ -63,6 +64,8 @@ class X86Queries:
     def _grown(self, name: str, request: int, make: Callable[[int], bytearray], read: Callable[[bytearray], _T]) -> _T:
         """Ask with a buffer of ``make(room)``, growing it on E2BIG (to the count the kernel wrote
         in the leading u32 where it did, else double), up to the bound; then ``read`` it."""
+        from . import _kvm_structs as structs  # loaded with the first CPU query
+
         room = _FIRST_ENTRIES
         while True:
             buffer = make(room)
@@ -77,6 +80,8 @@ class X86Queries:
             return read(buffer)
 
     def _cpuid(self, name: str, request: int) -> List[structs.Entry]:
+        from . import _kvm_structs as structs  # loaded with the first CPU query
+
         return self._grown(name, request, structs.cpuid2_buffer, structs.cpuid2_entries)
 
     def supported_cpuid(self) -> List[structs.Entry]:
@@ -116,6 +121,8 @@ class X86Queries:
         return self._cpuid("KVM_GET_EMULATED_CPUID", self.ioctls.KVM_GET_EMULATED_CPUID)
 
     def _msr_list(self, name: str, request: int) -> List[int]:
+        from . import _kvm_structs as structs  # loaded with the first CPU query
+
         return self._grown(name, request, structs.msr_list_buffer, structs.msr_list_indices)
 
     def msr_index_list(self) -> List[int]:
@@ -166,6 +173,8 @@ class X86Queries:
             ...     {hex(k): hex(v) for k, v in kvm.get_msrs([0x8b, 0x999]).items()}
             {'0x8b': '0x1000065'}
         """
+        from . import _kvm_structs as structs  # loaded with the first CPU query
+
         values: Dict[int, int] = {}
         rest = list(indices)
         while rest:
@@ -194,6 +203,8 @@ class X86Queries:
             ...     kvm.has_device_attr(0, 0), kvm.has_device_attr(1, 0)
             (True, False)
         """
+        from . import _kvm_structs as structs  # loaded with the first CPU query
+
         buffer = structs.device_attr_buffer(group, attr)
         try:
             self._buffer("KVM_HAS_DEVICE_ATTR", self.ioctls.KVM_HAS_DEVICE_ATTR, buffer)
@@ -216,6 +227,8 @@ class X86Queries:
             ...     hex(kvm.get_device_attr(KVM_X86_GRP_SYSTEM, KVM_X86_XCOMP_GUEST_SUPP))
             '0xe7'
         """
+        from . import _kvm_structs as structs  # loaded with the first CPU query
+
         buffer = structs.device_attr_buffer(group, attr)
         request = self.ioctls.KVM_GET_DEVICE_ATTR
         self._buffer("KVM_GET_DEVICE_ATTR", request, buffer, structs.DEVICE_ATTR_POINTERS)

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import errno
 import sys
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 from . import _kvm_structs as structs
 
 from ._cpu_record import CpuRecord
 from ._cpuid import CpuidEntry, lookup
 from ._cpuid_table import KVM_CPUID_SIGNATURE, KVM_SIGNATURE, REGISTERS
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, Tuple
+else:
+    Protocol = object
 
 __all__ = ["backend_answers", "fake_cpu_record", "structure_answer"]
 

@@ -14,7 +14,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
 __all__ = ["FileRefused", "file_kind", "read_limited"]
 

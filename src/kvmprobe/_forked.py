@@ -30,12 +30,15 @@ import select
 import signal
 import struct
 import time
-from typing import Any, Callable, List, Optional, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, List, Optional, Tuple
+
+    #: A record the child sends: a tuple of ints, floats, strings and bytes (``marshal`` types).
+    Record = Tuple[Any, ...]
 
 __all__ = ["Forked", "run_forked"]
-
-#: A record the child sends: a tuple of ints, floats, strings and bytes (``marshal`` types).
-Record = Tuple[Any, ...]
 
 # Each record travels as a 4-byte little-endian length, then its marshal bytes.
 _LENGTH = struct.Struct("<I")

@@ -11,7 +11,10 @@ in long mode. Real mode has its own programs.
 from __future__ import annotations
 
 import struct
-from typing import List, Sequence, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import List, Sequence, Tuple
 
 __all__ = [
     "CODE_ADDRESS",

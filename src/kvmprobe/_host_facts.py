@@ -7,16 +7,19 @@ strictly. Public through ``kvmprobe.host``.
 
 from __future__ import annotations
 
-import json
-import re
 import stat as _stat
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
 
 from ._arch import KVM_BUILT_IN, canonical
 from ._validate import Checker, key_path
 from .errors import SnapshotError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dataclasses import dataclass, field
+    from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
+else:
+    from ._value import dataclass, field
 
 __all__ = [
     "DEVICE_PATHS",
@@ -228,6 +231,8 @@ class HostFacts:
         return self.to_dict() == other.to_dict()
 
     def __hash__(self) -> int:
+        import json  # only to hash: the commands that never do need no JSON module
+
         return hash(json.dumps(self.to_dict(), sort_keys=True))
 
     @property
@@ -397,7 +402,7 @@ class _FactsLoader(Checker):
         for name, params in self.mapping(data.get("kvm_modules", {}), at("kvm_modules")).items():
             where = key_path(at("kvm_modules"), name)
             self.mapping(params, where)
-            modules[name] = {k: self.text(v, key_path(where, k), empty=True) for k, v in params.items()}
+            modules[name] = {k: self.parameter(v, where, k) for k, v in params.items()}
         devices = {
             node_path: (None if node is None else self.node(node, key_path(at("devices"), node_path)))
             for node_path, node in self.mapping(data.get("devices", {}), at("devices")).items()
@@ -426,13 +431,20 @@ class _FactsLoader(Checker):
             msr_error=self.text_or_null(data.get("msr_error"), at("msr_error")),
         )
 
+    def parameter(self, value: Any, where: str, key: str) -> str:
+        """A module parameter's value: plain printable ASCII at once, anything else checked as text
+        (and named, ``$.host.kvm_modules.kvm.halt_poll_ns``, only then: a fleet reads thousands)."""
+        if value.__class__ is str and value.isascii() and value.isprintable() and len(value) <= 64:
+            return self.text(value, where, empty=True)  # shared, never refused: the exact path is not needed
+        return self.text(value, key_path(where, key), empty=True)
+
     def node(self, node: Any, where: str) -> DeviceNode:
         self.mapping(node, where)
         kind = self.text(node.get("type"), f"{where}.type")
         if kind not in _NODE_KINDS:
             self.fail(f"{where}.type", f"expected one of {', '.join(_NODE_KINDS)}, got {kind!r}")
         mode_text = self.text(node.get("mode"), f"{where}.mode")
-        if not re.fullmatch("[0-7]{1,6}", mode_text):
+        if not (1 <= len(mode_text) <= 6 and all(char in "01234567" for char in mode_text)):
             self.fail(f"{where}.mode", f"expected an octal string like '0660', got {mode_text!r}")
         return DeviceNode(
             kind=kind,

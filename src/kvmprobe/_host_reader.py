@@ -23,7 +23,6 @@ from __future__ import annotations
 import errno as _errno
 import os
 import stat as _stat
-from typing import Any, Callable, Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Tuple, TypeVar
 
 from ._cc_facts import ConfidentialFacts
 from ._access import AclEntry, Who, container_kind, decode_acl, read_acl
@@ -42,9 +41,15 @@ from ._host_facts import (
 from ._validate import parse_json
 from .errors import SnapshotError, UnknownUser
 
-__all__ = ["Account", "read_account", "read_acls", "read_confidential_files", "read_host_facts"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Tuple, TypeVar
 
-_T = TypeVar("_T")
+    _T = TypeVar("_T")
+else:
+    from ._value import NamedTuple
+
+__all__ = ["Account", "read_account", "read_acls", "read_confidential_files", "read_host_facts"]
 
 # --- the reader ---------------------------------------------------------------------------
 
@@ -321,6 +326,24 @@ def read_acls(paths: Tuple[str, ...], root: str = "/") -> Dict[str, Optional[Tup
         else:
             acls[path] = read_acl(reader.path(path))
     return acls
+
+
+def facts_of_live(result: Any, root: str = "/") -> HostFacts:
+    """The host facts of a live probe result (a :class:`~kvmprobe.ProbeResult`) read under ``root``,
+    read once per result: the readiness of seven VMMs, the confidential section and the CPU
+    view each ask for them, and the host said what it said at the result's moment.
+
+    Example:
+        >>> import tempfile
+        >>> from kvmprobe.testing import FakeHost, fake_probe_result
+        >>> result = fake_probe_result({})
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     root = FakeHost.pvm().write(tmp)
+        ...     facts_of_live(result, root) is facts_of_live(result, root)
+        True
+    """
+    made: HostFacts = result._remembered(f"host_facts:{root}", lambda: read_host_facts(root, device=result.device))
+    return made
 
 
 def read_host_facts(root: str = "/", *, device: str = "/dev/kvm") -> HostFacts:

@@ -23,10 +23,15 @@ import signal
 import stat
 import subprocess
 import time
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ._vmm_requirements import ENTRIES, VMMS, Vmm
 from ._vmm_versions import parse_version, spelled
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+else:
+    from ._value import NamedTuple
 
 __all__ = ["LIBRARY_DIRS", "OUTPUT_LIMIT", "TIME_LIMIT", "USUAL_DIRS", "Installed", "find_installed", "version_of"]
 

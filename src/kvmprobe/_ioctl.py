@@ -9,11 +9,15 @@ every architecture: x86_64, aarch64, riscv64, s390x and loongarch64 use the gene
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Dict
 
 from ._arch import supported_text
 from .errors import UnsupportedPlatform
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, NamedTuple, Optional
+else:
+    from ._value import NamedTuple
 
 #: ``KVMIO`` in ``include/uapi/linux/kvm.h``.
 KVMIO = 0xAE
@@ -22,8 +26,7 @@ KVMIO = 0xAE
 KVM_API_VERSION = 12
 
 
-@dataclass(frozen=True)
-class IocLayout:
+class IocLayout(NamedTuple):
     """Bit layout of an ioctl number: the sizes of its fields and the direction values."""
 
     sizebits: int
@@ -97,7 +100,6 @@ _SIZES = {
 }
 
 
-@dataclass(frozen=True)
 class KvmIoctls:
     """The KVM ioctl numbers for one architecture (names as in ``kvm.h``).
 
@@ -112,6 +114,15 @@ class KvmIoctls:
         >>> hex(numbers.KVM_GET_SUPPORTED_CPUID), hex(numbers.KVM_RUN)
         ('0xc008ae05', '0xae80')
     """
+
+    __slots__ = (
+        "machine", "KVM_GET_API_VERSION", "KVM_CREATE_VM", "KVM_GET_MSR_INDEX_LIST", "KVM_CHECK_EXTENSION",
+        "KVM_GET_VCPU_MMAP_SIZE", "KVM_GET_SUPPORTED_CPUID", "KVM_GET_EMULATED_CPUID",
+        "KVM_GET_MSR_FEATURE_INDEX_LIST", "KVM_CREATE_VCPU", "KVM_SET_USER_MEMORY_REGION", "KVM_SET_TSS_ADDR",
+        "KVM_MEMORY_ENCRYPT_OP", "KVM_RUN", "KVM_GET_REGS", "KVM_SET_REGS", "KVM_GET_SREGS", "KVM_SET_SREGS",
+        "KVM_GET_MSRS", "KVM_SET_CPUID2", "KVM_GET_TSC_KHZ", "KVM_SET_DEVICE_ATTR", "KVM_GET_DEVICE_ATTR",
+        "KVM_HAS_DEVICE_ATTR",
+    )  # fmt: skip
 
     machine: str
     # system ioctls
@@ -152,6 +163,10 @@ class KvmIoctls:
             >>> hex(KvmIoctls.for_machine("ppc64le").KVM_CHECK_EXTENSION)
             '0x2000ae03'
         """
+        if machine is None:
+            numbers = _BY_MACHINE.get(None)
+            if numbers is not None:  # this machine's, asked of os.uname() once (every probe asks)
+                return numbers
         name = (machine if machine is not None else os.uname().machine).lower()
         numbers = _BY_MACHINE.get(name)
         if numbers is None:
@@ -169,7 +184,8 @@ class KvmIoctls:
             def iowr(nr: int, struct: str) -> int:
                 return layout.ioc(layout.read | layout.write, KVMIO, nr, _SIZES[struct])
 
-            numbers = _BY_MACHINE[name] = cls(
+            numbers = _BY_MACHINE[name] = cls()
+            numbers._set(
                 machine=name,
                 KVM_GET_API_VERSION=io(0x00),
                 KVM_CREATE_VM=io(0x01),
@@ -195,10 +211,19 @@ class KvmIoctls:
                 KVM_GET_DEVICE_ATTR=iow(0xE2, "kvm_device_attr"),
                 KVM_HAS_DEVICE_ATTR=iow(0xE3, "kvm_device_attr"),
             )
+        if machine is None:
+            _BY_MACHINE[None] = numbers
         return numbers
 
+    def _set(self, **numbers: Any) -> None:
+        for name, number in numbers.items():
+            setattr(self, name, number)
 
-_BY_MACHINE: Dict[str, KvmIoctls] = {}
+    def __repr__(self) -> str:
+        return f"KvmIoctls(machine={self.machine!r})"
+
+
+_BY_MACHINE: Dict[Optional[str], KvmIoctls] = {}
 
 
 def layout_for(machine: str) -> IocLayout:

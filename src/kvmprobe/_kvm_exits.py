@@ -8,7 +8,9 @@ than that header carry the release that added them.
 
 from __future__ import annotations
 
-from typing import Dict
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict
 
 __all__ = ["EXIT_REASONS", "INTERNAL_SUBERRORS", "exit_name", "suberror_name"]
 

@@ -11,7 +11,18 @@ Meaning (feature names, MSR names) lives higher up, in ``_cpuid`` and ``_cpuid_t
 from __future__ import annotations
 
 import struct
-from typing import Dict, Iterable, List, NamedTuple, Sequence, Tuple, Union
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, List, NamedTuple, Sequence, Tuple, Union
+
+    #: What the readers accept: the ``bytearray`` the ioctl filled, or any bytes.
+    Buffer = Union[bytes, bytearray]
+
+    # A CPUID entry as seven integers: function, index, flags, eax, ebx, ecx, edx.
+    Entry = Tuple[int, int, int, int, int, int, int]
+else:
+    from ._value import NamedTuple
 
 __all__ = [
     "CPUID_ENTRY",
@@ -53,11 +64,6 @@ _U64 = struct.Struct("=Q")
 #: the address of the value slot (byte 24) into ``addr`` (byte 16), as KVM_GET_DEVICE_ATTR wants.
 DEVICE_ATTR_POINTERS: Tuple[Tuple[int, int], ...] = ((16, _DEVICE_ATTR.size),)
 
-#: What the readers accept: the ``bytearray`` the ioctl filled, or any bytes.
-Buffer = Union[bytes, bytearray]
-
-# A CPUID entry as seven integers: function, index, flags, eax, ebx, ecx, edx.
-Entry = Tuple[int, int, int, int, int, int, int]
 
 
 class CpuidEntry(NamedTuple):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from . import _supervisor
 from ._seccomp import arch_for
@@ -17,6 +16,12 @@ from ._supervisor import FILTER, STRACE, SUPERVISOR, Policy, Tally, choose_trace
 from .caps import Cap
 from .errors import EmulationError
 from .profiles import Profile, Requirement
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
+else:
+    from ._value import NamedTuple
 
 __all__ = ["Learned", "learn"]
 

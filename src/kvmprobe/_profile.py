@@ -7,11 +7,16 @@ built-in data (``_vmm_requirements``) by ``profiles``, and from files by ``_prof
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
 
 from ._ioctl import KVM_API_VERSION
 from .caps import Cap
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+    from typing import Any, Dict, Optional, Tuple
+else:
+    from ._value import dataclass
 
 __all__ = ["KINDS", "Profile", "Requirement"]
 

@@ -8,10 +8,7 @@ the key. Public as ``kvmprobe.load_profile`` (and ``kvmprobe.profiles.load_profi
 
 from __future__ import annotations
 
-import importlib
 import os
-import re
-from typing import Any, List, Optional, Tuple, Union
 
 from ._ioctl import KVM_API_VERSION
 from ._profile import Profile, Requirement
@@ -19,6 +16,10 @@ from ._release import parse_release
 from ._validate import TOO_MANY_DIGITS, Checker, clip, described, parse_json, read_text, syntax_error
 from .caps import ARCHES, Cap
 from .errors import ProfileError, UnknownCapability
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, List, Optional, Tuple, Union
 
 __all__ = ["MAX_PROFILE_BYTES", "load_profile"]
 
@@ -102,6 +103,8 @@ def _parse_json(text: str, where: str) -> Any:
 
 
 def _parse_toml(text: str, where: str) -> Any:
+    import importlib  # only for a TOML profile
+
     toml: Any = None
     for module in ("tomllib", "tomli"):  # tomllib is in the stdlib from 3.11; tomli is its backport
         try:
@@ -118,6 +121,8 @@ def _parse_toml(text: str, where: str) -> Any:
     try:
         return toml.loads(text)
     except toml.TOMLDecodeError as err:  # "Invalid value (at line 1, column 5)"
+        import re  # only on this error path
+
         found = re.fullmatch(r"(.*?)\s*\(at line (\d+), column (\d+)\)", str(err), re.S)
         reason = syntax_error(found.group(1), int(found.group(2)), int(found.group(3))) if found else str(err)
         raise ProfileError(f"not valid TOML: {reason}", path=where) from None

@@ -8,7 +8,11 @@ table per capability list, each a capability name mapped to a string.
 from __future__ import annotations
 
 import json
-from typing import Mapping, Sequence
+from collections.abc import Mapping
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Sequence
 
 __all__ = ["profile_text", "toml_string"]
 

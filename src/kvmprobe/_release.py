@@ -8,12 +8,21 @@ so each number is at most nine ASCII digits (``int()`` of a 5,000-digit string r
 
 from __future__ import annotations
 
-import re
-from typing import Optional, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, Tuple
 
 # Nine digits: far beyond any release, and always an int without surprises.
-_NUMBER = "[0-9]{1,9}"
-_RELEASE = re.compile(rf"({_NUMBER})\.({_NUMBER})(?![0-9])", re.ASCII)
+_MAX_DIGITS = 9
+_DIGITS = frozenset("0123456789")
+
+
+def _digits(text: str, start: int) -> int:
+    """Where the run of ASCII digits that starts at ``start`` ends."""
+    end = start
+    while end < len(text) and text[end] in _DIGITS:
+        end += 1
+    return end
 
 
 def parse_release(release: str, *, exact: bool = False) -> Optional[Tuple[int, int]]:
@@ -29,11 +38,17 @@ def parse_release(release: str, *, exact: bool = False) -> Optional[Tuple[int, i
         >>> parse_release("5" * 5000 + ".1"), parse_release("5.10-rc1", exact=True)
         (None, None)
     """
+    # By hand rather than with a regular expression: ``re`` costs milliseconds to import, and
+    # this runs on every readiness check. What it accepts: 1-9 digits, '.', 1-9 digits, then no
+    # further digit (and, with ``exact``, nothing at all).
     text = release.strip()
-    match = _RELEASE.match(text)
-    if match is None or (exact and match.end() != len(text)):
+    dot = _digits(text, 0)
+    if not 1 <= dot <= _MAX_DIGITS or text[dot:dot + 1] != ".":
         return None
-    return int(match.group(1)), int(match.group(2))
+    end = _digits(text, dot + 1)
+    if not 1 <= end - dot - 1 <= _MAX_DIGITS or (exact and end != len(text)):
+        return None
+    return int(text[:dot]), int(text[dot + 1:end])
 
 
 def format_version(version: Tuple[int, ...]) -> str:

@@ -10,12 +10,14 @@ modules, a virtual machine, PVM. They are what gets edited and reviewed most; th
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
 from . import _access
 from ._access import AclEntry, Node, Who
 from ._arch import is_x86 as _is_x86_machine
 from ._host_facts import DeviceNode, HostFacts
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, Tuple
 
 
 def user_text(facts: HostFacts) -> str:

@@ -8,11 +8,13 @@ wraps what :func:`judge_run` returns into its ``run`` check; "normal" and its so
 
 from __future__ import annotations
 
-from typing import List, Tuple
-
 from . import _remedies
 from ._guest_report import NORMAL_EXIT_NS, RunReport, describe_ns
 from ._host_facts import HostFacts
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import List, Tuple
 
 __all__ = ["judge_run"]
 

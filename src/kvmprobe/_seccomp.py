@@ -37,10 +37,15 @@ import socket
 import stat
 import struct
 import sys
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 from ._ioctl import GENERIC, KvmIoctls
 from .errors import EmulationError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+else:
+    from ._value import NamedTuple
 
 # --- Constants, each from the kernel's uapi headers -------------------------------------------
 

@@ -12,12 +12,21 @@ that would act on a terminal is refused by :func:`unprintable`. Nothing here pri
 from __future__ import annotations
 
 import errno
-import json
-import re
-from typing import Any, Callable, Dict, Iterable, List, Mapping, NoReturn, Optional, Sequence, Tuple
+from collections.abc import Mapping
 
 from ._files import FileRefused, read_limited
+from ._value import Shared
 from .errors import describe_errno
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Iterable, List, NoReturn, Optional, Sequence, Set, Tuple
+
+    #: Makes the caller's exception for a bad field: ``(field, message, hint)``.
+    ErrorMaker = Callable[[str, str, str], Exception]
+
+    #: Makes the caller's exception for a file that cannot be used: ``(message, path shown, hint)``.
+    FileErrorMaker = Callable[[str, str, str], Exception]
 
 __all__ = [
     "TOO_MANY_DIGITS",
@@ -35,9 +44,17 @@ __all__ = [
 
 # C0/C1 controls (a terminal acts on escape sequences instead of showing them) and lone
 # surrogates (JSON "\\udc80" parses to one; no output stream can encode it).
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-# The same, but tab and newline are allowed (free text in a profile may be wrapped).
-_UNPRINTABLE_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+_UNPRINTABLE = "[\x00-\x1f\x7f-\x9f\ud800-\udfff]"
+# The same, but tab and newline are allowed (free text in a profile may be wrapped). Both are
+# compiled on the first text that is not plain printable ASCII: most never need them, nor ``re``.
+_UNPRINTABLE_TEXT = "[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]"
+_PATTERNS: Dict[str, Any] = {}
+
+# Short texts read from documents (module parameters, CPU flags, device paths, names) are kept
+# once and shared by every document read: a fleet's hosts repeat nearly all of them. A bounded
+# table (hostile input cannot grow it past its size), of texts up to this length.
+_shared_text = Shared(16384)
+_SHARED_LENGTH = 64
 
 
 def unprintable(text: str, *, whitespace: bool = False) -> Optional[str]:
@@ -49,7 +66,15 @@ def unprintable(text: str, *, whitespace: bool = False) -> Optional[str]:
         >>> unprintable("kvm"), unprintable("a\\x1b[2J"), unprintable("a\\tb", whitespace=True)
         (None, "contains the unprintable character '\\\\x1b' at offset 1", None)
     """
-    bad = (_UNPRINTABLE_TEXT if whitespace else _UNPRINTABLE).search(text)
+    if text.isascii() and text.isprintable():  # the usual case, answered without a pattern
+        return None
+    pattern = _UNPRINTABLE_TEXT if whitespace else _UNPRINTABLE
+    compiled = _PATTERNS.get(pattern)
+    if compiled is None:
+        import re
+
+        compiled = _PATTERNS[pattern] = re.compile(pattern)
+    bad = compiled.search(text)
     if bad is None:
         return None
     return f"contains the unprintable character {ascii(bad.group())} at offset {bad.start()}"
@@ -119,9 +144,6 @@ def described(item: Any) -> str:
 # What a parse_json_lazy tree holds other values in: an object (tuple) or an array (list).
 _CONTAINERS = frozenset({tuple, list})
 
-#: Makes the caller's exception for a bad field: ``(field, message, hint)``.
-ErrorMaker = Callable[[str, str, str], Exception]
-
 
 class Checker:
     """Field checks for one document; every failure is the caller's exception, naming the field.
@@ -168,7 +190,8 @@ class Checker:
         why = unprintable(item, whitespace=whitespace)
         if why is not None:
             self.fail(field, why)
-        return item
+        # One object per short text read: a fleet's hosts repeat them.
+        return _shared_text(item) if len(item) <= _SHARED_LENGTH else item
 
     def text_or_null(self, item: Any, field: str) -> Optional[str]:
         """As :meth:`text` (empty allowed), or ``None`` for null."""
@@ -206,7 +229,7 @@ class Checker:
                 if key in seen:
                     self.fail(field, f"key {clip(ascii(key))} appears twice in one object")
                 seen[key] = 1
-        if _UNPRINTABLE.search("".join(found)) is not None:  # one search for all the keys
+        if unprintable("".join(found)) is not None:  # one search for all the keys
             for key in found:
                 why = unprintable(key)
                 if why is not None:
@@ -232,7 +255,7 @@ class Checker:
             for i, value in enumerate(item):
                 if type(value) is tuple:  # the usual row: an object of scalars, converted in place
                     found = dict(value)
-                    if (len(found) == len(value) and _UNPRINTABLE.search("".join(found)) is None
+                    if (len(found) == len(value) and unprintable("".join(found)) is None
                             and _CONTAINERS.isdisjoint(map(type, found.values()))):  # fmt: skip
                         out.append(found)
                         continue
@@ -272,16 +295,15 @@ def key_path(parent: str, key: str) -> str:
         >>> key_path("$", "api_version"), key_path("$.host", "a b"), key_path("", "arch")
         ('$.api_version', '$.host["a b"]', 'arch')
     """
-    plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) is not None
+    import json
+
+    plain = key.isascii() and key.replace("_", "a").isalnum() and not key[:1].isdigit()
     if not parent:  # a top-level key of a document whose keys are named bare (profiles)
         return key if plain else json.dumps(clip(key))
     if plain:
         return f"{parent}.{key}"
     return f"{parent}[{json.dumps(clip(key))}]"
 
-
-#: Makes the caller's exception for a file that cannot be used: ``(message, path shown, hint)``.
-FileErrorMaker = Callable[[str, str, str], Exception]
 
 
 def read_text(path: str, limit: int, make_error: FileErrorMaker, *, hint: str) -> str:
@@ -319,11 +341,13 @@ class _Refused(ValueError):
 
 
 def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
-    document: Dict[str, Any] = {}
-    for key, item in pairs:
-        if key in document:
-            raise _Refused(f"key {clip(ascii(key))} appears twice in one object")
-        document[key] = item
+    document = dict(pairs)  # at C speed; a key given twice leaves fewer keys than pairs
+    if len(document) != len(pairs):
+        seen: Set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Refused(f"key {clip(ascii(key))} appears twice in one object")
+            seen.add(key)
     return document
 
 
@@ -340,7 +364,8 @@ def syntax_error(message: str, line: int, column: int) -> str:
         >>> syntax_error("Unterminated string starting at", 1, 7)
         'Unterminated string starting at line 1, column 7'
     """
-    return f"{re.sub(r' at$', '', message.strip())} at line {line}, column {column}"
+    text = message.strip()
+    return f"{text[:-3] if text.endswith(' at') else text} at line {line}, column {column}"
 
 
 #: What a number too long to convert is called, by every parser (Python's own words advise
@@ -382,6 +407,8 @@ def parse_json_lazy(text: str, make_error: Callable[[str], Exception]) -> Any:
 
 
 def _parse(text: str, make_error: Callable[[str], Exception], hook: Callable[[Any], Any]) -> Any:
+    import json  # only where JSON is read: a command that writes none never loads it
+
     try:
         return json.loads(text, object_pairs_hook=hook, parse_constant=_no_constant)
     except json.JSONDecodeError as err:

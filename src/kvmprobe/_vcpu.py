@@ -22,15 +22,20 @@ from __future__ import annotations
 
 import mmap
 import struct
-from typing import Callable, NamedTuple, Optional, Tuple, Union
 
 from ._ioctl import KvmIoctls
 
-__all__ = ["DTable", "GuestMemory", "Regs", "Segment", "Sregs", "VcpuFd", "IoctlCaller"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, NamedTuple, Optional, Tuple, Union
 
-#: How a :class:`VcpuFd` issues an ioctl: ``call(name, fd, request, int_or_buffer) -> result``,
-#: raising a kvmprobe error (``device`` provides it).
-IoctlCaller = Callable[[str, int, int, Union[int, bytearray]], int]
+    #: How a :class:`VcpuFd` issues an ioctl: ``call(name, fd, request, int_or_buffer) -> result``,
+    #: raising a kvmprobe error (``device`` provides it).
+    IoctlCaller = Callable[[str, int, int, Union[int, bytearray]], int]
+else:
+    from ._value import NamedTuple
+
+__all__ = ["DTable", "GuestMemory", "Regs", "Segment", "Sregs", "VcpuFd"]
 
 _SEGMENT = struct.Struct("<QIHBBBBBBBBBx")  # base, limit, selector, type, present, dpl, db, s, l, g, avl, unusable
 _DTABLE = struct.Struct("<QH6x")  # base, limit, padding[3]

@@ -36,11 +36,16 @@ policy, not something it checks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
 
 from ._vmm_versions import Span
 from .caps import Cap
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+    from typing import Dict, NamedTuple, Optional, Tuple
+else:
+    from ._value import NamedTuple, dataclass
 
 __all__ = [
     "BACKEND_CONSTRAINTS",
@@ -57,8 +62,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Need:
+class Need(NamedTuple):
     """One capability with what it is needed for, what breaks without it, or when it is needed.
 
     ``since`` and ``until`` bound the releases it holds for (inclusive, as the VMM spells
@@ -71,8 +75,7 @@ class Need:
     until: str = ""
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(NamedTuple):
     """Where a list comes from: ``repo`` at ``ref`` (a release tag, or a commit), ``files``."""
 
     repo: str
@@ -85,8 +88,7 @@ class Source:
         return f"{self.repo}@{ref} " + " + ".join(self.files)
 
 
-@dataclass(frozen=True)
-class Release:
+class Release(NamedTuple):
     """A range of releases (``first`` to ``last``, inclusive) that probe the same ``required`` list."""
 
     first: str
@@ -95,8 +97,7 @@ class Release:
     required: Tuple[Cap, ...]
 
 
-@dataclass(frozen=True)
-class Vmm:
+class Vmm(NamedTuple):
     """A VMM: its name, how it numbers releases, and how an installed one tells its release.
 
     ``prefixes`` are what may lead a release (``v`` in ``v45.0``); ``programs`` the binaries
@@ -117,8 +118,7 @@ class Vmm:
     output_source: str = ""
 
 
-@dataclass(frozen=True)
-class VmmEntry:
+class VmmEntry(NamedTuple):
     """The host requirements of one VMM on one architecture, per release range."""
 
     vmm: str
@@ -212,7 +212,6 @@ IF_MISSING = {
     Cap.ARM_EL2: "no nested virtualization (no EL2 in the guest)",
     Cap.GUEST_DEBUG_HW_BPS: "no hardware breakpoints for the gdbstub",
 }
-
 
 
 def _req(cap: Cap, text: str = "", since: str = "", until: str = "") -> Need:

@@ -10,15 +10,27 @@ than a bound means its first point release (``v45`` is ``v45.0``, ``7.2`` is ``7
 
 from __future__ import annotations
 
-import re
-from typing import NamedTuple, Optional, Sequence, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple, Optional, Sequence, Tuple
 
-__all__ = ["Span", "Version", "parse_bound", "parse_version", "spelled"]
+    Version = Tuple[int, ...]
+else:
+    from ._value import NamedTuple
 
-Version = Tuple[int, ...]
+__all__ = ["Span", "parse_bound", "parse_version", "spelled"]
 
 # Digits and dots, at most 6 numbers of at most 9 digits each (gVisor's dates have 8).
-_NUMBERS = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9}){0,5}")
+_MAX_NUMBERS, _MAX_DIGITS = 6, 9
+
+
+def _numbers(body: str) -> bool:
+    """Whether ``body`` is 1 to 6 dot-separated runs of 1 to 9 ASCII digits (no ``re``: it costs
+    milliseconds to import, and a check of a recorded host never needs it otherwise)."""
+    parts = body.split(".")
+    return len(parts) <= _MAX_NUMBERS and all(
+        1 <= len(part) <= _MAX_DIGITS and part.isascii() and part.isdigit() for part in parts
+    )
 
 
 def parse_version(text: str, prefixes: Sequence[str] = ("v",)) -> Optional[Version]:
@@ -35,7 +47,7 @@ def parse_version(text: str, prefixes: Sequence[str] = ("v",)) -> Optional[Versi
         if prefix and body.lower().startswith(prefix.lower()):
             body = body[len(prefix):]
             break
-    if not _NUMBERS.fullmatch(body):
+    if not _numbers(body):
         return None
     return tuple(int(part) for part in body.split("."))
 

@@ -25,7 +25,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Iterable, Iterator, Optional, Union
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterable, Iterator, Optional, Union
 
 __all__ = ["NotARegularFile", "check_target", "write_atomic"]
 

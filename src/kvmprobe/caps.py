@@ -1,6 +1,6 @@
 """The capability table: every ``KVM_CAP_*`` constant kvmprobe knows, as the ``Cap`` enum.
 
-Imports only ``errors``. This enum *is* the single source of truth: the batch probe, the
+Imports ``_arch`` and ``errors``. This enum *is* the single source of truth: the batch probe, the
 JSON keys, the CLI listing, the VMM profiles and the snapshot presets all derive from it.
 
 Each member is one line: ``NAME = number, since, rust_name, arches``.
@@ -24,23 +24,105 @@ it in :data:`FORMER_NAMES`, dated, and ``Cap.lookup`` takes it.
 from __future__ import annotations
 
 import enum
-import re
-from typing import Optional, Union
+import sys
 
 from ._arch import ARCHES
-from ._release import parse_release
 from .errors import UnknownCapability
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, FrozenSet, List, Optional, Tuple, Union
+
+    #: Anything :meth:`Cap.lookup` resolves: a member, a number, or one of the three spellings.
+    CapLike = Union["Cap", int, str]
 
 __all__ = ["ARCHES", "FORMER_NAMES", "Cap", "CapLike", "parse_number"]
 
 
-#: Anything :meth:`Cap.lookup` resolves: a member, a number, or one of the three spellings.
-CapLike = Union["Cap", int, str]
+def __getattr__(name: str) -> Any:
+    # CapLike is a typing alias: made on first use, so that importing caps costs no ``typing``.
+    if name == "CapLike":
+        from typing import Union
 
+        alias = globals()["CapLike"] = Union["Cap", int, str]
+        return alias
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _TableEnumType(enum.EnumMeta):
+    """The metaclass that builds :class:`Cap` from its one-line members in a fraction of the time.
+
+    ``enum`` spends about 15 µs on each member it creates (checks in its class dictionary, a
+    search of the class's bases for descriptors of the same name, aliases): 3.5 to 5 ms for the
+    244 members, the largest single cost of ``kvmprobe has`` (issue #19). This metaclass
+    collects the member lines in a plain dictionary, lets ``enum`` create the class without
+    them, then adds each member the way ``enum`` does for a class like this one (no aliases,
+    no member name shadowing an attribute of a base): the same attributes on the member, the
+    same three class tables. tests/unit/test_caps.py compares the result with ``enum``'s own
+    build of the same lines, member by member.
+    """
+
+    @classmethod
+    def __prepare__(metacls, cls: str, bases: Tuple[type, ...], **kwds: Any) -> Any:  # type: ignore[override]
+        return _Lines()
+
+    def __new__(metacls, cls: str, bases: Tuple[type, ...], classdict: Any, **kwds: Any) -> Any:
+        namespace = super().__prepare__(cls, bases, **kwds)
+        lines: List[Tuple[str, Any]] = []
+        for key, item in classdict.items():
+            if key[:1] == "_" or hasattr(item, "__get__") or hasattr(item, "__set__"):
+                namespace[key] = item
+            else:
+                lines.append((key, item))
+        made = super().__new__(metacls, cls, bases, namespace, **kwds)
+        make = made.__dict__["_build_member"]
+        names, by_name, by_value = made._member_names_, made._member_map_, made._value2member_map_
+        shadowed = {key for base in made.__mro__[1:] for key in base.__dict__}
+        for order, (name, args) in enumerate(lines):
+            if name in shadowed:
+                raise TypeError(f"{cls}.{name} would shadow an attribute of a base class")
+            member = make.__func__(made, *(args if isinstance(args, tuple) else (args,)))
+            if _SORT_ORDER:
+                member.__dict__.update(_name_=name, __objclass__=made, _sort_order_=order)
+            else:
+                member.__dict__.update(_name_=name, __objclass__=made)
+            if member._value_ in by_value:
+                raise ValueError(f"duplicate values found in {made!r}: {name} -> {by_value[member._value_]._name_}")
+            names.append(name)
+            type.__setattr__(made, name, member)  # as enum does; EnumMeta.__setattr__ refuses members
+            by_name[name] = member
+            by_value[member._value_] = member
+        return made
+
+
+# enum gives each member its place in the definition order from Python 3.11 on.
+_SORT_ORDER = sys.version_info >= (3, 11)
+
+
+class _Lines(dict):  # type: ignore[type-arg]
+    """The class body of :class:`Cap` as written, refusing a name given twice (as ``enum`` does)."""
+
+    def __setitem__(self, key: str, item: Any) -> None:
+        if key in self and key[:2] != "__":
+            raise TypeError(f"{key!r} already defined as {self[key]!r}")
+        super().__setitem__(key, item)
+
+
+# Shared by the members that name the same architectures, or the same first release.
+_ARCH_SETS: Dict[str, FrozenSet[str]] = {"": frozenset()}
+_SINCE: Dict[str, Tuple[int, int]] = {}
+
+
+def _since(text: str, number: int) -> Tuple[int, int]:
+    """``(4, 11)`` for ``"4.11"`` and ``"<=4.11"``: the table's first releases, checked strictly."""
+    major, dot, minor = text[2:].partition(".") if text[:2] == "<=" else text.partition(".")
+    if not (dot and major.isdigit() and minor.isdigit() and major.isascii() and minor.isascii()):
+        raise ValueError(f"bad 'since' {text!r} for capability {number}")
+    return int(major), int(minor)
 
 
 @enum.unique
-class Cap(enum.IntEnum):
+class Cap(enum.IntEnum, metaclass=_TableEnumType):
     """A KVM capability: its number is the argument of ``KVM_CHECK_EXTENSION``.
 
     Members are named after the C constant without its ``KVM_CAP_`` prefix. Metadata:
@@ -54,21 +136,22 @@ class Cap(enum.IntEnum):
         True
     """
 
-    rust_name: str | None
-    arches: frozenset[str]
-    since: tuple[int, int]
+    rust_name: Optional[str]
+    arches: FrozenSet[str]
+    since: Tuple[int, int]
     since_text: str
 
-    def __new__(cls, number: int, since: str = "", rust_name: str = "", arches: str = "") -> Cap:
+    @classmethod
+    def _build_member(cls, number: int, since: str = "", rust_name: str = "", arches: str = "") -> Cap:
+        """One member from its line (the table's metaclass calls this; ``enum`` is not asked)."""
         member = int.__new__(cls, number)
-        member._value_ = number
-        release = parse_release(since[2:] if since.startswith("<=") else since, exact=True)
-        if release is None:
-            raise ValueError(f"bad 'since' {since!r} for capability {number}")
-        member.since = release
-        member.since_text = since
-        member.rust_name = rust_name or None
-        member.arches = frozenset(arches.split(",")) if arches else frozenset()
+        found = _ARCH_SETS.get(arches)
+        if found is None:
+            found = _ARCH_SETS[arches] = frozenset(arches.split(","))
+        parsed = _SINCE.get(since)
+        if parsed is None:
+            parsed = _SINCE[since] = _since(since, number)
+        member.__dict__.update(_value_=number, since=parsed, since_text=since, rust_name=rust_name or None, arches=found)
         return member
 
     IRQCHIP = 0, "<=3.0", "Irqchip", ""
@@ -327,7 +410,7 @@ class Cap(enum.IntEnum):
             >>> Cap.NR_MEMSLOTS.c_name
             'KVM_CAP_NR_MEMSLOTS'
         """
-        return "KVM_CAP_" + self.name
+        return "KVM_CAP_" + self._name_  # the member's own attribute: enum's .name is a slower descriptor
 
     @property
     def in_cap_rs(self) -> bool:
@@ -389,6 +472,10 @@ class Cap(enum.IntEnum):
         if text.isascii() and (text.isdigit() or text[:2].lower() == "0x"):
             shown = text if len(text) <= 40 else f"{text[:12]}... ({len(text)} characters)"
             raise UnknownCapability(shown, hint="no KVM_CAP_* constant has this number")
+        upper = text.upper()
+        found = cls.__members__.get(upper[8:] if upper.startswith("KVM_CAP_") else upper)
+        if found is not None:  # a C or short name as written: no need to build the spelling index
+            return found
         found = _index().get(_fold(text))
         if found is None:
             raise UnknownCapability(key, _suggest(text))
@@ -398,7 +485,7 @@ class Cap(enum.IntEnum):
 #: Names a capability's number had before: the old name -> (the member, the releases that
 #: used the old name, why). Number 143 meant something else before 4.17: whether guests may
 #: execute MWAIT, where KVM_CAP_X86_DISABLE_EXITS now answers a mask of exits to disable.
-FORMER_NAMES: dict[str, tuple[Cap, str, str]] = {
+FORMER_NAMES: Dict[str, Tuple[Cap, str, str]] = {
     "X86_GUEST_MWAIT": (
         Cap.X86_DISABLE_EXITS,
         "4.12-4.16",
@@ -407,24 +494,30 @@ FORMER_NAMES: dict[str, tuple[Cap, str, str]] = {
     ),
 }
 
-# Capability numbers are C ints: at most 10 decimal digits, or 8 hexadecimal ones.
-_NUMBER = re.compile(r"[0-9]{1,10}|0[xX][0-9a-fA-F]{1,8}", re.ASCII)
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 def parse_number(text: str) -> Optional[int]:
     """A capability number as a person writes one (``136``, ``0x88``), or ``None``.
 
     Only ASCII digits, at most a C int's worth (``int()`` would also read ``²``-like digits of
-    other scripts, and refuse more than 4300 of them with advice meant for programmers).
+    other scripts, and refuse more than 4300 of them with advice meant for programmers):
+    1 to 10 decimal digits, or ``0x`` and 1 to 8 hexadecimal ones.
 
     Example:
         >>> parse_number("0x88"), parse_number("250"), parse_number("²"), parse_number("9" * 11)
         (136, 250, None, None)
     """
     text = text.strip()
-    if _NUMBER.fullmatch(text) is None:
-        return None
-    number = int(text, 0) if text[:2].lower() == "0x" else int(text, 10)
+    if text[:2] in ("0x", "0X"):
+        digits = text[2:]
+        if not 1 <= len(digits) <= 8 or not _HEX_DIGITS.issuperset(digits):
+            return None
+        number = int(digits, 16)
+    else:
+        if not 1 <= len(text) <= 10 or not (text.isascii() and text.isdigit()):
+            return None
+        number = int(text, 10)
     return number if number <= 2**31 - 1 else None
 
 
@@ -436,12 +529,12 @@ def _fold(text: str) -> str:
     return folded.replace("_", "")
 
 
-_INDEX: dict[str, Cap] = {}
+_INDEX: Dict[str, Cap] = {}
 
 
-def _index() -> dict[str, Cap]:
+def _index() -> Dict[str, Cap]:
     if not _INDEX:
-        index: dict[str, Cap] = {}
+        index: Dict[str, Cap] = {}
         for cap in Cap:
             for spelling in (cap.name, cap.rust_name):
                 if spelling:
@@ -452,7 +545,7 @@ def _index() -> dict[str, Cap]:
     return _INDEX
 
 
-def _suggest(text: str) -> list[str]:
+def _suggest(text: str) -> List[str]:
     import difflib  # only on the error path: it costs milliseconds to import
 
     folded = _fold(text)

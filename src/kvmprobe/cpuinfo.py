@@ -14,16 +14,19 @@ and this machine's CPU says nothing about it.
 
 from __future__ import annotations
 
+import _thread  # threading's Lock, without importing threading (about 0.5 ms)
 import os
-import threading
 import weakref
-from typing import Optional
 
 from ._backend import Backend
 from ._cpu_decode import CPU_SCHEMA, CPU_SCHEMA_VERSION, NOT_READ_YET, CpuInfo, FeatureMsr, decode
 from ._cpu_record import REAL_BACKENDS, CpuRecord, live_host_side
-from .host import read_host_facts
+from ._host_reader import facts_of_live
 from .probing import ProbeResult, probe
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
 __all__ = [
     "CPU_SCHEMA",
@@ -38,13 +41,13 @@ __all__ = [
 
 # One decoded view per result, kept as long as the result lives (the probe cache holds it).
 _decoded: "weakref.WeakKeyDictionary[ProbeResult, CpuInfo]" = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 
 
 def _after_fork() -> None:
     # A child forked while another thread held the lock would deadlock on it (as probing's cache).
     global _lock
-    _lock = threading.Lock()
+    _lock = _thread.allocate_lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -73,7 +76,7 @@ def cpu_of(result: ProbeResult, root: str = "/") -> CpuInfo:
         return found
     facts = result.host
     if facts is None and result.source == "live" and result.backend in REAL_BACKENDS:
-        facts = read_host_facts(root, device=result.device)
+        facts = facts_of_live(result, root)
     info = decode(
         live_host_side(result.cpu, source=result.source, backend=result.backend, root=root),
         arch=result.arch,

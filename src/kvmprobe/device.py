@@ -1,8 +1,8 @@
 """An open KVM device (the analog of kvm-ioctls ``Kvm``) and a short-lived VM fd.
 
-Imports ``caps``, ``_ioctl``, ``_device_x86``, ``_backend``, ``_backend_select`` and ``errors``.
-This is the one place where errno values from ``open(2)`` and ``ioctl(2)`` become kvmprobe
-errors with their fixes, and where an interrupted call (``EINTR``) is asked again, a bounded
+Imports ``caps``, ``_ioctl``, ``_device_x86``, ``_device_errors``, ``_backend``,
+``_backend_select`` and ``errors``. This is the one place where errno values from ``open(2)`` and
+``ioctl(2)`` become kvmprobe errors with their fixes (worded in ``_device_errors``), and where an interrupted call (``EINTR``) is asked again, a bounded
 number of times. Nothing here caches: see ``probe`` for that. The x86 CPU queries (supported
 and emulated CPUID, MSR lists, feature MSRs, device attributes, a scratch vCPU's TSC rate) are
 ``KvmDevice`` methods from ``_device_x86``; their errno becomes
@@ -13,42 +13,31 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 import sys
-from types import TracebackType
-from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence, Tuple, Type, TypeVar, Union
 
-from contextlib import contextmanager
-
-from ._backend import Backend, CheckResults
-from ._device_x86 import X86Queries
+from ._backend import Backend
 from ._backend_select import select_backend
+from ._device_errors import ioctl_error, open_error, open_failure, permission_hint, recorded_failure
+from ._device_x86 import X86Queries
 from ._ioctl import KVM_API_VERSION, KvmIoctls
-from .caps import Cap, CapLike
-from .errors import (
-    BadDevicePath,
-    CapabilityQueryFailed,
-    IoctlFailed,
-    KvmBusy,
-    KvmIoctlError,
-    KvmNotFound,
-    KvmPermissionDenied,
-    KvmUnavailable,
-    NotAKvmDevice,
-    UnsupportedPlatform,
-    describe_errno,
-)
+from .caps import Cap
+from .errors import BadDevicePath, CapabilityQueryFailed, IoctlFailed, KvmIoctlError, KvmNotFound, NotAKvmDevice, UnsupportedPlatform
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ._vcpu import GuestMemory, VcpuFd
+    from types import TracebackType
+    from typing import Any, Callable, ContextManager, Optional, Sequence, Type, TypeVar, Union
 
-__all__ = ["DEFAULT_DEVICE", "KvmDevice", "VmFd", "device_path", "open_failure", "recorded_failure"]
+    from ._backend import CheckResults
+    from ._vcpu import GuestMemory, VcpuFd
+    from .caps import CapLike
+
+    _T = TypeVar("_T")
+
+__all__ = ["DEFAULT_DEVICE", "KvmDevice", "VmFd", "device_path", "open_failure", "permission_hint", "recorded_failure"]
 
 DEFAULT_DEVICE = "/dev/kvm"
 
-_NOT_FOUND = (errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ENOTDIR)
-_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
-_NOT_KVM = (errno.ENOTTY, errno.EISDIR, errno.EINVAL)
 
 
 def device_path(path: Optional[str] = None) -> str:
@@ -150,7 +139,7 @@ class KvmDevice(X86Queries):
         try:
             fd = _retrying(lambda: chosen.open(where))  # ownership: this KvmDevice closes it
         except OSError as err:
-            raise _open_error(where, err) from err
+            raise open_error(where, err) from err
         except ValueError as err:  # an embedded NUL, or a surrogate the file system encoding cannot carry
             raise KvmNotFound(
                 f"{ascii(where)} cannot name a device ({err})",
@@ -220,7 +209,7 @@ class KvmDevice(X86Queries):
         try:
             return _retrying(lambda: self.backend.ioctl(fd, request, arg))
         except OSError as err:
-            raise _ioctl_error(self.path, name, err) from err
+            raise ioctl_error(self.path, name, err) from err
 
     def api_version(self) -> int:
         """``KVM_GET_API_VERSION``: 12 on every kernel since 2.6.22.
@@ -326,8 +315,7 @@ class KvmDevice(X86Queries):
         """
         return self._ioctl("KVM_GET_VCPU_MMAP_SIZE", self.ioctls.KVM_GET_VCPU_MMAP_SIZE)
 
-    @contextmanager
-    def create_vm(self, vm_type: int = 0) -> Iterator[VmFd]:
+    def create_vm(self, vm_type: int = 0) -> ContextManager[VmFd]:
         """``KVM_CREATE_VM``: a VM fd that is closed when the ``with`` block ends.
 
         Creating a VM allocates kernel memory and, on Intel/AMD, turns VMX/SVM on; kvmprobe
@@ -344,12 +332,12 @@ class KvmDevice(X86Queries):
             ...         vm.check_extension_raw(129)
             11
         """
-        vm_fd = self._ioctl("KVM_CREATE_VM", self.ioctls.KVM_CREATE_VM, vm_type)
-        vm = VmFd(vm_fd, self)  # ownership: closed below, whatever happens in the block
-        try:
-            yield vm
-        finally:
-            vm.close()
+
+        def make() -> VmFd:
+            # Ownership: the VmFd is closed by _Scoped when the block ends, whatever happens in it.
+            return VmFd(self._ioctl("KVM_CREATE_VM", self.ioctls.KVM_CREATE_VM, vm_type), self)
+
+        return _Scoped(make)
 
 
 class VmFd:
@@ -400,7 +388,7 @@ class VmFd:
         except InterruptedError:
             raise
         except OSError as err:
-            raise _ioctl_error(self._device.path, name, err) from err
+            raise ioctl_error(self._device.path, name, err) from err
 
     def set_user_memory_region(self, slot: int, guest_phys: int, memory: GuestMemory, flags: int = 0) -> None:
         """``KVM_SET_USER_MEMORY_REGION``: guest-physical ``guest_phys`` onward is ``memory``.
@@ -428,8 +416,7 @@ class VmFd:
         """
         self._call("KVM_SET_TSS_ADDR", self.fileno(), self._device.ioctls.KVM_SET_TSS_ADDR, address)
 
-    @contextmanager
-    def create_vcpu(self, vcpu_id: int = 0) -> Iterator[VcpuFd]:
+    def create_vcpu(self, vcpu_id: int = 0) -> ContextManager[VcpuFd]:
         """``KVM_CREATE_VCPU``, and its ``kvm_run`` mapped: a vCPU closed when the block ends.
 
         ``KVM_RUN`` on it may never return (a guest that never exits): :mod:`kvmprobe.guest` runs
@@ -445,19 +432,18 @@ class VmFd:
         """
         from ._vcpu import VcpuFd
 
-        device = self._device
-        size = device.vcpu_mmap_size()
-        fd = self._call("KVM_CREATE_VCPU", self.fileno(), device.ioctls.KVM_CREATE_VCPU, vcpu_id)
-        # Ownership: the VcpuFd closes fd (and unmaps kvm_run) below, whatever happens in the block;
-        # it closes fd itself if mapping kvm_run fails.
-        try:
-            vcpu = VcpuFd(fd, size, self._call, lambda number: _close(device.backend, number), device.ioctls)
-        except OSError as err:  # mmap(2) of kvm_run; the fd is closed already
-            raise _ioctl_error(device.path, "mmap of the vCPU's kvm_run", err) from err
-        try:
-            yield vcpu
-        finally:
-            vcpu.close()
+        def make() -> VcpuFd:
+            device = self._device
+            size = device.vcpu_mmap_size()
+            fd = self._call("KVM_CREATE_VCPU", self.fileno(), device.ioctls.KVM_CREATE_VCPU, vcpu_id)
+            # Ownership: the VcpuFd closes fd (and unmaps kvm_run), closed by _Scoped when the block
+            # ends, whatever happens in it; it closes fd itself if mapping kvm_run fails.
+            try:
+                return VcpuFd(fd, size, self._call, lambda number: _close(device.backend, number), device.ioctls)
+            except OSError as err:  # mmap(2) of kvm_run; the fd is closed already
+                raise ioctl_error(device.path, "mmap of the vCPU's kvm_run", err) from err
+
+        return _Scoped(make)
     def tsc_khz(self) -> int:
         """``KVM_GET_TSC_KHZ`` of a scratch vCPU of this VM (vCPU 0, closed before returning).
 
@@ -465,6 +451,27 @@ class VmFd:
             IoctlFailed: ``KVM_CREATE_VCPU`` or ``KVM_GET_TSC_KHZ`` failed.
         """
         return _vcpu_tsc_khz(self._device, self.fileno())
+
+
+class _Scoped:
+    """What ``create_vm`` and ``create_vcpu`` return: ``make()`` runs when the ``with`` block is
+    entered, and what it made is closed when the block ends, whatever happens in it (what
+    ``contextlib.contextmanager`` would do, without importing contextlib on every command)."""
+
+    __slots__ = ("_make", "_made")
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._made: Any = None
+
+    def __enter__(self) -> Any:
+        self._made = self._make()
+        return self._made
+
+    def __exit__(self, *exc_info: object) -> None:
+        made, self._made = self._made, None
+        if made is not None:
+            made.close()
 
 
 def _vcpu_tsc_khz(device: KvmDevice, vm: int) -> int:
@@ -482,8 +489,6 @@ def _vcpu_tsc_khz(device: KvmDevice, vm: int) -> int:
 # module is asked again at most this many times, so that a call interrupted forever ends in an
 # error instead of a hang.
 _EINTR_RETRIES = 100
-
-_T = TypeVar("_T")
 
 
 def _retrying(call: Callable[[], _T]) -> _T:
@@ -510,7 +515,7 @@ def _query(backend: Backend, fd: int, request: int, number: int, where: str) -> 
 def _ask_again_if_interrupted(backend: Backend, fd: int, request: int, numbers: Sequence[int]) -> CheckResults:
     """``check_many``, with each entry that reports EINTR asked again on its own."""
     values, errnos = backend.check_many(fd, request, numbers)
-    if errno.EINTR in errnos:
+    if errnos.count(0) != len(errnos) and errno.EINTR in errnos:  # counting zeros is the fast look
         values, errnos = list(values), list(errnos)
         for index, code in enumerate(errnos):
             if code == errno.EINTR:
@@ -529,171 +534,3 @@ def _close(backend: Backend, fd: int) -> None:
         backend.close(fd)
     except OSError:
         pass
-
-
-def _owner(st: os.stat_result) -> Tuple[str, str]:
-    import grp  # only on this error path
-    import pwd
-
-    try:
-        user = pwd.getpwuid(st.st_uid).pw_name
-    except KeyError:
-        user = str(st.st_uid)
-    try:
-        group = grp.getgrgid(st.st_gid).gr_name
-    except KeyError:
-        group = str(st.st_gid)
-    return user, group
-
-
-def permission_hint(path: str, st: Optional[os.stat_result]) -> str:
-    """What to do when this process may not open ``path``: the remedy ``doctor`` gives for the
-    same node (one source, :func:`kvmprobe._access.permission`), from the node's mode, owner and
-    ACL, this process's credentials and groups, and whether it runs in a container.
-
-    Example:
-        >>> permission_hint("/dev/kvm", None).startswith(("run as root", "in this"))
-        True
-    """
-    import grp  # only on this error path
-    import pwd
-
-    from . import _access
-    from ._files import read_limited
-
-    uid = os.geteuid()
-    try:
-        name: Optional[str] = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        name = None
-    who = _access.Who(uid, os.getegid(), tuple(os.getgroups()), name)
-    group_name: Optional[str] = None
-    members: Tuple[str, ...] = ()
-    if st is not None:
-        try:
-            entry = grp.getgrgid(st.st_gid)
-            group_name, members = entry.gr_name, tuple(entry.gr_mem)
-        except KeyError:
-            pass
-    try:
-        grp.getgrnam("kvm")
-        kvm_group = True
-    except KeyError:
-        kvm_group = False
-    try:
-        cgroup = read_limited("/proc/1/cgroup", 65536, truncate=True).decode("utf-8", "replace")
-    except (OSError, ValueError):
-        cgroup = ""
-    container = _access.container_kind(os.path.lexists("/.dockerenv"), os.path.lexists("/run/.containerenv"), cgroup)
-    node = _access.node_of(st, _access.read_acl(path)) if st is not None else None
-    return _access.permission(
-        path, node, who, who_text=f"{name} (uid {uid})" if name else f"uid {uid}", group_name=group_name,
-        group_members=members, kvm_group=kvm_group, container=container,
-    )[1]
-
-
-def _open_error(path: str, err: OSError) -> KvmUnavailable:
-    return open_failure(path, err.errno or 0)
-
-
-def open_failure(path: str, code: int, *, live: bool = True) -> KvmUnavailable:
-    """The error of ``open(2)`` of ``path`` failing with errno ``code``, with its fix.
-
-    ``live``: the node is looked at for the permission message and hint; a recording of such a
-    failure (``kvmprobe-collect.py``) passes ``False``, its facts being another host's.
-
-    Example:
-        >>> open_failure("/dev/kvm", 2, live=False).message
-        '/dev/kvm does not exist'
-    """
-    if code in _NOT_FOUND:
-        if code == errno.ENOENT:
-            what = f"{path} does not exist"
-        else:
-            what = f"{path} has no KVM driver behind it ({describe_errno(code)})"
-        return KvmNotFound(
-            what,
-            hint="load the KVM module (modprobe kvm_intel, kvm_amd or kvm_pvm) and enable VT-x/AMD-V in the "
-            "firmware; in a VM enable nested virtualization; in a container pass --device /dev/kvm; "
-            "'python -m kvmprobe doctor' says which",
-            path=path,
-            errno=code,
-        )
-    if code in _DENIED:
-        try:
-            st: Optional[os.stat_result] = os.stat(path) if live else None
-        except OSError:
-            st = None
-        detail = ""
-        if st is not None:
-            user, group = _owner(st)
-            detail = f" (mode {stat.filemode(st.st_mode)} {user}:{group})"
-        return KvmPermissionDenied(
-            f"cannot open {path} read-write: permission denied{detail}",
-            hint=permission_hint(path, st) if live else "give the user who recorded the host access to it "
-            "('kvmprobe doctor --snapshot FILE' says how, from the recorded facts)",
-            path=path,
-            errno=code,
-        )
-    if code == errno.EISDIR:
-        return NotAKvmDevice(
-            f"{path} is a directory, not a KVM device",
-            hint="point kvmprobe at the KVM device (--device /dev/kvm or KVMPROBE_DEVICE)",
-            path=path,
-            errno=code,
-        )
-    return KvmIoctlError(
-        f"cannot open {path}: {describe_errno(code)}",
-        hint="check the device path (--device or KVMPROBE_DEVICE) and run 'python -m kvmprobe doctor'",
-        path=path,
-        errno=code,
-    )
-
-
-def recorded_failure(path: str, code: int) -> Tuple[bool, KvmUnavailable]:
-    """``(opened, error)`` for a recording of a device that failed with errno ``code`` before it
-    answered ``KVM_GET_API_VERSION`` (``kvmprobe-collect.py`` records such a host with API
-    version 0 and that errno on every query). An errno ``open(2)`` gives for a missing, forbidden
-    or misplaced node is taken as the open's; any other as ``KVM_GET_API_VERSION``'s.
-
-    Example:
-        >>> opened, error = recorded_failure("/dev/null", errno.ENOTTY)
-        >>> opened, type(error).__name__
-        (True, 'NotAKvmDevice')
-    """
-    if code in _NOT_FOUND + _DENIED + (errno.EISDIR,):
-        return False, open_failure(path, code, live=False)
-    return True, _ioctl_error(path, "KVM_GET_API_VERSION", OSError(code, os.strerror(code)))
-
-
-def _ioctl_error(path: str, name: str, err: OSError) -> KvmUnavailable:
-    code = err.errno or 0
-    if code in _NOT_KVM and name == "KVM_GET_API_VERSION":
-        return NotAKvmDevice(
-            f"{path} is not a KVM device ({name}: {describe_errno(code)})",
-            hint="point kvmprobe at the KVM device (--device /dev/kvm or KVMPROBE_DEVICE)",
-            path=path,
-            errno=code,
-        )
-    if code == errno.EBUSY and name == "KVM_CREATE_VM":
-        return KvmBusy(
-            f"{name} failed on {path}: {describe_errno(code)}",
-            hint="another hypervisor (VirtualBox, VMware) holds VT-x/AMD-V: stop it or unload its module "
-            "(e.g. 'sudo modprobe -r vboxdrv')",
-            path=path,
-            errno=code,
-        )
-    if code in (errno.EPERM, errno.EACCES):
-        return KvmPermissionDenied(
-            f"{name} refused on {path}: {describe_errno(code)}",
-            hint="a security policy (seccomp, SELinux, a container runtime) blocks KVM ioctls for this process",
-            path=path,
-            errno=code,
-        )
-    return KvmIoctlError(
-        f"{name} failed on {path}: {describe_errno(code)}",
-        hint="run 'python -m kvmprobe doctor' for a diagnosis of this host",
-        path=path,
-        errno=code,
-    )
-

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import enum
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from ._backend import Backend
 from ._checks import CHECK_IDS, DECISIVE, Check, Judge, Status, ask_kernel, recorded_answers
@@ -29,8 +27,14 @@ from .host import DEVICE_PATHS, HostFacts, read_host_facts
 from .errors import KvmProbeError
 from .probing import ProbeResult
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from dataclasses import dataclass
+    from typing import Any, Dict, List, Optional, Sequence, Tuple
+
     from ._cc_verdict import ConfidentialReport
+else:
+    from ._value import dataclass
 
 __all__ = ["CHECK_IDS", "DECISIVE", "SCHEMA_NAME", "SCHEMA_VERSION", "Check", "Diagnosis", "Status", "Verdict", "diagnose"]
 

@@ -45,18 +45,21 @@ one with ``python -m kvmprobe snapshot --vm -o FILE`` and load it with ``load_sn
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import functools
 import json
-from typing import Dict, List, Tuple
+import os
 
 from ._ioctl import KVM_API_VERSION
+from ._value import replace
 from .caps import Cap
 from .errors import SnapshotError
 from .host import HostFacts
 from .probing import ProbeResult
 from .snapshot import load_snapshot
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Tuple
 
 __all__ = [
     "OTHER_ARCH_NAMES",
@@ -159,6 +162,8 @@ def load_preset(name: str) -> ProbeResult:
         return _derived(name)
     if name in _SYNTHESIZED:
         return _synthesized(name, _SYNTHESIZED[name])
+    import difflib  # only on this error path
+
     close = difflib.get_close_matches(str(name), preset_names(), n=1)
     raise SnapshotError(
         f"no preset named {name!r}",
@@ -182,21 +187,23 @@ def load_recorded(spec: str) -> ProbeResult:
 
 
 def _shipped(file: str) -> ProbeResult:
-    from importlib import resources
-
-    text = resources.files("kvmprobe").joinpath("preset_data").joinpath(file).read_text(encoding="utf-8")
+    # The package's own loader reads the file, from a directory or from the zip archive of
+    # kvmprobe.pyz alike (importlib.resources would do the same and import zipfile, tempfile,
+    # pathlib and more with it: milliseconds a --snapshot preset: run does not need).
+    path = os.path.join(os.path.dirname(__file__), "preset_data", file)
+    text = __spec__.loader.get_data(path).decode("utf-8")  # type: ignore[union-attr]
     return load_snapshot(json.loads(text))
 
 
 def _recorded(name: str) -> ProbeResult:
-    return dataclasses.replace(_shipped(_RECORDED[name]), source=f"preset:{name}")
+    return replace(_shipped(_RECORDED[name]), source=f"preset:{name}")
 
 
 def _derived(name: str) -> ProbeResult:
     result = _shipped(_DERIVED[name])
     if result.derivation is None or result.synthesized:  # the data file's own marking, checked
         raise SnapshotError(f"preset {name} is not marked derived from source", hint="reinstall kvmprobe")
-    return dataclasses.replace(result, source=f"preset:{name} (derived from source)")
+    return replace(result, source=f"preset:{name} (derived from source)")
 
 
 def _synthesized(name: str, release: Tuple[int, int]) -> ProbeResult:

@@ -25,26 +25,28 @@ lacks (cut out, or an older kvmprobe did not know them): they are *not recorded*
 
 from __future__ import annotations
 
-import json
 import os
-import re
-from datetime import datetime, timedelta, timezone
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Set, Tuple, Union
+import time
+from collections.abc import Mapping
 
-from .atomic import write_atomic
 from ._cc_facts import ConfidentialFacts
-from ._guest_report import RunReport
+from ._snapshot_rows import ROW_KEYS, read_rows
 from ._validate import Checker, clip, key_path, parse_json, read_text, type_word
+from ._value import replace
 from ._version import __version__
 from .caps import Cap
 from .errors import SnapshotError, write_failure
-from .host import HostFacts, read_host_facts
-from .probing import Derivation, ProbeResult, probe
+from ._host_reader import facts_of_live
+from .host import HostFacts
+from .probing import CapValues, Derivation, ProbeResult, probe
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Union
+
     from ._backend import Backend
     from ._cpu_record import CpuRecord
+    from ._guest_report import RunReport
 
 __all__ = [
     "MAX_SNAPSHOT_BYTES",
@@ -68,12 +70,9 @@ MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024
 
 # KVM_CHECK_EXTENSION returns a C int; a negative return is an error (errno), never a value.
 _INT_MAX = 2**31 - 1
-# errno values are small positive numbers (Linux: below 4096, the -MAX_ERRNO window).
-_ERRNO_MAX = 4095
-_CAP_NAME = re.compile(r"KVM_CAP_[A-Z0-9_]+")
-_TIME = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,6})?(?:Z|([+-])(\d{2}):(\d{2}))", re.ASCII
-)
+# recorded_at, compiled on the first one read (re costs milliseconds to import; writing needs none).
+_TIME = r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,6})?(?:Z|([+-])(\d{2}):(\d{2}))"
+_PATTERNS: Dict[str, Any] = {}
 
 _TOP_KEYS = (
     "schema",
@@ -94,15 +93,16 @@ _TOP_KEYS = (
 # written after "synthesized" when set; "cpu" after "host"; "run" (the micro-guest checks, issue
 # #14) when they were run; "confidential" last when recorded.
 _DERIVATION_KEYS = ("kind", "sources", "assumptions")
-_ROW_KEYS = ("name", "number", "value", "error", "vm_value", "vm_error")
 # Keys a document may leave out ("not recorded"), with the schema version that added each.
 _OPTIONAL_KEYS = {"derivation": 2, "cpu": 2, "run": 2, "confidential": 2}
 
-PathOrDict = Union[str, "os.PathLike[str]", Mapping[str, Any]]
+if TYPE_CHECKING:
+    PathOrDict = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # time rather than datetime (what this printed before): the same text, without an import.
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def snapshot_document(
@@ -201,7 +201,7 @@ def _rows(result: ProbeResult) -> List[Dict[str, Any]]:
                 row["vm_error"] = result.vm_errors[cap]
         rows.append(row)
     for extra in sorted(result.unknown, key=lambda r: int(r["number"])):
-        rows.append({key: extra[key] for key in _ROW_KEYS if key in extra})
+        rows.append({key: extra[key] for key in ROW_KEYS if key in extra})
     return rows
 
 
@@ -251,20 +251,20 @@ def document_for(
         >>> document_for(fake_probe_result({"HLT": 1}))["host"] is None
         True
     """
-    from dataclasses import replace
-
-    from ._cpu_record import live_host_side
-
     facts = result.host
     cc = result.confidential
     if result.source == "live":
         from ._cc_probe import gather_confidential  # only when recording a live host
 
-        facts = facts if facts is not None else read_host_facts(root, device=result.device)
+        facts = facts if facts is not None else facts_of_live(result, root)
         if cc is None:
             cc = gather_confidential(result.device, root=root, backend=backend, create_vms=result.vm_created,
                                      ask_kvm=ask_kvm)  # fmt: skip
-    cpu = live_host_side(result.cpu, source=result.source, backend=result.backend, root=root)
+    cpu = result.cpu
+    if cpu is not None:  # the CPU record's module only for a result that has one
+        from ._cpu_record import live_host_side
+
+        cpu = live_host_side(cpu, source=result.source, backend=result.backend, root=root)
     return snapshot_document(replace(result, cpu=cpu) if cpu is not result.cpu else result, facts, confidential=cc)
 
 
@@ -286,6 +286,10 @@ def write_snapshot(document: Mapping[str, Any], path: str) -> None:
         >>> load_snapshot(target).has("HLT")
         True
     """
+    import json
+
+    from .atomic import write_atomic
+
     try:
         write_atomic(path, json.dumps(document, indent=2) + "\n")
     except (OSError, ValueError) as err:  # ValueError: a NUL or an unencodable surrogate in the path
@@ -351,13 +355,6 @@ def _read_json(path: str) -> Any:
     return parse_json(text, lambda message: SnapshotError(message, path=path))
 
 
-def _known_number(number: int) -> Optional[Cap]:
-    try:
-        return Cap(number)
-    except ValueError:
-        return None
-
-
 class _Reader(Checker):
     """Validates one document; every error names the file and the field."""
 
@@ -407,11 +404,11 @@ class _Reader(Checker):
         kernel = self.text(document["kernel"], "$.kernel")
         arch = self.text(document["arch"], "$.arch")
         vm_created = self.boolean(document["vm_created"], "$.vm_created")
-        values, errors, vm_values, vm_errors, unknown = self.capabilities(document["capabilities"])
+        rows = read_rows(self, document["capabilities"])
+        values, errors, vm_values, vm_errors, unknown, not_recorded = rows
         # A row the document lacks is not recorded, never 0 (unsupported): cut out, or written
-        # by a kvmprobe that did not know the capability. ProbeResult.has() refuses to guess.
-        listed = {row["name"] for row in document["capabilities"]}
-        not_recorded = frozenset(cap for cap in Cap if cap.c_name not in listed)
+        # by a kvmprobe that did not know the capability (rows.not_recorded). ProbeResult.has()
+        # refuses to guess.
         if vm_values is not None and not vm_created:
             self.fail("$.vm_created", "is false, but the capabilities carry VM-fd values")
         facts = document["host"]
@@ -423,12 +420,12 @@ class _Reader(Checker):
         return ProbeResult(
             device=device,
             api_version=api_version,
-            values=values,
+            values=CapValues._of(values),
             arch=arch,
             kernel=kernel,
             backend=backend,
             errors=errors,
-            vm_values=vm_values,
+            vm_values=None if vm_values is None else CapValues._of(vm_values),
             vm_errors=vm_errors,
             vm_created=vm_created,
             source=f"snapshot:{self.path}" if self.path is not None else "snapshot",
@@ -448,6 +445,8 @@ class _Reader(Checker):
         """The recorded micro-guest checks, or ``None`` (absent or null: not recorded)."""
         if item is None:
             return None
+        from ._guest_report import RunReport  # only for a document that recorded them
+
         return RunReport.from_dict(
             item, lambda field, message, hint: SnapshotError(message, path=self.path, field=field, hint=hint)
         )
@@ -490,94 +489,22 @@ class _Reader(Checker):
         if item is None:
             return None
         text = self.text(item, field)
-        match = _TIME.fullmatch(text)
+        pattern = _PATTERNS.get(_TIME)
+        if pattern is None:
+            import re
+
+            pattern = _PATTERNS[_TIME] = re.compile(_TIME, re.ASCII)
+        match = pattern.fullmatch(text)
         if match is None:
             self.fail(field, f"{text!r} is not an ISO 8601 time like 2026-11-25T09:30:00Z")
         # The date, time and offset checked by datetime's constructors, not by fromisoformat(),
         # which takes fractions of 1 to 6 digits only from Python 3.11 on (3.9 and 3.10: 3 or 6).
         year, month, day, hour, minute, second, sign, off_hours, off_minutes = match.groups()
+        from datetime import datetime, timedelta, timezone
+
         try:
             offset = timedelta(hours=int(off_hours or 0), minutes=int(off_minutes or 0)) * (-1 if sign == "-" else 1)
             datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=timezone(offset))
         except ValueError:
             self.fail(field, f"{text!r} is not a valid date and time")
         return text
-
-    def capabilities(
-        self, rows: Any
-    ) -> Tuple[
-        Dict[Cap, int], Dict[Cap, int], Optional[Dict[Cap, int]], Dict[Cap, int], Tuple[Mapping[str, Any], ...]
-    ]:
-        if not isinstance(rows, list):
-            self.fail("$.capabilities", f"expected an array, got {type_word(rows)}")
-        values: Dict[Cap, int] = {}
-        errors: Dict[Cap, int] = {}
-        vm_values: Dict[Cap, int] = {}
-        vm_errors: Dict[Cap, int] = {}
-        unknown: List[Mapping[str, Any]] = []
-        names: Set[str] = set()
-        numbers: Dict[int, str] = {}
-        with_vm: Optional[bool] = None
-        for index, row in enumerate(rows):
-            at = f"$.capabilities[{index}]"
-            if not isinstance(row, Mapping):
-                self.fail(at, f"expected an object, got {type_word(row)}")
-            for key in row:
-                if key not in _ROW_KEYS:
-                    self.fail(key_path(at, str(key)), "unknown key", hint=f"a row has: {', '.join(_ROW_KEYS)}")
-            for key in ("name", "number", "value"):
-                if key not in row:
-                    self.fail(f"{at}.{key}", "missing")
-            name = self.text(row["name"], f"{at}.name")
-            if _CAP_NAME.fullmatch(name) is None:
-                self.fail(f"{at}.name", f"{name!r} is not a capability name like KVM_CAP_IMMEDIATE_EXIT")
-            if name in names:
-                self.fail(f"{at}.name", f"{name} is listed twice")
-            names.add(name)
-            number = self.integer(row["number"], f"{at}.number", 0, _INT_MAX)
-            if number in numbers:
-                self.fail(f"{at}.number", f"{number} is listed twice ({numbers[number]} and {name})")
-            numbers[number] = name
-            value, error = self.answer(row, at, "value", "error")
-            has_vm = "vm_value" in row
-            if with_vm is None:
-                with_vm = has_vm
-            elif has_vm != with_vm:
-                self.fail(
-                    f"{at}.vm_value",
-                    "missing (other rows have one)" if with_vm else "present (other rows have none)",
-                )
-            if not has_vm and "vm_error" in row:
-                self.fail(f"{at}.vm_error", "present without vm_value")
-            vm_value, vm_error = self.answer(row, at, "vm_value", "vm_error") if has_vm else (None, None)
-            try:
-                cap = Cap[name[len("KVM_CAP_"):]]
-            except KeyError:
-                known = _known_number(number)
-                if known is not None:
-                    self.fail(f"{at}.number", f"{number} is {known.c_name} in this kvmprobe's table, not {name}")
-                unknown.append(MappingProxyType({key: row[key] for key in _ROW_KEYS if key in row}))
-                continue
-            if number != int(cap):
-                self.fail(f"{at}.number", f"{name} is number {int(cap)}, not {number}")
-            if error is not None:
-                errors[cap] = error
-            elif value is not None:
-                values[cap] = value
-            if vm_error is not None:
-                vm_errors[cap] = vm_error
-            elif vm_value is not None:
-                vm_values[cap] = vm_value
-        return values, errors, (vm_values if with_vm else None), vm_errors, tuple(unknown)
-
-    def answer(self, row: Mapping[str, Any], at: str, value_key: str, error_key: str) -> Tuple[Optional[int], Optional[int]]:
-        """A value and its errno: exactly one of the two is set (null value iff an error)."""
-        value = self.integer_or_null(row[value_key], f"{at}.{value_key}", 0, _INT_MAX)
-        if error_key in row:
-            error = self.integer(row[error_key], f"{at}.{error_key}", 1, _ERRNO_MAX)
-            if value is not None:
-                self.fail(f"{at}.{value_key}", f"must be null when the query failed ({error_key} is set)")
-            return None, error
-        if value is None:
-            self.fail(f"{at}.{value_key}", f"is null, but no {error_key} says why")
-        return value, None

@@ -241,6 +241,24 @@ def test_real_device_no_command_keeps_it_open_writes_it_or_opens_it_but_read_wri
 
 
 _SYSCALL = re.compile(r"^(\d+)\s+(\w+)\((.*)\)\s+=\s+(-?\d+|\?)")
+_UNFINISHED = re.compile(r"^(\d+)\s+(.*) <unfinished \.\.\.>$")
+_RESUMED = re.compile(r"^(\d+)\s+<\.\.\. \w+ resumed>(.*)$")
+
+
+def _whole_calls(text: str) -> List[str]:
+    """strace -f splits a call another process interrupts into "<unfinished ...>" and "<... resumed>";
+    join each pair back into one line, in the order the calls finished."""
+    pending: Dict[str, str] = {}
+    lines = []
+    for line in text.splitlines():
+        start, end = _UNFINISHED.match(line), _RESUMED.match(line)
+        if start:
+            pending[start.group(1)] = f"{start.group(1)}  {start.group(2)}"
+        elif end and end.group(1) in pending:
+            lines.append(pending.pop(end.group(1)) + end.group(2))
+        else:
+            lines.append(line)
+    return lines
 # (argv, KVM_CREATE_VM calls expected, whether it runs micro-guests: doctor's run check, issue #14)
 _STRACE_FORMS = [
     (("dump", "--vm"), 1, False), (("doctor",), 3, True), (("export", "--format", "prometheus"), 3, True),
@@ -287,7 +305,7 @@ def test_real_device_syscalls_on_kvm_fds_are_only_the_three_ioctls_and_close(tmp
         tables: Dict[str, Dict[str, str]] = {}  # per process: live fd -> "system", "vm" or "vcpu"
         main = ""
         created = 0
-        for line in log.read_text().splitlines():
+        for line in _whole_calls(log.read_text()):
             match = _SYSCALL.match(line)
             if match is None:
                 continue

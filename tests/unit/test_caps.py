@@ -155,3 +155,14 @@ def test_table_matches_the_reference_tsv_when_available() -> None:
     for row, cap in zip(rows, in_rs):
         expected = set() if row["cfg_arches"] == "all" else set(row["cfg_arches"].split(","))
         assert cap.arches == expected, cap
+
+
+def test_a_name_as_written_finds_what_the_spelling_index_finds() -> None:
+    # Cap.lookup answers C and short names without building its index of every spelling; the
+    # index (which folds case, '-' and '_', and knows cap.rs and former names) must agree.
+    from kvmprobe.caps import _fold, _index
+
+    index = _index()
+    for cap in Cap:
+        for spelling in (cap.name, cap.c_name, cap.name.lower(), cap.c_name.lower()):
+            assert Cap.lookup(spelling) is index[_fold(spelling)] is cap

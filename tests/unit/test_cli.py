@@ -98,3 +98,73 @@ def test_forced_unknown_backend_is_a_clear_error() -> None:
     result = _cli("has", "HLT", env_extra={"KVMPROBE_BACKEND": "nope"})
     assert result.returncode == 2
     assert "KVMPROBE_BACKEND" in result.stderr and "Traceback" not in result.stderr
+
+
+# The commonest commands read plain arguments without argparse (_common.quick_args); what they
+# read must be exactly what argparse makes of the same words, and everything else must be left
+# to argparse (which refuses what it always refused).
+QUICK = [
+    ["has", "HLT"],
+    ["has", "HLT", "IMMEDIATE_EXIT", "136", "0x88", ""],
+    ["has", "-q", "HLT"],
+    ["has", "HLT", "--quiet", "-q"],
+    ["has", "--device", "/dev/kvm", "HLT"],
+    ["has", "HLT", "--device=/tmp/x", "--device", "/dev/kvm"],
+    ["has", "--device=", "HLT"],
+    ["has", "--snapshot", "preset:pvm-6.18", "HLT", "--snapshot=x.json"],
+    ["has", "HLT", "a=b", "c d"],
+    ["dump"],
+    ["dump", "--json", "--all", "--vm", "--device", "/dev/kvm"],
+    ["dump", "--snapshot=preset:pvm-6.18", "--all"],
+    ["doctor"],
+    ["doctor", "--json", "--strict", "--as-user", "nobody", "--device=/dev/kvm"],
+    ["check", "--all"],
+    ["check", "qemu@7.2", "firecracker", "--json", "--strict"],
+    ["check", "--profile", "a.toml", "--profile=b.json", "--installed", "--create-vm", "sev"],
+    ["check", "--json", "sev-snp", "tdx", "--guest-memory", "4G", "--snapshot", "x.json"],
+    ["cpu"],
+    ["cpu", "--json", "-q", "--device", "/dev/kvm"],
+]
+ARGPARSE = [
+    ["has"],
+    ["has", "-q"],
+    ["has", "-h", "HLT"],
+    ["has", "--help"],
+    ["has", "--dev", "/dev/kvm", "HLT"],
+    ["has", "--quiet=1", "HLT"],
+    ["has", "--device"],
+    ["has", "HLT", "--device", "-q"],
+    ["has", "HLT", "--device", "--snapshot", "x"],
+    ["has", "--", "HLT"],
+    ["has", "-1"],
+    ["has", "HLT", "-"],
+    ["has", "-qq", "HLT"],
+    ["has", "--nope", "HLT"],
+    ["has", "HLT", "-q", "IMMEDIATE_EXIT"],  # argparse refuses a second run of names
+    ["has", "-q", "HLT", "--device", "x", "IMMEDIATE_EXIT"],
+    ["dump", "extra"],
+    ["dump", "--js"],
+    ["dump", "--json=1"],
+    ["doctor", "--as-user"],
+    ["check", "qemu", "--json", "firecracker"],
+    ["check", "--profile"],
+    ["check", "--all", "--", "qemu"],
+    ["cpu", "--has", "sse"],
+    ["cpu", "sse"],
+]
+
+
+@pytest.mark.parametrize("words", QUICK, ids=" ".join)
+def test_quick_arguments_are_what_argparse_makes_of_them(words: List[str]) -> None:
+    from kvmprobe._cli import _quick, build_parser
+
+    quick = _quick(list(words))
+    assert quick is not None
+    assert vars(quick) == vars(build_parser((words[0],)).parse_args(words))
+
+
+@pytest.mark.parametrize("words", ARGPARSE, ids=" ".join)
+def test_everything_else_is_left_to_argparse(words: List[str]) -> None:
+    from kvmprobe._cli import _quick
+
+    assert _quick(list(words)) is None

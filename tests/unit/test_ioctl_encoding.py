@@ -40,7 +40,7 @@ def test_unknown_arch_is_a_clear_error() -> None:
 
 # Every number KvmIoctls computes, asked of the system's own <linux/kvm.h> through a C compiler:
 # an independent path (the kernel's _IOC macros and structure sizes as gcc sees them).
-_HEADER_NAMES = [name for name in KvmIoctls.__dataclass_fields__ if name.startswith("KVM_")]
+_HEADER_NAMES = [name for name in KvmIoctls.__slots__ if name.startswith("KVM_")]
 
 
 def test_every_number_equals_the_system_kvm_header(tmp_path: pathlib.Path) -> None:

@@ -21,6 +21,13 @@ LAYERS: Dict[str, int] = {
     "_arch": 0, "_profile_text": 0, "_vmm_versions": 0, "_cpuid_insn": 0, "_access": 0,
     # 0: running work in a forked child under a time limit (the micro-guest's watchdog)
     "_forked": 0,
+    # -1: value classes (dataclass, NamedTuple) without the import cost of dataclasses and typing,
+    # under every floor (it imports nothing from the package, and every floor makes value types)
+    "_value": -1,
+    # 0: Kubernetes label names and values (their rules; any text made into one)
+    "_labels": 0,
+    # 0: the doctor's verdict types (a check and its status)
+    "_check_model": 0,
     # 1: pure data and encodings; the two ioctl backends over the seam
     "caps": 1, "_ioctl": 1, "_backend_ctypes": 1, "_backend_cffi": 1, "_validate": 1, "_cpuid_table": 1,
     "_kvm_structs": 1,
@@ -41,6 +48,10 @@ LAYERS: Dict[str, int] = {
     "_vcpu": 2, "_guest_report": 2,
     # 2: the seccomp filter and listener (numbers only); 3: running a command under it
     "_seccomp": 2,
+    # 3: what a readiness check says (its value types, below the check)
+    "_readiness": 3,
+    # 3: a made-up host as a directory tree (testing's FakeHost, on the host facts' model)
+    "_fake_host": 3,
     # 3: readers of files (the profile loader, the host reader); the remedy sentences
     "_profile_file": 3, "_host_reader": 3, "_remedies": 3, "_supervisor": 3,
     # 3: number collisions (named from the bit-mask tables); the confidential verdicts (value types)
@@ -49,13 +60,20 @@ LAYERS: Dict[str, int] = {
     "_installed": 3,
     # 3: the device, the one place errno becomes an error; the raw CPU record and its reader
     "device": 3, "_cpu_record": 3,
+    # 1: what an errno of the device means, worded as the error device raises (errors, _access, _files)
+    "_device_errors": 1,
     # 4: the host facts' public home
     "host": 4,
     # 4: the batch probe and its cache; the micro-guest under KVM_RUN; decoding CPU records;
     # made-up CPU records for fakes; the confidential-VM gathering (files and KVM's answers)
     "probing": 4, "guest": 4, "_cpu_decode": 4, "_fake_cpu": 4, "_cc_probe": 4,
+    # 4: the doctor's checks of the host's facts (a part of _checks.Judge)
+    "_host_checks": 4,
     # 4: the doctor's judgement of a micro-guest run (the remedies and the run's findings)
     "_run_verdict": 4,
+    # 2: a snapshot's capability rows, read strictly and fast (the Cap table and _validate); the
+    # answers of one fd as a mapping over one row (the probe's value type)
+    "_snapshot_rows": 2, "_cap_values": 2,
     # 4: one host's CPU as a fleet compares it (judged registers, class, labels)
     "_cpu_view": 4,
     # 5: the baseline of many hosts, built host by host

@@ -8,13 +8,18 @@ stderr and an exit code (see ``_common``). Anything else escaping is a bug.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from ..errors import KvmProbeError
 from . import _common
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import List, Optional, Sequence, Tuple
+
+    import argparse
+
     from .._backend import Backend
+    from ._parser import Parser
 
 # The commands, in the order ``--help`` lists them. ``dump`` runs when none is named.
 _COMMANDS = (
@@ -27,13 +32,12 @@ _DEFAULT = "dump"
 _TOP_LEVEL = ("-h", "--help", "--version")
 
 
-def build_parser(commands: Sequence[str] = _COMMANDS) -> _common.Parser:
+def build_parser(commands: Sequence[str] = _COMMANDS) -> Parser:
     """The argparse parser with ``commands`` registered (all of them by default)."""
-    import importlib
-
     from .._version import __version__
+    from ._parser import Parser
 
-    parser = _common.Parser(
+    parser = Parser(
         prog="kvmprobe",
         description="What KVM on this host can do, and why a VMM will or won't run here.",
         epilog="exit codes: 0 yes/ready, 1 no/not ready, 2 bad input, 3 KVM unavailable. "
@@ -41,9 +45,10 @@ def build_parser(commands: Sequence[str] = _COMMANDS) -> _common.Parser:
         "'kvmprobe --json' is 'kvmprobe dump --json'.",
     )
     parser.add_argument("--version", action="version", version=f"kvmprobe {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_common.Parser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in commands:
-        importlib.import_module(f"{__name__}._{name}").register(subparsers)
+        __import__(f"{__name__}._{name}")  # the command's module, only when its parser is needed
+        sys.modules[f"{__name__}._{name}"].register(subparsers)
     return parser
 
 
@@ -66,6 +71,17 @@ def _with_command(argv: List[str]) -> Tuple[List[str], Sequence[str]]:
     return [_DEFAULT, *argv], (_DEFAULT,)
 
 
+def _quick(words: List[str]) -> Optional[argparse.Namespace]:
+    """The command line read without argparse (which, with what it imports, costs as much as the
+    rest of a short command) by the command's own ``quick_args`` where it has one and the words
+    are plain (:func:`_common.quick_args`); ``None``: argparse reads it."""
+    if words[0] not in _COMMANDS:
+        return None
+    __import__(f"{__name__}._{words[0]}")  # the command's module, which runs it in any case
+    quick = getattr(sys.modules[f"{__name__}._{words[0]}"], "quick_args", None)
+    return quick(words[1:]) if quick is not None else None
+
+
 def main(argv: Optional[List[str]] = None, *, backend: Optional[Backend] = None) -> int:
     """Run the CLI; return the exit code. ``python -m kvmprobe`` and ``kvmprobe`` call this.
 
@@ -85,7 +101,7 @@ def main(argv: Optional[List[str]] = None, *, backend: Optional[Backend] = None)
 def _dispatch(argv: Optional[List[str]], backend: Optional[Backend]) -> int:
     try:
         words, commands = _with_command(list(sys.argv[1:] if argv is None else argv))
-        args = build_parser(commands).parse_args(words)
+        args = _quick(words) or build_parser(commands).parse_args(words)
         args.backend = backend
         return int(args.func(args))
     except _common.UsageError as err:

@@ -9,9 +9,7 @@ unknown name or release, a bad profile file), 3 when the live KVM device cannot 
 
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..probing import ProbeResult
 from ..profiles import (
@@ -26,7 +24,11 @@ from ..profiles import (
 )
 from . import _common
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
     from ..confidential import ConfidentialReadiness
 
 #: The ``check --json`` document's ``schema`` and ``schema_version`` (kvmprobe up to 0.1.0
@@ -87,6 +89,17 @@ def register(subparsers: Any) -> None:
     )
     _common.add_source_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def quick_args(words: List[str]) -> Optional[argparse.Namespace]:
+    """``check`` read without argparse when the words are plain."""
+    return _common.quick_args(
+        "check", words, run,
+        flags={"--all": "all", "--installed": "installed", "--json": "json", "--strict": "strict", "--create-vm": "create_vm"},
+        valued={**_common.SOURCE_OPTIONS, "--guest-memory": "guest_memory"},
+        appended={"--profile": "profile"},
+        positional="vmms",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,15 +5,17 @@ Imports the public API only.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from typing import IO, TYPE_CHECKING, Any, NoReturn, Optional
 
 from ..errors import BackendUnavailable, KvmProbeError, KvmUnavailable
 from ..probing import ProbeResult, probe
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    from typing import IO, Any, Callable, Dict, List, Mapping, Optional
+
     from .._backend import Backend
 
 EXIT_OK = 0  # yes / ready / equal
@@ -26,11 +28,82 @@ class UsageError(Exception):
     """Bad command-line input (exit 2)."""
 
 
-class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line and exit 2 (argparse prints usage too)."""
+#: ``--device`` and ``--snapshot`` (:func:`add_source_arguments`), for :func:`quick_args`.
+SOURCE_OPTIONS = {"--device": "device", "--snapshot": "snapshot"}
 
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+def quick_args(
+    command: str,
+    words: List[str],
+    run: Callable[[argparse.Namespace], int],
+    *,
+    flags: Mapping[str, str] = {},
+    valued: Mapping[str, str] = SOURCE_OPTIONS,
+    appended: Mapping[str, str] = {},
+    positional: Optional[str] = None,
+    required: bool = False,
+) -> Optional[argparse.Namespace]:
+    """What argparse makes of ``words`` for ``command``, when they are plain; else ``None``.
+
+    Reading a command line with argparse costs about as much as the rest of a short command (it
+    imports ``re``, ``gettext`` and ``locale``, issue #19), so the commonest commands read plain
+    words themselves: the ``flags`` (``store_true``), options that take one value (``valued``, as
+    ``--opt VALUE`` or ``--opt=VALUE``; ``appended`` ones collect every use), and one run of
+    ``positional`` words (``nargs="+"`` when ``required``, else ``"*"``). Anything else (help, an
+    abbreviation, ``--``, a value that starts with ``-``, a second run of positional words, which
+    argparse refuses) gives ``None``: argparse then reads the line, and words it refuses are
+    refused as they always were. ``tests/unit/test_cli.py`` compares both readings per command.
+    The option tables are the command's own ``register`` ones: the same option strings and dests.
+
+    Example:
+        >>> args = quick_args("dump", ["--json", "--device=/dev/kvm"], lambda args: 0, flags={"--json": "json"})
+        >>> args.json, args.device, args.snapshot, args.command
+        (True, '/dev/kvm', None, 'dump')
+        >>> quick_args("dump", ["--js"], lambda args: 0, flags={"--json": "json"}) is None
+        True
+    """
+    from types import SimpleNamespace
+
+    found: Dict[str, Any] = {dest: False for dest in flags.values()}
+    found.update((dest, None) for dest in valued.values())
+    found.update((dest, []) for dest in appended.values())
+    words_seen: List[str] = []
+    runs = 0
+    previous_positional = False
+    index = 0
+    while index < len(words):
+        word = words[index]
+        index += 1
+        if not word.startswith("-"):
+            if positional is None:
+                return None
+            if not previous_positional:
+                runs += 1
+            previous_positional = True
+            words_seen.append(word)
+            continue
+        previous_positional = False
+        option, equals, given = word.partition("=")
+        if word in flags:
+            found[flags[word]] = True
+        elif option in valued or option in appended:
+            if not equals:
+                if index == len(words) or words[index].startswith("-"):
+                    return None
+                given = words[index]
+                index += 1
+            if option in valued:
+                found[valued[option]] = given
+            else:
+                found[appended[option]].append(given)
+        else:
+            return None
+    if runs > 1 or (required and not words_seen):
+        return None
+    if positional is not None:
+        found[positional] = words_seen
+    made: argparse.Namespace = SimpleNamespace(command=command, **found, func=run)  # type: ignore[assignment]
+    return made
 
 
 def exit_code_for(err: KvmProbeError) -> int:

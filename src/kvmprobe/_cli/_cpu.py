@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import Any, List
 
 from . import _common
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any, List, Optional
 
 # Lines are wrapped to this width (a terminal's usual 100 columns, less a margin).
 _WIDTH = 96
@@ -26,6 +29,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="with --has: print nothing, only set the exit code")
     _common.add_source_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def quick_args(words: List[str]) -> Optional[argparse.Namespace]:
+    """``cpu`` read without argparse when the words are plain (``--has`` is argparse's)."""
+    args = _common.quick_args("cpu", words, run, flags={"--json": "json", "-q": "quiet", "--quiet": "quiet"})
+    if args is not None:
+        args.has = None
+    return args
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,11 +89,35 @@ def _has(info: Any, names: List[str], *, quiet: bool) -> int:
     return _common.EXIT_OK
 
 
-def _wrap(label: str, words: List[str], indent: int) -> List[str]:
-    import textwrap
+def wrap_words(words: List[str], width: int) -> List[str]:
+    """``textwrap.wrap(" ".join(words), width, break_on_hyphens=False)``: words packed greedily into
+    lines of at most ``width``. By hand for plain words (textwrap imports ``re``: milliseconds);
+    textwrap itself for a word that is empty, too long for a line, or holds whitespace.
 
-    text = " ".join(words)
-    lines = textwrap.wrap(text, width=_WIDTH - indent, break_on_hyphens=False) or [""]
+    Example:
+        >>> wrap_words(["fpu", "vme", "de", "pse"], 8)
+        ['fpu vme', 'de pse']
+    """
+    if any(not word or len(word) > width or not word.isprintable() or " " in word for word in words):
+        import textwrap
+
+        return textwrap.wrap(" ".join(words), width=width, break_on_hyphens=False)
+    lines: List[str] = []
+    line = ""
+    for word in words:
+        if line and len(line) + 1 + len(word) <= width:
+            line += " " + word
+        else:
+            if line:
+                lines.append(line)
+            line = word
+    if line:
+        lines.append(line)
+    return lines
+
+
+def _wrap(label: str, words: List[str], indent: int) -> List[str]:
+    lines = wrap_words(words, _WIDTH - indent) or [""]
     pad = " " * indent
     return [f"{label:<{indent}}{lines[0]}".rstrip()] + [pad + line for line in lines[1:]]
 

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
 from .._collisions import collisions
+from .._value import replace
 from ..diff import CapChange, HostDiff, diff_hosts
 from ..host import read_host_facts
 from ..probing import ProbeResult, probe
 from . import _common
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, List, Optional, Sequence, Tuple
+
     from .._backend import Backend
 
 
@@ -57,7 +59,7 @@ def _live(device: Any, vm: bool, backend: Optional[Backend] = None) -> ProbeResu
     result = probe(device, vm=vm, backend=backend, cpu=True)
     # The files' confidential-VM facts, as a plain snapshot records them (the device is not asked again).
     cc = gather_confidential(result.device, ask_kvm=False)
-    return dataclasses.replace(result, host=read_host_facts(device=result.device), confidential=cc)
+    return replace(result, host=read_host_facts(device=result.device), confidential=cc)
 
 
 def _label(host: ProbeResult) -> str:

@@ -7,12 +7,15 @@ unreadable snapshot, a forced backend that is missing).
 
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import Any, List
 
 from ..diagnosis import Diagnosis, Status, Verdict, diagnose
 from . import _common
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any, List, Optional
 
 _COLORS = {
     Status.PASS: "\033[32m",  # green
@@ -50,6 +53,14 @@ def register(subparsers: Any) -> None:
     )
     _common.add_source_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def quick_args(words: List[str]) -> Optional[argparse.Namespace]:
+    """``doctor`` read without argparse when the words are plain."""
+    return _common.quick_args(
+        "doctor", words, run, flags={"--json": "json", "--strict": "strict"},
+        valued={**_common.SOURCE_OPTIONS, "--as-user": "as_user"},
+    )
 
 
 def run(args: argparse.Namespace) -> int:

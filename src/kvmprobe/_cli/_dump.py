@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import Any, List
 
 from .._version import __version__
 from .._bitmasks import decode_mask
 from ..caps import Cap
 from ..probing import ProbeResult
 from . import _common
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any, List, Optional
 
 
 def register(subparsers: Any) -> None:
@@ -21,6 +24,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--vm", action="store_true", help="also create a VM and ask each capability on its fd")
     _common.add_source_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def quick_args(words: List[str]) -> Optional[argparse.Namespace]:
+    """``dump`` (and ``kvmprobe --json``) read without argparse when the words are plain."""
+    return _common.quick_args("dump", words, run, flags={"--json": "json", "--all": "all", "--vm": "vm"})
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from typing import Any, List, Optional
 
 from ..emulate import CAVEAT, EmulationResult, emulate
 from . import _common
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, List, Optional
 
 EXIT_TIMEOUT = 124  # coreutils timeout(1)
 

@@ -17,10 +17,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, Optional
 
+from .._value import replace
 from ..device import device_path
 from ..diagnosis import Status, diagnose
 from ..errors import KvmUnavailable
@@ -29,6 +28,13 @@ from ..host import read_host_facts
 from ..probing import ProbeResult
 from ..profiles import check_vmm, vmm_names
 from . import _common
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+    from typing import Any, Dict, Optional
+else:
+    from .._value import dataclass
 
 _DURATION = re.compile(r"(\d+)([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -192,13 +198,12 @@ def gather(args: argparse.Namespace) -> Gathered:
 
 def _with_run(result: ProbeResult) -> ProbeResult:
     """``result`` with the micro-guest checks; without them where no guest can be built or run."""
-    import dataclasses
 
     from ..errors import GuestError
     from ..guest import run_checks
 
     try:
-        return dataclasses.replace(result, run=run_checks(device=result.device))
+        return replace(result, run=run_checks(device=result.device))
     except (GuestError, KvmUnavailable):  # another architecture; a device that stopped answering
         return result
 

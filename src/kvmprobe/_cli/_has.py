@@ -7,16 +7,19 @@ only when its snapshot carries that row (else it is not recorded: exit 2).
 
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import Any, Dict, List, Union
 
 from ..caps import Cap, parse_number
 from ..errors import CapabilityNotRecorded
 from ..probing import ProbeResult
 from . import _common
 
-Wanted = Union[Cap, int]  # a member of the table, or a number outside it
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any, Dict, List, Optional, Union
+
+    Wanted = Union[Cap, int]  # a member of the table, or a number outside it
 
 
 def register(subparsers: Any) -> None:
@@ -31,6 +34,21 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing, only set the exit code")
     _common.add_source_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def quick_args(words: List[str]) -> Optional[argparse.Namespace]:
+    """``has`` read without argparse when its words are plain (:func:`_common.quick_args`).
+
+    Example:
+        >>> args = quick_args(["-q", "IMMEDIATE_EXIT", "--device=/dev/kvm"])
+        >>> args.caps, args.quiet, args.device, args.snapshot
+        (['IMMEDIATE_EXIT'], True, '/dev/kvm', None)
+        >>> quick_args(["--dev", "/dev/kvm", "HLT"]) is None, quick_args(["-h"]) is None
+        (True, True)
+    """
+    return _common.quick_args(
+        "has", words, run, flags={"-q": "quiet", "--quiet": "quiet"}, positional="caps", required=True
+    )
 
 
 def _wanted(name: str) -> Wanted:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from ..emulate import CAVEAT, learn
 from . import _common
 from ._emulate import command_of, write_output
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: The most --stdin may hold: it is kept in memory and given to every run.
 MAX_STDIN = 1024 * 1024

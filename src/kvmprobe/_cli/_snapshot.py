@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from ..caps import Cap
 from ..presets import load_preset, preset_names
 from ..probing import ProbeResult
 from ..snapshot import document_for, load_snapshot, write_snapshot
+from .._value import replace
 from . import _common
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def register(subparsers: Any) -> None:
@@ -70,13 +74,12 @@ def run(args: argparse.Namespace) -> int:
 
 def with_run(args: argparse.Namespace, result: ProbeResult) -> ProbeResult:
     """``result`` with the micro-guest checks run on its (live) device."""
-    import dataclasses
 
     from ..guest import run_checks
 
     if getattr(args, "snapshot", None) is not None:
         raise _common.UsageError("--run runs guests on this host; a recorded host (--snapshot) keeps what it recorded")
-    return dataclasses.replace(result, run=run_checks(device=result.device, backend=_common.backend_of(args)))
+    return replace(result, run=run_checks(device=result.device, backend=_common.backend_of(args)))
 
 
 def describe(result: ProbeResult) -> str:

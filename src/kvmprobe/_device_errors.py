@@ -1,0 +1,193 @@
+"""What an errno from opening the KVM device or from one of its ioctls means, as a kvmprobe error.
+
+Imports ``errors``, ``_access`` and ``_files``: the other room of ``device``, which raises what
+these functions make (it stays the one place errno values become kvmprobe errors; these only
+word them, with the fix for this host: the owner and mode of the node, who may open it, the
+container it runs in). The remedy for a permission error is ``doctor``'s, from ``_access``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from .errors import KvmBusy, KvmIoctlError, KvmNotFound, KvmPermissionDenied, KvmUnavailable, NotAKvmDevice, describe_errno
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, Tuple
+
+__all__ = ["ioctl_error", "open_error", "permission_hint"]
+
+_NOT_FOUND = (errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ENOTDIR)
+_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+_NOT_KVM = (errno.ENOTTY, errno.EISDIR, errno.EINVAL)
+
+
+def _owner(st: os.stat_result) -> Tuple[str, str]:
+    import grp  # only on this error path
+    import pwd
+
+    try:
+        user = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        user = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return user, group
+
+
+def permission_hint(path: str, st: Optional[os.stat_result]) -> str:
+    """What to do when this process may not open ``path``: the remedy ``doctor`` gives for the
+    same node (one source, :func:`kvmprobe._access.permission`), from the node's mode, owner and
+    ACL, this process's credentials and groups, and whether it runs in a container.
+
+    Example:
+        >>> permission_hint("/dev/kvm", None).startswith(("run as root", "in this"))
+        True
+    """
+    import grp  # only on this error path
+    import pwd
+
+    from . import _access
+    from ._files import read_limited
+
+    uid = os.geteuid()
+    try:
+        name: Optional[str] = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = None
+    who = _access.Who(uid, os.getegid(), tuple(os.getgroups()), name)
+    group_name: Optional[str] = None
+    members: Tuple[str, ...] = ()
+    if st is not None:
+        try:
+            entry = grp.getgrgid(st.st_gid)
+            group_name, members = entry.gr_name, tuple(entry.gr_mem)
+        except KeyError:
+            pass
+    try:
+        grp.getgrnam("kvm")
+        kvm_group = True
+    except KeyError:
+        kvm_group = False
+    try:
+        cgroup = read_limited("/proc/1/cgroup", 65536, truncate=True).decode("utf-8", "replace")
+    except (OSError, ValueError):
+        cgroup = ""
+    container = _access.container_kind(os.path.lexists("/.dockerenv"), os.path.lexists("/run/.containerenv"), cgroup)
+    node = _access.node_of(st, _access.read_acl(path)) if st is not None else None
+    return _access.permission(
+        path, node, who, who_text=f"{name} (uid {uid})" if name else f"uid {uid}", group_name=group_name,
+        group_members=members, kvm_group=kvm_group, container=container,
+    )[1]
+
+
+def open_error(path: str, err: OSError) -> KvmUnavailable:
+    return open_failure(path, err.errno or 0)
+
+
+def open_failure(path: str, code: int, *, live: bool = True) -> KvmUnavailable:
+    """The error of ``open(2)`` of ``path`` failing with errno ``code``, with its fix.
+
+    ``live``: the node is looked at for the permission message and hint; a recording of such a
+    failure (``kvmprobe-collect.py``) passes ``False``, its facts being another host's.
+
+    Example:
+        >>> open_failure("/dev/kvm", 2, live=False).message
+        '/dev/kvm does not exist'
+    """
+    if code in _NOT_FOUND:
+        if code == errno.ENOENT:
+            what = f"{path} does not exist"
+        else:
+            what = f"{path} has no KVM driver behind it ({describe_errno(code)})"
+        return KvmNotFound(
+            what,
+            hint="load the KVM module (modprobe kvm_intel, kvm_amd or kvm_pvm) and enable VT-x/AMD-V in the "
+            "firmware; in a VM enable nested virtualization; in a container pass --device /dev/kvm; "
+            "'python -m kvmprobe doctor' says which",
+            path=path,
+            errno=code,
+        )
+    if code in _DENIED:
+        try:
+            st: Optional[os.stat_result] = os.stat(path) if live else None
+        except OSError:
+            st = None
+        detail = ""
+        if st is not None:
+            user, group = _owner(st)
+            detail = f" (mode {stat.filemode(st.st_mode)} {user}:{group})"
+        return KvmPermissionDenied(
+            f"cannot open {path} read-write: permission denied{detail}",
+            hint=permission_hint(path, st) if live else "give the user who recorded the host access to it "
+            "('kvmprobe doctor --snapshot FILE' says how, from the recorded facts)",
+            path=path,
+            errno=code,
+        )
+    if code == errno.EISDIR:
+        return NotAKvmDevice(
+            f"{path} is a directory, not a KVM device",
+            hint="point kvmprobe at the KVM device (--device /dev/kvm or KVMPROBE_DEVICE)",
+            path=path,
+            errno=code,
+        )
+    return KvmIoctlError(
+        f"cannot open {path}: {describe_errno(code)}",
+        hint="check the device path (--device or KVMPROBE_DEVICE) and run 'python -m kvmprobe doctor'",
+        path=path,
+        errno=code,
+    )
+
+
+def recorded_failure(path: str, code: int) -> Tuple[bool, KvmUnavailable]:
+    """``(opened, error)`` for a recording of a device that failed with errno ``code`` before it
+    answered ``KVM_GET_API_VERSION`` (``kvmprobe-collect.py`` records such a host with API
+    version 0 and that errno on every query). An errno ``open(2)`` gives for a missing, forbidden
+    or misplaced node is taken as the open's; any other as ``KVM_GET_API_VERSION``'s.
+
+    Example:
+        >>> opened, error = recorded_failure("/dev/null", errno.ENOTTY)
+        >>> opened, type(error).__name__
+        (True, 'NotAKvmDevice')
+    """
+    if code in _NOT_FOUND + _DENIED + (errno.EISDIR,):
+        return False, open_failure(path, code, live=False)
+    return True, ioctl_error(path, "KVM_GET_API_VERSION", OSError(code, os.strerror(code)))
+
+
+def ioctl_error(path: str, name: str, err: OSError) -> KvmUnavailable:
+    code = err.errno or 0
+    if code in _NOT_KVM and name == "KVM_GET_API_VERSION":
+        return NotAKvmDevice(
+            f"{path} is not a KVM device ({name}: {describe_errno(code)})",
+            hint="point kvmprobe at the KVM device (--device /dev/kvm or KVMPROBE_DEVICE)",
+            path=path,
+            errno=code,
+        )
+    if code == errno.EBUSY and name == "KVM_CREATE_VM":
+        return KvmBusy(
+            f"{name} failed on {path}: {describe_errno(code)}",
+            hint="another hypervisor (VirtualBox, VMware) holds VT-x/AMD-V: stop it or unload its module "
+            "(e.g. 'sudo modprobe -r vboxdrv')",
+            path=path,
+            errno=code,
+        )
+    if code in (errno.EPERM, errno.EACCES):
+        return KvmPermissionDenied(
+            f"{name} refused on {path}: {describe_errno(code)}",
+            hint="a security policy (seccomp, SELinux, a container runtime) blocks KVM ioctls for this process",
+            path=path,
+            errno=code,
+        )
+    return KvmIoctlError(
+        f"{name} failed on {path}: {describe_errno(code)}",
+        hint="run 'python -m kvmprobe doctor' for a diagnosis of this host",
+        path=path,
+        errno=code,
+    )
+
