@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import kvmprobe
 from kvmprobe import Cap, ProfileError, UnknownVmm
@@ -260,25 +258,6 @@ def test_default_probe_is_the_cached_one() -> None:
     with fake_kvm(mainline((3, 10), kernel=STORY_KERNEL)):
         assert not kvmprobe.check_vmm("cloud-hypervisor").ready
         assert kvmprobe.check_vmm("firecracker").ready
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    profile=st.sampled_from([p for p in builtin_profiles() if p.arch == "x86_64"]),
-    present=st.sets(st.sampled_from(list(Cap))),
-    kernel=st.tuples(st.integers(2, 7), st.integers(0, 20)),
-)
-def test_verdict_agrees_with_the_host_answers(profile: Profile, present: Set[Cap], kernel: Tuple[int, int]) -> None:
-    host = fake_probe_result({c: 1 for c in present}, kernel=f"{kernel[0]}.{kernel[1]}.0")
-    verdict = check_vmm(profile, host)
-    absent = [r.cap for r in profile.required if r.cap not in present]
-    assert [m.cap for m in verdict.missing_required] == absent
-    unwanted = [r.cap for r in profile.of_kind("incompatible") if r.cap in present]
-    assert verdict.ready is (not absent and not unwanted)
-    assert [p.split()[0] for p in verdict.problems] == [c.c_name for c in unwanted]
-    assert all(host.value(m.cap) == 0 for m in verdict.missing_required + verdict.missing_optional)
-    newer = [c.since for c in absent if c.since > kernel]
-    assert verdict.needs_kernel == (max(newer) if newer else None)
 
 
 # --- The data: every profile is real and cited ----------------------------------------------------
