@@ -39,9 +39,12 @@ def test_dump_json_is_the_documented_shape(capsys: pytest.CaptureFixture[str]) -
         code, out, _ = run(["--json"], capsys)
     doc = json.loads(out)
     assert code == 0
-    assert isinstance(doc["api_version"], int) and isinstance(doc["device"], str)
+    assert doc["api_version"] == 12 and doc["device"] == "/dev/kvm"
     assert [row["name"] for row in doc["capabilities"]] == [cap.c_name for cap in Cap]
-    assert all(isinstance(row["number"], int) and isinstance(row["value"], int) for row in doc["capabilities"])
+    assert [row["number"] for row in doc["capabilities"]] == [int(cap) for cap in Cap]
+    values = {row["name"]: row["value"] for row in doc["capabilities"]}
+    assert values.pop("KVM_CAP_NR_MEMSLOTS") == 32764  # the raw count the fake answered, not 1
+    assert set(values.values()) == {0}  # every other capability: the fake's 0
 
 
 def test_has_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
