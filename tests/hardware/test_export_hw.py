@@ -13,9 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kvmprobe import Cap
 from kvmprobe._cli import main
-from kvmprobe.export import DEFAULT_PREFIX, is_label_value, is_qualified_name
+from kvmprobe.export import DEFAULT_PREFIX
 
 from _helpers import kvmprobe_as_nobody, open_fds  # noqa: I001
+from _k8s import k8s_key_ok, k8s_value_ok
 from _helpers import RAW_KVM_CREATE_VM, RAW_KVM_GET_API_VERSION, raw_check_extension
 
 pytestmark = pytest.mark.kvm
@@ -77,7 +78,7 @@ def test_nfd_labels_equal_the_raw_ioctls(raw_kvm_fd: int, tmp_path: Path, capsys
     for line in text.splitlines():
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")
-            assert is_qualified_name(key) and is_label_value(value), line
+            assert k8s_key_ok(key) and k8s_value_ok(value), line
             labels[key] = value
     assert labels[f"{DEFAULT_PREFIX}/kvm.usable"] == "true"
     for cap in Cap:

@@ -24,8 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from kvmprobe._cli import build_parser, main
 from kvmprobe._cli._export import gather
 from kvmprobe.caps import CapLike
-from kvmprobe.export import NFD_MAX_FILE_SIZE, is_label_value, is_qualified_name, nfd_features
+from kvmprobe.export import NFD_MAX_FILE_SIZE, nfd_features
 from kvmprobe.testing import fake_kvm, fake_probe_result
+
+from _k8s import k8s_key_ok, k8s_value_ok  # noqa: I001 (the test's own label rules)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FEATURES_D = "/etc/kubernetes/node-feature-discovery/features.d"
@@ -133,7 +135,7 @@ def test_daemonset_command_runs(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert len(text.encode()) <= NFD_MAX_FILE_SIZE
     assert re.search(r"^# \+expiry-time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", text, re.M)
     labels = nfd_labels(text)
-    assert labels and all(is_qualified_name(k) and is_label_value(v) for k, v in labels.items())
+    assert labels and all(k8s_key_ok(k) and k8s_value_ok(v) for k, v in labels.items())
     assert labels["kvmprobe.io/kvm.usable"] == "true"
 
 
@@ -142,7 +144,7 @@ def test_nodefeaturerule_selects_labels_kvmprobe_writes() -> None:
     assert rule_doc["apiVersion"] == "nfd.k8s-sigs.io/v1alpha1"
     labels = capable_labels()
     for rule in rule_doc["spec"]["rules"]:
-        assert all(is_qualified_name(k) and is_label_value(v) for k, v in rule["labels"].items())
+        assert all(k8s_key_ok(k) and k8s_value_ok(v) for k, v in rule["labels"].items())
         for term in rule["matchFeatures"]:
             assert term["feature"] == "local.feature"  # the feature files' attributes, by full label name
             for key, expr in term["matchExpressions"].items():

@@ -1,6 +1,6 @@
 """The NFD feature file: every key and value against the Kubernetes label rules, written out here.
 
-The rules are restated in this file from k8s.io/apimachinery/pkg/util/validation
+The rules are restated in tests/_k8s.py from k8s.io/apimachinery/pkg/util/validation
 (``IsQualifiedName``, ``IsValidLabelValue``, ``IsDNS1123Subdomain``) rather than imported from
 kvmprobe.export, so the check does not share the code path it checks. The file is read the way
 nfd-worker reads it (source/local/local.go: trim each line, skip ``#`` lines, split at the first
@@ -10,7 +10,6 @@ nfd-worker reads it (source/local/local.go: trim each line, skip ``#`` lines, sp
 from __future__ import annotations
 
 import dataclasses
-import re
 from datetime import datetime, timedelta, timezone
 from typing import Dict, List, Tuple
 
@@ -36,27 +35,9 @@ from kvmprobe.export import (
 from kvmprobe.host import HostFacts
 from kvmprobe.testing import fake_probe_result
 
-# --- The Kubernetes rules, independently ---
-K8S_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
-K8S_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-K8S_SUBDOMAIN = re.compile(rf"{K8S_DNS_LABEL}(\.{K8S_DNS_LABEL})*")
+from _k8s import k8s_key_ok, k8s_value_ok  # noqa: I001
 
-
-def k8s_key_ok(key: str) -> bool:
-    parts = key.split("/")
-    if len(parts) > 2:
-        return False
-    if len(parts) == 2:
-        prefix, name = parts
-        if not (1 <= len(prefix) <= 253 and K8S_SUBDOMAIN.fullmatch(prefix)):
-            return False
-    else:
-        name = parts[0]
-    return 1 <= len(name) <= 63 and K8S_NAME.fullmatch(name) is not None
-
-
-def k8s_value_ok(value: str) -> bool:
-    return value == "" or (len(value) <= 63 and K8S_NAME.fullmatch(value) is not None)
+# --- The Kubernetes rules, independently (tests/_k8s.py) ---
 
 
 def read_like_nfd(text: str) -> Tuple[Dict[str, str], List[str]]:
@@ -341,4 +322,4 @@ def test_a_reachable_but_unusable_device_names_the_failed_check() -> None:
     assert labels[f"{DEFAULT_PREFIX}/kvm.unavailable"] == "create-vm"
     assert labels[f"{DEFAULT_PREFIX}/kvm.cap.hlt"] == "1"  # what the kernel answered still counts
     odd = assert_all_valid(nfd_features(None, unavailable="_weird reason!"))
-    assert is_label_value(odd[f"{DEFAULT_PREFIX}/kvm.unavailable"])
+    assert k8s_value_ok(odd[f"{DEFAULT_PREFIX}/kvm.unavailable"])

@@ -15,11 +15,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from kvmprobe import Cap, HostFacts
 from kvmprobe._cli import main
 from kvmprobe.caps import CapLike
-from kvmprobe.export import DEFAULT_PREFIX, is_label_value, is_qualified_name
+from kvmprobe.export import DEFAULT_PREFIX
 from kvmprobe.presets import load_preset
 from kvmprobe.profiles import check_vmm, vmm_names
 from kvmprobe.snapshot import snapshot_document, write_snapshot
 from kvmprobe.testing import fake_kvm, fake_probe_result
+
+from _k8s import k8s_key_ok, k8s_value_ok  # noqa: I001 (the test's own label rules)
 
 VALUES: Dict[CapLike, int] = {"IMMEDIATE_EXIT": 1, "NR_MEMSLOTS": 32764, "MAX_VCPUS": 1024, "XSAVE": 1}
 
@@ -36,7 +38,7 @@ def labels_of(text: str) -> Dict[str, str]:
         line = line.strip()
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")
-            assert is_qualified_name(key) and is_label_value(value), line
+            assert k8s_key_ok(key) and k8s_value_ok(value), line
             labels[key] = value
     return labels
 
