@@ -1,8 +1,10 @@
-"""The independent path of the CPU hardware tests: KVM's x86 CPU ioctls through ``fcntl.ioctl``.
+"""The independent path of the x86 hardware tests: KVM's x86 CPU ioctls through ``fcntl.ioctl``,
+and the CPUID instruction run by a C program compiled here.
 
 Written from the kernel's uapi headers (arch/x86/include/uapi/asm/kvm.h, include/uapi/linux/
 kvm.h) for the asm-generic ioctl layout of x86_64, with this file's own numbers and structure
-layouts: nothing here comes from kvmprobe, so a test that compares the two compares two paths.
+layouts, and from the SDM/APM for CPUID: nothing here comes from kvmprobe, so a test that
+compares the two compares two paths.
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ import ctypes
 import errno
 import fcntl
 import os
+import shutil
 import struct
-from typing import Dict, List, Tuple
+import subprocess
+from pathlib import Path
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 Entry = Tuple[int, int, int, int, int, int, int]
+Registers = Tuple[int, int, int, int]
 
 
 def _ioc(direction: int, nr: int, size: int) -> int:
@@ -113,3 +119,86 @@ def feature_msrs(fd: int) -> Dict[int, int]:
         except OSError:
             pass
     return values
+
+
+def supported_cpuid_by_leaf() -> Dict[Tuple[int, int], Registers]:
+    """KVM_GET_SUPPORTED_CPUID of /dev/kvm (opened and closed here) keyed by (leaf, subleaf):
+    the subleaf is 0 for an entry without KVM_CPUID_FLAG_SIGNIFCANT_INDEX (flags bit 0)."""
+    kvm = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        entries = cpuid(kvm, KVM_GET_SUPPORTED_CPUID)
+    finally:
+        os.close(kvm)
+    return {(e[0], e[1] if e[2] & 1 else 0): (e[3], e[4], e[5], e[6]) for e in entries}
+
+
+# --- the CPUID instruction, run by a C program compiled here ------------------------------------
+
+CPUID_C = r"""
+#define _GNU_SOURCE
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* usage: cpuid CPU LEAF SUBLEAF [LEAF SUBLEAF ...]; prints "leaf subleaf eax ebx ecx edx" */
+int main(int argc, char **argv) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(atoi(argv[1]), &set);
+    if (sched_setaffinity(0, sizeof(set), &set) != 0) { perror("sched_setaffinity"); return 1; }
+    for (int i = 2; i + 1 < argc; i += 2) {
+        unsigned a = strtoul(argv[i], 0, 0), c = strtoul(argv[i + 1], 0, 0), ra, rb, rc, rd;
+        __asm__ volatile("cpuid" : "=a"(ra), "=b"(rb), "=c"(rc), "=d"(rd) : "a"(a), "c"(c));
+        printf("%u %u %u %u %u %u\n", a, c, ra, rb, rc, rd);
+    }
+    return 0;
+}
+"""
+
+# Leaves whose ECX input is a subleaf (SDM Vol. 2A, CPUID; APM Vol. 3, E.3): the flag KVM
+# would give them, KVM_CPUID_FLAG_SIGNIFCANT_INDEX.
+INDEXED = {0x4, 0x7, 0xB, 0xD, 0xF, 0x10, 0x12, 0x14, 0x17, 0x18, 0x1D, 0x1F, 0x20, 0x23, 0x24,
+           0x8000001D, 0x80000020, 0x80000026}
+
+
+def build_cpuid_program(where: Path) -> Path:
+    """The C CPUID program compiled into ``where``; skips the test where gcc is missing."""
+    import pytest
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc is not installed: cannot build the CPUID program")
+    (where / "cpuid.c").write_text(CPUID_C)
+    subprocess.run([gcc, "-O1", "-o", str(where / "cpuid"), str(where / "cpuid.c")], check=True, timeout=120)
+    return where / "cpuid"
+
+
+def run_cpuid(program: Path, cpu: int, queries: Sequence[Tuple[int, int]]) -> List[Entry]:
+    """CPUID for each (leaf, subleaf) on ``cpu``, as KVM lays entries out (flags: :data:`INDEXED`)."""
+    args = [str(program), str(cpu)] + [str(n) for query in queries for n in query]
+    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=60).stdout
+    entries: List[Entry] = []
+    for line in out.splitlines():
+        leaf, sub, eax, ebx, ecx, edx = (int(word) for word in line.split())
+        entries.append((leaf, sub, 1 if leaf in INDEXED else 0, eax, ebx, ecx, edx))
+    return entries
+
+
+# The fields that name the CPU which ran CPUID, so differ between the CPUs of one host (cleared
+# before comparing two reads that may run on different CPUs), per (leaf, register index 0-3 for
+# EAX-EDX): SDM Vol. 2A CPUID leaf 01H EBX[31:24] initial APIC ID, 0BH and 1FH EDX x2APIC ID, 1AH
+# EAX core type (hybrid parts); APM Vol. 3 Fn8000_001E EAX extended APIC ID, EBX compute unit, ECX
+# node ID. Written here, not taken from kvmprobe's VOLATILE table.
+PER_CPU: Dict[Tuple[int, int], int] = {
+    (0x1, 1): 0xFF000000, (0xB, 3): 0xFFFFFFFF, (0x1F, 3): 0xFFFFFFFF, (0x1A, 0): 0xFFFFFFFF,
+    (0x8000001E, 0): 0xFFFFFFFF, (0x8000001E, 1): 0xFFFFFFFF, (0x8000001E, 2): 0xFFFFFFFF,
+}
+
+
+def without_per_cpu_fields(entries: Iterable[Sequence[int]]) -> List[Entry]:
+    """``entries`` (7-tuples) with the :data:`PER_CPU` fields cleared, in their order."""
+    out: List[Entry] = []
+    for e in entries:
+        regs = [e[3 + i] & ~PER_CPU.get((e[0], i), 0) for i in range(4)]
+        out.append((e[0], e[1], e[2], regs[0], regs[1], regs[2], regs[3]))
+    return out

@@ -8,11 +8,22 @@ from __future__ import annotations
 
 import os
 import platform
+from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from _helpers import GENERIC_ARCHES
+
+
+@pytest.fixture(scope="session")
+def cpuid_program(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The C CPUID program of ``hardware._raw_x86``, compiled once (skips where gcc is missing)."""
+    from hardware import _raw_x86
+
+    if platform.machine() != "x86_64":
+        pytest.skip("CPUID is an x86 instruction")
+    return _raw_x86.build_cpuid_program(tmp_path_factory.mktemp("cpuid"))
 
 
 @pytest.fixture

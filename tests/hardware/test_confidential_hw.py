@@ -26,7 +26,7 @@ from typing import Dict, Iterator, Optional, Tuple
 import pytest
 
 from _helpers import RAW_KVM_CREATE_VM, open_fds, raw_check_extension
-from hardware.test_cpuid_table_hw import cpuid_program, run_cpuid  # noqa: F401 (cpuid_program: the compiled CPUID fixture)
+from hardware import _raw_x86 as raw
 from kvmprobe.confidential import ConfidentialFacts, ConfidentialReport, assess
 
 pytestmark = pytest.mark.kvm
@@ -144,9 +144,9 @@ def test_cpuid_memlock_and_misc_capacity_are_the_machines(report_and_fds: Gather
     if facts.cpuid is None:
         assert facts.cpuid_note  # says why: no cpuid driver, not root, no such leaf
     else:
-        (top,) = run_cpuid(cpuid_program, 0, [(0x80000000, 0)])
+        (top,) = raw.run_cpuid(cpuid_program, 0, [(0x80000000, 0)])
         assert top[3] >= 0x8000001F
-        (leaf,) = run_cpuid(cpuid_program, 0, [(0x8000001F, 0)])
+        (leaf,) = raw.run_cpuid(cpuid_program, 0, [(0x8000001F, 0)])
         assert facts.cpuid == leaf[3:]
     soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
     unlimited = resource.RLIM_INFINITY

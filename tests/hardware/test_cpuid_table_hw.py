@@ -1,93 +1,44 @@
 """The CPUID table against this CPU: the CPUID instruction (run by a C program compiled here)
 decoded with the table, compared with the flags the kernel shows in /proc/cpuinfo.
 
-The CPUID path is the test's own: a few lines of C with inline asm, pinned to one CPU, and
+The CPUID path is the test's own (``hardware._raw_x86``): a few lines of C with inline asm, pinned to one CPU, and
 /proc/cpuinfo read for that same CPU. These tests need no /dev/kvm (only the feature-MSR one
 does); they skip where the machine is not x86_64 or gcc is missing.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import platform
 import re
-import shutil
 import struct
-import subprocess
 from pathlib import Path
 from typing import Dict, Iterator, List, Sequence, Set, Tuple
 
 import pytest
 
 from _helpers import raw_check_extension
+from hardware import _raw_x86 as raw
 from kvmprobe import _cpuid_table as table
 from kvmprobe._cpuid import features_of, filter_volatile
 
 pytestmark = pytest.mark.skipif(platform.machine() != "x86_64", reason="CPUID is an x86 instruction")
 
-Entry = Tuple[int, int, int, int, int, int, int]
-
-CPUID_C = r"""
-#define _GNU_SOURCE
-#include <sched.h>
-#include <stdio.h>
-#include <stdlib.h>
-
-/* usage: cpuid CPU LEAF SUBLEAF [LEAF SUBLEAF ...]; prints "leaf subleaf eax ebx ecx edx" */
-int main(int argc, char **argv) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(atoi(argv[1]), &set);
-    if (sched_setaffinity(0, sizeof(set), &set) != 0) { perror("sched_setaffinity"); return 1; }
-    for (int i = 2; i + 1 < argc; i += 2) {
-        unsigned a = strtoul(argv[i], 0, 0), c = strtoul(argv[i + 1], 0, 0), ra, rb, rc, rd;
-        __asm__ volatile("cpuid" : "=a"(ra), "=b"(rb), "=c"(rc), "=d"(rd) : "a"(a), "c"(c));
-        printf("%u %u %u %u %u %u\n", a, c, ra, rb, rc, rd);
-    }
-    return 0;
-}
-"""
-
-# Leaves whose ECX input is a subleaf (SDM Vol. 2A, CPUID; APM Vol. 3, E.3): the flag KVM
-# would give them, KVM_CPUID_FLAG_SIGNIFCANT_INDEX.
-INDEXED = {0x4, 0x7, 0xB, 0xD, 0xF, 0x10, 0x12, 0x14, 0x17, 0x18, 0x1D, 0x1F, 0x20, 0x23, 0x24,
-           0x8000001D, 0x80000020, 0x80000026}
-
-
-@pytest.fixture(scope="module")
-def cpuid_program(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("gcc is not installed: cannot build the CPUID program")
-    where = tmp_path_factory.mktemp("cpuid")
-    (where / "cpuid.c").write_text(CPUID_C)
-    subprocess.run([gcc, "-O1", "-o", str(where / "cpuid"), str(where / "cpuid.c")], check=True, timeout=120)
-    return where / "cpuid"
-
-
-def run_cpuid(program: Path, cpu: int, queries: Sequence[Tuple[int, int]]) -> List[Entry]:
-    args = [str(program), str(cpu)] + [str(n) for query in queries for n in query]
-    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=60).stdout
-    entries: List[Entry] = []
-    for line in out.splitlines():
-        leaf, sub, eax, ebx, ecx, edx = (int(word) for word in line.split())
-        entries.append((leaf, sub, 1 if leaf in INDEXED else 0, eax, ebx, ecx, edx))
-    return entries
+Entry = raw.Entry
 
 
 def host_entries(program: Path, cpu: int, wanted: Sequence[Tuple[int, int]]) -> List[Entry]:
     """The range heads, then every wanted (leaf, subleaf) its range announces (never past the maximum,
     where Intel parts repeat the highest basic leaf); the KVM range only when leaf 1 says there
     is a hypervisor and 0x40000000 carries KVM's signature."""
-    heads = {e[0]: e for e in run_cpuid(program, cpu, [(0, 0), (1, 0), (0x80000000, 0)])}
+    heads = {e[0]: e for e in raw.run_cpuid(program, cpu, [(0, 0), (1, 0), (0x80000000, 0)])}
     ranges = [(0, heads[0][3]), (0x80000000, heads[0x80000000][3])]
     if heads[1][5] >> 31 & 1:
-        (kvm,) = run_cpuid(program, cpu, [(table.KVM_CPUID_SIGNATURE, 0)])
+        (kvm,) = raw.run_cpuid(program, cpu, [(table.KVM_CPUID_SIGNATURE, 0)])
         if struct.pack("<3I", *kvm[4:7]) == table.KVM_SIGNATURE:
             ranges.append((table.KVM_CPUID_SIGNATURE, kvm[3]))
     ok = sorted({q for q in wanted if any(base <= q[0] <= top for base, top in ranges)})
-    return [heads[0], heads[0x80000000]] + run_cpuid(program, cpu, ok)
+    return [heads[0], heads[0x80000000]] + raw.run_cpuid(program, cpu, ok)
 
 
 def table_leaves() -> List[Tuple[int, int]]:
@@ -174,9 +125,9 @@ def test_hidden_rows_are_not_proc_cpuinfo_flags(cpu: int) -> None:
 
 def all_leaves(program: Path, cpu: int) -> List[Entry]:
     """Every leaf this CPU announces, with the first subleaves of the indexed ones."""
-    wanted = [(leaf, sub) for leaf in range(0, 0x30) for sub in (range(4) if leaf in INDEXED else (0,))]
+    wanted = [(leaf, sub) for leaf in range(0, 0x30) for sub in (range(4) if leaf in raw.INDEXED else (0,))]
     wanted += [(leaf, sub) for leaf in range(0x80000000, 0x80000030)
-               for sub in (range(4) if leaf in INDEXED else (0,))]
+               for sub in (range(4) if leaf in raw.INDEXED else (0,))]
     wanted += [(0x40000000, 0), (0x40000001, 0)]
     return host_entries(program, cpu, wanted)
 
@@ -197,8 +148,6 @@ def test_filter_volatile_makes_every_cpu_of_this_host_equal(cpuid_program: Path)
         assert differ == [], f"CPU {cpus[0]} and CPU {c} differ after filtering"
 
 
-# _IOWR(KVMIO, 0x0a, struct kvm_msr_list): struct kvm_msr_list { __u32 nmsrs; __u32 indices[]; }
-RAW_KVM_GET_MSR_FEATURE_INDEX_LIST = 0xC004AE0A
 KVM_CAP_GET_MSR_FEATURES = 153
 
 
@@ -215,12 +164,7 @@ def kvm_fd() -> Iterator[int]:
 def test_every_feature_msr_kvm_lists_is_in_the_table(kvm_fd: int) -> None:
     if not raw_check_extension(kvm_fd, KVM_CAP_GET_MSR_FEATURES):
         pytest.skip("KVM_CAP_GET_MSR_FEATURES is 0 here")
-    head = bytearray(struct.pack("<I", 0))
-    with pytest.raises(OSError):  # E2BIG, with nmsrs set to the count
-        fcntl.ioctl(kvm_fd, RAW_KVM_GET_MSR_FEATURE_INDEX_LIST, head)
-    (count,) = struct.unpack("<I", head)
-    buf = bytearray(struct.pack("<I", count) + bytes(4 * count))
-    fcntl.ioctl(kvm_fd, RAW_KVM_GET_MSR_FEATURE_INDEX_LIST, buf)
-    indices = struct.unpack(f"<{count}I", buf[4:4 + 4 * count])
+    indices = raw.msr_list(kvm_fd, raw.KVM_GET_MSR_FEATURE_INDEX_LIST)
+    count = len(indices)
     assert count > 0
     assert sorted(hex(i) for i in indices if i not in table.FEATURE_MSRS) == []

@@ -2,7 +2,7 @@
 
 The real-mode guest is also run through raw ``fcntl.ioctl`` calls with this file's own structure
 layouts; the guest's CPUID is compared with ``KVM_GET_SUPPORTED_CPUID`` read the same raw way and
-with the host's CPUID from a small C program; the fd table is read from /proc/self/fd.
+with the host's CPUID from the C program of ``hardware._raw_x86``; the fd table is read from /proc/self/fd.
 """
 
 from __future__ import annotations
@@ -11,16 +11,15 @@ import fcntl
 import mmap
 import os
 import platform
-import shutil
 import signal
 import struct
-import subprocess
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, List, Tuple
 
 import pytest
 
 from _helpers import RAW_KVM_CREATE_VM, open_fds
+from hardware import _raw_x86 as raw
 from kvmprobe import guest
 
 pytestmark = [
@@ -30,7 +29,6 @@ pytestmark = [
 
 # _IO/_IOW/_IOR/_IOWR(0xAE, nr, size) on x86_64, written out (include/uapi/linux/kvm.h).
 RAW_KVM_GET_VCPU_MMAP_SIZE = 0xAE04
-RAW_KVM_GET_SUPPORTED_CPUID = 0xC008AE05
 RAW_KVM_CREATE_VCPU = 0xAE41
 RAW_KVM_SET_USER_MEMORY_REGION = 0x4020AE46
 RAW_KVM_RUN = 0xAE80
@@ -150,20 +148,7 @@ def test_exit_cost_is_measured_and_positive() -> None:
 
 # --- the guest's CPUID against KVM_GET_SUPPORTED_CPUID and the host's CPUID ---------------------------
 
-HOST_CPUID_C = r"""
-#include <stdio.h>
-#include <stdlib.h>
-int main(int argc, char **argv) {
-    for (int i = 1; i + 1 < argc; i += 2) {
-        unsigned a = strtoul(argv[i], 0, 0), c = strtoul(argv[i + 1], 0, 0), ra, rb, rc, rd;
-        __asm__ volatile("cpuid" : "=a"(ra), "=b"(rb), "=c"(rc), "=d"(rd) : "a"(a), "c"(c));
-        printf("%u %u %u %u %u %u\n", a, c, ra, rb, rc, rd);
-    }
-    return 0;
-}
-"""
-
-Registers = Tuple[int, int, int, int]
+Registers = raw.Registers
 # Bits a guest sees from its own run-time state on every backend (Intel SDM vol. 2A, CPUID):
 # leaf 1 EBX[31:24] initial APIC ID and EBX[23:16] logical processor count, leaf 1 ECX bit 27
 # OSXSAVE, leaf 7 ECX bit 4 OSPKE. Written out here, not taken from kvmprobe.
@@ -171,36 +156,10 @@ DYNAMIC = {(1, 1): 0xFFFF0000, (1, 2): 1 << 27, (7, 2): 1 << 4}
 
 
 @pytest.fixture(scope="module")
-def host_cpuid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[Tuple[int, int], Registers]]:
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("gcc is not installed: cannot build the host CPUID program")
-    where = tmp_path_factory.mktemp("hostcpuid")
-    (where / "cpuid.c").write_text(HOST_CPUID_C)
-    subprocess.run([gcc, "-O1", "-o", str(where / "cpuid"), str(where / "cpuid.c")], check=True, timeout=120)
-    args = [str(n) for leaf in guest.CPUID_LEAVES for n in leaf]
-    out = subprocess.run([str(where / "cpuid"), *args], capture_output=True, text=True, check=True, timeout=60).stdout
-    found: Dict[Tuple[int, int], Registers] = {}
-    for line in out.splitlines():
-        leaf, sub, a, b, c, d = (int(w) for w in line.split())
-        found[(leaf, sub)] = (a, b, c, d)
-    yield found
-
-
-def raw_supported_cpuid() -> Dict[Tuple[int, int], Registers]:
-    kvm = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
-    try:
-        count = 256
-        buffer = bytearray(struct.pack("<II", count, 0) + bytes(40 * count))
-        fcntl.ioctl(kvm, RAW_KVM_GET_SUPPORTED_CPUID, buffer, True)
-    finally:
-        os.close(kvm)
-    (count,) = struct.unpack_from("<I", buffer)
-    entries: Dict[Tuple[int, int], Registers] = {}
-    for i in range(count):
-        function, index, flags, a, b, c, d = struct.unpack_from("<7I", buffer, 8 + 40 * i)
-        entries[(function, index if flags & 1 else 0)] = (a, b, c, d)
-    return entries
+def host_cpuid(cpuid_program: Path) -> Dict[Tuple[int, int], Registers]:
+    """The host's CPUID of every leaf the guest reads, by the C program of ``hardware._raw_x86``."""
+    cpu = min(os.sched_getaffinity(0))
+    return {(e[0], e[1]): (e[3], e[4], e[5], e[6]) for e in raw.run_cpuid(cpuid_program, cpu, guest.CPUID_LEAVES)}
 
 
 def backend() -> str:
@@ -216,7 +175,7 @@ def test_the_long_mode_guest_reads_the_supported_cpuid_or_on_pvm_the_host_cpu(
     # Pinned: the supported table carries the APIC ID of the CPU that read it (leaf 1 EBX[31:24]),
     # and the guest's forked child inherits the pinning, so both read it on one CPU.
     report = guest.run_checks()
-    supported = raw_supported_cpuid()
+    supported = raw.supported_cpuid_by_leaf()
     assert [(r.leaf, r.subleaf) for r in report.cpuid] == list(guest.CPUID_LEAVES)
     pvm = backend() == "kvm_pvm"
     for row in report.cpuid:
