@@ -28,7 +28,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional
 
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
@@ -41,7 +41,10 @@ from kvmprobe.diff import diff_hosts
 from kvmprobe.export import nfd_features, prometheus_text
 from kvmprobe.presets import load_preset
 from kvmprobe.profiles import Profile, check_vmm, load_profile, vmm_names
-from kvmprobe.snapshot import load_snapshot, snapshot_document
+from kvmprobe.snapshot import load_snapshot
+
+import _fuzz  # noqa: I001 (the strategies shared with unit/test_snapshot_fuzz.py)
+from _fuzz import ALL_LOCATIONS, BASE, Location, encoded, hostile_scalars, hostile_text, locations, value_at
 
 
 def bounded(examples: int) -> settings:
@@ -56,53 +59,8 @@ def bounded(examples: int) -> settings:
 
 WORK = Path(tempfile.mkdtemp(prefix="kvmprobe-hostile-"))  # thousands of small files; removed at exit
 atexit.register(shutil.rmtree, WORK, True)
-BASE: Dict[str, Any] = snapshot_document(load_preset("pvm-6.18"))
 BASE_HOST = load_preset("pvm-6.18")
-
-# Any character, surrogates and controls included.
-any_char = st.characters(exclude_categories=())
-hostile_text = st.one_of(
-    st.text(any_char, max_size=16),
-    st.sampled_from(["", "\x1b[2J", "\x1b]0;owned\x07", "\udc80", "\ud800x", "\u2028", "²", "١٣٦", "\x00", "KVM_CAP_HLT"]),
-)
-huge_ints = st.sampled_from([-1, 2**31, 2**32, 2**63, 2**64, -(2**63) - 1, 10**100, 10**4000])
-scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    huge_ints,
-    st.floats(allow_nan=True, allow_infinity=True),
-    hostile_text,
-)
-json_values = st.recursive(
-    scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(hostile_text, children, max_size=4),
-    max_leaves=10,
-)
-
-PathKey = Tuple[Union[str, int], ...]
-
-
-def locations(node: Any, prefix: PathKey = ()) -> Iterator[PathKey]:
-    """Every location in a JSON document, parents first."""
-    if isinstance(node, dict):
-        for key, child in node.items():
-            yield prefix + (key,)
-            yield from locations(child, prefix + (key,))
-    elif isinstance(node, list):
-        for index, child in enumerate(node):
-            yield prefix + (index,)
-            yield from locations(child, prefix + (index,))
-
-
-ALL_LOCATIONS = list(locations(BASE))
-
-
-def BASE_VALUE(at: PathKey) -> Any:  # noqa: N802 - reads like the constant it digs into
-    node: Any = BASE
-    for step in at:
-        node = node[step]
-    return node
+json_values = _fuzz.json_values(hostile_scalars, hostile_text, max_leaves=10)
 
 
 def nested(depth: int, opener: str) -> str:
@@ -110,40 +68,9 @@ def nested(depth: int, opener: str) -> str:
     return opener * depth + "1" + closer * depth
 
 
-@st.composite
-def mutated_documents(draw: Any, base: Dict[str, Any], where: List[PathKey]) -> Any:
-    """``base`` with one to three locations replaced, deleted, or given an unknown key."""
-    document = json.loads(json.dumps(base))
-    for _ in range(draw(st.integers(min_value=1, max_value=3))):
-        at = draw(st.sampled_from(where))
-        parent: Any = document
-        try:
-            for step in at[:-1]:
-                parent = parent[step]
-            action = draw(st.sampled_from(["replace", "replace", "delete", "unknown-key"]))
-            if action == "replace":
-                parent[at[-1]] = draw(json_values)
-            elif action == "delete":
-                del parent[at[-1]]
-            elif isinstance(parent, dict):
-                parent[draw(hostile_text)] = draw(json_values)
-        except (KeyError, IndexError, TypeError):
-            pass  # an earlier mutation removed or retyped the way there
-    return document
-
-
-@st.composite
-def encoded(draw: Any, document: Any) -> bytes:
-    """JSON text (sometimes with NaN, non-ASCII, lone surrogates as raw bytes), maybe corrupted."""
-    text = json.dumps(document, ensure_ascii=draw(st.booleans()), allow_nan=True)
-    data = text.encode("utf-8", "surrogatepass")  # a lone surrogate becomes invalid UTF-8
-    corruption = draw(st.sampled_from(["none", "none", "truncate", "insert"]))
-    if corruption == "truncate" and data:
-        data = data[: draw(st.integers(min_value=0, max_value=len(data) - 1))]
-    elif corruption == "insert":
-        at = draw(st.integers(min_value=0, max_value=len(data)))
-        data = data[:at] + draw(st.binary(min_size=1, max_size=8)) + data[at:]
-    return data
+def mutated_documents(base: Dict[str, Any], where: List[Location]) -> Any:
+    """``base`` with one to three locations replaced, deleted, or given an unknown key (hostile values)."""
+    return _fuzz.mutated(json_values, hostile_text, base, where).map(lambda case: case[0])
 
 
 _counter = [0]
@@ -206,7 +133,7 @@ cap_rows = [at for at in ALL_LOCATIONS if len(at) == 3 and at[0] == "capabilitie
 # Free-text fields: not the schema, times, capability names or a node's type/mode, which have a syntax.
 text_fields = [
     at for at in ALL_LOCATIONS
-    if isinstance(BASE_VALUE(at), str)
+    if isinstance(value_at(BASE, at), str)
     and at[0] not in ("schema", "recorded_at", "capabilities")
     and at[-1] not in ("type", "mode")
 ]

@@ -5,11 +5,10 @@ Bounded (a few hundred examples per property, no example database) so the suite 
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import tempfile
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import jsonschema
 from hypothesis import HealthCheck, given, settings
@@ -17,8 +16,10 @@ from hypothesis import strategies as st
 
 import kvmprobe
 from kvmprobe import Cap, ProbeResult, SnapshotError
-from kvmprobe.presets import load_preset
 from kvmprobe.snapshot import load_snapshot, snapshot_document
+
+import _fuzz  # noqa: I001 (the strategies shared with hardening/test_hostile_input.py)
+from _fuzz import BASE
 
 # FUZZ_EXAMPLES=5000 for a deeper run by hand; the suite's default keeps this file near two seconds.
 FUZZ = settings(
@@ -28,81 +29,13 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 
-# The richest real document there is: the recorded host, with VM-fd values and every host fact.
-BASE: Dict[str, Any] = snapshot_document(load_preset("pvm-6.18"))
 BASE_TEXT = json.dumps(BASE, indent=2).encode("utf-8")
 SCHEMA_PATH = os.path.join(os.path.dirname(kvmprobe.__file__), "schema", "snapshot-2.schema.json")
 with open(SCHEMA_PATH, encoding="utf-8") as _schema_file:
     SCHEMA = jsonschema.Draft202012Validator(json.load(_schema_file))
 
-scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**40), max_value=2**40)
-    | st.sampled_from([0, 1, -1, 2**31 - 1, 2**31, 4095, 4096, 12])
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=12)
-    | st.sampled_from(["", "KVM_CAP_HLT", "KVM_CAP_NEW_ONE", "kvm-snapshot", "2026-11-25T09:30:00Z", "\x1b[2J"])
-)
-json_values = st.recursive(
-    scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=12,
-)
-
-Path = Tuple[Union[str, int], ...]
-
-
-def paths(node: Any, prefix: Path = ()) -> Iterator[Path]:
-    """Every location in a JSON document (object keys and array indexes), parents first."""
-    if isinstance(node, dict):
-        for key, child in node.items():
-            yield prefix + (key,)
-            yield from paths(child, prefix + (key,))
-    elif isinstance(node, list):
-        for index, child in enumerate(node):
-            yield prefix + (index,)
-            yield from paths(child, prefix + (index,))
-
-
-ALL_PATHS: List[Path] = list(paths(BASE))
-
-
-def parent_of(doc: Any, path: Path) -> Any:
-    node = doc
-    for part in path[:-1]:
-        node = node[part]
-    return node
-
-
-@st.composite
-def mutated_documents(draw: st.DrawFn) -> Tuple[Dict[str, Any], bool]:
-    """The real document with 1-3 edits: a value replaced, a key or item deleted, a key added.
-
-    Also says whether every edit stayed outside ``$.host`` (host facts are validated by
-    ``HostFacts.from_dict``, whose rules the schema mirrors less tightly).
-    """
-    doc = copy.deepcopy(BASE)
-    outside_host = True
-    for _ in range(draw(st.integers(min_value=1, max_value=3))):
-        path = draw(st.sampled_from(ALL_PATHS))
-        try:
-            parent = parent_of(doc, path)
-            key = path[-1]
-            parent[key]  # noqa: B018  the path may be gone after an earlier edit
-        except (KeyError, IndexError, TypeError):
-            continue
-        outside_host = outside_host and path[0] != "host"
-        action = draw(st.sampled_from(["replace", "delete", "add"]))
-        if action == "replace":
-            parent[key] = draw(json_values)
-        elif action == "delete":
-            del parent[key]
-        elif isinstance(parent, dict):
-            parent[draw(st.text(max_size=8))] = draw(json_values)
-        else:
-            parent.insert(int(key), draw(json_values))
-    return doc, outside_host
+# Plain values (the schema's agreement is the point here; hostile ones are the hardening file's).
+json_values = _fuzz.json_values(_fuzz.plain_scalars, st.text(max_size=8), max_leaves=12)
 
 
 def load_or_error(source: Union[str, Dict[str, Any]]) -> Union[ProbeResult, SnapshotError]:
@@ -148,13 +81,14 @@ def check_result(result: ProbeResult) -> None:
 
 
 @FUZZ
-@given(mutated_documents())
-def test_mutated_documents(case: Tuple[Dict[str, Any], bool]) -> None:
-    doc, outside_host = case
+@given(_fuzz.mutated(json_values, st.text(max_size=8)))
+def test_mutated_documents(case: Tuple[Dict[str, Any], List[_fuzz.Location]]) -> None:
+    doc, edited = case
     answer = load_or_error(doc)
     if isinstance(answer, ProbeResult):
         check_result(answer)
-        if outside_host:
+        # Host facts are validated by HostFacts.from_dict, whose rules the schema mirrors less tightly.
+        if all(at[0] != "host" for at in edited):
             # What the loader accepts, the published schema accepts too.
             SCHEMA.validate(doc)
 
