@@ -1,9 +1,9 @@
 """The fast ioctl backend: the compiled cffi module ``kvmprobe._kvmbatch`` (optional).
 
-Imports ``_backend``, ``_version`` and ``errors``. ``pip install .`` builds the module
-(``src/_kvmprobe_cffi/build_batch.py``) when cffi and a C compiler are there; using it needs
-the ``cffi`` package at run time too (the ``fast`` extra). When it cannot be used,
-:func:`unavailable_reason` says why and kvmprobe runs on ctypes. The batch loop
+Imports ``_backend``, ``_kvmbatch`` (the compiled module), ``_version`` and ``errors``. ``pip
+install .`` builds the module (``src/_kvmprobe_cffi/build_batch.py``) when cffi and a C compiler are
+there; using it needs the ``cffi`` package at run time too (the ``fast`` extra). When it cannot be
+used, :func:`unavailable_reason` says why and kvmprobe runs on ctypes. The batch loop
 ``check_many`` runs in C: one Python call for the whole capability table.
 """
 

@@ -1,8 +1,8 @@
 """Which ioctl backend runs: the one asked for, else ``$KVMPROBE_BACKEND``, else cffi when built.
 
-Imports ``_backend``, the two backends and ``errors``. Kept apart from the seam (``_backend``)
-so that the backends, which build on the seam, are imported by this module and never import
-it back: the layers point one way.
+Imports ``_backend``, the two backends (``_backend_cffi``, ``_backend_ctypes``) and ``errors``. Kept
+apart from the seam (``_backend``) so that the backends, which build on the seam, are imported by
+this module and never import it back: the layers point one way.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The largest guest CPU every host of a set offers, built one host at a time in flat memory.
 
-Imports ``_cpu_view``, ``_cpuid``, ``_cpuid_rules`` and ``_cpuid_table``. Pure: a
+Imports ``_cpu_view``, ``_cpuid``, ``_cpuid_rules``, ``_cpuid_table`` and ``_validate``. Pure: a
 :class:`BaselineBuilder` takes :class:`~kvmprobe._cpu_view.CpuView` values one by one (a
 fleet streams them from files) and keeps only running values per rule, never the hosts: its
 memory does not grow with their number. The rules of ``_cpuid_rules`` say how each register

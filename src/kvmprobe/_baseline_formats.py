@@ -1,7 +1,7 @@
 """A baseline as a VMM takes it: a Firecracker custom CPU template, a QEMU ``-cpu`` argument.
 
-Imports ``_baseline``, ``_fc_template``, ``_qemu_models``, ``_cpuid_rules``, ``_cpuid_table``
-and ``_release``. Pure: a :class:`~kvmprobe._baseline.Baseline` in, a template or an argument
+Imports ``_baseline``, ``_fc_template``, ``_qemu_models``, ``_cpuid_rules`` and ``_cpuid_table``.
+Pure: a :class:`~kvmprobe._baseline.Baseline` in, a template or an argument
 out, with notes on what the format cannot say.
 
 * Firecracker (``_fc_template``): for each leaf every host lists, a bitmap per register that

@@ -1,7 +1,7 @@
 """The collector for old hosts: ``kvmprobe-collect.py`` with this kvmprobe's tables put in.
 
-Imports ``snapshot``, ``caps``, ``_ioctl``, ``_arch``, ``_host_facts``, ``_cc_data``,
-``_cc_facts``, ``_cpuid_table``, ``_cpuid_insn``, ``_cpu_decode`` and ``_version``. The
+Imports ``snapshot``, ``caps``, ``_ioctl``, ``_arch``, ``_host_facts``, ``_cc_data``, ``_cc_facts``,
+``_cc_probe``, ``_cpuid_table``, ``_cpuid_insn``, ``_cpu_decode`` and ``_version``. The
 collector (package data ``collector/kvmprobe-collect.py.in``) is one file that runs with
 Python 2.7 and 3.6+ and writes the snapshot document ``kvmprobe snapshot`` writes on the same
 host. It asks the kernel about numbers; the names a snapshot's rows carry, the ioctl numbers of

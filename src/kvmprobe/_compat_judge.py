@@ -1,6 +1,6 @@
 """Whether a guest started on one host can move to another (live migration or snapshot restore).
 
-Imports ``profiles``, ``caps``, ``_arch``, ``_baseline``, ``_cpu_view``, ``_cpuid``,
+Imports ``profiles``, ``probing``, ``caps``, ``_arch``, ``_baseline``, ``_cpu_view``, ``_cpuid``,
 ``_cpuid_rules``, ``_cpuid_table``, ``_cpu_diff`` and ``errors``. Pure: two recorded (or live)
 hosts in, a :class:`Compat` verdict out, never printed. Every reason names what is lost and
 the rule it breaks, cited:

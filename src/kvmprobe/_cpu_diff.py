@@ -1,6 +1,6 @@
 """What differs between the CPUs two hosts' KVMs offer a guest, by name, after volatile filtering.
 
-Imports ``_cpu_decode``, ``_cpu_record``, ``_cpuid`` and ``_cpuid_table``. Pure: two
+Imports ``_cpu_decode``, ``_cpuid`` and ``_cpuid_table``. Pure: two
 :class:`~kvmprobe._cpu_decode.CpuInfo` in, :class:`CpuChange` values out, for ``diff``.
 Every comparison is a set or dict operation over the two hosts' items (linear time); CPUID
 entries are compared after :func:`~kvmprobe._cpuid.filter_volatile`, so two identical hosts

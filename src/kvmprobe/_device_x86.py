@@ -1,8 +1,8 @@
 """The x86 CPU queries of ``/dev/kvm``, as methods ``KvmDevice`` inherits: structures in, numbers out.
 
-Imports ``_kvm_structs``, ``_backend`` and ``errors``. Each method lays out the uapi structure
-(``_kvm_structs``), issues the ioctl through ``KvmDevice._asked`` (``device``: where EINTR is
-asked again and an errno becomes :class:`~kvmprobe.errors.IoctlFailed`) and returns plain
+Imports ``_kvm_structs``, ``_ioctl``, ``_backend`` and ``errors``. Each method lays out the uapi
+structure (``_kvm_structs``), issues the ioctl through ``KvmDevice._asked`` (``device``: where EINTR
+is asked again and an errno becomes :class:`~kvmprobe.errors.IoctlFailed`) and returns plain
 numbers. Meaning (feature names, MSR names) lives in ``_cpuid``; nothing here caches or decodes.
 These rooms serve the CPU view (``kvmprobe.cpu()``) and the confidential-VM checks (device
 attributes of group 1, ``KVM_X86_GRP_SEV``). The scratch vCPU's ``tsc_khz`` is in ``device``,

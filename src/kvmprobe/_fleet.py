@@ -1,9 +1,10 @@
 """A fleet of recorded hosts, one at a time: the baseline, the classes, and each VMM's readiness.
 
-Imports ``_fleet_read``, ``_baseline``, ``_cpu_view``, ``presets``, ``profiles``, ``probing``,
-``_arch`` and ``errors``. Hosts come as snapshot files, directories of them, ``preset:NAME`` or
-probe results; each is read, folded into running totals and dropped, so memory stays flat with
-the number of hosts (it grows with the number of distinct classes and capability sets only).
+Imports ``_fleet_read``, ``_baseline``, ``_cpu_view``, ``_cpu_record``, ``presets``, ``profiles``,
+``probing``, ``_arch`` and ``errors``. Hosts come as snapshot files, directories of them,
+``preset:NAME`` or probe results; each is read, folded into running totals and dropped, so memory
+stays flat with the number of hosts (it grows with the number of distinct classes and capability
+sets only).
 
 :func:`cpu_hosts` reads only the CPU section of a file (:func:`~kvmprobe._fleet_read.read_cpu`,
 the fast path of ``baseline``); :func:`summarize` reads whole snapshots (it needs the

@@ -1,6 +1,6 @@
 """Reading many recorded hosts one at a time: the snapshot files of a fleet, and their CPU sections.
 
-Imports ``snapshot``, ``_cpu_record``, ``_validate``, ``_files`` and ``errors``. A fleet
+Imports ``snapshot``, ``_cpu_record``, ``_validate`` and ``errors``. A fleet
 command names files and directories (``hosts/``: each ``*.json`` file in it, not recursing);
 :func:`snapshot_paths` yields them without listing them all first, and :func:`read_cpu` reads
 one host's CPU section, so memory stays flat however many hosts there are.

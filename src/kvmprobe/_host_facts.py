@@ -1,6 +1,6 @@
 """The host facts KVM depends on, as values: :class:`HostFacts` and its parts (the model).
 
-Imports ``_validate`` and ``errors``. The facts are read from a live or fake host by
+Imports ``_validate``, ``_arch`` and ``errors``. The facts are read from a live or fake host by
 ``_host_reader`` and recorded in snapshots; :meth:`HostFacts.from_dict` reads them back
 strictly. Public through ``kvmprobe.host``.
 """

@@ -1,7 +1,7 @@
 """Read the host facts KVM depends on, from files under a ``root`` (default ``/``).
 
-Imports ``_host_facts``, ``_cc_facts``, ``_cc_data``, ``_files``, ``_validate`` and ``errors``.
-This is the one reader of the system for kvmprobe: procfs, sysfs, ``/dev`` and
+Imports ``_host_facts``, ``_cc_facts``, ``_cc_data``, ``_access``, ``_files``, ``_validate`` and
+``errors``. This is the one reader of the system for kvmprobe: procfs, sysfs, ``/dev`` and
 ``/etc/group``/``/etc/passwd`` (and, for confidential VMs, the cpuid driver, the misc cgroup and
 the kernel log), every path taken relative to ``root`` so that a test can hand it a directory
 tree that looks like another host (see ``kvmprobe.testing.FakeHost``). It never issues an ioctl: what the kernel *answers*

@@ -1,6 +1,6 @@
 """Linux ``_IOC`` encoding per architecture, and the KVM ioctl numbers kvmprobe issues.
 
-Imports only ``errors``. Numbers are computed, never copied, so that they are right on
+Imports only ``errors`` and ``_arch``. Numbers are computed, never copied, so that they are right on
 every architecture: x86_64, aarch64, riscv64, s390x and loongarch64 use the generic layout of
 ``include/uapi/asm-generic/ioctl.h``; powerpc, mips, sparc and alpha use their own
 (``arch/<arch>/include/uapi/asm/ioctl.h``: 13 size bits, 3 direction bits, ``_IOC_NONE`` = 1).

@@ -1,9 +1,9 @@
 """Fleet CPU compatibility from recorded hosts: baselines, migration verdicts, compatibility classes.
 
-Imports ``_fleet``, ``_fleet_read``, ``_baseline``, ``_baseline_formats``, ``_compat_judge``,
-``_cpu_view``, ``_validate``, ``presets``, ``probing``, ``_vmm_versions`` and ``errors``; the public
-home of the names that live in those rooms. Everything answers from snapshots alone
-(``kvmprobe snapshot --vm -o FILE`` on each host), anywhere, with no VMM or libvirt:
+Imports ``_fleet``, ``_baseline``, ``_baseline_formats``, ``_compat_judge``, ``_cpu_view``,
+``_cpu_record``, ``_fc_template``, ``_validate``, ``presets``, ``probing``, ``_vmm_versions`` and
+``errors``; the public home of the names that live in those rooms. Everything answers from snapshots
+alone (``kvmprobe snapshot --vm -o FILE`` on each host), anywhere, with no VMM or libvirt:
 
 * :func:`baseline`: the largest guest CPU every host offers (volatile fields cleared), streamed
   host by host; :func:`firecracker_template` and :func:`qemu_cpu` render it for those VMMs.

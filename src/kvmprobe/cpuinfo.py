@@ -1,7 +1,7 @@
 """What CPU a guest can get from KVM here: ``kvmprobe.cpu()`` and the :class:`CpuInfo` it returns.
 
-Imports ``probing``, ``host``, ``_backend``, ``_cpu_record`` and ``_cpu_decode``. The public home
-of the CPU view (the function is ``kvmprobe.cpu``; this module cannot share its name, since
+Imports ``probing``, ``_host_reader``, ``_backend``, ``_cpu_record`` and ``_cpu_decode``. The public
+home of the CPU view (the function is ``kvmprobe.cpu``; this module cannot share its name, since
 importing a submodule ``kvmprobe.cpu`` would replace the function on the package).
 :func:`cpu` rides on the probe cache: ``probe(vm=True, cpu=True)`` asks KVM's CPU questions
 once per device (thread- and fork-safe, as ``probe()``), and each result is decoded once. Under

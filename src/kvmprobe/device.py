@@ -1,6 +1,6 @@
 """An open KVM device (the analog of kvm-ioctls ``Kvm``) and a short-lived VM fd.
 
-Imports ``caps``, ``_ioctl``, ``_device_x86``, ``_device_errors``, ``_backend``,
+Imports ``caps``, ``_ioctl``, ``_device_x86``, ``_device_errors``, ``_vcpu``, ``_backend``,
 ``_backend_select`` and ``errors``. This is the one place where errno values from ``open(2)`` and
 ``ioctl(2)`` become kvmprobe errors with their fixes (worded in ``_device_errors``), and where an interrupted call (``EINTR``) is asked again, a bounded
 number of times. Nothing here caches: see ``probe`` for that. The x86 CPU queries (supported

@@ -1,7 +1,8 @@
 """Host diagnosis: whether KVM works here, why, and what to do (``python -m kvmprobe doctor``).
 
-Imports ``_checks`` (the checks and the judge), ``_cc_judge`` (the confidential-VM section),
-``host``, ``probing``, ``device``, ``_backend`` and ``_ioctl``. :func:`diagnose` turns the kernel's answers and the
+Imports ``_checks`` (the checks and the judge), ``_cc_judge`` and ``_cc_verdict`` (the
+confidential-VM section), ``host``, ``_host_reader``, ``probing``, ``device``, ``_backend``,
+``_ioctl``, ``_arch`` and ``errors``. :func:`diagnose` turns the kernel's answers and the
 :class:`~kvmprobe.HostFacts` into a :class:`Diagnosis`: a verdict and a list of :class:`Check`
 results, each with what was found and, where something is wrong, the remedy (``_remedies``).
 

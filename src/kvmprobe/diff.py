@@ -1,10 +1,10 @@
 """Compare two hosts: capabilities gained, lost and changed, host facts, VMM verdicts and CPUs.
 
-Imports ``probing``, ``profiles``, ``_cc_judge`` (confidential-guest verdicts), ``_bitmasks``,
-``caps``, ``errors``, ``_arch`` and ``_cpu_diff``. :func:`diff_hosts` takes two
-:class:`~kvmprobe.ProbeResult` (recorded, preset or live) and returns a :class:`HostDiff`:
-what an operator needs to know before moving VMs from host A to host B (or from one kernel
-to the next). Pure: it never probes; the CLI (``kvmprobe diff A [B]``) gathers the hosts.
+Imports ``probing``, ``profiles``, ``_cc_judge`` and ``_cc_verdict`` (confidential-guest verdicts),
+``_bitmasks``, ``caps``, ``errors``, ``_arch``, ``_cpu_decode``, ``_cpu_diff`` and ``_guest_report``.
+:func:`diff_hosts` takes two :class:`~kvmprobe.ProbeResult` (recorded, preset or live) and returns a
+:class:`HostDiff`: what an operator needs to know before moving VMs from host A to host B (or from
+one kernel to the next). Pure: it never probes; the CLI (``kvmprobe diff A [B]``) gathers the hosts.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Hosts a test can ask for by name, each honest about where it came from.
 
-Imports ``snapshot``, ``probing``, ``host``, ``caps`` and ``errors``. Three kinds:
+Imports ``snapshot``, ``probing``, ``host``, ``caps``, ``_ioctl`` and ``errors``. Three kinds:
 
 * **Recorded**: ``pvm-6.18`` is the real snapshot of the machine kvmprobe was developed on
   (``python -m kvmprobe snapshot --vm``: Linux 6.18 with the PVM backend ``kvm_pvm``, x86_64,

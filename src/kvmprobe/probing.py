@@ -1,9 +1,11 @@
 """The batch probe: one pass over the whole capability table, cached, thread-safe.
 
-Imports ``device``, ``caps``, ``_cap_values``, ``_backend`` and ``errors``. ``probe()`` opens the device once,
-asks ``KVM_GET_API_VERSION`` and ``KVM_CHECK_EXTENSION`` for every ``Cap`` member, closes the
-fd and returns an immutable :class:`ProbeResult`. Later calls return the cached result until
-``probe(refresh=True)``; ``has()`` and ``value()`` then cost one dict lookup.
+Imports ``device``, ``caps``, ``_cap_values``, ``_backend``, ``_arch``, ``errors`` and, for the
+types a result carries, ``_host_facts``, ``_cpu_record``, ``_cc_facts`` and ``_guest_report``.
+``probe()`` opens the device once, asks ``KVM_GET_API_VERSION`` and ``KVM_CHECK_EXTENSION`` for
+every ``Cap`` member, closes the fd and returns an immutable :class:`ProbeResult`. Later calls
+return the cached result until ``probe(refresh=True)``; ``has()`` and ``value()`` then cost one dict
+lookup.
 """
 
 from __future__ import annotations

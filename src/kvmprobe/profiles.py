@@ -1,13 +1,14 @@
 """VMM readiness: can Firecracker, Cloud Hypervisor, QEMU, crosvm, ... run on this host, and if not, why?
 
-Imports ``_vmm_requirements`` (the built-in profiles, as data), ``_vmm_versions`` (release
-numbers), ``_profile`` and ``_readiness`` (the value types), ``_profile_file`` (the file
-loader), ``probing``, ``caps``, ``_release`` and ``errors``. A :class:`Profile` lists what a VMM
-needs from KVM, for one range of its releases; :func:`check_vmm` holds a host's answers (a
-:class:`~kvmprobe.ProbeResult`, live or recorded) against it and returns a :class:`Readiness`
-that says what is missing, which Linux release first had it, and which kernel the host runs.
-``check_vmm("qemu", version="7.2")`` (or ``"qemu@7.2"``) checks a release; no version means the
-newest. :func:`load_profile` reads a VMM's own requirements from a small JSON or TOML file.
+Imports ``_vmm_requirements`` (the built-in profiles, as data), ``_vmm_versions`` (release numbers),
+``_profile`` and ``_readiness`` (the value types), ``_profile_file`` (the file loader),
+``_host_reader`` (a live host's KVM backend), ``probing``, ``caps``, ``_release`` and ``errors``. A
+:class:`Profile` lists what a VMM needs from KVM, for one range of its releases; :func:`check_vmm`
+holds a host's answers (a :class:`~kvmprobe.ProbeResult`, live or recorded) against it and returns a
+:class:`Readiness` that says what is missing, which Linux release first had it, and which kernel the
+host runs. ``check_vmm("qemu", version="7.2")`` (or ``"qemu@7.2"``) checks a release; no version
+means the newest. :func:`load_profile` reads a VMM's own requirements from a small JSON or TOML
+file.
 
 The first-release data is the ``Cap`` table's ``since``. Vendor kernels backport many
 capabilities (RHEL 7's "3.10" and RHEL 8's "4.18" carry features of much later releases), so

@@ -1,16 +1,17 @@
 """Recorded hosts: write a probe result as a JSON document, and read one back strictly.
 
-Imports ``probing``, ``host``, ``_guest_report``, ``_cc_facts``, ``_cc_probe``, ``caps``, ``errors``, ``atomic`` and ``_version``. A snapshot is the JSON
-document ``python -m kvmprobe snapshot`` (and ``python -m kvmprobe --json``) writes: the
-schema name and version, who wrote it and when, the device, API version and kernel, one row
-per capability (the system-fd value, the VM-fd value where asked, the errno where a query
-failed), the host facts, the CPU a guest gets (``cpu``: KVM's raw CPUID and MSR answers exactly
-as given, and their decoded view; ``null`` when not recorded) and, when they were run, the
-micro-guest checks (``run``). ``load_snapshot`` turns such a document back into a
-:class:`~kvmprobe.ProbeResult`, so every API and command runs on a recorded host as on the
-live one. The schema is documented as JSON Schema in ``kvmprobe/schema/snapshot-2.schema.json``.
-Version 2 adds optional top-level keys, absent or null where there is nothing to say:
-``derivation`` (a host worked out from a kernel's source, see
+Imports ``probing``, ``host``, ``_host_reader``, ``_snapshot_rows``, ``_validate``, ``_cpu_record``,
+``_cpu_decode``, ``_guest_report``, ``_cc_facts``, ``_cc_probe``, ``_backend``, ``caps``,
+``errors``, ``atomic`` and ``_version``. A snapshot is the JSON document ``python -m kvmprobe
+snapshot`` (and ``python -m kvmprobe --json``) writes: the schema name and version, who wrote it and
+when, the device, API version and kernel, one row per capability (the system-fd value, the VM-fd
+value where asked, the errno where a query failed), the host facts, the CPU a guest gets (``cpu``:
+KVM's raw CPUID and MSR answers exactly as given, and their decoded view; ``null`` when not
+recorded) and, when they were run, the micro-guest checks (``run``). ``load_snapshot`` turns such a
+document back into a :class:`~kvmprobe.ProbeResult`, so every API and command runs on a recorded
+host as on the live one. The schema is documented as JSON Schema in
+``kvmprobe/schema/snapshot-2.schema.json``. Version 2 adds optional top-level keys, absent or null
+where there is nothing to say: ``derivation`` (a host worked out from a kernel's source, see
 :class:`~kvmprobe.probing.Derivation`), ``cpu``, ``run`` and ``confidential`` (the
 confidential-VM facts, :class:`~kvmprobe.confidential.ConfidentialFacts`); version-1 documents
 still load.

@@ -1,7 +1,8 @@
 """Fakes for testing code that uses kvmprobe on machines without KVM (public; no pytest import).
 
-Imports the public API, ``_backend`` and ``_fake_host`` (:class:`FakeHost`). ``FakeBackend`` answers ioctls from a dict, as a
-kernel would (it can also fail chosen calls with chosen errno values); ``fake_probe_result``
+Imports ``probing``, ``presets``, ``snapshot``, ``caps``, ``_ioctl``, ``_backend``, ``_cpu_record``,
+``_fake_cpu`` and ``_fake_host`` (:class:`FakeHost`). ``FakeBackend`` answers ioctls from a dict, as
+a kernel would (it can also fail chosen calls with chosen errno values); ``fake_probe_result``
 builds a :class:`~kvmprobe.ProbeResult`; ``fake_kvm`` makes every ``kvmprobe.probe()``,
 ``has()`` and ``value()`` in the process see a given host until the ``with`` block ends.
 """

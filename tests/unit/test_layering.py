@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import ast
 import os
-from typing import Dict, Iterator, Set
+import re
+from typing import Dict, Iterator, Optional, Set
 
 import kvmprobe
 
@@ -176,3 +177,37 @@ def test_the_core_needs_only_the_standard_library() -> None:
                     outside.setdefault(relpath, set()).add(root)
     # tomli is the optional TOML reader on Python < 3.11 (profiles.py imports it guarded).
     assert {k: v - {"tomli"} for k, v in outside.items() if v - {"tomli"}} == {}
+
+
+def docstring_imports(relpath: str) -> Optional[Set[str]]:
+    """The package modules the module docstring's "Imports ..." sentence names (``None``: it has
+    none). The sentence runs from "Imports" to its first full stop or colon; "nothing" names none."""
+    with open(os.path.join(PACKAGE, relpath), encoding="utf-8") as f:
+        doc = ast.get_docstring(ast.parse(f.read())) or ""
+    found = re.search(r"(?:^|\n\n)(Imports\b.*?)(?:[.:](?:\s|$)|$)", doc, re.S)
+    if found is None:
+        return None
+    sentence = found.group(1)
+    names = set(re.findall(r"``([A-Za-z_][A-Za-z0-9_]*)``", sentence))
+    if not names and not re.match(r"Imports nothing\b", sentence):
+        return {f"<no module named in {sentence!r}>"}
+    siblings = {top(m) for m in os.listdir(os.path.join(PACKAGE, os.path.dirname(relpath)))} if os.sep in relpath else set()
+    return {n for n in names if n in LAYERS or n in siblings} - siblings
+
+
+# _value (value classes without the import cost of dataclasses and typing) sits under every floor
+# and any module may make value types with it: a docstring need not name it.
+UNNAMED = {"_value"}
+
+
+def test_each_imports_line_names_exactly_what_the_module_imports() -> None:
+    wrong = []
+    for relpath in sorted(modules()):
+        said = docstring_imports(relpath)
+        if said is None:
+            continue
+        actual = imported(relpath) - {top(relpath)} - UNNAMED
+        if said - UNNAMED != actual:
+            wrong.append(f"{relpath}: names {sorted(said - actual)} it does not import, "
+                         f"leaves out {sorted(actual - said)}")
+    assert wrong == []

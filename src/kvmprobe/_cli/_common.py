@@ -1,6 +1,6 @@
 """What every command shares: exit codes, the error line, where results come from, output.
 
-Imports the public API only.
+Imports ``probing``, ``presets``, ``caps``, ``errors``, ``atomic``, ``_backend`` and ``_version``.
 """
 
 from __future__ import annotations
