@@ -44,7 +44,13 @@ _TITLES = dict(LAYERS)
 
 class Layer(NamedTuple):
     """What one layer says for one kind: ``status`` (ok, blocked, warn, unknown, n/a), what was
-    found, and for a blocked or warned layer the fix and where that fix comes from."""
+    found, and for a blocked or warned layer the fix and where that fix comes from.
+
+    Example:
+        >>> layer = Layer("module", "blocked", "kvm_amd.sev_snp=N", fix="load kvm_amd with sev_snp=1")
+        >>> layer.title, layer.to_dict()["fix"], layer.to_dict()["source"]
+        ('module parameter', 'load kvm_amd with sev_snp=1', None)
+    """
 
     id: str
     status: str
@@ -78,6 +84,11 @@ class ConfidentialReadiness:
         >>> verdict = check_confidential("sev-snp", fake_probe_result({"VM_TYPES": 1}))
         >>> verdict.ready, verdict.blocking, verdict.layer("kvm").status
         (False, 'kvm', 'blocked')
+        >>> verdict.fix
+        'see the layers below: KVM offers the type once they allow it'
+        >>> doc = verdict.to_dict()
+        >>> doc["vm_type_name"], doc["blocking"], len(doc["layers"]) == len(verdict.layers)
+        ('KVM_X86_SNP_VM (4)', 'kvm', True)
     """
 
     kind: str
@@ -149,6 +160,8 @@ class ConfidentialReport:
         >>> report = assess(fake_probe_result({"VM_TYPES": 1}))
         >>> report.vm_type_names, [v.ready for v in report.verdicts]
         (('KVM_X86_DEFAULT_VM',), [False, False, False, False])
+        >>> report.verdict("snp").kind, report.to_dict()["vm_type_names"]
+        ('sev-snp', ['KVM_X86_DEFAULT_VM'])
     """
 
     vm_types: Optional[int]
@@ -186,7 +199,12 @@ class ConfidentialReport:
 
 
 def vm_type_name(number: int) -> str:
-    """``KVM_X86_SNP_VM (4)``, or ``VM type 9`` for a number mainline does not define."""
+    """``KVM_X86_SNP_VM (4)``, or ``VM type 9`` for a number mainline does not define.
+
+    Example:
+        >>> vm_type_name(4), vm_type_name(9)
+        ('KVM_X86_SNP_VM (4)', 'VM type 9')
+    """
     found = vm_type(number)
     return f"{found.name} ({number})" if found is not None else f"VM type {number}"
 

@@ -33,6 +33,11 @@ class Collision(NamedTuple):
     """One out-of-tree meaning of a number that mainline uses (or may soon use) differently.
 
     ``arches`` lists the architectures whose kernels carry the other meaning (``""``: any).
+
+    Example:
+        >>> found = collisions("cap", 240)[0]
+        >>> found.other, found.mainline, found.mainline_since
+        ('KVM_CAP_ARM_RME', 'KVM_CAP_ARM_EL2', '6.16')
     """
 
     kind: str

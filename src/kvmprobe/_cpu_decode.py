@@ -139,6 +139,8 @@ class FeatureMsr(NamedTuple):
     Example:
         >>> FeatureMsr(0x10A, "MSR_IA32_ARCH_CAPABILITIES", 0x21, "rdcl_no mds_no").describe()
         '0x10a MSR_IA32_ARCH_CAPABILITIES = 0x21: rdcl_no mds_no'
+        >>> FeatureMsr(0x10A, "MSR_IA32_ARCH_CAPABILITIES", None, "").to_dict()
+        {'index': 266, 'name': 'MSR_IA32_ARCH_CAPABILITIES', 'value': None, 'hex': None, 'meaning': ''}
     """
 
     msr: int
@@ -179,6 +181,12 @@ class CpuInfo:
         ('GenuineIntel', 6, 142, 12)
         >>> info.has("avx2"), info.has("avx512f"), sorted(info.host_only)
         (True, False, ['avx512f'])
+        >>> info.tsc_khz, info.msrs, info.failed  # not asked in this record
+        (None, None, ())
+        >>> [entry.leaf for entry in info.normalized]
+        [0, 1, 7]
+        >>> CpuInfo("x", "x86_64", True, xsave_mask=0x7).xsave
+        ('x87', 'sse', 'avx')
     """
 
     source: str

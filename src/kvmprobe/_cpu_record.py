@@ -173,6 +173,17 @@ class CpuRecord(NamedTuple):
 
         ``extra`` keys are allowed and left to the caller (a snapshot's ``decoded``). Keys of
         this shape may be absent (read as not recorded), never unknown.
+
+        Example:
+            >>> from kvmprobe._validate import Checker
+            >>> check = Checker(lambda field, message, hint: ValueError(f"{field}: {message}"))
+            >>> record = CpuRecord(cpuid=((1, 0, 0, 0x806EC, 0, 1, 0),), tsc_khz=2_500_000)
+            >>> CpuRecord.from_dict(record.to_dict(), check, "$.cpu") == record
+            True
+            >>> CpuRecord.from_dict({"tsc_khz": -1}, check, "$.cpu")
+            Traceback (most recent call last):
+            ...
+            ValueError: $.cpu.tsc_khz: ...
         """
         section = check.mapping(data, at)
         check.keys(section, at, _KEYS + tuple(extra))

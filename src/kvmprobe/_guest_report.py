@@ -82,6 +82,12 @@ class GuestExit(NamedTuple):
         'KVM_EXIT_IO out port 0x10 size 1 value 0x42'
         >>> GuestExit(17, suberror=1).describe()
         'KVM_EXIT_INTERNAL_ERROR KVM_INTERNAL_ERROR_EMULATION'
+        >>> hlt = GuestExit(5, ns=700)
+        >>> hlt.name, hlt.to_dict()
+        ('KVM_EXIT_HLT', {'reason': 5, 'name': 'KVM_EXIT_HLT', 'ns': 700})
+        >>> from kvmprobe._validate import Checker
+        >>> GuestExit.from_dict(Checker(lambda field, message, hint: ValueError(message)), hlt.to_dict(), "$.exit") == hlt
+        True
     """
 
     reason: int
@@ -167,7 +173,15 @@ class GuestExit(NamedTuple):
 
 
 class ExitCost(NamedTuple):
-    """``exits`` round trips of a guest ``OUT`` to user space: the median, fastest and slowest."""
+    """``exits`` round trips of a guest ``OUT`` to user space: the median, fastest and slowest.
+
+    Example:
+        >>> cost = ExitCost(exits=999, median_ns=9_000, min_ns=7_500, max_ns=80_000)
+        >>> cost.far_off, ExitCost(999, 50 * NORMAL_EXIT_NS, 1, 10**9).far_off
+        (False, True)
+        >>> cost.to_dict()
+        {'exits': 999, 'median_ns': 9000, 'min_ns': 7500, 'max_ns': 80000}
+    """
 
     exits: int
     median_ns: int
@@ -185,7 +199,15 @@ class ExitCost(NamedTuple):
 
 
 class Compute(NamedTuple):
-    """A loop of ``iterations`` (two instructions each) in the guest and natively, in ns."""
+    """A loop of ``iterations`` (two instructions each) in the guest and natively, in ns.
+
+    Example:
+        >>> loop = Compute(iterations=1_000_000, guest_ns=2_100_000, native_ns=700_000)
+        >>> loop.slowdown, loop.far_off
+        (3.0, False)
+        >>> Compute(1_000_000, 5_200 * 700_000, 700_000).to_dict()
+        {'iterations': 1000000, 'guest_ns': 3640000000, 'native_ns': 700000, 'slowdown': 5200.0}
+    """
 
     iterations: int
     guest_ns: int
@@ -208,7 +230,13 @@ class Compute(NamedTuple):
 
 class CpuidRow(NamedTuple):
     """One CPUID leaf as the guest read it, and as ``KVM_GET_SUPPORTED_CPUID`` lists it (``None``:
-    not listed). Registers are (EAX, EBX, ECX, EDX)."""
+    not listed). Registers are (EAX, EBX, ECX, EDX).
+
+    Example:
+        >>> row = CpuidRow(7, 0, (0, 0x209, 0, 0), (0, 0x209, 0, 0))
+        >>> row.differences(), row.to_dict()
+        ([], {'leaf': 7, 'subleaf': 0, 'guest': [0, 521, 0, 0], 'supported': [0, 521, 0, 0]})
+    """
 
     leaf: int
     subleaf: int
@@ -255,6 +283,13 @@ class RunReport(NamedTuple):
         >>> report = RunReport("2026-12-01T22:00:00Z", "x86_64", 2.0, "halted", sequence)
         >>> report.ok, RunReport("2026-12-01T22:00:00Z", "x86_64", 2.0, "timeout", ()).failure()
         (True, 'the real-mode guest did not finish in 2 s')
+        >>> report.cpuid_follows_table is None  # the long-mode guest's CPUID was not measured
+        True
+        >>> doc = report.to_dict()
+        >>> doc["ok"], doc["real_mode"][1]
+        (True, {'reason': 5, 'name': 'KVM_EXIT_HLT', 'ns': 0})
+        >>> RunReport.from_dict(doc, lambda field, message, hint: ValueError(f"{field}: {message}")) == report
+        True
     """
 
     measured_at: str

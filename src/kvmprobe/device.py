@@ -105,6 +105,14 @@ class KvmDevice(X86Queries):
         >>> with KvmDevice.open() as kvm:  # doctest: +SKIP
         ...     kvm.api_version(), kvm.check_extension(Cap.IMMEDIATE_EXIT) > 0
         (12, True)
+
+    Example:
+        >>> from kvmprobe.testing import FakeBackend
+        >>> with KvmDevice.open("/dev/kvm", backend=FakeBackend({Cap.HLT: 1})) as kvm:
+        ...     kvm.closed
+        False
+        >>> kvm.closed
+        True
     """
 
     def __init__(self, fd: int, path: str, backend: Backend, ioctls: KvmIoctls) -> None:
@@ -341,7 +349,24 @@ class KvmDevice(X86Queries):
 
 
 class VmFd:
-    """A VM fd from :meth:`KvmDevice.create_vm`; closed by the context manager that made it."""
+    """A VM fd from :meth:`KvmDevice.create_vm`; closed by the context manager that made it.
+
+    Example:
+        >>> from kvmprobe.testing import FakeBackend
+        >>> backend = FakeBackend({}, vm_values={Cap.NR_MEMSLOTS: 32764, Cap.HLT: 1}, tsc_khz=2_500_000)
+        >>> with KvmDevice.open("/dev/kvm", backend=backend) as kvm, kvm.create_vm() as vm:
+        ...     vm.fileno() in backend.open_fds, vm.check_extension_raw(Cap.NR_MEMSLOTS)
+        ...     vm.check_many([Cap.HLT, Cap.IRQCHIP]), vm.tsc_khz()
+        (True, 32764)
+        (([1, 0], [0, 0]), 2500000)
+        >>> vm.close()  # already closed when the block ended: closing again does nothing
+        >>> vm.fileno()
+        Traceback (most recent call last):
+        ...
+        kvmprobe.errors.KvmIoctlError: the VM fd is already closed...
+        >>> backend.open_fds
+        []
+    """
 
     def __init__(self, fd: int, device: KvmDevice) -> None:
         self._fd: Optional[int] = fd
@@ -413,6 +438,14 @@ class VmFd:
 
         Raises:
             KvmIoctlError: the kernel refused (its errno is kept).
+
+        Example:
+            >>> from kvmprobe.testing import FakeBackend
+            >>> with KvmDevice.open("/dev/kvm", backend=FakeBackend()) as kvm, kvm.create_vm() as vm:
+            ...     vm.set_tss_addr(0xFFFBD000)  # a kernel without the ioctl (FakeBackend has none)
+            Traceback (most recent call last):
+            ...
+            kvmprobe.errors.KvmIoctlError: KVM_SET_TSS_ADDR failed on /dev/kvm: ENOTTY (Inappropriate ioctl for device)...
         """
         self._call("KVM_SET_TSS_ADDR", self.fileno(), self._device.ioctls.KVM_SET_TSS_ADDR, address)
 

@@ -65,7 +65,12 @@ class CapChange:
         return line + _named(self.number, self.a, self.b)
 
     def to_dict(self) -> Dict[str, Any]:
-        """JSON-ready: name, number, a, b (and a_error/b_error when a query failed)."""
+        """JSON-ready: name, number, a, b (and a_error/b_error when a query failed).
+
+        Example:
+            >>> CapChange("KVM_CAP_HLT", 1, 1, None, b_error=5).to_dict()
+            {'name': 'KVM_CAP_HLT', 'number': 1, 'a': 1, 'b': None, 'b_error': 5}
+        """
         doc: Dict[str, Any] = {"name": self.name, "number": self.number, "a": self.a, "b": self.b}
         if self.a_error is not None:
             doc["a_error"] = self.a_error
@@ -125,7 +130,12 @@ class FactChange:
         return f"{self.key}: {_fact(self.a)} -> {_fact(self.b)}"
 
     def to_dict(self) -> Dict[str, Any]:
-        """JSON-ready: key, a, b (``null`` where a host has no such fact), added/removed for a list."""
+        """JSON-ready: key, a, b (``null`` where a host has no such fact), added/removed for a list.
+
+        Example:
+            >>> FactChange("host.cpu_flags", ["svm"], ["vmx"], added=("vmx",), removed=("svm",)).to_dict()
+            {'key': 'host.cpu_flags', 'a': ['svm'], 'b': ['vmx'], 'added': ['vmx'], 'removed': ['svm']}
+        """
         doc: Dict[str, Any] = {
             "key": self.key,
             "a": None if self.a is _ABSENT else self.a,
@@ -183,7 +193,12 @@ class VerdictChange:
         return f"{self.display_name}: NOT READY -> ready (A: {self.a_summary})"
 
     def to_dict(self) -> Dict[str, Any]:
-        """JSON-ready."""
+        """JSON-ready.
+
+        Example:
+            >>> VerdictChange("qemu", "QEMU", False, True, "QEMU cannot run", "QEMU can run").to_dict()["b_ready"]
+            True
+        """
         return {
             "vmm": self.vmm,
             "display_name": self.display_name,
