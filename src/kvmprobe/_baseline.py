@@ -58,6 +58,19 @@ class Baseline(NamedTuple):
     cannot remove them); ``alone``: ``(host, [what only it lacks])`` for the hosts that alone
     keep something out; ``msrs``: the judged feature MSRs every host reads (``None`` for one
     some host lacks); ``msr_everywhere``: the feature MSRs every host's KVM_GET_MSR_INDEX_LIST has.
+
+    Example:
+        >>> from kvmprobe.compat import baseline
+        >>> from kvmprobe.testing import fake_cpu_record, fake_probe_result
+        >>> base = baseline([fake_probe_result({}, cpu=fake_cpu_record(["sse2", "avx2", "avx512f"])),
+        ...                  fake_probe_result({}, cpu=fake_cpu_record(["sse2", "avx2"]))])
+        >>> base.vendor, base.features(), base.lost_features(), base.xsave_components()
+        ('GenuineIntel', ('sse2', 'avx2'), ('avx512f',), ())
+        >>> [(hex(e.leaf), hex(e.ecx), hex(e.edx)) for e in base.cpuid()][0]
+        ('0x1', '0x0', '0x4000000')
+        >>> doc = base.to_dict()
+        >>> doc["schema"], doc["hosts"], doc["lost"]
+        ('kvmprobe-baseline', 2, ['avx512f'])
     """
 
     hosts: int

@@ -104,6 +104,14 @@ class QemuCpu(NamedTuple):
     ``arg`` is what to pass; ``model`` the named model it starts from (``None``: ``host``);
     ``add``/``remove`` the ``+``/``-`` features; ``closest`` the nearest named model and its
     argument when none runs on every host as it is; ``notes`` what QEMU cannot be told.
+
+    Example:
+        >>> from kvmprobe.compat import baseline, qemu_cpu
+        >>> from kvmprobe.testing import fake_cpu_record, fake_probe_result
+        >>> cpu = qemu_cpu(baseline([fake_probe_result({}, cpu=fake_cpu_record(["sse2", "avx2"])),
+        ...                          fake_probe_result({}, cpu=fake_cpu_record(["sse2"]))]))
+        >>> cpu.arg.startswith("host,"), "avx2" in cpu.remove, cpu.model
+        (True, True, None)
     """
 
     arg: str

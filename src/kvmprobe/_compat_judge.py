@@ -64,6 +64,8 @@ class Reason(NamedTuple):
     Example:
         >>> Reason("cpuid", "CPUID 0x7.0 ebx", ("avx2",), "", "cloud-hypervisor@v53.0 mod.rs:405-410").describe()
         'CPUID features DEST lacks: avx2 (CPUID 0x7.0 ebx; cloud-hypervisor@v53.0 mod.rs:405-410)'
+        >>> Reason("tsc", "TSC", (), "2500000 kHz -> 2100000 kHz", "x86.c").to_dict()["describe"]
+        '2500000 kHz -> 2100000 kHz (x86.c)'
     """
 
     kind: str
@@ -92,7 +94,20 @@ class Reason(NamedTuple):
 
 
 class Compat(NamedTuple):
-    """The verdict: ``ok`` when there is no reason; ``notes`` on what could not be judged."""
+    """The verdict: ``ok`` when there is no reason; ``notes`` on what could not be judged.
+
+    Example:
+        >>> from kvmprobe.compat import compare
+        >>> from kvmprobe.testing import fake_cpu_record, fake_probe_result
+        >>> big = fake_probe_result({}, source="big", cpu=fake_cpu_record(["sse2", "avx2"]))
+        >>> small = fake_probe_result({}, source="small", cpu=fake_cpu_record(["sse2"]))
+        >>> verdict = compare(big, small)
+        >>> verdict.ok, [r.names for r in verdict.reasons], compare(small, big).ok
+        (False, [('avx2',)], True)
+        >>> doc = verdict.to_dict()
+        >>> doc["schema"], doc["source"], doc["dest"], doc["ok"]
+        ('kvmprobe-compat', 'big', 'small', False)
+    """
 
     source: str
     dest: str

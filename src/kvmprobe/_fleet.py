@@ -90,7 +90,15 @@ def views(hosts: Iterable[Tuple[str, str, Optional[CpuRecord]]]) -> Iterator[Tup
 
 
 class FleetClass(NamedTuple):
-    """One compatibility class: its hash, how many hosts, the first of them by name, its CPU model."""
+    """One compatibility class: its hash, how many hosts, the first of them by name, its CPU model.
+
+    Example:
+        >>> from kvmprobe.compat import fleet
+        >>> from kvmprobe.testing import fake_cpu_record, fake_probe_result
+        >>> (first,) = fleet([fake_probe_result({}, source="h0", cpu=fake_cpu_record(["sse2"]))]).classes
+        >>> len(first.cpu_class), first.hosts, first.example, first.model
+        (12, 1, 'h0', 'GenuineIntel family 6 model 142 stepping 12')
+    """
 
     cpu_class: str
     hosts: int
@@ -99,7 +107,16 @@ class FleetClass(NamedTuple):
 
 
 class FleetSummary(NamedTuple):
-    """What ``kvmprobe fleet`` reports. ``readiness``: ``(vmm, ready hosts)`` per built-in VMM."""
+    """What ``kvmprobe fleet`` reports. ``readiness``: ``(vmm, ready hosts)`` per built-in VMM.
+
+    Example:
+        >>> from kvmprobe.compat import fleet
+        >>> from kvmprobe.testing import fake_cpu_record, fake_probe_result
+        >>> summary = fleet([fake_probe_result({}, cpu=fake_cpu_record(f)) for f in (["sse2"], ["sse2", "avx2"])])
+        >>> doc = summary.to_dict()
+        >>> doc["schema"], doc["hosts"], [c["hosts"] for c in doc["classes"]], doc["baseline"]["lost"]
+        ('kvmprobe-fleet', 2, [1, 1], ['avx2'])
+    """
 
     hosts: int
     arch: str

@@ -78,6 +78,8 @@ class DeviceNode:
         >>> node = DeviceNode("char", 10, 232, 0o660, 0, 36, "root", "kvm")
         >>> node.is_char, node.mode_text, node.number
         (True, 'crw-rw----', '10:232')
+        >>> node.owner_text, DeviceNode("char", 10, 232, 0o660, 0, 36).owner_text  # names unknown: the ids
+        ('root:kvm', '0:36')
     """
 
     kind: str

@@ -43,6 +43,8 @@ class Learned(NamedTuple):
         >>> found = Learned(profile, ("vmm",), (Cap.USER_MEMORY,), ((Cap.USER_MEMORY, refusal),), (), (), (), 2, 0.5, "exit 0")
         >>> found.complete, found.text().splitlines()[-1]
         (True, 'KVM_CAP_USER_MEMORY = "kvm does not support KVM_CAP_USER_MEMORY"')
+        >>> found.document()["required"]
+        {'KVM_CAP_USER_MEMORY': 'kvm does not support KVM_CAP_USER_MEMORY'}
     """
 
     profile: Profile

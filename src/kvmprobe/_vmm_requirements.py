@@ -1106,6 +1106,15 @@ class BackendConstraint:
     ``backend`` is the KVM module behind ``/dev/kvm`` as the host facts name it (``kvm_pvm``);
     ``short`` the condition in a few words, ``text`` in full (or, when it does not run, what
     happens); ``sources`` the evidence; ``instead`` what to use when it does not run.
+
+    Example:
+        >>> from kvmprobe.presets import load_preset
+        >>> from kvmprobe.profiles import check_vmm
+        >>> (blocked,) = check_vmm("gvisor-kvm", load_preset("pvm-6.18")).blocked_by
+        >>> blocked.backend, blocked.runs, blocked.instead
+        ('kvm_pvm', False, 'runsc --platform=systrap (or ptrace), which needs no KVM')
+        >>> [c.short for c in check_vmm("firecracker", load_preset("pvm-6.18")).conditions]
+        ['a guest kernel built for PVM (CONFIG_PVM_GUEST)', "a guest kernel with the host's PVM ABI"]
     """
 
     backend: str

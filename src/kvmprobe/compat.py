@@ -172,7 +172,14 @@ def _name(spec: HostLike, result: ProbeResult) -> str:
 
 class FirecrackerTemplate(NamedTuple):
     """A Firecracker custom CPU template (``document``, ready for ``json.dumps``) and ``notes``
-    on what the format cannot express for these hosts."""
+    on what the format cannot express for these hosts.
+
+    Example:
+        >>> from kvmprobe.testing import fake_cpu_record, fake_probe_result
+        >>> template = firecracker_template(baseline([fake_probe_result({}, cpu=fake_cpu_record(["sse2"]))]))
+        >>> sorted(template.document), isinstance(template.notes, list)
+        (['cpuid_modifiers', 'msr_modifiers'], True)
+    """
 
     document: Dict[str, Any]
     notes: List[str]

@@ -173,6 +173,9 @@ class Trace(NamedTuple):
         >>> t = Trace("supervisor", "why", (TraceEntry(36, "KVM_CAP_IOEVENTFD", "vm", 1, (0,), True, True, None),), 0, 0)
         >>> print(t.render().splitlines()[-1])
         1 capability asked in 1 call (1 masked); KVM_GET_API_VERSION asked 0 times
+        >>> doc = t.to_dict()
+        >>> doc["schema"], doc["calls"][0]["name"], doc["calls"][0]["answers"]
+        ('kvmprobe.trace/1', 'KVM_CAP_IOEVENTFD', [0])
     """
 
     tracer: str

@@ -109,6 +109,8 @@ class GuestRun(NamedTuple):
         ...                "timeout", "", 1.0, 1.0)
         >>> run.finished, run.describe()
         (False, 'real mode, 5 bytes: KVM_EXIT_IO out port 0x10 size 1 value 0x42, then did not finish in 1 s')
+        >>> run.halted, run.to_dict()["outcome"], run.to_dict()["exits"][0]["port"]
+        (False, 'timeout', 16)
     """
 
     mode: str

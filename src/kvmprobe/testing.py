@@ -239,6 +239,15 @@ class FakeBackend:
         return -1, _errno.ENOTTY
 
     def ioctl(self, fd: int, request: int, arg: int = 0) -> int:
+        """One integer-argument ioctl, answered as KVM would (``OSError`` with the errno on a fault).
+
+        Example:
+            >>> backend, numbers = FakeBackend({Cap.HLT: 1}), KvmIoctls.for_machine()
+            >>> fd = backend.open("/dev/kvm")
+            >>> backend.ioctl(fd, numbers.KVM_GET_API_VERSION), backend.ioctl(fd, numbers.KVM_CHECK_EXTENSION, Cap.HLT)
+            (12, 1)
+            >>> backend.close(fd)
+        """
         result, code = self._answer(fd, request, arg)
         if code:
             raise OSError(code, _errno.errorcode.get(code, "error"))
@@ -254,6 +263,18 @@ class FakeBackend:
         return values, errnos
 
     def ioctl_buffer(self, fd: int, request: int, buffer: bytearray, pointers: Pointers = ()) -> int:
+        """One structure ioctl on the system fd, answered from the recorded CPU data with the
+        kernel's buffer rules (``E2BIG`` and the needed count when ``buffer`` is too small).
+
+        Example:
+            >>> import struct
+            >>> backend, numbers = FakeBackend(msrs=[0x10, 0x174]), KvmIoctls.for_machine()
+            >>> fd = backend.open("/dev/kvm")
+            >>> msr_list = bytearray(struct.pack("=I", 8) + bytes(4 * 8))  # struct kvm_msr_list, room for 8
+            >>> backend.ioctl_buffer(fd, numbers.KVM_GET_MSR_INDEX_LIST, msr_list), struct.unpack_from("=3I", msr_list)
+            (0, (2, 16, 372))
+            >>> backend.close(fd)
+        """
         name = self._names.get(request, hex(request))
         result, code = self._gate(fd, name, 0)
         if not code:
