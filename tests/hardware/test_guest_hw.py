@@ -29,7 +29,6 @@ pytestmark = [
 
 # _IO/_IOW/_IOR/_IOWR(0xAE, nr, size) on x86_64, written out (include/uapi/linux/kvm.h).
 RAW_KVM_GET_VCPU_MMAP_SIZE = 0xAE04
-RAW_KVM_CREATE_VCPU = 0xAE41
 RAW_KVM_SET_USER_MEMORY_REGION = 0x4020AE46
 RAW_KVM_RUN = 0xAE80
 RAW_KVM_GET_SREGS = 0x8138AE83
@@ -60,7 +59,7 @@ def raw_real_mode_run(code: bytes) -> List[Tuple[int, int, int, int]]:
             memory[0x1000:0x1000 + len(code)] = code
             # struct kvm_userspace_memory_region { u32 slot, flags; u64 guest_phys_addr, memory_size, userspace_addr; }
             fcntl.ioctl(vm, RAW_KVM_SET_USER_MEMORY_REGION, struct.pack("<IIQQQ", 0, 0, 0, 0x100000, address))
-            vcpu = fcntl.ioctl(vm, RAW_KVM_CREATE_VCPU, 0)
+            vcpu = fcntl.ioctl(vm, raw.KVM_CREATE_VCPU, 0)
             try:
                 size = fcntl.ioctl(kvm, RAW_KVM_GET_VCPU_MMAP_SIZE, 0)
                 run = mmap.mmap(vcpu, size)
