@@ -71,7 +71,9 @@ hostile_scalars = st.one_of(
 )
 
 
-def json_values(scalars: st.SearchStrategy[Any], keys: st.SearchStrategy[str], max_leaves: int) -> st.SearchStrategy[Any]:
+def json_values(
+    scalars: st.SearchStrategy[Any], keys: st.SearchStrategy[str], max_leaves: int
+) -> st.SearchStrategy[Any]:
     """JSON values: ``scalars``, and lists and objects (keys from ``keys``) of them."""
     return st.recursive(
         scalars,

@@ -1,9 +1,9 @@
 """The CPUID table against this CPU: the CPUID instruction (run by a C program compiled here)
 decoded with the table, compared with the flags the kernel shows in /proc/cpuinfo.
 
-The CPUID path is the test's own (``hardware._raw_x86``): a few lines of C with inline asm, pinned to one CPU, and
-/proc/cpuinfo read for that same CPU. These tests need no /dev/kvm (only the feature-MSR one
-does); they skip where the machine is not x86_64 or gcc is missing.
+The CPUID path is the test's own (``hardware._raw_x86``): a few lines of C with inline asm,
+pinned to one CPU, and /proc/cpuinfo read for that same CPU. These tests need no /dev/kvm (only
+the feature-MSR one does); they skip where the machine is not x86_64 or gcc is missing.
 """
 
 from __future__ import annotations

@@ -191,7 +191,8 @@ def docstring_imports(relpath: str) -> Optional[Set[str]]:
     names = set(re.findall(r"``([A-Za-z_][A-Za-z0-9_]*)``", sentence))
     if not names and not re.match(r"Imports nothing\b", sentence):
         return {f"<no module named in {sentence!r}>"}
-    siblings = {top(m) for m in os.listdir(os.path.join(PACKAGE, os.path.dirname(relpath)))} if os.sep in relpath else set()
+    folder = os.path.dirname(relpath)
+    siblings = {top(m) for m in os.listdir(os.path.join(PACKAGE, folder))} if folder else set()
     return {n for n in names if n in LAYERS or n in siblings} - siblings
 
 

@@ -19,11 +19,15 @@ from kvmprobe.host import HostFacts
 from kvmprobe.profiles import Profile, Requirement, check_vmm
 from kvmprobe.testing import fake_probe_result
 
-MODULES: Dict[str, Dict[str, Dict[str, str]]] = {"kvm_intel": {"kvm": {}, "kvm_intel": {"nested": "N"}}, "kvm_pvm": {"kvm": {}, "kvm_pvm": {}}}
+MODULES: Dict[str, Dict[str, Dict[str, str]]] = {
+    "kvm_intel": {"kvm": {}, "kvm_intel": {"nested": "N"}},
+    "kvm_pvm": {"kvm": {}, "kvm_pvm": {}},
+}
 
 
 def host(values: Mapping[CapLike, int], *, backend: str = "kvm_intel",
-         vm_values: Optional[Mapping[CapLike, int]] = None, errors: Optional[Mapping[CapLike, int]] = None, api_version: int = 12, arch: str = "x86_64") -> Any:
+         vm_values: Optional[Mapping[CapLike, int]] = None, errors: Optional[Mapping[CapLike, int]] = None,
+         api_version: int = 12, arch: str = "x86_64") -> Any:
     facts = HostFacts(system="Linux", machine=arch, kernel_release="6.18.0", kvm_modules=MODULES[backend])
     made = fake_probe_result(values, vm_values=vm_values, errors=errors, api_version=api_version, arch=arch,
                              kernel="6.18.0", source="snapshot")
