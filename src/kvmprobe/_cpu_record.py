@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ._kvm_structs import CpuidEntry, IoctlFailure
 from ._value import Shared
-from .errors import IoctlFailed
+from .errors import IoctlFailed, KvmUnavailable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -329,7 +329,12 @@ def read_kvm_cpu(kvm: CpuQueries, *, vm: Optional[TscQuery] = None) -> CpuRecord
     indices = ask(kvm.msr_feature_index_list)
     values = None if indices is None else ask(kvm.get_msrs, indices)
     xcomp = ask(kvm.get_device_attr, 0, 0)  # KVM_X86_GRP_SYSTEM, KVM_X86_XCOMP_GUEST_SUPP
-    khz = None if vm is None else ask(vm.tsc_khz)
+    khz = None
+    if vm is not None:
+        try:
+            khz = ask(vm.tsc_khz)
+        except KvmUnavailable as err:  # the scratch vCPU was refused: that question only failed
+            failed.append(IoctlFailure("KVM_CREATE_VCPU", err.errno or 5))
     return CpuRecord(
         cpuid=None if cpuid is None else _entries(cpuid),
         emulated_cpuid=None if emulated is None else _entries(emulated),
