@@ -33,7 +33,7 @@ from .errors import (
     describe_errno,
 )
 from .host import HostFacts
-from .probing import ProbeResult
+from .probing import ProbeResult, probe_device
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ def ask_kernel(path: str, backend: Optional[Backend], create_vm: bool, run: bool
             answers.immediate_exit = None
             answers.immediate_exit_errno = err.errno or errno.EIO
             answers.query_errors = {Cap.IMMEDIATE_EXIT: answers.immediate_exit_errno}
-        answers.probe = _every_capability(kvm, path)
+        answers.probe = _every_capability(kvm)
         if not create_vm:
             answers.vm_skip = "not asked (create_vm=False)"
             return answers
@@ -194,17 +194,14 @@ def run_micro_guest(answers: Answers, path: str, backend: Optional[Backend]) -> 
         answers.run_skip = err.message
     except KvmProbeError as err:
         answers.run_error = err
-def _every_capability(kvm: KvmDevice, path: str) -> Optional[ProbeResult]:
-    """Every capability, asked on the doctor's one open of the device (what later sections, such
-    as the confidential-VM one, read instead of opening it again); ``None`` if the batch fails."""
-    caps = tuple(Cap)
+def _every_capability(kvm: KvmDevice) -> Optional[ProbeResult]:
+    """Every capability, asked on the doctor's one open of the device by the one batch probe
+    (what later sections, such as the confidential-VM one, read instead of opening it again);
+    ``None`` if the batch fails."""
     try:
-        raw, errnos = kvm.check_many([int(cap) for cap in caps])
+        return probe_device(kvm)
     except OSError:
         return None
-    values = {cap: value for cap, value, code in zip(caps, raw, errnos) if not code}
-    errors = {cap: code for cap, code in zip(caps, errnos) if code}
-    return ProbeResult(device=path, api_version=kvm.version, values=values, backend=kvm.backend.name, errors=errors)
 
 
 def recorded_answers(result: ProbeResult, how: str) -> Answers:
