@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ._arch import is_x86
 from ._cpu_record import CpuRecord
-from ._cpuid import CpuidEntry, arch_capabilities, features_of, lookup, signature_fields, vendor_of, xsave_components
+from ._cpuid import CpuidEntry, arch_capabilities, features_of, find_entry, lookup, signature_fields, vendor_of, xsave_components
 from ._cpuid_table import (
     FEATURE_MSRS,
     FEATURES,
@@ -368,15 +368,8 @@ def _ordered(names: Iterable[str]) -> List[str]:
     return [row.name for row in FEATURES if row.name in wanted]
 
 
-def _find(entries: Optional[Iterable[CpuidEntry]], leaf: int, subleaf: int = 0) -> Optional[CpuidEntry]:
-    for entry in entries or ():
-        if entry.leaf == leaf and entry.subleaf == subleaf:
-            return entry
-    return None
-
-
 def _xsave_mask(entries: Optional[Iterable[CpuidEntry]]) -> Optional[int]:
-    entry = _find(entries, 0xD, 0)
+    entry = find_entry(entries or (), 0xD, 0)
     return None if entry is None else entry.edx << 32 | entry.eax
 
 
@@ -435,8 +428,8 @@ def decode(
         raise NotRecorded("CPU data", source)
     kvm = _entries(record.cpuid)
     host_cpuid = _entries(record.host_cpuid)
-    vendor = vendor_of(_find(kvm, 0) or _find(host_cpuid, 0))
-    leaf1 = _find(kvm, 1) or _find(host_cpuid, 1)
+    vendor = vendor_of(find_entry(kvm or (), 0) or find_entry(host_cpuid or (), 0))
+    leaf1 = find_entry(kvm or (), 1) or find_entry(host_cpuid or (), 1)
     family, model, stepping = signature_fields(leaf1.eax) if leaf1 is not None else (None, None, None)
     features = features_of(kvm or ())
     emulated = features_of(record.emulated_cpuid or ()) - features

@@ -122,10 +122,9 @@ class CpuRecord(NamedTuple):
             >>> CpuRecord(cpuid=((0x8000001F, 0, 0, 0x1B, 0x4033, 0, 0),)).entry(0x8000001F).ebx & 0x3F
             51
         """
-        for row in self.cpuid or ():
-            if row[0] == leaf and row[1] == subleaf:
-                return CpuidEntry(*row)
-        return None
+        from ._cpuid import find_entry  # the one lookup (KVM's significant-index rule)
+
+        return find_entry(self.cpuid or (), leaf, subleaf)
 
     def feature_msr(self, index: int) -> Optional[int]:
         """The value KVM_GET_MSRS read for feature MSR ``index`` (``None``: not read).

@@ -92,8 +92,6 @@ _EFER_LME, _EFER_LMA = 1 << 8, 1 << 10
 _TSS_ADDRESS = 0xFFFBD000
 # The exit reasons the run loop answers and resumes (KVM_EXIT_IO, _MMIO, _INTR); any other ends it.
 _IO, _HLT, _MMIO, _INTR = 2, 5, 6, 10
-# KVM_CPUID_FLAG_SIGNIFCANT_INDEX (arch/x86/include/uapi/asm/kvm.h; the kernel's spelling).
-_SIGNIFICANT_INDEX = 1
 
 
 class GuestRun(NamedTuple):
@@ -447,17 +445,16 @@ def _supported_cpuid(kvm: KvmDevice) -> bytearray:
 
 def _rows(cpuid2: bytearray, leaves: Sequence[Tuple[int, int]]) -> List[Tuple[int, int, int, int, int, int]]:
     """KVM's entries for ``leaves``: (leaf, subleaf, eax, ebx, ecx, edx); a leaf KVM lists without
-    a significant index answers every subleaf."""
-    import struct
+    a significant index answers every subleaf (the one lookup, ``_cpuid.find_entry``)."""
+    from ._cpuid import find_entry
+    from ._kvm_structs import cpuid2_entries
 
-    (count,) = struct.unpack_from("<I", cpuid2, 0)
-    entries = [struct.unpack_from("<7I", cpuid2, 8 + 40 * i) for i in range(min(count, (len(cpuid2) - 8) // 40))]
+    entries = cpuid2_entries(cpuid2)
     out = []
     for leaf, subleaf in leaves:
-        for function, index, flags, eax, ebx, ecx, edx in entries:
-            if function == leaf and (index == subleaf or not flags & _SIGNIFICANT_INDEX):
-                out.append((leaf, subleaf, eax, ebx, ecx, edx))
-                break
+        entry = find_entry(entries, leaf, subleaf)
+        if entry is not None:
+            out.append((leaf, subleaf, entry.eax, entry.ebx, entry.ecx, entry.edx))
     return out
 
 
