@@ -19,8 +19,10 @@ LAYERS: Dict[str, int] = {
     # 0: no package imports at all (the ioctl seam, the compiled loop, plumbing)
     "_version": 0, "errors": 0, "_release": 0, "atomic": 0, "_files": 0, "_backend": 0, "_kvmbatch": 0,
     "_arch": 0, "_profile_text": 0, "_vmm_versions": 0, "_cpuid_insn": 0, "_access": 0,
-    # 0: running work in a forked child under a time limit (the micro-guest's watchdog)
-    "_forked": 0,
+    # 0: stopping a child at its time limit (SIGKILL it or its process group, wait for it)
+    "_stop": 0,
+    # 1: running work in a forked child under a time limit (the micro-guest's watchdog)
+    "_forked": 1,
     # -1: value classes (dataclass, NamedTuple) without the import cost of dataclasses and typing,
     # under every floor (it imports nothing from the package, and every floor makes value types)
     "_value": -1,
@@ -56,7 +58,7 @@ LAYERS: Dict[str, int] = {
     "_profile_file": 3, "_host_reader": 3, "_remedies": 3, "_supervisor": 3,
     # 3: number collisions (named from the bit-mask tables); the confidential verdicts (value types)
     "_collisions": 3, "_cc_verdict": 3,
-    # 3: the one room that runs programs (VMM version queries)
+    # 3: running programs: the VMM version queries (the supervised command is _supervisor's)
     "_installed": 3,
     # 3: the device, the one place errno becomes an error; the raw CPU record and its reader
     "device": 3, "_cpu_record": 3,
