@@ -14,7 +14,7 @@ import errno
 
 from . import _remedies
 from ._access import AclEntry, Who, may_open
-from ._backend import Backend
+from ._backend import Backend, ForwardingBackend
 from ._backend_select import select_backend
 from ._check_model import Check, Status
 from ._host_checks import HostChecks
@@ -38,9 +38,8 @@ from .probing import ProbeResult, probe_device
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dataclasses import dataclass, field
-    from typing import Dict, Mapping, Optional, Sequence, Tuple
+    from typing import Dict, Mapping, Optional, Tuple
 
-    from ._backend import CheckResults, Pointers
     from ._guest_report import RunReport
 else:
     from ._value import dataclass, field
@@ -112,35 +111,25 @@ class Answers:
     synthesized: bool = False  # made up from the capability table: no device was ever opened
 
 
-class _Watch:
+class _Watch(ForwardingBackend):
     """A Backend that forwards to another and notes whether ``open`` succeeded and what
     ``KVM_GET_API_VERSION`` returned, so a failure inside ``KvmDevice.open`` can be placed."""
 
     def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.name = inner.name
+        super().__init__(inner)
         self.opened = False
         self.api_version: Optional[int] = None
 
     def open(self, path: str) -> int:
-        fd = self.inner.open(path)  # ownership: KvmDevice closes it through close() below
+        fd = self.inner.open(path)  # ownership: KvmDevice closes it through close()
         self.opened = True
         return fd
-
-    def close(self, fd: int) -> None:
-        self.inner.close(fd)
 
     def ioctl(self, fd: int, request: int, arg: int = 0) -> int:
         result = self.inner.ioctl(fd, request, arg)
         if request == KvmIoctls.for_machine().KVM_GET_API_VERSION:
             self.api_version = result
         return result
-
-    def check_many(self, fd: int, request: int, numbers: Sequence[int]) -> CheckResults:
-        return self.inner.check_many(fd, request, numbers)
-
-    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray, pointers: Pointers = ()) -> int:
-        return self.inner.ioctl_buffer(fd, request, buffer, pointers)
 
 
 def ask_kernel(path: str, backend: Optional[Backend], create_vm: bool, run: bool = False) -> Answers:
