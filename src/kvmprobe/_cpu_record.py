@@ -1,7 +1,7 @@
 """What KVM (and the host CPU) answered about the CPU, raw: the record, its reader and its JSON.
 
 Imports ``_kvm_structs``, ``errors`` and, where used, ``_cpuid`` and its tables, ``_cpuid_insn``
-and ``_files`` (reading a snapshot's CPU section loads no feature table).
+and ``_host_files`` (reading a snapshot's CPU section loads no feature table).
 A :class:`CpuRecord` keeps the numbers exactly as the kernel gave them (so a newer kvmprobe can
 decode an old recording), plus the host's own CPUID and ``/proc/cpuinfo`` flags for the
 host-versus-KVM comparison, and every query that failed. Decoding is ``_cpu_decode``'s job.
@@ -350,7 +350,6 @@ def read_kvm_cpu(kvm: CpuQueries, *, vm: Optional[TscQuery] = None) -> CpuRecord
 # 0x40000000 the highest hypervisor leaf, present only when CPUID.1:ECX.hypervisor[bit 31] is set).
 _HEADS = (0x00000000, 0x80000000)
 _HYPERVISOR = 0x40000000
-_CPUINFO_LIMIT = 1 << 20
 
 
 def _wanted(kvm_entries: Iterable[CpuidEntry]) -> Dict[Tuple[int, int], int]:
@@ -424,18 +423,8 @@ def live_host_side(record: Optional[CpuRecord], *, source: str, backend: str, ro
 
 
 def _proc_flags(root: str) -> Optional[Tuple[str, ...]]:
-    """The ``flags`` line of the first CPU in ``/proc/cpuinfo`` under ``root`` (``None``: unreadable)."""
-    import os
+    """The flags of the first CPU in ``/proc/cpuinfo`` under ``root`` (``None``: unreadable), read
+    by the host reader's one reader of that file."""
+    from ._host_files import Reader, first_cpu
 
-    from ._files import read_limited
-
-    try:
-        text = read_limited(os.path.join(root, "proc/cpuinfo"), _CPUINFO_LIMIT, truncate=True)
-    except (OSError, ValueError):
-        return None
-    for line in text.decode("utf-8", errors="replace").splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() == "flags":
-            return tuple(value.split())
-    return None
-
+    return first_cpu(Reader(root))[1]

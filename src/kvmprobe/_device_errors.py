@@ -1,6 +1,6 @@
 """What an errno from opening the KVM device or from one of its ioctls means, as a kvmprobe error.
 
-Imports ``errors``, ``_access`` and ``_files``: the other room of ``device``, which raises what
+Imports ``errors``, ``_access`` and ``_host_files``: the other room of ``device``, which raises what
 these functions make (it stays the one place errno values become kvmprobe errors; these only
 word them, with the fix for this host: the owner and mode of the node, who may open it, the
 container it runs in). The remedy for a permission error is ``doctor``'s, from ``_access``.
@@ -52,8 +52,7 @@ def permission_hint(path: str, st: Optional[os.stat_result]) -> str:
     import grp  # only on this error path
     import pwd
 
-    from . import _access
-    from ._files import read_limited
+    from . import _access, _host_files as host_files
 
     uid = os.geteuid()
     try:
@@ -74,11 +73,7 @@ def permission_hint(path: str, st: Optional[os.stat_result]) -> str:
         kvm_group = True
     except KeyError:
         kvm_group = False
-    try:
-        cgroup = read_limited("/proc/1/cgroup", 65536, truncate=True).decode("utf-8", "replace")
-    except (OSError, ValueError):
-        cgroup = ""
-    container = _access.container_kind(os.path.lexists("/.dockerenv"), os.path.lexists("/run/.containerenv"), cgroup)
+    container = host_files.container(host_files.Reader("/"))  # the host reader's one detection
     node = _access.node_of(st, _access.read_acl(path)) if st is not None else None
     return _access.permission(
         path, node, who, who_text=f"{name} (uid {uid})" if name else f"uid {uid}", group_name=group_name,

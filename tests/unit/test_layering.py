@@ -62,8 +62,12 @@ LAYERS: Dict[str, int] = {
     "_installed": 3,
     # 3: the device, the one place errno becomes an error; the raw CPU record and its reader
     "device": 3, "_cpu_record": 3,
-    # 1: what an errno of the device means, worded as the error device raises (errors, _access, _files)
-    "_device_errors": 1,
+    # 2: what an errno of the device means, worded as the error device raises (errors, _access,
+    # _host_files)
+    "_device_errors": 2,
+    # 1: files under a root, read bounded (the one OSError mapping of host files; cpuinfo's first
+    # CPU and the container signs, which more than one room reads)
+    "_host_files": 1,
     # 4: the host facts' public home
     "host": 4,
     # 4: the batch probe and its cache; the micro-guest under KVM_RUN; decoding CPU records;
