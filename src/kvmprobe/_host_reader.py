@@ -43,7 +43,7 @@ from .errors import SnapshotError, UnknownUser
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
+    from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 else:
     from ._value import NamedTuple
 
@@ -366,6 +366,32 @@ _MISC_CAPACITY = ("/sys/fs/cgroup/misc.capacity", "/sys/fs/cgroup/misc/misc.capa
 _CAP_IPC_LOCK = 14
 
 
+def _packed(registers: Tuple[int, int, int, int]) -> bytes:
+    return b"".join(value.to_bytes(4, "little") for value in registers)
+
+
+def _confidential_leaf(
+    read: Callable[[int], Tuple[Optional[bytes], Optional[str]]], leaf: int
+) -> Tuple[Optional[Tuple[int, int, int, int]], str]:
+    """CPUID ``leaf`` (EAX, EBX, ECX, EDX) through ``read`` (16 bytes, as the cpuid driver reads
+    them, or the errno name), asked only when the highest extended leaf reaches it; else why not."""
+    top, why = read(0x80000000)
+    if top is None or len(top) != 16:
+        return None, {
+            "ENOENT": f"no {_CPUID_DEVICE} (the cpuid driver: modprobe cpuid)",
+            "EACCES": f"{_CPUID_DEVICE} needs root",
+            "EPERM": f"{_CPUID_DEVICE} needs root",
+        }.get(why or "", f"{_CPUID_DEVICE}: {why or 'short read'}")
+    highest = int.from_bytes(top[:4], "little")
+    if highest < leaf:
+        return None, f"the CPU's highest extended leaf is {highest:#x}: it has no leaf {leaf:#x}"
+    raw, why = read(leaf)
+    if raw is None or len(raw) != 16:
+        return None, f"{_CPUID_DEVICE}: {why or 'short read'}"
+    eax, ebx, ecx, edx = (int.from_bytes(raw[i : i + 4], "little") for i in range(0, 16, 4))
+    return (eax, ebx, ecx, edx), ""
+
+
 def _cmdline_words(text: Optional[str]) -> Optional[Tuple[str, ...]]:
     if text is None:
         return None
@@ -457,8 +483,9 @@ def _read_kmsg() -> List[str]:
 def read_confidential_files(root: str = "/") -> ConfidentialFacts:
     """The confidential-VM facts that files under ``root`` tell (no ioctl is issued).
 
-    CPUID 0x8000001F through ``/dev/cpu/0/cpuid`` (needs root and the cpuid driver; the leaf is
-    read only when the CPU's highest extended leaf reaches it), the kernel command line, the
+    CPUID 0x8000001F (on this host through ``_cpuid_insn``: the instruction, else
+    ``/dev/cpu/0/cpuid``; under another root its ``dev/cpu/0/cpuid`` file; the leaf is read only
+    when the CPU's highest extended leaf reaches it), the kernel command line, the
     misc cgroup's ``misc.capacity``, this process's memlock limit and CAP_IPC_LOCK, and the
     kernel-log lines about SEV and TDX (``/dev/kmsg``; under a fake root a text file there). A
     missing or unreadable file leaves its fact unknown, with the reason where one is known.
@@ -476,26 +503,16 @@ def read_confidential_files(root: str = "/") -> ConfidentialFacts:
     from ._cc_data import CPUID_LEAF, LOG_KEEP
 
     reader = _Reader(root)
-    cpuid: Optional[Tuple[int, int, int, int]] = None
-    top, why = reader.pread(_CPUID_DEVICE, 16, 0x80000000)
-    if top is None or len(top) != 16:
-        note = {
-            "ENOENT": f"no {_CPUID_DEVICE} (the cpuid driver: modprobe cpuid)",
-            "EACCES": f"{_CPUID_DEVICE} needs root",
-            "EPERM": f"{_CPUID_DEVICE} needs root",
-        }.get(why or "", f"{_CPUID_DEVICE}: {why or 'short read'}")
-    else:
-        highest = int.from_bytes(top[:4], "little")
-        note = ""
-        if highest < CPUID_LEAF:
-            note = f"the CPU's highest extended leaf is {highest:#x}: it has no leaf {CPUID_LEAF:#x}"
-        else:
-            raw, why = reader.pread(_CPUID_DEVICE, 16, CPUID_LEAF)
-            if raw is not None and len(raw) == 16:
-                eax, ebx, ecx, edx = (int.from_bytes(raw[i : i + 4], "little") for i in range(0, 16, 4))
-                cpuid = (eax, ebx, ecx, edx)
+    if reader.real:  # this host: the CPUID instruction (no root needed), else the cpuid driver
+        from ._cpuid_insn import open_host_cpuid
+
+        with open_host_cpuid() as (function, source):
+            if function is None:
+                cpuid, note = None, source
             else:
-                note = f"{_CPUID_DEVICE}: {why or 'short read'}"
+                cpuid, note = _confidential_leaf(lambda leaf: (_packed(function(leaf, 0)), None), CPUID_LEAF)
+    else:  # a tree that looks like another host: its cpuid file, as the driver lays it out
+        cpuid, note = _confidential_leaf(lambda leaf: reader.pread(_CPUID_DEVICE, 16, leaf), CPUID_LEAF)
     capacity, misc_path = _misc_capacity(reader)
     log, log_note = _kernel_log(reader, LOG_KEEP)
     return ConfidentialFacts(
