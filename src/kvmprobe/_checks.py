@@ -17,6 +17,7 @@ from ._access import AclEntry, Who, may_open
 from ._backend import Backend, ForwardingBackend
 from ._backend_select import select_backend
 from ._check_model import Check, Status
+from ._device_errors import NOT_MAINLINE_HINT, policy_hint
 from ._host_checks import HostChecks
 from ._ioctl import KVM_API_VERSION, KvmIoctls
 from ._release import format_version, parse_release
@@ -204,7 +205,7 @@ def recorded_answers(result: ProbeResult, how: str) -> Answers:
         # A live device with another version fails at open; a recording keeps what it answered.
         answers.api_error = NotAKvmDevice(
             f"{result.device} answered KVM API version {result.api_version}; every VMM needs {KVM_API_VERSION}",
-            hint="this kernel's KVM is not the mainline interface; use a mainline KVM kernel",
+            hint=NOT_MAINLINE_HINT,
             path=result.device,
         )
     if result.vm_created:
@@ -330,8 +331,7 @@ class Judge(HostChecks):
                 Status.WARN,
                 f"Linux {release}: KVM_CHECK_EXTENSION({cap.c_name}) failed with {describe_errno(failed)}, so "
                 "whether VMMs that require it (Cloud Hypervisor) can start here is unknown",
-                "a security policy (seccomp, SELinux, a container runtime) may block KVM ioctls for this process; "
-                f"'python -m kvmprobe has {cap.name}' asks again",
+                f"{policy_hint(False)}; 'python -m kvmprobe has {cap.name}' asks again",
             )
         version = parse_release(release)
         if value == 0:
@@ -488,8 +488,7 @@ class Judge(HostChecks):
                 Status.WARN,
                 f"{len(failed)} KVM_CHECK_EXTENSION {'query' if len(failed) == 1 else 'queries'} failed, "
                 f"so {'that capability is' if len(failed) == 1 else 'those capabilities are'} unknown: {shown}{more}",
-                "a security policy (seccomp, SELinux, a container runtime) may block KVM ioctls for this process; "
-                "'python -m kvmprobe --all' shows each one as ERROR",
+                f"{policy_hint(False)}; 'python -m kvmprobe --all' shows each one as ERROR",
             ),
         )
 

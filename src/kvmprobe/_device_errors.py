@@ -18,7 +18,26 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Optional, Tuple
 
-__all__ = ["ioctl_error", "open_error", "permission_hint"]
+__all__ = ["NOT_MAINLINE_HINT", "NOT_THE_DEVICE_HINT", "ioctl_error", "open_error", "permission_hint", "policy_hint"]
+
+# The remedy sentences the device's errors share with the doctor (``_checks``), each written
+# once: here, the lowest room both import (``device`` may not import ``_remedies``, its floor).
+#: A device that answers another KVM API version than 12.
+NOT_MAINLINE_HINT = "this kernel's KVM is not the mainline interface; use a mainline KVM kernel"
+#: A path that is no KVM device (a directory, or a node that answers ENOTTY).
+NOT_THE_DEVICE_HINT = "point kvmprobe at the KVM device (--device /dev/kvm or KVMPROBE_DEVICE)"
+
+
+def policy_hint(certain: bool = True) -> str:
+    """The remedy of a KVM ioctl refused (EPERM/EACCES) or failing where it should not.
+
+    Example:
+        >>> policy_hint(False)
+        'a security policy (seccomp, SELinux, a container runtime) may block KVM ioctls for this process'
+    """
+    return f"a security policy (seccomp, SELinux, a container runtime) {'blocks' if certain else 'may block'} " \
+        "KVM ioctls for this process"
+
 
 _NOT_FOUND = (errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ENOTDIR)
 _DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
@@ -127,7 +146,7 @@ def open_failure(path: str, code: int, *, live: bool = True) -> KvmUnavailable:
     if code == errno.EISDIR:
         return NotAKvmDevice(
             f"{path} is a directory, not a KVM device",
-            hint="point kvmprobe at the KVM device (--device /dev/kvm or KVMPROBE_DEVICE)",
+            hint=NOT_THE_DEVICE_HINT,
             path=path,
             errno=code,
         )
@@ -160,7 +179,7 @@ def ioctl_error(path: str, name: str, err: OSError) -> KvmUnavailable:
     if code in _NOT_KVM and name == "KVM_GET_API_VERSION":
         return NotAKvmDevice(
             f"{path} is not a KVM device ({name}: {describe_errno(code)})",
-            hint="point kvmprobe at the KVM device (--device /dev/kvm or KVMPROBE_DEVICE)",
+            hint=NOT_THE_DEVICE_HINT,
             path=path,
             errno=code,
         )
@@ -175,7 +194,7 @@ def ioctl_error(path: str, name: str, err: OSError) -> KvmUnavailable:
     if code in (errno.EPERM, errno.EACCES):
         return KvmPermissionDenied(
             f"{name} refused on {path}: {describe_errno(code)}",
-            hint="a security policy (seccomp, SELinux, a container runtime) blocks KVM ioctls for this process",
+            hint=policy_hint(),
             path=path,
             errno=code,
         )

@@ -17,7 +17,7 @@ import sys
 
 from ._backend import Backend
 from ._backend_select import select_backend
-from ._device_errors import ioctl_error, open_error, open_failure, permission_hint, recorded_failure
+from ._device_errors import NOT_MAINLINE_HINT, ioctl_error, open_error, open_failure, permission_hint, recorded_failure
 from ._device_x86 import X86Queries
 from ._ioctl import KVM_API_VERSION, KvmIoctls
 from .caps import Cap
@@ -156,7 +156,7 @@ class KvmDevice(X86Queries):
             device.close()
             raise NotAKvmDevice(
                 f"{where} answers KVM API version {version}; kvmprobe (like every VMM) needs {KVM_API_VERSION}",
-                hint="this kernel's KVM is not the mainline interface; use a mainline KVM kernel",
+                hint=NOT_MAINLINE_HINT,
                 path=where,
             )
         device.version = version
