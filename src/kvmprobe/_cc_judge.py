@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from ._backend import Backend
 from ._bitmasks import decode_mask, vm_type
-from ._cc_data import CPUID_FIELDS, CPUID_LEAF, LOG_LINES, REMEDIES, SEV_ATTRS, SNP_POLICY_BITS, VMSA_FEATURES, Kind
+from ._cc_data import CPUID_FIELDS, CPUID_LEAF, LOG_LINES, REMEDIES, SEV_ATTRS, SNP_POLICY_BITS, VMSA_FEATURES, Kind, cpuid_bit
 from ._cc_facts import UNLIMITED, ConfidentialFacts
 from ._cc_verdict import KINDS, ConfidentialReadiness, ConfidentialReport, Layer, kind_named, vm_type_name
 from ._collisions import collisions
@@ -137,8 +137,9 @@ class _Judge:
             return Layer("cpu", "unknown", f"CPUID {CPUID_LEAF:#x} unknown: {why}")
         eax, ebx, ecx, edx = cpuid
         text = f"CPUID {CPUID_LEAF:#x}: {_leaf_text(cpuid)}"
-        if not eax >> (kind.cpuid_bit or 0) & 1:
-            return Layer("cpu", "blocked", f"{text}; no {kind.cpu_flag} (EAX bit {kind.cpuid_bit})", *vendor_fix)
+        bit = cpuid_bit(kind)
+        if not eax >> (bit or 0) & 1:
+            return Layer("cpu", "blocked", f"{text}; no {kind.cpu_flag} (EAX bit {bit})", *vendor_fix)
         if ecx == 0:
             return Layer("cpu", "blocked", f"{text}; no ASID for encrypted guests", *vendor_fix)
         return Layer("cpu", "ok", text)
