@@ -9,7 +9,7 @@ and ``KVM_CAP_X86_NOTIFY_VMEXIT`` take flag bits in ``KVM_ENABLE_CAP`` but answe
 
 Sources: Linux 7.1.5 as imported at danayer/linux-7.1.5@7d33d86d5512 (an unmodified stable
 tarball; the uapi headers match a second import, rikudousennin22/linux-7.1.3), dates from the
-uapi headers of earlier releases (research/confidential.md, section 0). ``tests/unit/test_bitmasks.py``
+uapi headers of earlier releases (docs/research/confidential.md, section 0). ``tests/unit/test_bitmasks.py``
 checks every bit this machine's ``<linux/kvm.h>`` and ``<asm/kvm.h>`` define against the table.
 """
 

@@ -8,7 +8,7 @@ device access, misc cgroup, memlock limit), for the system-fd device attributes 
 per layer, each with its source. The checks built on it are in ``kvmprobe.confidential``.
 
 Sources: Linux 7.1.5 (danayer/linux-7.1.5@7d33d86d5512, an unmodified stable tarball) unless
-another tree is named; research/confidential.md gathers them with the release dating.
+another tree is named; docs/research/confidential.md gathers them with the release dating.
 """
 
 from __future__ import annotations
@@ -285,5 +285,5 @@ REMEDIES: Dict[str, Remedy] = {
         f"{_LINUX} Documentation/arch/x86/tdx.rst:45-72; arch/x86/kvm/vmx/tdx.c:3374-3392"),
     "kernel_version": Remedy(
         "run Linux 6.10 or newer for SEV and SEV-ES VM types, 6.11 for SEV-SNP and 6.16 for TDX (or a vendor "
-        "kernel that backports them)", "research/confidential.md, section 1.1 (uapi header dating)"),
+        "kernel that backports them)", "docs/research/confidential.md, section 1.1 (uapi header dating)"),
 }  # fmt: skip

@@ -1096,7 +1096,7 @@ _PVM_EMULATION = (
 )
 _PVM_GUEST_CONFIG = "virt-pvm/misc@15d2f0467f49 pvm-guest-6.12.33.config:350-351,464 (KVM_GUEST, PVM_GUEST, X86_PIE)"
 _PVM_KATA = "virt-pvm/misc@15d2f0467f49 pvm-get-started-with-kata.md"
-_PVM_MEASURED = "measured on a kvm_pvm host, 2026-12-01 (kvmprobe research notes, pvm.md §1-2)"
+_PVM_MEASURED = "measured on a kvm_pvm host, 2026-12-01 (docs/research/pvm.md §1-2)"
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ MAX_TIME_LIMIT = 86400.0
 #: leaf, the feature leaves 1 and 7, the extended features, and the hypervisor leaf.
 CPUID_LEAVES: Tuple[Tuple[int, int], ...] = ((0, 0), (1, 0), (7, 0), (0x80000001, 0), (0x40000000, 0))
 #: The default check's ``OUT`` round trips and loop iterations: well under a second in total even
-#: where KVM emulates every guest instruction (about 1 µs each under PVM, pvm.md §1); ``thorough``
+#: where KVM emulates every guest instruction (about 1 µs each under PVM, docs/research/pvm.md §1); ``thorough``
 #: takes more of both.
 DEFAULT_EXITS, DEFAULT_ITERATIONS = 200, 50_000
 THOROUGH_EXITS, THOROUGH_ITERATIONS = 10_000, 1_000_000
