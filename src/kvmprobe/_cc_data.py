@@ -1,6 +1,7 @@
 """Confidential-VM knowledge as data: the four kinds, the layers, the SEV attributes, the fixes.
 
-Imports ``caps``, ``_vm_types`` and, where used, ``_cpuid_table``. One source of truth for what an SEV, SEV-ES, SEV-SNP or TDX guest needs
+Imports ``caps``, ``_vm_types``, ``_kvm_backends`` (which module and CPU vendor serve each kind) and,
+where used, ``_cpuid_table``. One source of truth for what an SEV, SEV-ES, SEV-SNP or TDX guest needs
 from each layer of a host (CPU, BIOS, firmware, kernel, module parameter, KVM, capabilities,
 device access, misc cgroup, memlock limit), for the system-fd device attributes of
 ``KVM_X86_GRP_SEV``, for the CPUID 0x8000001F fields beyond its feature bits (whose names are
@@ -13,6 +14,7 @@ another tree is named; docs/research/confidential.md gathers them with the relea
 
 from __future__ import annotations
 
+from ._kvm_backends import serving
 from ._vm_types import number_of
 from .caps import Cap
 
@@ -106,20 +108,28 @@ class Kind(NamedTuple):
     source: str
 
 
+def _kind(id: str, display: str, vm_type_name: str, param: str, cpu_flag: str, misc: str, pins_memory: bool,
+          needs: Tuple[Need, ...], source: str) -> Kind:
+    """A kind, its VM type resolved by the kernel's name and its module and CPU vendor from the
+    backend that serves it (``_kvm_backends``)."""
+    backend = serving(id)
+    return Kind(id, display, number_of(vm_type_name), backend.vendor or "", backend.module, param, cpu_flag, misc,
+                pins_memory, needs, source)
+
+
 KINDS: Tuple[Kind, ...] = (
-    Kind("sev", "AMD SEV", number_of("KVM_X86_SEV_VM"), "AuthenticAMD", "kvm_amd", "sev", "sev", "sev", True, (),
-         f"{_LINUX} arch/x86/kvm/svm/sev.c:3018-3023, 3061-3134"),
-    Kind("sev-es", "AMD SEV-ES", number_of("KVM_X86_SEV_ES_VM"), "AuthenticAMD", "kvm_amd", "sev_es", "sev_es",
-         "sev_es", True, (), f"{_LINUX} arch/x86/kvm/svm/sev.c:3024-3027, 3135-3164"),
-    Kind("sev-snp", "AMD SEV-SNP", number_of("KVM_X86_SNP_VM"), "AuthenticAMD", "kvm_amd", "sev_snp", "sev_snp",
-         "sev_es", False, _PRIVATE_MEMORY, f"{_LINUX} arch/x86/kvm/svm/sev.c:3028-3059, 3165-3185"),
-    Kind("tdx", "Intel TDX", number_of("KVM_X86_TDX_VM"), "GenuineIntel", "kvm_intel", "tdx", "tdx_host_platform",
-         "tdx", False,
-         _PRIVATE_MEMORY + (
-             Need(Cap.SPLIT_IRQCHIP, 0, "TDX guests need the split irqchip", "qemu/qemu@05caf2690e5a target/i386/kvm/tdx.c"),
-             Need(Cap.X86_APIC_BUS_CYCLES_NS, 0, "QEMU sets the TD's APIC bus frequency",
-                  "qemu/qemu@05caf2690e5a target/i386/kvm/tdx.c"),
-         ), f"{_LINUX} arch/x86/kvm/vmx/main.c:1057-1063; vmx/tdx.c:3364-3432"),
+    _kind("sev", "AMD SEV", "KVM_X86_SEV_VM", "sev", "sev", "sev", True, (),
+          f"{_LINUX} arch/x86/kvm/svm/sev.c:3018-3023, 3061-3134"),
+    _kind("sev-es", "AMD SEV-ES", "KVM_X86_SEV_ES_VM", "sev_es", "sev_es", "sev_es", True, (),
+          f"{_LINUX} arch/x86/kvm/svm/sev.c:3024-3027, 3135-3164"),
+    _kind("sev-snp", "AMD SEV-SNP", "KVM_X86_SNP_VM", "sev_snp", "sev_snp", "sev_es", False, _PRIVATE_MEMORY,
+          f"{_LINUX} arch/x86/kvm/svm/sev.c:3028-3059, 3165-3185"),
+    _kind("tdx", "Intel TDX", "KVM_X86_TDX_VM", "tdx", "tdx_host_platform", "tdx", False,
+          _PRIVATE_MEMORY + (
+              Need(Cap.SPLIT_IRQCHIP, 0, "TDX guests need the split irqchip", "qemu/qemu@05caf2690e5a target/i386/kvm/tdx.c"),
+              Need(Cap.X86_APIC_BUS_CYCLES_NS, 0, "QEMU sets the TD's APIC bus frequency",
+                   "qemu/qemu@05caf2690e5a target/i386/kvm/tdx.c"),
+          ), f"{_LINUX} arch/x86/kvm/vmx/main.c:1057-1063; vmx/tdx.c:3364-3432"),
 )  # fmt: skip
 
 

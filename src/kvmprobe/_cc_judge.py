@@ -26,6 +26,7 @@ from ._cc_data import CPUID_FIELDS, CPUID_LEAF, LOG_LINES, REMEDIES, SEV_ATTRS, 
 from ._cc_facts import UNLIMITED, ConfidentialFacts
 from ._cc_verdict import KINDS, ConfidentialReadiness, ConfidentialReport, Layer, kind_named, vm_type_name
 from ._collisions import collisions
+from ._kvm_backends import CONFIDENTIAL_MODULES
 from ._cc_probe import confidential_device, gather_confidential
 from ._release import format_version, parse_release
 from .caps import Cap
@@ -40,8 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = ["assess", "check_confidential", "read_confidential"]
 
-# The backends whose KVM can create confidential guests at all.
-_VENDOR_MODULES = ("kvm_amd", "kvm_intel")
+# The backends whose KVM can create confidential guests at all (_kvm_backends).
+_VENDOR_MODULES = CONFIDENTIAL_MODULES
 
 
 def read_confidential(

@@ -1,7 +1,7 @@
 """The decoded CPU view of a host: what a guest gets, what KVM hides, XSAVE, feature MSRs, TSC.
 
-Imports ``_cpu_record``, ``_cpuid``, ``_cpuid_table``, ``_kvm_structs``, ``_arch`` and
-``errors``. Pure: :func:`decode` turns a :class:`~kvmprobe._cpu_record.CpuRecord` into a
+Imports ``_cpu_record``, ``_cpuid``, ``_cpuid_table``, ``_kvm_structs``, ``_kvm_backends``, ``_arch``
+and ``errors``. Pure: :func:`decode` turns a :class:`~kvmprobe._cpu_record.CpuRecord` into a
 :class:`CpuInfo`; it reads no file and asks no kernel. Every name comes from the tables of
 ``_cpuid_table``; nothing here knows a bit the table does not.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 
 from ._arch import is_x86
+from ._kvm_backends import PVM
 from ._cpu_record import CpuRecord
 from ._cpuid import CpuidEntry, arch_capabilities, features_of, find_entry, lookup, signature_fields, vendor_of, xsave_components
 from ._cpuid_table import (
@@ -56,7 +57,7 @@ _CPUID_FAULT_BIT = 31
 CPUID_FAULT_MEANING = "cpuid_fault (KVM can give a guest CPUID faulting)"
 
 _PVM_NOTE = (
-    "this /dev/kvm is PVM (kvm_pvm): its KVM_GET_SUPPORTED_CPUID leaves out features the host CPU "
+    f"this /dev/kvm is PVM ({PVM}): its KVM_GET_SUPPORTED_CPUID leaves out features the host CPU "
     "has, and a PVM guest's CPUID instruction runs natively on the host CPU unless CPUID faulting "
     "is on (PVM spec, 'X86 Instructions with changed behavior'; TencentCloud/CubeSandbox#1696), so "
     "a guest may see the host-only features anyway, whatever CPUID table its VMM sets"
@@ -438,7 +439,7 @@ def decode(
         named = {row.name for row in FEATURES if not row.hidden}
         host = features_of(host_cpuid or ()) | (frozenset(record.host_flags or ()) & named)
     notes = []
-    if kvm_backend == "kvm_pvm":
+    if kvm_backend == PVM:
         notes.append(_PVM_NOTE)
     if kvm is None:
         notes.append("KVM's supported CPUID is not known: " + _why(record, "KVM_GET_SUPPORTED_CPUID"))

@@ -1,6 +1,6 @@
 """What each KVM-based VMM needs from the host's KVM, per architecture and per release: pure data.
 
-Imports ``caps`` and ``_vmm_versions``. Capabilities are ``Cap`` members, so a typo fails mypy
+Imports ``caps``, ``_kvm_backends`` (the backends' module names) and ``_vmm_versions``. Capabilities are ``Cap`` members, so a typo fails mypy
 and import; their numbers and first Linux releases come from the ``Cap`` table, never from
 here. ``profiles`` turns an entry and one of its release ranges into a
 :class:`~kvmprobe.profiles.Profile` and checks hosts against it.
@@ -37,6 +37,7 @@ policy, not something it checks.
 from __future__ import annotations
 
 
+from ._kvm_backends import PVM
 from ._vmm_versions import Span
 from .caps import Cap
 
@@ -1159,7 +1160,7 @@ _PVM_EMULATION = (
 )
 _PVM_GUEST_CONFIG = "virt-pvm/misc@15d2f0467f49 pvm-guest-6.12.33.config:350-351,464 (KVM_GUEST, PVM_GUEST, X86_PIE)"
 _PVM_KATA = "virt-pvm/misc@15d2f0467f49 pvm-get-started-with-kata.md"
-_PVM_MEASURED = "measured on a kvm_pvm host, 2026-12-01 (docs/research/pvm.md §1-2)"
+_PVM_MEASURED = f"measured on a {PVM} host, 2026-12-01 (docs/research/pvm.md §1-2)"
 
 
 @dataclass(frozen=True)
@@ -1180,7 +1181,7 @@ class BackendConstraint:
 
 
 _PVM_GUEST_KERNEL = BackendConstraint(
-    backend="kvm_pvm",
+    backend=PVM,
     runs=True,
     short="a guest kernel built for PVM (CONFIG_PVM_GUEST)",
     text="the guest kernel must be built for PVM (CONFIG_PVM_GUEST: an x86-64 PIE kernel running at hardware "
@@ -1194,7 +1195,7 @@ BACKEND_CONSTRAINTS: Dict[str, Tuple[BackendConstraint, ...]] = {
     "firecracker": (
         _PVM_GUEST_KERNEL,
         BackendConstraint(
-            backend="kvm_pvm",
+            backend=PVM,
             runs=True,
             short="a guest kernel with the host's PVM ABI",
             text="reported working with PVM guest kernels whose PVM ABI matches the host's "
@@ -1208,7 +1209,7 @@ BACKEND_CONSTRAINTS: Dict[str, Tuple[BackendConstraint, ...]] = {
     "cloud-hypervisor": (
         _PVM_GUEST_KERNEL,
         BackendConstraint(
-            backend="kvm_pvm",
+            backend=PVM,
             runs=True,
             short="Cloud Hypervisor v35.0 or later",
             text="Cloud Hypervisor v35.0 or later (older ones, as Kata packages them, cannot run PVM guests: "
@@ -1221,7 +1222,7 @@ BACKEND_CONSTRAINTS: Dict[str, Tuple[BackendConstraint, ...]] = {
     "qemu": (
         _PVM_GUEST_KERNEL,
         BackendConstraint(
-            backend="kvm_pvm",
+            backend=PVM,
             runs=True,
             short="qboot firmware, not SeaBIOS",
             text="qboot as the firmware, not SeaBIOS (the PVM guide supports only qboot; SeaBIOS runs entirely "
@@ -1235,7 +1236,7 @@ BACKEND_CONSTRAINTS: Dict[str, Tuple[BackendConstraint, ...]] = {
     "dragonball": (
         _PVM_GUEST_KERNEL,
         BackendConstraint(
-            backend="kvm_pvm",
+            backend=PVM,
             runs=True,
             short="not Kata's packaged Dragonball",
             text="not the Dragonball Kata packages: it cannot run PVM guests there (virtio-vsock, "
@@ -1246,7 +1247,7 @@ BACKEND_CONSTRAINTS: Dict[str, Tuple[BackendConstraint, ...]] = {
     ),
     "gvisor-kvm": (
         BackendConstraint(
-            backend="kvm_pvm",
+            backend=PVM,
             runs=False,
             short="gVisor's KVM platform does not run on kvm_pvm (it hangs in KVM_RUN)",
             text="gVisor's KVM platform does not run on kvm_pvm: its sentry's ring-0 code is not a PVM guest, so "

@@ -33,9 +33,11 @@ CORE = frozenset({
 
 FEATURES: Dict[str, FrozenSet[str]] = {
     "host facts": frozenset({"kvmprobe.host", "kvmprobe._host_reader", "kvmprobe._host_facts", "kvmprobe._access",
-                             "kvmprobe._files", "kvmprobe._validate", "kvmprobe._cc_facts", "kvmprobe._host_files"}),
+                             "kvmprobe._files", "kvmprobe._validate", "kvmprobe._cc_facts", "kvmprobe._host_files",
+                             "kvmprobe._kvm_backends"}),
     "profiles": frozenset({"kvmprobe.profiles", "kvmprobe._profile", "kvmprobe._profile_file", "kvmprobe._readiness",
-                           "kvmprobe._vmm_requirements", "kvmprobe._vmm_versions", "kvmprobe._release"}),
+                           "kvmprobe._vmm_requirements", "kvmprobe._vmm_versions", "kvmprobe._release",
+                           "kvmprobe._kvm_backends"}),
     "snapshot": frozenset({"kvmprobe.snapshot", "kvmprobe._snapshot_rows", "kvmprobe._validate"}),
     "confidential": frozenset({"kvmprobe.confidential", "kvmprobe._cc_judge", "kvmprobe._cc_probe",
                                "kvmprobe._cc_data", "kvmprobe._cc_verdict", "kvmprobe._cc_facts",
@@ -46,7 +48,7 @@ FEATURES: Dict[str, FrozenSet[str]] = {
                               "kvmprobe._guest_report", "kvmprobe._kvm_exits", "kvmprobe._kvm_structs",
                               "kvmprobe._cpuid", "kvmprobe._cpuid_table"}),
     "cpu": frozenset({"kvmprobe.cpuinfo", "kvmprobe._cpu_record", "kvmprobe._cpu_decode", "kvmprobe._cpuid",
-                      "kvmprobe._cpuid_table", "kvmprobe._cpuid_insn", "kvmprobe._kvm_structs"}),
+                      "kvmprobe._cpuid_table", "kvmprobe._cpuid_insn", "kvmprobe._kvm_structs", "kvmprobe._kvm_backends"}),
 }  # fmt: skip
 
 # The standard library's modules that cost a millisecond or more to import.

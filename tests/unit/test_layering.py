@@ -33,6 +33,8 @@ LAYERS: Dict[str, int] = {
     # 1: pure data and encodings; the two ioctl backends over the seam
     "caps": 1, "_ioctl": 1, "_backend_ctypes": 1, "_backend_cffi": 1, "_validate": 1, "_cpuid_table": 1,
     "_kvm_structs": 1,
+    # 1: the KVM backends (modules, what each needs and offers; cited data)
+    "_kvm_backends": 1,
     # 1: the x86 VM types (data: _bitmasks names KVM_CAP_VM_TYPES's bits with them, _cc_data its kinds)
     "_vm_types": 1,
     # 1: QEMU's named CPU models (generated data); Firecracker's CPU template format
