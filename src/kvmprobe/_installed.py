@@ -1,6 +1,6 @@
 """Find the VMMs installed here and ask each for its release: the one room that runs programs.
 
-Imports ``_vmm_requirements`` and ``_vmm_versions``. Binaries are looked for under the names
+Imports ``_vmm_requirements``, ``_vmm_versions`` and ``_stop`` (a query past its time limit). Binaries are looked for under the names
 each VMM's data gives (``qemu-system-<arch>``, ``cloud-hypervisor``, ``firecracker``, ``crosvm``,
 ``runsc``, ``qemu-kvm``) in the directories of ``PATH`` and the usual places PATH may miss
 (:data:`USUAL_DIRS`: ``/usr/libexec`` for RHEL's ``qemu-kvm``, ``/opt/kata/bin`` for Kata's

@@ -1,7 +1,7 @@
 """Run one command under the ``KVM_CHECK_EXTENSION`` filter: start it, answer its queries, trace
 them, bound its time, and return its exit status.
 
-Imports ``_seccomp``, ``_ioctl``, ``_release`` and ``errors``. Numbers only: a :class:`Policy` says, per
+Imports ``_seccomp``, ``_ioctl``, ``_release``, ``_stop`` and ``errors``. Numbers only: a :class:`Policy` says, per
 capability number and kind of fd, what the command is answered (a value, an errno, or the
 kernel's own answer); ``kvmprobe.emulate`` builds it from a recorded host. Two ways to apply it:
 
