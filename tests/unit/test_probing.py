@@ -239,3 +239,17 @@ def test_the_default_path_caches_per_device_path() -> None:
         assert kvmprobe.probe("/dev/kvm") is kvmprobe.probe("/dev/kvm")
         assert kvmprobe.probe("/dev/other-kvm") is not kvmprobe.probe("/dev/kvm")
         assert fake.opened == ["/dev/kvm", "/dev/other-kvm"]
+
+
+def test_the_doctor_asks_through_the_one_batch_probe() -> None:
+    """The doctor's open of the device and probe() give the same result (probing.probe_device)."""
+    import os
+
+    from kvmprobe._checks import ask_kernel
+
+    answers = ask_kernel("/dev/kvm", FakeBackend({Cap.HLT: 1, Cap.NR_MEMSLOTS: 509}), create_vm=False)
+    direct = kvmprobe.probe("/dev/kvm", backend=FakeBackend({Cap.HLT: 1, Cap.NR_MEMSLOTS: 509}), refresh=True)
+    assert answers.probe is not None
+    assert answers.probe.kernel == direct.kernel == os.uname().release
+    assert (answers.probe.arch, answers.probe.backend) == (direct.arch, direct.backend)
+    assert answers.probe.value("NR_MEMSLOTS") == 509 and answers.probe.supported() == direct.supported()
