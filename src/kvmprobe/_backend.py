@@ -150,3 +150,44 @@ class BackendBase:
         if result < 0:
             raise OSError(code, os.strerror(code))
         return result
+
+
+class ForwardingBackend:
+    """A backend that hands every call to another (``inner``): subclass it and override the
+    calls to watch, delay or fail; the rest reach ``inner`` unchanged. Its name is ``inner``'s.
+    Public as :class:`kvmprobe.testing.ForwardingBackend`.
+
+    Example:
+        >>> from kvmprobe.testing import FakeBackend
+        >>> from kvmprobe.device import KvmDevice
+        >>> class Counting(ForwardingBackend):
+        ...     opens = 0
+        ...     def open(self, path):
+        ...         self.opens += 1
+        ...         return super().open(path)
+        >>> counting = Counting(FakeBackend({1: 1}))
+        >>> with KvmDevice.open("/dev/kvm", backend=counting) as kvm:
+        ...     kvm.check_extension_raw(1), counting.opens, counting.name
+        (1, 1, 'fake')
+    """
+
+    __slots__ = ("inner", "name")  # a subclass without __slots__ gets __dict__ and __weakref__
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def open(self, path: str) -> int:
+        return self.inner.open(path)  # ownership: the caller closes it, through close()
+
+    def close(self, fd: int) -> None:
+        self.inner.close(fd)
+
+    def ioctl(self, fd: int, request: int, arg: int = 0) -> int:
+        return self.inner.ioctl(fd, request, arg)
+
+    def check_many(self, fd: int, request: int, numbers: Sequence[int]) -> CheckResults:
+        return self.inner.check_many(fd, request, numbers)
+
+    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray, pointers: Pointers = ()) -> int:
+        return self.inner.ioctl_buffer(fd, request, buffer, pointers)

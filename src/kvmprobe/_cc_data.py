@@ -1,6 +1,7 @@
 """Confidential-VM knowledge as data: the four kinds, the layers, the SEV attributes, the fixes.
 
-Imports ``caps`` only. One source of truth for what an SEV, SEV-ES, SEV-SNP or TDX guest needs
+Imports ``caps``, ``_vm_types``, ``_kvm_backends`` (which module and CPU vendor serve each kind) and,
+where used, ``_cpuid_table``. One source of truth for what an SEV, SEV-ES, SEV-SNP or TDX guest needs
 from each layer of a host (CPU, BIOS, firmware, kernel, module parameter, KVM, capabilities,
 device access, misc cgroup, memlock limit), for the system-fd device attributes of
 ``KVM_X86_GRP_SEV``, for the CPUID 0x8000001F fields beyond its feature bits (whose names are
@@ -8,11 +9,13 @@ device access, misc cgroup, memlock limit), for the system-fd device attributes 
 per layer, each with its source. The checks built on it are in ``kvmprobe.confidential``.
 
 Sources: Linux 7.1.5 (danayer/linux-7.1.5@7d33d86d5512, an unmodified stable tarball) unless
-another tree is named; research/confidential.md gathers them with the release dating.
+another tree is named; docs/research/confidential.md gathers them with the release dating.
 """
 
 from __future__ import annotations
 
+from ._kvm_backends import serving
+from ._vm_types import number_of
 from .caps import Cap
 
 TYPE_CHECKING = False
@@ -38,6 +41,7 @@ __all__ = [
     "Need",
     "Remedy",
     "SevAttr",
+    "cpuid_bit",
 ]
 
 _LINUX = "danayer/linux-7.1.5@7d33d86d5512"
@@ -84,8 +88,9 @@ _PRIVATE_MEMORY = (
 class Kind(NamedTuple):
     """A kind of confidential guest and what each layer must offer it.
 
-    ``cpuid_bit``: its CPUID 0x8000001F EAX bit (``None``: no CPUID bit tells, as for TDX);
-    ``cpu_flag``: the /proc/cpuinfo flag the kernel shows when CPU and BIOS allow it;
+    ``vm_type``: its ``KVM_CREATE_VM`` type (``_vm_types``, by the kernel's name);
+    ``cpu_flag``: the /proc/cpuinfo flag the kernel shows when CPU and BIOS allow it (its CPUID
+    bit, where one tells, is :func:`cpuid_bit`);
     ``module``/``param``: the KVM module and its parameter; ``misc``: the misc cgroup resource
     its guests use; ``pins_memory``: KVM pins all guest RAM against RLIMIT_MEMLOCK.
     """
@@ -96,7 +101,6 @@ class Kind(NamedTuple):
     vendor: str
     module: str
     param: str
-    cpuid_bit: Optional[int]
     cpu_flag: str
     misc: str
     pins_memory: bool
@@ -104,20 +108,47 @@ class Kind(NamedTuple):
     source: str
 
 
+def _kind(id: str, display: str, vm_type_name: str, param: str, cpu_flag: str, misc: str, pins_memory: bool,
+          needs: Tuple[Need, ...], source: str) -> Kind:
+    """A kind, its VM type resolved by the kernel's name and its module and CPU vendor from the
+    backend that serves it (``_kvm_backends``)."""
+    backend = serving(id)
+    return Kind(id, display, number_of(vm_type_name), backend.vendor or "", backend.module, param, cpu_flag, misc,
+                pins_memory, needs, source)
+
+
 KINDS: Tuple[Kind, ...] = (
-    Kind("sev", "AMD SEV", 2, "AuthenticAMD", "kvm_amd", "sev", 1, "sev", "sev", True, (),
-         f"{_LINUX} arch/x86/kvm/svm/sev.c:3018-3023, 3061-3134"),
-    Kind("sev-es", "AMD SEV-ES", 3, "AuthenticAMD", "kvm_amd", "sev_es", 3, "sev_es", "sev_es", True, (),
-         f"{_LINUX} arch/x86/kvm/svm/sev.c:3024-3027, 3135-3164"),
-    Kind("sev-snp", "AMD SEV-SNP", 4, "AuthenticAMD", "kvm_amd", "sev_snp", 4, "sev_snp", "sev_es", False,
-         _PRIVATE_MEMORY, f"{_LINUX} arch/x86/kvm/svm/sev.c:3028-3059, 3165-3185"),
-    Kind("tdx", "Intel TDX", 5, "GenuineIntel", "kvm_intel", "tdx", None, "tdx_host_platform", "tdx", False,
-         _PRIVATE_MEMORY + (
-             Need(Cap.SPLIT_IRQCHIP, 0, "TDX guests need the split irqchip", "qemu/qemu@05caf2690e5a target/i386/kvm/tdx.c"),
-             Need(Cap.X86_APIC_BUS_CYCLES_NS, 0, "QEMU sets the TD's APIC bus frequency",
-                  "qemu/qemu@05caf2690e5a target/i386/kvm/tdx.c"),
-         ), f"{_LINUX} arch/x86/kvm/vmx/main.c:1057-1063; vmx/tdx.c:3364-3432"),
+    _kind("sev", "AMD SEV", "KVM_X86_SEV_VM", "sev", "sev", "sev", True, (),
+          f"{_LINUX} arch/x86/kvm/svm/sev.c:3018-3023, 3061-3134"),
+    _kind("sev-es", "AMD SEV-ES", "KVM_X86_SEV_ES_VM", "sev_es", "sev_es", "sev_es", True, (),
+          f"{_LINUX} arch/x86/kvm/svm/sev.c:3024-3027, 3135-3164"),
+    _kind("sev-snp", "AMD SEV-SNP", "KVM_X86_SNP_VM", "sev_snp", "sev_snp", "sev_es", False, _PRIVATE_MEMORY,
+          f"{_LINUX} arch/x86/kvm/svm/sev.c:3028-3059, 3165-3185"),
+    _kind("tdx", "Intel TDX", "KVM_X86_TDX_VM", "tdx", "tdx_host_platform", "tdx", False,
+          _PRIVATE_MEMORY + (
+              Need(Cap.SPLIT_IRQCHIP, 0, "TDX guests need the split irqchip", "qemu/qemu@05caf2690e5a target/i386/kvm/tdx.c"),
+              Need(Cap.X86_APIC_BUS_CYCLES_NS, 0, "QEMU sets the TD's APIC bus frequency",
+                   "qemu/qemu@05caf2690e5a target/i386/kvm/tdx.c"),
+          ), f"{_LINUX} arch/x86/kvm/vmx/main.c:1057-1063; vmx/tdx.c:3364-3432"),
 )  # fmt: skip
+
+
+def cpuid_bit(kind: Kind) -> Optional[int]:
+    """The EAX bit of CPUID 0x8000001F that says the CPU has ``kind`` (``None``: no CPUID bit
+    tells, as for TDX): the feature of ``_cpuid_table`` (loaded here only) named as the
+    /proc/cpuinfo flag of the kind.
+
+    Example:
+        >>> [cpuid_bit(kind) for kind in KINDS]
+        [1, 3, 4, None]
+    """
+    from ._cpuid_table import FEATURES
+
+    for feature in FEATURES:
+        if feature.leaf == CPUID_LEAF and feature.register == "eax" and feature.name == kind.cpu_flag:
+            return feature.bit
+    return None
+
 
 #: ``KVM_X86_GRP_SEV``: the attribute group of /dev/kvm that kvm_amd serves (asm/kvm.h:503-507).
 KVM_X86_GRP_SEV = 1
@@ -264,5 +295,5 @@ REMEDIES: Dict[str, Remedy] = {
         f"{_LINUX} Documentation/arch/x86/tdx.rst:45-72; arch/x86/kvm/vmx/tdx.c:3374-3392"),
     "kernel_version": Remedy(
         "run Linux 6.10 or newer for SEV and SEV-ES VM types, 6.11 for SEV-SNP and 6.16 for TDX (or a vendor "
-        "kernel that backports them)", "research/confidential.md, section 1.1 (uapi header dating)"),
+        "kernel that backports them)", "docs/research/confidential.md, section 1.1 (uapi header dating)"),
 }  # fmt: skip

@@ -1,9 +1,8 @@
 """The confidential-VM checks: read every layer of a host, and name the one that blocks each kind.
 
 Imports ``probing``, ``host``, ``_cc_probe`` (the live gathering), ``_cc_verdict``, ``_cc_facts``,
-``_cc_data``, ``_bitmasks``, ``_collisions``, ``_host_reader``, ``_backend``, ``_release``, ``caps``
-and ``errors`` (and ``_cpuid`` where a CPUID leaf is shown). Public through
-``kvmprobe.confidential``.
+``_cc_data``, ``_bitmasks``, ``_collisions``, ``_kvm_backends``, ``_release``, ``caps`` and ``errors`` (and
+``_cpuid`` where a CPUID leaf is shown). Public through ``kvmprobe.confidential``.
 
 The kernel's own answer decides: ``KVM_CAP_VM_TYPES`` (Linux 6.8, the mask of VM types
 ``KVM_CREATE_VM`` accepts), optionally confirmed by creating a VM of the type and closing it at
@@ -23,10 +22,11 @@ from __future__ import annotations
 
 from ._backend import Backend
 from ._bitmasks import decode_mask, vm_type
-from ._cc_data import CPUID_FIELDS, CPUID_LEAF, LOG_LINES, REMEDIES, SEV_ATTRS, SNP_POLICY_BITS, VMSA_FEATURES, Kind
+from ._cc_data import CPUID_FIELDS, CPUID_LEAF, LOG_LINES, REMEDIES, SEV_ATTRS, SNP_POLICY_BITS, VMSA_FEATURES, Kind, cpuid_bit
 from ._cc_facts import UNLIMITED, ConfidentialFacts
 from ._cc_verdict import KINDS, ConfidentialReadiness, ConfidentialReport, Layer, kind_named, vm_type_name
 from ._collisions import collisions
+from ._kvm_backends import CONFIDENTIAL_MODULES
 from ._cc_probe import confidential_device, gather_confidential
 from ._release import format_version, parse_release
 from .caps import Cap
@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = ["assess", "check_confidential", "read_confidential"]
 
-# The backends whose KVM can create confidential guests at all.
-_VENDOR_MODULES = ("kvm_amd", "kvm_intel")
+# The backends whose KVM can create confidential guests at all (_kvm_backends).
+_VENDOR_MODULES = CONFIDENTIAL_MODULES
 
 
 def read_confidential(
@@ -138,8 +138,9 @@ class _Judge:
             return Layer("cpu", "unknown", f"CPUID {CPUID_LEAF:#x} unknown: {why}")
         eax, ebx, ecx, edx = cpuid
         text = f"CPUID {CPUID_LEAF:#x}: {_leaf_text(cpuid)}"
-        if not eax >> (kind.cpuid_bit or 0) & 1:
-            return Layer("cpu", "blocked", f"{text}; no {kind.cpu_flag} (EAX bit {kind.cpuid_bit})", *vendor_fix)
+        bit = cpuid_bit(kind)
+        if not eax >> (bit or 0) & 1:
+            return Layer("cpu", "blocked", f"{text}; no {kind.cpu_flag} (EAX bit {bit})", *vendor_fix)
         if ecx == 0:
             return Layer("cpu", "blocked", f"{text}; no ASID for encrypted guests", *vendor_fix)
         return Layer("cpu", "ok", text)

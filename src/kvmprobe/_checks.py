@@ -1,11 +1,11 @@
 """The doctor's checks: what the kernel answered, and the judge that turns it into checks.
 
-Imports ``_remedies``, ``_check_model``, ``_host_checks``, ``_access``, ``host``, ``probing``,
-``device``, ``_backend``, ``_backend_select``, ``_ioctl``, ``_release``, ``caps`` and ``errors``;
-``guest`` and ``_guest_report`` where a micro-guest runs and ``_run_verdict`` to judge what it found.
-:func:`ask_kernel` asks the live device (or :func:`recorded_answers` reads a probe result), and
-:class:`Judge` builds one :class:`Check` per id in :data:`CHECK_IDS` from those answers and the host
-facts. ``diagnosis`` turns the checks into a verdict. The remedy sentences live in ``_remedies``.
+Imports ``_remedies``, ``host``, ``probing``, ``device``, ``_device_errors`` (the remedy sentences it
+shares with the device), ``_backend``, ``_backend_select``, ``_ioctl``, ``_release``, ``caps`` and
+``errors``; ``guest`` where a micro-guest runs and ``_run_verdict`` to judge what it found. :func:`ask_kernel` asks the live device (or
+:func:`recorded_answers` reads a probe result), and :class:`Judge` builds one :class:`Check` per
+id in :data:`CHECK_IDS` from those answers and the host facts. ``diagnosis`` turns the checks
+into a verdict. The remedy sentences live in ``_remedies``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import errno
 
 from . import _remedies
 from ._access import AclEntry, Who, may_open
-from ._backend import Backend
+from ._backend import Backend, ForwardingBackend
 from ._backend_select import select_backend
 from ._check_model import Check, Status
+from ._device_errors import NOT_MAINLINE_HINT, policy_hint
 from ._host_checks import HostChecks
 from ._ioctl import KVM_API_VERSION, KvmIoctls
 from ._release import format_version, parse_release
@@ -33,14 +34,13 @@ from .errors import (
     describe_errno,
 )
 from .host import HostFacts
-from .probing import ProbeResult
+from .probing import ProbeResult, probe_device
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dataclasses import dataclass, field
-    from typing import Dict, Mapping, Optional, Sequence, Tuple
+    from typing import Dict, Mapping, Optional, Tuple
 
-    from ._backend import CheckResults, Pointers
     from ._guest_report import RunReport
 else:
     from ._value import dataclass, field
@@ -112,35 +112,25 @@ class Answers:
     synthesized: bool = False  # made up from the capability table: no device was ever opened
 
 
-class _Watch:
+class _Watch(ForwardingBackend):
     """A Backend that forwards to another and notes whether ``open`` succeeded and what
     ``KVM_GET_API_VERSION`` returned, so a failure inside ``KvmDevice.open`` can be placed."""
 
     def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.name = inner.name
+        super().__init__(inner)
         self.opened = False
         self.api_version: Optional[int] = None
 
     def open(self, path: str) -> int:
-        fd = self.inner.open(path)  # ownership: KvmDevice closes it through close() below
+        fd = self.inner.open(path)  # ownership: KvmDevice closes it through close()
         self.opened = True
         return fd
-
-    def close(self, fd: int) -> None:
-        self.inner.close(fd)
 
     def ioctl(self, fd: int, request: int, arg: int = 0) -> int:
         result = self.inner.ioctl(fd, request, arg)
         if request == KvmIoctls.for_machine().KVM_GET_API_VERSION:
             self.api_version = result
         return result
-
-    def check_many(self, fd: int, request: int, numbers: Sequence[int]) -> CheckResults:
-        return self.inner.check_many(fd, request, numbers)
-
-    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray, pointers: Pointers = ()) -> int:
-        return self.inner.ioctl_buffer(fd, request, buffer, pointers)
 
 
 def ask_kernel(path: str, backend: Optional[Backend], create_vm: bool, run: bool = False) -> Answers:
@@ -165,7 +155,7 @@ def ask_kernel(path: str, backend: Optional[Backend], create_vm: bool, run: bool
             answers.immediate_exit = None
             answers.immediate_exit_errno = err.errno or errno.EIO
             answers.query_errors = {Cap.IMMEDIATE_EXIT: answers.immediate_exit_errno}
-        answers.probe = _every_capability(kvm, path)
+        answers.probe = _every_capability(kvm)
         if not create_vm:
             answers.vm_skip = "not asked (create_vm=False)"
             return answers
@@ -194,17 +184,14 @@ def run_micro_guest(answers: Answers, path: str, backend: Optional[Backend]) -> 
         answers.run_skip = err.message
     except KvmProbeError as err:
         answers.run_error = err
-def _every_capability(kvm: KvmDevice, path: str) -> Optional[ProbeResult]:
-    """Every capability, asked on the doctor's one open of the device (what later sections, such
-    as the confidential-VM one, read instead of opening it again); ``None`` if the batch fails."""
-    caps = tuple(Cap)
+def _every_capability(kvm: KvmDevice) -> Optional[ProbeResult]:
+    """Every capability, asked on the doctor's one open of the device by the one batch probe
+    (what later sections, such as the confidential-VM one, read instead of opening it again);
+    ``None`` if the batch fails."""
     try:
-        raw, errnos = kvm.check_many([int(cap) for cap in caps])
+        return probe_device(kvm)
     except OSError:
         return None
-    values = {cap: value for cap, value, code in zip(caps, raw, errnos) if not code}
-    errors = {cap: code for cap, code in zip(caps, errnos) if code}
-    return ProbeResult(device=path, api_version=kvm.version, values=values, backend=kvm.backend.name, errors=errors)
 
 
 def recorded_answers(result: ProbeResult, how: str) -> Answers:
@@ -218,7 +205,7 @@ def recorded_answers(result: ProbeResult, how: str) -> Answers:
         # A live device with another version fails at open; a recording keeps what it answered.
         answers.api_error = NotAKvmDevice(
             f"{result.device} answered KVM API version {result.api_version}; every VMM needs {KVM_API_VERSION}",
-            hint="this kernel's KVM is not the mainline interface; use a mainline KVM kernel",
+            hint=NOT_MAINLINE_HINT,
             path=result.device,
         )
     if result.vm_created:
@@ -344,8 +331,7 @@ class Judge(HostChecks):
                 Status.WARN,
                 f"Linux {release}: KVM_CHECK_EXTENSION({cap.c_name}) failed with {describe_errno(failed)}, so "
                 "whether VMMs that require it (Cloud Hypervisor) can start here is unknown",
-                "a security policy (seccomp, SELinux, a container runtime) may block KVM ioctls for this process; "
-                f"'python -m kvmprobe has {cap.name}' asks again",
+                f"{policy_hint(False)}; 'python -m kvmprobe has {cap.name}' asks again",
             )
         version = parse_release(release)
         if value == 0:
@@ -502,8 +488,7 @@ class Judge(HostChecks):
                 Status.WARN,
                 f"{len(failed)} KVM_CHECK_EXTENSION {'query' if len(failed) == 1 else 'queries'} failed, "
                 f"so {'that capability is' if len(failed) == 1 else 'those capabilities are'} unknown: {shown}{more}",
-                "a security policy (seccomp, SELinux, a container runtime) may block KVM ioctls for this process; "
-                "'python -m kvmprobe --all' shows each one as ERROR",
+                f"{policy_hint(False)}; 'python -m kvmprobe --all' shows each one as ERROR",
             ),
         )
 

@@ -86,7 +86,7 @@ class Collision(NamedTuple):
         return f"{head}, but {self.other} in {self.who}"
 
 
-#: The table (research/confidential.md, section 4, with its sources).
+#: The table (docs/research/confidential.md, section 4, with its sources).
 COLLISIONS: Tuple[Collision, ...] = (
     Collision("cap", 236, "KVM_CAP_USER_CONFIGURE_NONCOHERENT_DMA", "ChromeOS kernels 5.15-6.6 (crosvm)", "",
               f"{_CROSVM}:19-24; hypervisor/src/kvm/mod.rs:362-368 ('Capability ID 236 is overloaded')"),
@@ -109,21 +109,21 @@ COLLISIONS: Tuple[Collision, ...] = (
     Collision("cap", 247, "KVM_CAP_ARM_RMI", "the Arm CCA host series v12 (2025-12-17)", "aarch64",
               "lore 20251217101125.91098-7-steven.price@arm.com ([PATCH v12 06/46] arm64: RMI: Define the user ABI)"),
     Collision("cap", 248, "KVM_CAP_ARM_RMI", "an Arm CCA host revision based on 7.0", "aarch64",
-              "series diff '+#define KVM_CAP_ARM_RMI 248' (research/confidential.md, section 4)"),
+              "series diff '+#define KVM_CAP_ARM_RMI 248' (docs/research/confidential.md, section 4)"),
     Collision("cap", 249, "KVM_CAP_ARM_RMI", "the Arm CCA host series v14 (2026-05-13, on 7.1-rc1)", "aarch64",
               "cover letter cca-host/v14; strace commit 262367494"),
     Collision("cap", 250, "KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES or KVM_CAP_PPC_COMPAT_CAPS",
               "two pending series that both claim it", "",
-              "series diffs on the 7.2 kvm.h (research/confidential.md, section 4)"),
+              "series diffs on the 7.2 kvm.h (docs/research/confidential.md, section 4)"),
     Collision("cap", 300, "KVM_CAP_ARM_RME", "early Arm CCA series and kvmtool-cca (a 'FIXME' placeholder)", "aarch64",
-              "series diffs '+#define KVM_CAP_ARM_RME 300' (research/confidential.md, section 4)"),
+              "series diffs '+#define KVM_CAP_ARM_RME 300' (docs/research/confidential.md, section 4)"),
     Collision("x86-vm-type", 1, "KVM_X86_TDX_VM",
               "the TDX series of 2022, and Cloud Hypervisor, whose TDX path still creates type 1", "x86_64",
               "cloud-hypervisor/cloud-hypervisor@ae44c2971c83 hypervisor/src/kvm/mod.rs:1737-1740"),
     Collision("x86-vm-type", 2, "KVM_X86_TDX_VM", "the TDX RFC of 2021, QEMU's TDX linux-headers and early Cloud "
               "Hypervisor (62abc117a)", "x86_64", "series diffs; cloud-hypervisor commit 62abc117a"),
     Collision("x86-vm-type", 3, "KVM_X86_SNP_VM", "the SEV-SNP host series while TDX was type 2 (QEMU linux-headers)",
-              "x86_64", "series diffs '+#define KVM_X86_SNP_VM 3' (research/confidential.md, section 4)"),
+              "x86_64", "series diffs '+#define KVM_X86_SNP_VM 3' (docs/research/confidential.md, section 4)"),
     Collision("x86-vm-type", 28, "KVM_X86_PKVM_PROTECTED_VM", "ChromeOS pKVM on x86 (crosvm)", "x86_64",
               f"{_CROSVM}:33; hypervisor/src/kvm/x86_64.rs:164-170"),
 )  # fmt: skip

@@ -1,7 +1,7 @@
 """The decoded CPU view of a host: what a guest gets, what KVM hides, XSAVE, feature MSRs, TSC.
 
-Imports ``_cpu_record``, ``_cpuid``, ``_cpuid_table``, ``_kvm_structs``, ``_arch`` and
-``errors``. Pure: :func:`decode` turns a :class:`~kvmprobe._cpu_record.CpuRecord` into a
+Imports ``_cpu_record``, ``_cpuid``, ``_cpuid_table``, ``_kvm_structs``, ``_kvm_backends``, ``_arch``
+and ``errors``. Pure: :func:`decode` turns a :class:`~kvmprobe._cpu_record.CpuRecord` into a
 :class:`CpuInfo`; it reads no file and asks no kernel. Every name comes from the tables of
 ``_cpuid_table``; nothing here knows a bit the table does not.
 """
@@ -10,8 +10,9 @@ from __future__ import annotations
 
 
 from ._arch import is_x86
+from ._kvm_backends import PVM
 from ._cpu_record import CpuRecord
-from ._cpuid import CpuidEntry, arch_capabilities, features_of, lookup, signature_fields, vendor_of, xsave_components
+from ._cpuid import CpuidEntry, arch_capabilities, features_of, find_entry, lookup, signature_fields, vendor_of, xsave_components
 from ._cpuid_table import (
     FEATURE_MSRS,
     FEATURES,
@@ -56,7 +57,7 @@ _CPUID_FAULT_BIT = 31
 CPUID_FAULT_MEANING = "cpuid_fault (KVM can give a guest CPUID faulting)"
 
 _PVM_NOTE = (
-    "this /dev/kvm is PVM (kvm_pvm): its KVM_GET_SUPPORTED_CPUID leaves out features the host CPU "
+    f"this /dev/kvm is PVM ({PVM}): its KVM_GET_SUPPORTED_CPUID leaves out features the host CPU "
     "has, and a PVM guest's CPUID instruction runs natively on the host CPU unless CPUID faulting "
     "is on (PVM spec, 'X86 Instructions with changed behavior'; TencentCloud/CubeSandbox#1696), so "
     "a guest may see the host-only features anyway, whatever CPUID table its VMM sets"
@@ -376,15 +377,8 @@ def _ordered(names: Iterable[str]) -> List[str]:
     return [row.name for row in FEATURES if row.name in wanted]
 
 
-def _find(entries: Optional[Iterable[CpuidEntry]], leaf: int, subleaf: int = 0) -> Optional[CpuidEntry]:
-    for entry in entries or ():
-        if entry.leaf == leaf and entry.subleaf == subleaf:
-            return entry
-    return None
-
-
 def _xsave_mask(entries: Optional[Iterable[CpuidEntry]]) -> Optional[int]:
-    entry = _find(entries, 0xD, 0)
+    entry = find_entry(entries or (), 0xD, 0)
     return None if entry is None else entry.edx << 32 | entry.eax
 
 
@@ -443,8 +437,8 @@ def decode(
         raise NotRecorded("CPU data", source)
     kvm = _entries(record.cpuid)
     host_cpuid = _entries(record.host_cpuid)
-    vendor = vendor_of(_find(kvm, 0) or _find(host_cpuid, 0))
-    leaf1 = _find(kvm, 1) or _find(host_cpuid, 1)
+    vendor = vendor_of(find_entry(kvm or (), 0) or find_entry(host_cpuid or (), 0))
+    leaf1 = find_entry(kvm or (), 1) or find_entry(host_cpuid or (), 1)
     family, model, stepping = signature_fields(leaf1.eax) if leaf1 is not None else (None, None, None)
     features = features_of(kvm or ())
     emulated = features_of(record.emulated_cpuid or ()) - features
@@ -453,7 +447,7 @@ def decode(
         named = {row.name for row in FEATURES if not row.hidden}
         host = features_of(host_cpuid or ()) | (frozenset(record.host_flags or ()) & named)
     notes = []
-    if kvm_backend == "kvm_pvm":
+    if kvm_backend == PVM:
         notes.append(_PVM_NOTE)
     if kvm is None:
         notes.append("KVM's supported CPUID is not known: " + _why(record, "KVM_GET_SUPPORTED_CPUID"))

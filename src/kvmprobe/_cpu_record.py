@@ -1,7 +1,7 @@
 """What KVM (and the host CPU) answered about the CPU, raw: the record, its reader and its JSON.
 
-Imports ``_kvm_structs``, ``_validate``, ``errors`` and, where used, ``_cpuid``, ``_cpuid_table``,
-``_cpuid_insn`` and ``_files`` (reading a snapshot's CPU section loads no feature table).
+Imports ``_kvm_structs``, ``errors`` and, where used, ``_cpuid`` and its tables, ``_cpuid_insn``
+and ``_host_files`` (reading a snapshot's CPU section loads no feature table).
 A :class:`CpuRecord` keeps the numbers exactly as the kernel gave them (so a newer kvmprobe can
 decode an old recording), plus the host's own CPUID and ``/proc/cpuinfo`` flags for the
 host-versus-KVM comparison, and every query that failed. Decoding is ``_cpu_decode``'s job.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ._kvm_structs import CpuidEntry, IoctlFailure
 from ._value import Shared
-from .errors import IoctlFailed
+from .errors import IoctlFailed, KvmUnavailable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -122,10 +122,9 @@ class CpuRecord(NamedTuple):
             >>> CpuRecord(cpuid=((0x8000001F, 0, 0, 0x1B, 0x4033, 0, 0),)).entry(0x8000001F).ebx & 0x3F
             51
         """
-        for row in self.cpuid or ():
-            if row[0] == leaf and row[1] == subleaf:
-                return CpuidEntry(*row)
-        return None
+        from ._cpuid import find_entry  # the one lookup (KVM's significant-index rule)
+
+        return find_entry(self.cpuid or (), leaf, subleaf)
 
     def feature_msr(self, index: int) -> Optional[int]:
         """The value KVM_GET_MSRS read for feature MSR ``index`` (``None``: not read).
@@ -340,7 +339,12 @@ def read_kvm_cpu(kvm: CpuQueries, *, vm: Optional[TscQuery] = None) -> CpuRecord
     indices = ask(kvm.msr_feature_index_list)
     values = None if indices is None else ask(kvm.get_msrs, indices)
     xcomp = ask(kvm.get_device_attr, 0, 0)  # KVM_X86_GRP_SYSTEM, KVM_X86_XCOMP_GUEST_SUPP
-    khz = None if vm is None else ask(vm.tsc_khz)
+    khz = None
+    if vm is not None:
+        try:
+            khz = ask(vm.tsc_khz)
+        except KvmUnavailable as err:  # the scratch vCPU was refused: that question only failed
+            failed.append(IoctlFailure("KVM_CREATE_VCPU", err.errno or 5))
     return CpuRecord(
         cpuid=None if cpuid is None else _entries(cpuid),
         emulated_cpuid=None if emulated is None else _entries(emulated),
@@ -357,7 +361,6 @@ def read_kvm_cpu(kvm: CpuQueries, *, vm: Optional[TscQuery] = None) -> CpuRecord
 # 0x40000000 the highest hypervisor leaf, present only when CPUID.1:ECX.hypervisor[bit 31] is set).
 _HEADS = (0x00000000, 0x80000000)
 _HYPERVISOR = 0x40000000
-_CPUINFO_LIMIT = 1 << 20
 
 
 def _wanted(kvm_entries: Iterable[CpuidEntry]) -> Dict[Tuple[int, int], int]:
@@ -431,18 +434,8 @@ def live_host_side(record: Optional[CpuRecord], *, source: str, backend: str, ro
 
 
 def _proc_flags(root: str) -> Optional[Tuple[str, ...]]:
-    """The ``flags`` line of the first CPU in ``/proc/cpuinfo`` under ``root`` (``None``: unreadable)."""
-    import os
+    """The flags of the first CPU in ``/proc/cpuinfo`` under ``root`` (``None``: unreadable), read
+    by the host reader's one reader of that file."""
+    from ._host_files import Reader, first_cpu
 
-    from ._files import read_limited
-
-    try:
-        text = read_limited(os.path.join(root, "proc/cpuinfo"), _CPUINFO_LIMIT, truncate=True)
-    except (OSError, ValueError):
-        return None
-    for line in text.decode("utf-8", errors="replace").splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() == "flags":
-            return tuple(value.split())
-    return None
-
+    return first_cpu(Reader(root))[1]

@@ -30,6 +30,7 @@ __all__ = [
     "CpuidEntry",
     "arch_capabilities",
     "features_of",
+    "find_entry",
     "filter_volatile",
     "lookup",
     "signature_fields",
@@ -44,19 +45,28 @@ __all__ = [
 _RANGE_BASES = (0x00000000, 0x40000000, 0x80000000)
 
 
-def _find(entries: Sequence[CpuidEntry], leaf: int, subleaf: int) -> Optional[CpuidEntry]:
+def find_entry(entries: Iterable[Sequence[int]], leaf: int, subleaf: int = 0) -> Optional[CpuidEntry]:
     """The entry for (leaf, subleaf), matching as KVM does (arch/x86/kvm/cpuid.c,
-    ``cpuid_entry2_find``): the subleaf counts only where the entry's flags say it is significant."""
+    ``cpuid_entry2_find``): the subleaf counts only where the entry's flags carry
+    ``KVM_CPUID_FLAG_SIGNIFCANT_INDEX``. The one CPUID-entry lookup of the package.
+
+    Args:
+        entries: ``(function, index, flags, eax, ebx, ecx, edx)`` rows, e.g. KVM's answer.
+
+    Example:
+        >>> find_entry([(7, 0, 1, 0, 0x20, 0, 0), (0xD, 0, 0, 7, 0, 0, 0)], 0xD, 5).eax
+        7
+        >>> find_entry([(7, 0, 1, 0, 0x20, 0, 0)], 7, 1) is None
+        True
+    """
     for entry in entries:
-        if entry.leaf == leaf and (
-            not entry.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX or entry.subleaf == subleaf
-        ):
-            return entry
+        if entry[0] == leaf and (not entry[2] & KVM_CPUID_FLAG_SIGNIFCANT_INDEX or entry[1] == subleaf):
+            return entry if entry.__class__ is CpuidEntry else CpuidEntry(*entry)
     return None
 
 
 def _by_leaf(entries: Sequence[CpuidEntry]) -> Dict[int, List[CpuidEntry]]:
-    """The entries of each leaf, in their order: :func:`_find` among a leaf's own entries only
+    """The entries of each leaf, in their order: :func:`find_entry` among a leaf's own entries only
     (a table of 100 entries asked for 700 features was a quadratic search, issue #19)."""
     index: Dict[int, List[CpuidEntry]] = {}
     for entry in entries:
@@ -83,10 +93,10 @@ def features_of(entries: Iterable[Sequence[int]]) -> frozenset[str]:
         ['avx2', 'pni', 'sse']
     """
     index = _by_leaf([CpuidEntry(*entry) for entry in entries])
-    heads = {base: _find(index.get(base, ()), base, 0) for base in _RANGE_BASES}
+    heads = {base: find_entry(index.get(base, ()), base, 0) for base in _RANGE_BASES}
     found = set()
     for leaf, subleaf, register, bit, name, base in _feature_rows():
-        entry = _find(index.get(leaf, ()), leaf, subleaf)
+        entry = find_entry(index.get(leaf, ()), leaf, subleaf)
         if entry is None:
             continue
         head = heads[base]

@@ -1,6 +1,6 @@
 """What an errno from opening the KVM device or from one of its ioctls means, as a kvmprobe error.
 
-Imports ``errors``, ``_access`` and ``_files``: the other room of ``device``, which raises what
+Imports ``errors``, ``_access`` and ``_host_files``: the other room of ``device``, which raises what
 these functions make (it stays the one place errno values become kvmprobe errors; these only
 word them, with the fix for this host: the owner and mode of the node, who may open it, the
 container it runs in). The remedy for a permission error is ``doctor``'s, from ``_access``.
@@ -18,7 +18,26 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Optional, Tuple
 
-__all__ = ["ioctl_error", "open_error", "permission_hint"]
+__all__ = ["NOT_MAINLINE_HINT", "NOT_THE_DEVICE_HINT", "ioctl_error", "open_error", "permission_hint", "policy_hint"]
+
+# The remedy sentences the device's errors share with the doctor (``_checks``), each written
+# once: here, the lowest room both import (``device`` may not import ``_remedies``, its floor).
+#: A device that answers another KVM API version than 12.
+NOT_MAINLINE_HINT = "this kernel's KVM is not the mainline interface; use a mainline KVM kernel"
+#: A path that is no KVM device (a directory, or a node that answers ENOTTY).
+NOT_THE_DEVICE_HINT = "point kvmprobe at the KVM device (--device /dev/kvm or KVMPROBE_DEVICE)"
+
+
+def policy_hint(certain: bool = True) -> str:
+    """The remedy of a KVM ioctl refused (EPERM/EACCES) or failing where it should not.
+
+    Example:
+        >>> policy_hint(False)
+        'a security policy (seccomp, SELinux, a container runtime) may block KVM ioctls for this process'
+    """
+    return f"a security policy (seccomp, SELinux, a container runtime) {'blocks' if certain else 'may block'} " \
+        "KVM ioctls for this process"
+
 
 _NOT_FOUND = (errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ENOTDIR)
 _DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
@@ -52,8 +71,7 @@ def permission_hint(path: str, st: Optional[os.stat_result]) -> str:
     import grp  # only on this error path
     import pwd
 
-    from . import _access
-    from ._files import read_limited
+    from . import _access, _host_files as host_files
 
     uid = os.geteuid()
     try:
@@ -74,11 +92,7 @@ def permission_hint(path: str, st: Optional[os.stat_result]) -> str:
         kvm_group = True
     except KeyError:
         kvm_group = False
-    try:
-        cgroup = read_limited("/proc/1/cgroup", 65536, truncate=True).decode("utf-8", "replace")
-    except (OSError, ValueError):
-        cgroup = ""
-    container = _access.container_kind(os.path.lexists("/.dockerenv"), os.path.lexists("/run/.containerenv"), cgroup)
+    container = host_files.container(host_files.Reader("/"))  # the host reader's one detection
     node = _access.node_of(st, _access.read_acl(path)) if st is not None else None
     return _access.permission(
         path, node, who, who_text=f"{name} (uid {uid})" if name else f"uid {uid}", group_name=group_name,
@@ -132,7 +146,7 @@ def open_failure(path: str, code: int, *, live: bool = True) -> KvmUnavailable:
     if code == errno.EISDIR:
         return NotAKvmDevice(
             f"{path} is a directory, not a KVM device",
-            hint="point kvmprobe at the KVM device (--device /dev/kvm or KVMPROBE_DEVICE)",
+            hint=NOT_THE_DEVICE_HINT,
             path=path,
             errno=code,
         )
@@ -165,7 +179,7 @@ def ioctl_error(path: str, name: str, err: OSError) -> KvmUnavailable:
     if code in _NOT_KVM and name == "KVM_GET_API_VERSION":
         return NotAKvmDevice(
             f"{path} is not a KVM device ({name}: {describe_errno(code)})",
-            hint="point kvmprobe at the KVM device (--device /dev/kvm or KVMPROBE_DEVICE)",
+            hint=NOT_THE_DEVICE_HINT,
             path=path,
             errno=code,
         )
@@ -180,7 +194,7 @@ def ioctl_error(path: str, name: str, err: OSError) -> KvmUnavailable:
     if code in (errno.EPERM, errno.EACCES):
         return KvmPermissionDenied(
             f"{name} refused on {path}: {describe_errno(code)}",
-            hint="a security policy (seccomp, SELinux, a container runtime) blocks KVM ioctls for this process",
+            hint=policy_hint(),
             path=path,
             errno=code,
         )

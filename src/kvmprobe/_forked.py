@@ -1,6 +1,6 @@
 """Run a piece of work in a forked child under a time limit: the micro-guest's watchdog.
 
-Imports nothing from the package. :func:`run_forked` forks; the child runs the work and sends
+Imports ``_stop`` (killing a child at its time limit). :func:`run_forked` forks; the child runs the work and sends
 records (``marshal``-encoded tuples) up a pipe as they happen; the parent collects them until
 the child closes the pipe or the time limit passes, then kills the child with ``SIGKILL`` and
 reaps it. A ``KVM_RUN`` that never returns (a guest in ``jmp $``, a vCPU the kernel emulates
@@ -27,9 +27,10 @@ from __future__ import annotations
 import marshal
 import os
 import select
-import signal
 import struct
 import time
+
+from ._stop import kill, wait_for_exit
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ def run_forked(work: Callable[[Callable[[Record], None]], None], time_limit: flo
         if not finished:  # the time limit passed, or the caller was interrupted (Ctrl-C)
             status = _reaped_now(pid)  # it may have ended at the last moment
             if status is None:
-                _kill(pid)
+                kill(pid)  # our own unreaped child: its pid cannot have been reused
             else:
                 finished = True
         if status is None:
@@ -189,13 +190,6 @@ def _records(data: bytes) -> List[Record]:
     return records
 
 
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)  # our own unreaped child: its pid cannot have been reused
-    except ProcessLookupError:
-        pass
-
-
 def _reaped_now(pid: int) -> Optional[int]:
     try:
         reaped, status = os.waitpid(pid, os.WNOHANG)
@@ -209,7 +203,7 @@ def _reap(pid: int) -> Optional[int]:
     status = _reaped_now(pid)
     if status is not None:
         return status
-    _wait_for_exit(pid, _REAP_SECONDS)
+    wait_for_exit(pid, _REAP_SECONDS)  # without a pidfd it returns at once: poll below
     deadline = time.monotonic() + _REAP_SECONDS
     pause = 0.0005
     while True:
@@ -220,21 +214,3 @@ def _reap(pid: int) -> Optional[int]:
             return None
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
-
-
-def _wait_for_exit(pid: int, seconds: float) -> None:
-    """Block until ``pid`` exits, at most ``seconds``, through a pidfd (Linux 5.3+); without one,
-    return at once and let the caller poll."""
-    pidfd_open = getattr(os, "pidfd_open", None)
-    if pidfd_open is None:
-        return
-    try:
-        fd = pidfd_open(pid)  # O_CLOEXEC always; closed just below
-    except OSError:
-        return
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        poller.poll(int(seconds * 1000))
-    finally:
-        os.close(fd)

@@ -1,6 +1,6 @@
 """What a micro-guest run found, as values a snapshot can carry: exits, exit cost, slowdown, CPUID.
 
-Imports ``_kvm_exits`` and ``_validate``. :class:`RunReport` is what
+Imports ``_kvm_exits``, ``_validate`` and, where used, ``_cpuid_table``. :class:`RunReport` is what
 ``kvmprobe.guest.run_checks`` measures, what ``doctor``'s ``run`` check judges, what a snapshot
 records under ``"run"`` and ``diff`` compares; :meth:`RunReport.from_dict` reads one back
 strictly (every error names the field). The figures of "normal" the judgement compares with are
@@ -20,7 +20,6 @@ else:
     from ._value import NamedTuple
 
 __all__ = [
-    "CPUID_DYNAMIC",
     "NORMAL_EXIT_NS",
     "NORMAL_SLOWDOWN",
     "RUN_SCHEMA",
@@ -30,6 +29,7 @@ __all__ = [
     "ExitCost",
     "GuestExit",
     "RunReport",
+    "cpuid_dynamic_mask",
 ]
 
 RUN_SCHEMA = "kvmprobe-run"
@@ -49,16 +49,36 @@ NORMAL_SLOWDOWN = 1.0
 #: How many times "normal" a figure may be before it is far off it.
 FAR_OFF = 10
 
-#: CPUID bits that reflect the vCPU's run-time state rather than the table the VMM set, so a
-#: guest reads them differently from KVM_GET_SUPPORTED_CPUID on every backend (Intel SDM vol. 2A,
-#: CPUID): leaf 1 EBX[31:24] the initial APIC ID, leaf 1 ECX bit 27 OSXSAVE (CR4.OSXSAVE), leaf 7
-#: ECX bit 4 OSPKE (CR4.PKE); KVM updates them at run time (arch/x86/kvm/cpuid.c,
-#: kvm_update_cpuid_runtime). Keyed (leaf, subleaf, register index 0-3 = EAX-EDX).
-CPUID_DYNAMIC: Dict[Tuple[int, int, int], int] = {
-    (1, 0, 1): 0xFF000000,
-    (1, 0, 2): 1 << 27,
-    (7, 0, 2): 1 << 4,
-}
+# The CPUID bits a guest reads differently from KVM_GET_SUPPORTED_CPUID on every backend: those
+# KVM updates at run time (the features of _cpuid_table.RUNTIME_FEATURES, OSXSAVE and OSPKE:
+# arch/x86/kvm/cpuid.c, kvm_update_cpuid_runtime) and those that name the CPU that ran CPUID
+# (_cpuid_table.VOLATILE, e.g. leaf 1 EBX[31:24], the initial APIC ID). Derived from those
+# tables on first use, keyed (leaf, subleaf or None for every subleaf, register index 0-3).
+_DYNAMIC: Dict[Tuple[int, Optional[int], int], int] = {}
+
+
+def cpuid_dynamic_mask(leaf: int, subleaf: int, index: int) -> int:
+    """The bits of register ``index`` (0-3 = EAX-EDX) of CPUID ``leaf``/``subleaf`` that reflect
+    the vCPU's run-time state or the CPU that ran CPUID, not the table the VMM set.
+
+    Example:
+        >>> hex(cpuid_dynamic_mask(1, 0, 1)), hex(cpuid_dynamic_mask(1, 0, 2)), cpuid_dynamic_mask(1, 0, 3)
+        ('0xff000000', '0x8000000', 0)
+    """
+    if not _DYNAMIC:
+        from ._cpuid_table import FEATURES, REGISTERS, RUNTIME_FEATURES, VOLATILE
+
+        found: Dict[Tuple[int, Optional[int], int], int] = {}
+        for row in FEATURES:
+            if row.name in RUNTIME_FEATURES:
+                key = (row.leaf, row.subleaf, REGISTERS.index(row.register))
+                found[key] = found.get(key, 0) | 1 << row.bit
+        for volatile in VOLATILE:
+            key = (volatile.leaf, volatile.subleaf, REGISTERS.index(volatile.register))
+            found[key] = found.get(key, 0) | volatile.mask
+        _DYNAMIC.update(found)
+    return _DYNAMIC.get((leaf, subleaf, index), 0) | _DYNAMIC.get((leaf, None, index), 0)
+
 
 _REGISTERS = ("eax", "ebx", "ecx", "edx")
 _U64 = 2**64 - 1
@@ -244,7 +264,7 @@ class CpuidRow(NamedTuple):
     supported: Optional[Tuple[int, int, int, int]]
 
     def differences(self) -> List[Tuple[str, int]]:
-        """(register, bits that differ), leaving out :data:`CPUID_DYNAMIC` bits.
+        """(register, bits that differ), leaving out the bits of :func:`cpuid_dynamic_mask`.
 
         Example:
             >>> CpuidRow(1, 0, (0, 0x05000000, 0x08000001, 0), (0, 0, 1, 1)).differences()
@@ -254,7 +274,7 @@ class CpuidRow(NamedTuple):
             return [(name, value) for name, value in zip(_REGISTERS, self.guest) if value]
         out = []
         for index, (name, seen, listed) in enumerate(zip(_REGISTERS, self.guest, self.supported)):
-            differ = (seen ^ listed) & ~CPUID_DYNAMIC.get((self.leaf, self.subleaf, index), 0)
+            differ = (seen ^ listed) & ~cpuid_dynamic_mask(self.leaf, self.subleaf, index)
             if differ:
                 out.append((name, differ))
         return out

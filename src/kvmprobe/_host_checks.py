@@ -2,7 +2,8 @@
 its nested parameter, the CPU flags, the hypervisor below, the firmware's VT setting, the nodes
 VMMs open (vhost-net, vhost-vsock, tun).
 
-Imports ``_check_model``, ``_host_facts``, ``_remedies``, ``_access`` and ``_arch``.
+Imports ``_check_model``, ``_host_facts``, ``_kvm_backends``, ``_remedies``, ``_access``, ``_arch`` and
+``_release``.
 :class:`HostChecks` is a part of ``_checks.Judge`` (which sets the facts, the account judged and
 whether the device works); these checks only explain, never decide the verdict.
 """
@@ -14,6 +15,7 @@ from ._access import AclEntry, Who, may_open
 from ._arch import canonical
 from ._check_model import Check, Status
 from ._host_facts import MSR_FEATURE_CONTROL, MSR_VM_CR, HostFacts
+from ._kvm_backends import BACKENDS, PVM, backend_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,14 +44,14 @@ class HostChecks:
         backend = facts.kvm_backend
         others = sorted(set(facts.kvm_modules) - {backend or "", "kvm"})
         also = f"; also {', '.join(others)}" if others else ""
-        if backend == "kvm_pvm":
-            return Check("kvm-module", Status.PASS, f"kvm_pvm loaded (PVM: runs guests without VT-x/AMD-V){also}")
+        if backend == PVM:
+            return Check("kvm-module", Status.PASS, f"{PVM} loaded (PVM: runs guests without VT-x/AMD-V){also}")
         if backend == "built-in":
             return Check("kvm-module", Status.PASS, f"KVM built into the {facts.machine} kernel (/sys/module/kvm)")
         if backend is not None:
             return Check("kvm-module", Status.PASS, f"{backend} loaded{also}")
         found = (
-            "only the kvm core is loaded, no backend (kvm_intel, kvm_amd, kvm_pvm)"
+            f"only the kvm core is loaded, no backend ({', '.join(b.module for b in BACKENDS if b.arch == 'x86_64')})"
             if "kvm" in facts.kvm_modules
             else "no KVM module in /sys/module"
         )
@@ -62,8 +64,9 @@ class HostChecks:
         backend = facts.kvm_backend
         if backend is None:
             return Check("nested", Status.SKIP, "no KVM backend loaded")
-        if backend == "kvm_pvm":
-            return Check("nested", Status.INFO, "kvm_pvm has no 'nested' parameter")
+        known = backend_of(backend)
+        if known is not None and known.nested_param is None:
+            return Check("nested", Status.INFO, f"{backend} has no 'nested' parameter")
         module = "kvm" if backend == "built-in" else backend
         raw = facts.kvm_modules.get(module, {}).get("nested")
         if raw is None:
@@ -109,7 +112,8 @@ class HostChecks:
         extra = sorted(facts.cpu_flags & {"ept", "vpid", "npt"})
         if found:
             return Check("cpu-flags", Status.PASS, ", ".join(found + extra))
-        how = f": {facts.kvm_backend} needs neither" if facts.kvm_backend == "kvm_pvm" else ""
+        row = backend_of(facts.kvm_backend)
+        how = f": {facts.kvm_backend} needs neither" if row is not None and row.cpu_flag is None else ""
         if self.works:
             return Check("cpu-flags", Status.INFO, f"neither vmx nor svm, and KVM works{how}")
         if self.backend_present:
@@ -126,8 +130,8 @@ class HostChecks:
             return Check("hypervisor", Status.PASS, "no hypervisor flag: bare metal")
         nested = "vmx" in facts.cpu_flags or "svm" in facts.cpu_flags
         if self.works:
-            if facts.kvm_backend == "kvm_pvm":
-                how = "kvm_pvm, which needs no nested VT-x/AMD-V"
+            if facts.kvm_backend == PVM:
+                how = f"{PVM}, which needs no nested VT-x/AMD-V"
             elif nested:
                 how = "nested virtualization (the host passes vmx/svm through)"
             else:

@@ -1,6 +1,6 @@
 """The host facts KVM depends on, as values: :class:`HostFacts` and its parts (the model).
 
-Imports ``_validate``, ``_arch`` and ``errors``. The facts are read from a live or fake host by
+Imports ``_arch``, ``_kvm_backends`` (which modules are KVM backends), ``_validate`` and ``errors``. The facts are read from a live or fake host by
 ``_host_reader`` and recorded in snapshots; :meth:`HostFacts.from_dict` reads them back
 strictly. Public through ``kvmprobe.host``.
 """
@@ -11,6 +11,7 @@ import stat as _stat
 from types import MappingProxyType
 
 from ._arch import KVM_BUILT_IN, canonical
+from ._kvm_backends import MODULES
 from ._validate import Checker, key_path
 from .errors import SnapshotError
 
@@ -51,9 +52,8 @@ DEVICE_PATHS = ("/dev/vhost-net", "/dev/vhost-vsock", "/dev/net/tun", "/dev/sev"
 #: ``{"type": "char", "major": 10, "minor": 232, "mode": "0660", "uid": 0, "gid": 36}``.
 NODES_FILE = "kvmprobe-nodes.json"
 
-# The KVM backends that register /dev/kvm, in the order kvm_backend prefers them.
-# kvm_pvm: the paging-based backend (no VT-x/AMD-V needed), lkml "KVM: x86/PVM" series.
-_VENDOR_MODULES = ("kvm_intel", "kvm_amd", "kvm_pvm", "kvm_hv", "kvm_pr")
+# The KVM backends that register /dev/kvm, in the order kvm_backend prefers them (_kvm_backends).
+_VENDOR_MODULES = MODULES
 
 
 # MSRs that say whether the firmware left VT-x/AMD-V enabled (the test kvm-ok does):

@@ -1,7 +1,8 @@
 """Read the host facts KVM depends on, from files under a ``root`` (default ``/``).
 
-Imports ``_host_facts``, ``_cc_facts``, ``_cc_data``, ``_access``, ``_files``, ``_validate`` and
-``errors``. This is the one reader of the system for kvmprobe: procfs, sysfs, ``/dev`` and
+Imports ``_host_facts``, ``_cc_facts``, ``_cc_data``, ``_host_files`` (its bounded readers), ``_access``,
+``_cpuid_insn``, ``_validate`` and ``errors``.
+This is the one reader of the system for kvmprobe: procfs, sysfs, ``/dev`` and
 ``/etc/group``/``/etc/passwd`` (and, for confidential VMs, the cpuid driver, the misc cgroup and
 the kernel log), every path taken relative to ``root`` so that a test can hand it a directory
 tree that looks like another host (see ``kvmprobe.testing.FakeHost``). It never issues an ioctl: what the kernel *answers*
@@ -20,13 +21,12 @@ read: nodes are always ``os.stat``-ed.
 
 from __future__ import annotations
 
-import errno as _errno
 import os
 import stat as _stat
 
 from ._cc_facts import ConfidentialFacts
-from ._access import AclEntry, Who, container_kind, decode_acl, read_acl
-from ._files import read_limited
+from ._access import AclEntry, Who, decode_acl, read_acl
+from ._host_files import TEXT_LIMIT, Reader as _Reader, attempt as _attempt, container, first_cpu
 from ._host_facts import (
     DEVICE_PATHS,
     MSR_FEATURE_CONTROL,
@@ -43,9 +43,7 @@ from .errors import SnapshotError, UnknownUser
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Tuple, TypeVar
-
-    _T = TypeVar("_T")
+    from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 else:
     from ._value import NamedTuple
 
@@ -54,91 +52,11 @@ __all__ = ["Account", "read_account", "read_acls", "read_confidential_files", "r
 # --- the reader ---------------------------------------------------------------------------
 
 
-# The procfs/sysfs/etc files read are small: a sysfs attribute is at most a page. More than
-# this is no such file (a fake root may hold anything) and reads as unknown.
-_TEXT_LIMIT = 1024 * 1024
+# The bounded readers of files under a root (their limits, and the one mapping of OSError)
+# live in _host_files, where the device's error wording and the CPU record read them too.
+_TEXT_LIMIT = TEXT_LIMIT
 # /etc/passwd and /etc/group may list many users; still bounded, so memory is.
 _DB_LIMIT = 16 * 1024 * 1024
-# Only the first CPU's block of /proc/cpuinfo is used; a machine with thousands of CPUs has
-# a longer file, of which the head is enough.
-_CPUINFO_LIMIT = 4 * 1024 * 1024
-
-
-class _Reader:
-    """Files under one root. The only place ``OSError`` from reading the host is handled."""
-
-    def __init__(self, root: str) -> None:
-        self.root = os.path.abspath(root)
-        self.real = self.root == "/"
-
-    def path(self, absolute: str) -> str:
-        return os.path.join(self.root, absolute.lstrip("/"))
-
-    def text(self, absolute: str, limit: int = _TEXT_LIMIT, *, truncate: bool = False) -> Optional[str]:
-        """The file's text, or ``None`` when it is missing, unreadable, not a regular file or
-        over ``limit`` bytes (with ``truncate``: its first ``limit`` bytes)."""
-        return _read(lambda: _read_text(self.path(absolute), limit, truncate))
-
-    def exists(self, absolute: str) -> bool:
-        return os.path.lexists(self.path(absolute))
-
-    def listdir(self, absolute: str) -> List[str]:
-        return _read(lambda: sorted(os.listdir(self.path(absolute)))) or []
-
-    def stat(self, absolute: str) -> Optional[os.stat_result]:
-        return _read(lambda: os.stat(self.path(absolute)))
-
-    def pread(self, absolute: str, size: int, offset: int) -> Tuple[Optional[bytes], Optional[str]]:
-        """Bytes at ``offset``, or ``None`` and the errno name (``EACCES``, ``ENOENT``)."""
-
-        def read() -> bytes:
-            # O_NONBLOCK: under a fake root the path may be a FIFO; the msr driver ignores the flag.
-            fd = os.open(self.path(absolute), os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # ownership: closed below
-            try:
-                return os.pread(fd, size, offset)
-            finally:
-                os.close(fd)
-
-        return _attempt(read)
-
-
-def _read_text(path: str, limit: int, truncate: bool) -> str:
-    # read_limited opens regular files only (a FIFO would block, /dev/zero never end).
-    return read_limited(path, limit, truncate=truncate).decode("utf-8", errors="replace")
-
-
-def _attempt(action: Callable[[], _T]) -> Tuple[Optional[_T], Optional[str]]:
-    # The one mapping of OSError for host facts: missing or unreadable means unknown (None,
-    # with the errno's name for the diagnosis to show), never an error. A file that vanished
-    # between listdir and open is just as unknown.
-    try:
-        return action(), None
-    except OSError as err:
-        return None, _errno.errorcode.get(err.errno or 0, "EIO")
-    except ValueError:  # a path with a NUL or an unencodable surrogate names no file
-        return None, "EINVAL"
-
-
-def _read(action: Callable[[], _T]) -> Optional[_T]:
-    return _attempt(action)[0]
-
-
-def _parse_cpuinfo(text: Optional[str]) -> Tuple[Optional[str], FrozenSet[str]]:
-    vendor: Optional[str] = None
-    flags: FrozenSet[str] = frozenset()
-    features_seen = False
-    for line in (text or "").splitlines():
-        key, sep, value = line.partition(":")
-        if not sep:
-            continue
-        key = key.strip()
-        # x86 lists "flags", s390x "features", arm64 "Features"; only the first CPU counts.
-        if key in ("flags", "features", "Features") and not features_seen:
-            flags = frozenset(value.split()) & VIRT_FLAGS
-            features_seen = True
-        elif key in ("vendor_id", "vendor") and vendor is None:
-            vendor = value.strip() or None
-    return vendor, flags
 
 
 def _id(text: str) -> Optional[int]:
@@ -228,11 +146,6 @@ def _node(
         owner=users.get(st.st_uid),
         group=groups.get(st.st_gid),
     )
-
-
-def _container(reader: _Reader) -> Optional[str]:
-    return container_kind(reader.exists("/.dockerenv"), reader.exists("/run/.containerenv"),
-                          reader.text("/proc/1/cgroup") or "")  # fmt: skip
 
 
 class Account(NamedTuple):
@@ -379,7 +292,8 @@ def read_host_facts(root: str = "/", *, device: str = "/dev/kvm") -> HostFacts:
     release = kernel("osrelease", uname.release if uname else "")
     # /proc/sys/kernel/arch exists since Linux 5.19; older kernels leave uname as the source.
     machine = kernel("arch", uname.machine if uname else "")
-    vendor, flags = _parse_cpuinfo(reader.text("/proc/cpuinfo", _CPUINFO_LIMIT, truncate=True))
+    vendor, cpu_flags = first_cpu(reader)
+    flags = frozenset(cpu_flags or ()) & VIRT_FLAGS
 
     modules: Dict[str, Dict[str, str]] = {}
     for name in reader.listdir("/sys/module"):
@@ -430,7 +344,7 @@ def read_host_facts(root: str = "/", *, device: str = "/dev/kvm") -> HostFacts:
         groups=groups,
         user_name=users.get(uid) if uid is not None else None,
         group_db=group_db,
-        container=_container(reader),
+        container=container(reader),
         msr_vt=msr_vt,
         msr_error=msr_error,
     )
@@ -450,6 +364,32 @@ _KMSG_RECORD_BYTES = 8192
 _MISC_CAPACITY = ("/sys/fs/cgroup/misc.capacity", "/sys/fs/cgroup/misc/misc.capacity")
 # CAP_IPC_LOCK (include/uapi/linux/capability.h): pinning memory without RLIMIT_MEMLOCK.
 _CAP_IPC_LOCK = 14
+
+
+def _packed(registers: Tuple[int, int, int, int]) -> bytes:
+    return b"".join(value.to_bytes(4, "little") for value in registers)
+
+
+def _confidential_leaf(
+    read: Callable[[int], Tuple[Optional[bytes], Optional[str]]], leaf: int
+) -> Tuple[Optional[Tuple[int, int, int, int]], str]:
+    """CPUID ``leaf`` (EAX, EBX, ECX, EDX) through ``read`` (16 bytes, as the cpuid driver reads
+    them, or the errno name), asked only when the highest extended leaf reaches it; else why not."""
+    top, why = read(0x80000000)
+    if top is None or len(top) != 16:
+        return None, {
+            "ENOENT": f"no {_CPUID_DEVICE} (the cpuid driver: modprobe cpuid)",
+            "EACCES": f"{_CPUID_DEVICE} needs root",
+            "EPERM": f"{_CPUID_DEVICE} needs root",
+        }.get(why or "", f"{_CPUID_DEVICE}: {why or 'short read'}")
+    highest = int.from_bytes(top[:4], "little")
+    if highest < leaf:
+        return None, f"the CPU's highest extended leaf is {highest:#x}: it has no leaf {leaf:#x}"
+    raw, why = read(leaf)
+    if raw is None or len(raw) != 16:
+        return None, f"{_CPUID_DEVICE}: {why or 'short read'}"
+    eax, ebx, ecx, edx = (int.from_bytes(raw[i : i + 4], "little") for i in range(0, 16, 4))
+    return (eax, ebx, ecx, edx), ""
 
 
 def _cmdline_words(text: Optional[str]) -> Optional[Tuple[str, ...]]:
@@ -543,8 +483,9 @@ def _read_kmsg() -> List[str]:
 def read_confidential_files(root: str = "/") -> ConfidentialFacts:
     """The confidential-VM facts that files under ``root`` tell (no ioctl is issued).
 
-    CPUID 0x8000001F through ``/dev/cpu/0/cpuid`` (needs root and the cpuid driver; the leaf is
-    read only when the CPU's highest extended leaf reaches it), the kernel command line, the
+    CPUID 0x8000001F (on this host through ``_cpuid_insn``: the instruction, else
+    ``/dev/cpu/0/cpuid``; under another root its ``dev/cpu/0/cpuid`` file; the leaf is read only
+    when the CPU's highest extended leaf reaches it), the kernel command line, the
     misc cgroup's ``misc.capacity``, this process's memlock limit and CAP_IPC_LOCK, and the
     kernel-log lines about SEV and TDX (``/dev/kmsg``; under a fake root a text file there). A
     missing or unreadable file leaves its fact unknown, with the reason where one is known.
@@ -562,26 +503,16 @@ def read_confidential_files(root: str = "/") -> ConfidentialFacts:
     from ._cc_data import CPUID_LEAF, LOG_KEEP
 
     reader = _Reader(root)
-    cpuid: Optional[Tuple[int, int, int, int]] = None
-    top, why = reader.pread(_CPUID_DEVICE, 16, 0x80000000)
-    if top is None or len(top) != 16:
-        note = {
-            "ENOENT": f"no {_CPUID_DEVICE} (the cpuid driver: modprobe cpuid)",
-            "EACCES": f"{_CPUID_DEVICE} needs root",
-            "EPERM": f"{_CPUID_DEVICE} needs root",
-        }.get(why or "", f"{_CPUID_DEVICE}: {why or 'short read'}")
-    else:
-        highest = int.from_bytes(top[:4], "little")
-        note = ""
-        if highest < CPUID_LEAF:
-            note = f"the CPU's highest extended leaf is {highest:#x}: it has no leaf {CPUID_LEAF:#x}"
-        else:
-            raw, why = reader.pread(_CPUID_DEVICE, 16, CPUID_LEAF)
-            if raw is not None and len(raw) == 16:
-                eax, ebx, ecx, edx = (int.from_bytes(raw[i : i + 4], "little") for i in range(0, 16, 4))
-                cpuid = (eax, ebx, ecx, edx)
+    if reader.real:  # this host: the CPUID instruction (no root needed), else the cpuid driver
+        from ._cpuid_insn import open_host_cpuid
+
+        with open_host_cpuid() as (function, source):
+            if function is None:
+                cpuid, note = None, source
             else:
-                note = f"{_CPUID_DEVICE}: {why or 'short read'}"
+                cpuid, note = _confidential_leaf(lambda leaf: (_packed(function(leaf, 0)), None), CPUID_LEAF)
+    else:  # a tree that looks like another host: its cpuid file, as the driver lays it out
+        cpuid, note = _confidential_leaf(lambda leaf: reader.pread(_CPUID_DEVICE, 16, leaf), CPUID_LEAF)
     capacity, misc_path = _misc_capacity(reader)
     log, log_note = _kernel_log(reader, LOG_KEEP)
     return ConfidentialFacts(

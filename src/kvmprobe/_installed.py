@@ -1,6 +1,6 @@
 """Find the VMMs installed here and ask each for its release: the one room that runs programs.
 
-Imports ``_vmm_requirements`` and ``_vmm_versions``. Binaries are looked for under the names
+Imports ``_vmm_requirements``, ``_vmm_versions`` and ``_stop`` (a query past its time limit). Binaries are looked for under the names
 each VMM's data gives (``qemu-system-<arch>``, ``cloud-hypervisor``, ``firecracker``, ``crosvm``,
 ``runsc``, ``qemu-kvm``) in the directories of ``PATH`` and the usual places PATH may miss
 (:data:`USUAL_DIRS`: ``/usr/libexec`` for RHEL's ``qemu-kvm``, ``/opt/kata/bin`` for Kata's
@@ -19,11 +19,11 @@ from __future__ import annotations
 import os
 import re
 import select
-import signal
 import stat
 import subprocess
 import time
 
+from ._stop import stop
 from ._vmm_requirements import ENTRIES, VMMS, Vmm
 from ._vmm_versions import parse_version, spelled
 
@@ -123,12 +123,12 @@ def _first_line(path: str, query: Sequence[str], limit: float) -> Tuple[str, str
             assert process.stdout is not None
             out, finished = _read_bounded(process.stdout.fileno(), time.monotonic() + limit)
             if not finished:
-                _kill_session(process)
+                stop(process, group=True)  # its session: children it started go too
                 return "", f"no answer within {limit:g} s: stopped"
             try:
                 process.wait(timeout=max(0.1, limit))
             except subprocess.TimeoutExpired:
-                _kill_session(process)
+                stop(process, group=True)  # its session: children it started go too
                 return "", f"did not exit within {limit:g} s: stopped"
     except OSError as err:
         return "", f"cannot run it: {err.strerror}"
@@ -156,14 +156,6 @@ def _read_bounded(fd: int, deadline: float) -> Tuple[bytes, bool]:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks), True
-
-
-def _kill_session(process: "subprocess.Popen[bytes]") -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # its session: children it started go too
-    except OSError:
-        pass  # already gone
-    process.wait()
 
 
 def version_of(vmm: str, path: str, *, limit: float = TIME_LIMIT) -> Installed:

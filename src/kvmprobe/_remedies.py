@@ -1,6 +1,6 @@
 """The remedy sentences: what to do about what the checks find, computed from the host facts.
 
-Imports ``_host_facts``, ``_access`` and ``_arch``. Each function takes the
+Imports ``_host_facts``, ``_kvm_backends``, ``_access`` and ``_arch``. Each function takes the
 :class:`~kvmprobe.HostFacts` of the host (and what failed) and returns one imperative sentence
 (or a summary and a sentence), true for that kind of host: a container, a kernel without
 modules, a virtual machine, PVM. They are what gets edited and reviewed most; the checks
@@ -14,6 +14,7 @@ from . import _access
 from ._access import AclEntry, Node, Who
 from ._arch import is_x86 as _is_x86_machine
 from ._host_facts import DeviceNode, HostFacts
+from ._kvm_backends import BACKENDS, PVM
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,10 +37,10 @@ def is_x86(facts: HostFacts) -> bool:
 
 
 def vendor_module(facts: HostFacts) -> Optional[str]:
-    if "vmx" in facts.cpu_flags:
-        return "kvm_intel"
-    if "svm" in facts.cpu_flags:
-        return "kvm_amd"
+    """The backend whose hardware virtualization the CPU shows (``_kvm_backends``: vmx, svm)."""
+    for backend in BACKENDS:
+        if backend.cpu_flag is not None and backend.cpu_flag in facts.cpu_flags:
+            return backend.module
     return None
 
 
@@ -48,7 +49,7 @@ def nested_host_hint(facts: HostFacts) -> str:
         "this is a virtual machine whose CPU shows neither vmx nor svm: enable nested virtualization on the "
         "host that runs it (there: kvm_intel/kvm_amd nested=1 and a CPU model that passes vmx/svm through, "
         "e.g. QEMU '-cpu host' or libvirt <cpu mode='host-passthrough'/>; on a cloud, an instance type with "
-        "nested virtualization or bare metal), or boot this guest with a PVM kernel and 'modprobe kvm_pvm'"
+        f"nested virtualization or bare metal), or boot this guest with a PVM kernel and 'modprobe {PVM}'"
     )
 
 
@@ -144,9 +145,9 @@ def permission(
 
 def slow_guest_remedy(facts: HostFacts) -> str:
     """What a guest that runs far slower than natively (or exits far slower than normal) means here."""
-    if facts.kvm_backend == "kvm_pvm":
+    if facts.kvm_backend == PVM:
         return (
-            "this is PVM (kvm_pvm): only guest kernels built for PVM (CONFIG_PVM_GUEST, an x86-64 PIE kernel at "
+            f"this is PVM ({PVM}): only guest kernels built for PVM (CONFIG_PVM_GUEST, an x86-64 PIE kernel at "
             "ring 3) run natively; firmware, real-mode, 32-bit and other guest code runs in KVM's instruction "
             "emulator (PVM RFC 49/73, 'Implement emulation for non-PVM mode'): boot a PVM guest kernel, or run "
             "on a host with VT-x/AMD-V"
@@ -166,8 +167,8 @@ def slow_guest_remedy(facts: HostFacts) -> str:
 def run_failure_remedy(facts: HostFacts) -> str:
     """What to do when KVM_RUN does not run the five-byte real-mode guest."""
     where = (
-        "; on PVM (kvm_pvm) real-mode code runs in KVM's instruction emulator, whose failures show there too"
-        if facts.kvm_backend == "kvm_pvm"
+        f"; on PVM ({PVM}) real-mode code runs in KVM's instruction emulator, whose failures show there too"
+        if facts.kvm_backend == PVM
         else ""
     )
     return (

@@ -1,7 +1,7 @@
 """seccomp mechanics behind ``kvmprobe emulate``: a BPF filter on ``KVM_CHECK_EXTENSION``, its
 installation between fork and exec, and the user-notification listener a supervisor answers on.
 
-Imports ``_ioctl`` and ``errors`` only. Numbers in, numbers out: which capability gets which
+Imports ``_ioctl``, ``errors`` and ``_files`` (the bounded reader) only. Numbers in, numbers out: which capability gets which
 answer is decided a floor up (``kvmprobe.emulate``) and arrives here as a mapping of capability
 numbers to seccomp actions.
 
@@ -248,9 +248,10 @@ def filter_program(
 
 def actions_available() -> str:
     """``/proc/sys/kernel/seccomp/actions_avail`` (Linux 4.14), or ``""`` where it is absent."""
-    try:
-        with open("/proc/sys/kernel/seccomp/actions_avail", encoding="ascii") as f:
-            return f.read().strip()
+    from ._files import read_limited
+
+    try:  # a few action names (kernel/seccomp.c, seccomp_actions_avail): 4 KiB is ample
+        return read_limited("/proc/sys/kernel/seccomp/actions_avail", 4096, truncate=True).decode("ascii", "replace").strip()
     except OSError:
         return ""
 

@@ -1,7 +1,7 @@
 """Run one command under the ``KVM_CHECK_EXTENSION`` filter: start it, answer its queries, trace
 them, bound its time, and return its exit status.
 
-Imports ``_seccomp``, ``_ioctl``, ``_release`` and ``errors``. Numbers only: a :class:`Policy` says, per
+Imports ``_seccomp``, ``_ioctl``, ``_release``, ``_stop`` and ``errors``. Numbers only: a :class:`Policy` says, per
 capability number and kind of fd, what the command is answered (a value, an errno, or the
 kernel's own answer); ``kvmprobe.emulate`` builds it from a recorded host. Two ways to apply it:
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -32,6 +31,7 @@ from typing import IO, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tupl
 from . import _seccomp
 from ._ioctl import KvmIoctls
 from ._seccomp import OTHER, SYSTEM, VM
+from ._stop import stop, wait_for_exit
 from .errors import EmulationError
 
 #: An answer: a value (>= 0), a failure with errno ``-answer`` (< 0), or ``None``: the kernel's.
@@ -446,7 +446,7 @@ def run_command(
         try:
             listener_fd = _seccomp.wait_installed(parent_end, command[0])
         except BaseException:
-            _kill(process, new_session)
+            stop(process, group=new_session)
             raise
         if listener_fd is not None:
             listener = _seccomp.Listener(listener_fd)
@@ -455,7 +455,7 @@ def run_command(
         try:
             timed_out = _wait(process, timeout, new_session)
         except BaseException:  # KeyboardInterrupt while waiting: the command does not outlive us
-            _kill(process, new_session)
+            stop(process, group=new_session)
             raise
         _seccomp.raise_exec_error(parent_end, command[0])
         status = process.returncode
@@ -478,45 +478,19 @@ def run_command(
                                  hint="run again with --values real, which needs no supervisor")
 
 
-def _kill(process: "subprocess.Popen[bytes]", group: bool) -> None:
-    """SIGKILL the command (its whole process group with ``group``) and reap it."""
-    try:
-        if group:
-            os.killpg(process.pid, signal.SIGKILL)
-        else:
-            process.kill()
-    except (ProcessLookupError, PermissionError):
-        pass
-    process.wait()
-
-
 def _wait(process: "subprocess.Popen[bytes]", timeout: Optional[float], group: bool) -> bool:
     """Wait for the command, at most ``timeout`` seconds; return whether that ran out. With
     ``group``, whatever is left of its process group is killed once it has exited or timed
     out, before it is reaped: until then its PID, which is the group's ID, cannot be reused."""
-    import select
-
-    pidfd: Optional[int] = None
-    if group:
+    exited = wait_for_exit(process.pid, timeout) if group else None  # a pidfd: it is not reaped
+    if exited is None:
         try:
-            pidfd = os.pidfd_open(process.pid)  # ownership: closed below; Linux 5.3, Python 3.9
-        except (AttributeError, OSError):
-            pidfd = None
-    timed_out = False
-    try:
-        if pidfd is not None:
-            poller = select.poll()
-            poller.register(pidfd, select.POLLIN)  # readable once the process has exited
-            timed_out = not poller.poll(None if timeout is None else max(0, int(timeout * 1000)))
-        else:
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-    finally:
-        if pidfd is not None:
-            os.close(pidfd)
+            process.wait(timeout)
+            exited = True
+        except subprocess.TimeoutExpired:
+            exited = False
+    timed_out = not exited
     if timed_out or group:
-        _kill(process, group)
+        stop(process, group=group)
     process.wait()
     return timed_out

@@ -1,6 +1,6 @@
 """What each KVM-based VMM needs from the host's KVM, per architecture and per release: pure data.
 
-Imports ``caps`` and ``_vmm_versions``. Capabilities are ``Cap`` members, so a typo fails mypy
+Imports ``caps``, ``_kvm_backends`` (the backends' module names) and ``_vmm_versions``. Capabilities are ``Cap`` members, so a typo fails mypy
 and import; their numbers and first Linux releases come from the ``Cap`` table, never from
 here. ``profiles`` turns an entry and one of its release ranges into a
 :class:`~kvmprobe.profiles.Profile` and checks hosts against it.
@@ -37,6 +37,7 @@ policy, not something it checks.
 from __future__ import annotations
 
 
+from ._kvm_backends import PVM
 from ._vmm_versions import Span
 from .caps import Cap
 
@@ -50,6 +51,7 @@ else:
 __all__ = [
     "BACKEND_CONSTRAINTS",
     "ENTRIES",
+    "API_SECTIONS",
     "IF_MISSING",
     "NEEDED_FOR",
     "VMMS",
@@ -148,7 +150,8 @@ class VmmEntry(NamedTuple):
         return Span(release.first, release.last, VMMS[self.vmm].prefixes)
 
 
-# What a capability gives a VMM (KVM's api.rst), used when an entry gives no text of its own.
+# What a capability gives a VMM (KVM's api.rst: API_SECTIONS below says where), used when an entry
+# gives no text of its own.
 NEEDED_FOR = {
     Cap.IRQCHIP: "the in-kernel interrupt controller (KVM_CREATE_IRQCHIP)",
     Cap.USER_MEMORY: "guest RAM (KVM_SET_USER_MEMORY_REGION)",
@@ -185,7 +188,8 @@ NEEDED_FOR = {
     Cap.SET_GUEST_DEBUG: "guest debugging (KVM_SET_GUEST_DEBUG)",
 }
 
-# What degrades when an optional capability is missing, used when an entry gives no text.
+# What degrades when an optional capability is missing (api.rst: API_SECTIONS), used when an entry
+# gives no text.
 IF_MISSING = {
     Cap.XSAVE2: "the 4 KiB legacy KVM_GET_XSAVE area is used, so no AMX state",
     Cap.XCRS: "XCR0 is not saved or restored",
@@ -211,6 +215,66 @@ IF_MISSING = {
     Cap.ARM_MTE: "no Memory Tagging Extension in the guest",
     Cap.ARM_EL2: "no nested virtualization (no EL2 in the guest)",
     Cap.GUEST_DEBUG_HW_BPS: "no hardware breakpoints for the gdbstub",
+}
+
+
+# Where Documentation/virt/kvm/api.rst describes each capability of NEEDED_FOR and IF_MISSING:
+# its section number and title as in the api.rst of Linux 7.x (capabilities up to 248; sections
+# 4.24-4.52 checked against gregkh/linux@4055f250a329, whose numbering agrees). Numbers drift
+# between releases; the titles are the kernel's names and grep. Absent: api.rst has no section
+# (KVM_CAP_DESTROY_MEMORY_REGION_WORKS, _JOIN_MEMORY_REGIONS_WORKS and _X86_ROBUST_SINGLESTEP are
+# only defined in include/uapi/linux/kvm.h).
+API_SECTIONS = {
+    Cap.IRQCHIP: "4.24 KVM_CREATE_IRQCHIP",
+    Cap.USER_MEMORY: "4.35 KVM_SET_USER_MEMORY_REGION",
+    Cap.SET_TSS_ADDR: "4.36 KVM_SET_TSS_ADDR",
+    Cap.EXT_CPUID: "4.46 KVM_GET_SUPPORTED_CPUID",
+    Cap.MP_STATE: "4.38 KVM_GET_MP_STATE",
+    Cap.USER_NMI: "4.64 KVM_NMI",
+    Cap.IRQ_ROUTING: "4.52 KVM_SET_GSI_ROUTING",
+    Cap.MCE: "4.105 KVM_X86_SETUP_MCE",
+    Cap.IRQFD: "4.75 KVM_IRQFD",
+    Cap.PIT2: "4.71 KVM_CREATE_PIT2",
+    Cap.PIT_STATE2: "4.72 KVM_GET_PIT2",
+    Cap.IOEVENTFD: "4.59 KVM_IOEVENTFD",
+    Cap.IOEVENTFD_ANY_LENGTH: "4.59 KVM_IOEVENTFD",
+    Cap.SET_IDENTITY_MAP_ADDR: "4.40 KVM_SET_IDENTITY_MAP_ADDR",
+    Cap.ADJUST_CLOCK: "4.29 KVM_GET_CLOCK",
+    Cap.INTERNAL_ERROR_DATA: "5. The kvm_run structure (KVM_EXIT_INTERNAL_ERROR)",
+    Cap.VCPU_EVENTS: "4.31 KVM_GET_VCPU_EVENTS",
+    Cap.DEBUGREGS: "4.33 KVM_GET_DEBUGREGS",
+    Cap.XSAVE: "4.42 KVM_GET_XSAVE",
+    Cap.XCRS: "4.44 KVM_GET_XCRS",
+    Cap.GET_TSC_KHZ: "4.56 KVM_GET_TSC_KHZ",
+    Cap.TSC_DEADLINE_TIMER: "4.46 KVM_GET_SUPPORTED_CPUID",
+    Cap.SIGNAL_MSI: "4.71 KVM_SIGNAL_MSI",
+    Cap.SPLIT_IRQCHIP: "7.5 KVM_CAP_SPLIT_IRQCHIP",
+    Cap.IMMEDIATE_EXIT: "5. The kvm_run structure (immediate_exit)",
+    Cap.ARM_PSCI_0_2: "4.82 KVM_ARM_VCPU_INIT",
+    Cap.DEVICE_CTRL: "4.79 KVM_CREATE_DEVICE",
+    Cap.ONE_REG: "4.69 KVM_GET_ONE_REG",
+    Cap.ENABLE_CAP: "4.37 KVM_ENABLE_CAP",
+    Cap.SET_GUEST_DEBUG: "4.87 KVM_SET_GUEST_DEBUG",
+    Cap.XSAVE2: "4.42 KVM_GET_XSAVE",
+    Cap.MSI_DEVID: "4.52 KVM_SET_GSI_ROUTING",
+    Cap.NR_MEMSLOTS: "4.35 KVM_SET_USER_MEMORY_REGION",
+    Cap.NR_VCPUS: "4.7 KVM_CREATE_VCPU",
+    Cap.MAX_VCPUS: "4.7 KVM_CREATE_VCPU",
+    Cap.TSC_CONTROL: "4.55 KVM_SET_TSC_KHZ",
+    Cap.READONLY_MEM: "4.35 KVM_SET_USER_MEMORY_REGION",
+    Cap.NESTED_STATE: "4.114 KVM_GET_NESTED_STATE",
+    Cap.USER_MEMORY2: "4.140 KVM_SET_USER_MEMORY_REGION2",
+    Cap.PRE_FAULT_MEMORY: "4.143 KVM_PRE_FAULT_MEMORY",
+    Cap.KVMCLOCK_CTRL: "4.70 KVM_KVMCLOCK_CTRL",
+    Cap.COUNTER_OFFSET: "4.138 KVM_ARM_SET_COUNTER_OFFSET",
+    Cap.ARM_VM_IPA_SIZE: "4.2 KVM_CREATE_VM",
+    Cap.ARM_PMU_V3: "4.82 KVM_ARM_VCPU_INIT",
+    Cap.ARM_SVE: "4.82 KVM_ARM_VCPU_INIT",
+    Cap.ARM_PTRAUTH_ADDRESS: "4.82 KVM_ARM_VCPU_INIT",
+    Cap.ARM_PTRAUTH_GENERIC: "4.82 KVM_ARM_VCPU_INIT",
+    Cap.ARM_MTE: "7.28 KVM_CAP_ARM_MTE",
+    Cap.ARM_EL2: "4.82 KVM_ARM_VCPU_INIT",
+    Cap.GUEST_DEBUG_HW_BPS: "4.87 KVM_SET_GUEST_DEBUG",
 }
 
 
@@ -1096,7 +1160,7 @@ _PVM_EMULATION = (
 )
 _PVM_GUEST_CONFIG = "virt-pvm/misc@15d2f0467f49 pvm-guest-6.12.33.config:350-351,464 (KVM_GUEST, PVM_GUEST, X86_PIE)"
 _PVM_KATA = "virt-pvm/misc@15d2f0467f49 pvm-get-started-with-kata.md"
-_PVM_MEASURED = "measured on a kvm_pvm host, 2026-12-01 (kvmprobe research notes, pvm.md §1-2)"
+_PVM_MEASURED = f"measured on a {PVM} host, 2026-12-01 (docs/research/pvm.md §1-2)"
 
 
 @dataclass(frozen=True)
@@ -1126,7 +1190,7 @@ class BackendConstraint:
 
 
 _PVM_GUEST_KERNEL = BackendConstraint(
-    backend="kvm_pvm",
+    backend=PVM,
     runs=True,
     short="a guest kernel built for PVM (CONFIG_PVM_GUEST)",
     text="the guest kernel must be built for PVM (CONFIG_PVM_GUEST: an x86-64 PIE kernel running at hardware "
@@ -1140,7 +1204,7 @@ BACKEND_CONSTRAINTS: Dict[str, Tuple[BackendConstraint, ...]] = {
     "firecracker": (
         _PVM_GUEST_KERNEL,
         BackendConstraint(
-            backend="kvm_pvm",
+            backend=PVM,
             runs=True,
             short="a guest kernel with the host's PVM ABI",
             text="reported working with PVM guest kernels whose PVM ABI matches the host's "
@@ -1154,7 +1218,7 @@ BACKEND_CONSTRAINTS: Dict[str, Tuple[BackendConstraint, ...]] = {
     "cloud-hypervisor": (
         _PVM_GUEST_KERNEL,
         BackendConstraint(
-            backend="kvm_pvm",
+            backend=PVM,
             runs=True,
             short="Cloud Hypervisor v35.0 or later",
             text="Cloud Hypervisor v35.0 or later (older ones, as Kata packages them, cannot run PVM guests: "
@@ -1167,7 +1231,7 @@ BACKEND_CONSTRAINTS: Dict[str, Tuple[BackendConstraint, ...]] = {
     "qemu": (
         _PVM_GUEST_KERNEL,
         BackendConstraint(
-            backend="kvm_pvm",
+            backend=PVM,
             runs=True,
             short="qboot firmware, not SeaBIOS",
             text="qboot as the firmware, not SeaBIOS (the PVM guide supports only qboot; SeaBIOS runs entirely "
@@ -1181,7 +1245,7 @@ BACKEND_CONSTRAINTS: Dict[str, Tuple[BackendConstraint, ...]] = {
     "dragonball": (
         _PVM_GUEST_KERNEL,
         BackendConstraint(
-            backend="kvm_pvm",
+            backend=PVM,
             runs=True,
             short="not Kata's packaged Dragonball",
             text="not the Dragonball Kata packages: it cannot run PVM guests there (virtio-vsock, "
@@ -1192,7 +1256,7 @@ BACKEND_CONSTRAINTS: Dict[str, Tuple[BackendConstraint, ...]] = {
     ),
     "gvisor-kvm": (
         BackendConstraint(
-            backend="kvm_pvm",
+            backend=PVM,
             runs=False,
             short="gVisor's KVM platform does not run on kvm_pvm (it hangs in KVM_RUN)",
             text="gVisor's KVM platform does not run on kvm_pvm: its sentry's ring-0 code is not a PVM guest, so "

@@ -17,7 +17,7 @@ import sys
 
 from ._backend import Backend
 from ._backend_select import select_backend
-from ._device_errors import ioctl_error, open_error, open_failure, permission_hint, recorded_failure
+from ._device_errors import NOT_MAINLINE_HINT, ioctl_error, open_error, open_failure, permission_hint, recorded_failure
 from ._device_x86 import X86Queries
 from ._ioctl import KVM_API_VERSION, KvmIoctls
 from .caps import Cap
@@ -164,7 +164,7 @@ class KvmDevice(X86Queries):
             device.close()
             raise NotAKvmDevice(
                 f"{where} answers KVM API version {version}; kvmprobe (like every VMM) needs {KVM_API_VERSION}",
-                hint="this kernel's KVM is not the mainline interface; use a mainline KVM kernel",
+                hint=NOT_MAINLINE_HINT,
                 path=where,
             )
         device.version = version
@@ -291,28 +291,6 @@ class KvmDevice(X86Queries):
         except OSError as err:
             raise IoctlFailed(name, err.errno or errno.EIO, path=self.path) from err
 
-    def tsc_khz(self) -> int:
-        """``KVM_GET_TSC_KHZ`` of a scratch vCPU: the TSC rate KVM gives a new guest, in kHz.
-
-        A VM and one vCPU are created for the question and closed before returning (with a
-        VM already open, :meth:`VmFd.tsc_khz` asks on it instead).
-
-        Raises:
-            IoctlFailed: ``KVM_CREATE_VM``, ``KVM_CREATE_VCPU`` or ``KVM_GET_TSC_KHZ`` failed
-                (its ``ioctl`` says which).
-
-        Example:
-            >>> from kvmprobe.testing import FakeBackend
-            >>> with KvmDevice.open("/dev/kvm", backend=FakeBackend(tsc_khz=2596122)) as kvm:
-            ...     kvm.tsc_khz()
-            2596122
-        """
-        fd, backend = self.fileno(), self.backend
-        vm = self._asked("KVM_CREATE_VM", lambda: backend.ioctl(fd, self.ioctls.KVM_CREATE_VM, 0))
-        try:  # ownership: the VM fd is closed in the finally below, on every path
-            return _vcpu_tsc_khz(self, vm)
-        finally:
-            _close(backend, vm)
     def vcpu_mmap_size(self) -> int:
         """``KVM_GET_VCPU_MMAP_SIZE``: the bytes to map from a vCPU fd (``struct kvm_run`` and more).
 
@@ -468,7 +446,7 @@ class VmFd:
         def make() -> VcpuFd:
             device = self._device
             size = device.vcpu_mmap_size()
-            fd = self._call("KVM_CREATE_VCPU", self.fileno(), device.ioctls.KVM_CREATE_VCPU, vcpu_id)
+            fd = self._new_vcpu(vcpu_id)
             # Ownership: the VcpuFd closes fd (and unmaps kvm_run), closed by _Scoped when the block
             # ends, whatever happens in it; it closes fd itself if mapping kvm_run fails.
             try:
@@ -477,13 +455,33 @@ class VmFd:
                 raise ioctl_error(device.path, "mmap of the vCPU's kvm_run", err) from err
 
         return _Scoped(make)
+
+    def _new_vcpu(self, vcpu_id: int) -> int:
+        """``KVM_CREATE_VCPU``: the raw vCPU fd (the caller owns and closes it). The one step that
+        creates a vCPU, for :meth:`create_vcpu` and :meth:`tsc_khz`, its errno mapped by
+        :meth:`_call` like every VM ioctl."""
+        return self._call("KVM_CREATE_VCPU", self.fileno(), self._device.ioctls.KVM_CREATE_VCPU, vcpu_id)
+
     def tsc_khz(self) -> int:
-        """``KVM_GET_TSC_KHZ`` of a scratch vCPU of this VM (vCPU 0, closed before returning).
+        """``KVM_GET_TSC_KHZ`` of a scratch vCPU of this VM (vCPU 0, closed before returning):
+        the TSC rate KVM gives a new guest, in kHz.
 
         Raises:
-            IoctlFailed: ``KVM_CREATE_VCPU`` or ``KVM_GET_TSC_KHZ`` failed.
+            KvmIoctlError, KvmPermissionDenied: ``KVM_CREATE_VCPU`` failed (as in :meth:`create_vcpu`).
+            IoctlFailed: ``KVM_GET_TSC_KHZ`` failed (the question only; the VM stays usable).
+
+        Example:
+            >>> from kvmprobe.testing import FakeBackend
+            >>> with KvmDevice.open("/dev/kvm", backend=FakeBackend(tsc_khz=2596122)) as kvm, kvm.create_vm() as vm:
+            ...     vm.tsc_khz()
+            2596122
         """
-        return _vcpu_tsc_khz(self._device, self.fileno())
+        device = self._device
+        vcpu = self._new_vcpu(0)
+        try:  # ownership: the vCPU fd is closed in the finally below, on every path
+            return device._asked("KVM_GET_TSC_KHZ", lambda: device.backend.ioctl(vcpu, device.ioctls.KVM_GET_TSC_KHZ, 0))
+        finally:
+            _close(device.backend, vcpu)
 
 
 class _Scoped:
@@ -505,16 +503,6 @@ class _Scoped:
         made, self._made = self._made, None
         if made is not None:
             made.close()
-
-
-def _vcpu_tsc_khz(device: KvmDevice, vm: int) -> int:
-    """Create vCPU 0 on ``vm``, ask its KVM_GET_TSC_KHZ, close it."""
-    backend, numbers = device.backend, device.ioctls
-    vcpu = device._asked("KVM_CREATE_VCPU", lambda: backend.ioctl(vm, numbers.KVM_CREATE_VCPU, 0))
-    try:  # ownership: the vCPU fd is closed in the finally below, on every path
-        return device._asked("KVM_GET_TSC_KHZ", lambda: backend.ioctl(vcpu, numbers.KVM_GET_TSC_KHZ, 0))
-    finally:
-        _close(backend, vcpu)
 
 
 # EINTR means the call was interrupted before it did anything (signal(7)): ask again. This is

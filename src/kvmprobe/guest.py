@@ -1,7 +1,8 @@
 """Prove that ``KVM_RUN`` works: run x86 code in a micro-guest, under a watchdog, and measure it.
 
-Imports ``device``, ``_vcpu``, ``_forked``, ``_guest_code``, ``_guest_report``, ``_kvm_structs``,
-``_backend``, ``_arch`` and ``errors``. :func:`run_guest` creates a VM with one memory slot
+Imports ``device``, ``_vcpu``, ``_forked``, ``_guest_code``, ``_guest_report``, ``_kvm_exits``,
+``_arch``, ``_ioctl`` and ``errors`` (``_cpuid`` and ``_kvm_structs`` where CPUID rows are read).
+:func:`run_guest` creates a VM with one memory slot
 (``KVM_SET_USER_MEMORY_REGION`` over an anonymous mapping), one vCPU with its ``kvm_run``
 mapped and KVM's supported CPUID set, puts the vCPU in real, protected or long mode (with page
 tables), runs the given code and returns every exit in a :class:`GuestRun`. :func:`run_checks`
@@ -78,7 +79,7 @@ MAX_TIME_LIMIT = 86400.0
 #: leaf, the feature leaves 1 and 7, the extended features, and the hypervisor leaf.
 CPUID_LEAVES: Tuple[Tuple[int, int], ...] = ((0, 0), (1, 0), (7, 0), (0x80000001, 0), (0x40000000, 0))
 #: The default check's ``OUT`` round trips and loop iterations: well under a second in total even
-#: where KVM emulates every guest instruction (about 1 µs each under PVM, pvm.md §1); ``thorough``
+#: where KVM emulates every guest instruction (about 1 µs each under PVM, docs/research/pvm.md §1); ``thorough``
 #: takes more of both.
 DEFAULT_EXITS, DEFAULT_ITERATIONS = 200, 50_000
 THOROUGH_EXITS, THOROUGH_ITERATIONS = 10_000, 1_000_000
@@ -92,8 +93,6 @@ _EFER_LME, _EFER_LMA = 1 << 8, 1 << 10
 _TSS_ADDRESS = 0xFFFBD000
 # The exit reasons the run loop answers and resumes (KVM_EXIT_IO, _MMIO, _INTR); any other ends it.
 _IO, _HLT, _MMIO, _INTR = 2, 5, 6, 10
-# KVM_CPUID_FLAG_SIGNIFCANT_INDEX (arch/x86/include/uapi/asm/kvm.h; the kernel's spelling).
-_SIGNIFICANT_INDEX = 1
 
 
 class GuestRun(NamedTuple):
@@ -449,17 +448,16 @@ def _supported_cpuid(kvm: KvmDevice) -> bytearray:
 
 def _rows(cpuid2: bytearray, leaves: Sequence[Tuple[int, int]]) -> List[Tuple[int, int, int, int, int, int]]:
     """KVM's entries for ``leaves``: (leaf, subleaf, eax, ebx, ecx, edx); a leaf KVM lists without
-    a significant index answers every subleaf."""
-    import struct
+    a significant index answers every subleaf (the one lookup, ``_cpuid.find_entry``)."""
+    from ._cpuid import find_entry
+    from ._kvm_structs import cpuid2_entries
 
-    (count,) = struct.unpack_from("<I", cpuid2, 0)
-    entries = [struct.unpack_from("<7I", cpuid2, 8 + 40 * i) for i in range(min(count, (len(cpuid2) - 8) // 40))]
+    entries = cpuid2_entries(cpuid2)
     out = []
     for leaf, subleaf in leaves:
-        for function, index, flags, eax, ebx, ecx, edx in entries:
-            if function == leaf and (index == subleaf or not flags & _SIGNIFICANT_INDEX):
-                out.append((leaf, subleaf, eax, ebx, ecx, edx))
-                break
+        entry = find_entry(entries, leaf, subleaf)
+        if entry is not None:
+            out.append((leaf, subleaf, entry.eax, entry.ebx, entry.ecx, entry.edx))
     return out
 
 

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 else:
     from ._value import dataclass
 
-__all__ = ["CapValues", "Derivation", "ProbeResult", "has", "probe", "value"]
+__all__ = ["CapValues", "Derivation", "ProbeResult", "has", "probe", "probe_device", "value"]
 
 # The table in its order, and the numbers the batch pass asks: built once, not per probe.
 _CAPS: Tuple[Cap, ...] = tuple(Cap)
@@ -348,34 +348,56 @@ class ProbeResult:
 
 
 def _run_probe(path: str, backend: Optional[Backend], vm: bool, cpu: bool = False) -> ProbeResult:
+    with KvmDevice.open(path, backend=backend) as kvm:  # closed on leaving the block
+        return probe_device(kvm, vm=vm, cpu=cpu)
+
+
+def probe_device(kvm: KvmDevice, *, vm: bool = False, cpu: bool = False) -> ProbeResult:
+    """The batch pass of :func:`probe` over a device already open (the one batch probe: the
+    doctor asks it on its own open of the device). Nothing is cached; the device stays open.
+
+    Args:
+        kvm: an open :class:`~kvmprobe.device.KvmDevice` (its caller closes it).
+        vm: also create a VM (closed before returning) and ask on its fd, as ``probe(vm=True)``.
+        cpu: also ask KVM's CPU questions on x86, as ``probe(cpu=True)``.
+
+    Raises:
+        KvmUnavailable: creating the VM failed (``vm=True``).
+
+    Example:
+        >>> from kvmprobe.testing import FakeBackend
+        >>> with KvmDevice.open("/dev/kvm", backend=FakeBackend({Cap.HLT: 1})) as kvm:
+        ...     result = probe_device(kvm)
+        >>> result.has("HLT"), result.api_version, result.backend
+        (True, 12, 'fake')
+    """
     vm_values: Optional[CapValues] = None
     vm_errors: Mapping[Cap, int] = _NO_ERRORS
     record: Optional[CpuRecord] = None
-    with KvmDevice.open(path, backend=backend) as kvm:  # closed on leaving the block
-        api = kvm.version  # asked by KvmDevice.open, which refuses anything but 12
-        values, errors = _split(kvm.check_many(_NUMBERS))
-        cpu = cpu and is_x86(_uname().machine)
-        if cpu:
-            from ._cpu_record import read_kvm_cpu  # the CPU tables load only when asked
-        if vm:
-            with kvm.create_vm() as vm_fd:  # the VM fd is closed on leaving the block
-                if values.get(Cap.CHECK_EXTENSION_VM, 0) > 0:
-                    vm_values, vm_errors = _split(vm_fd.check_many(_NUMBERS))
-                if cpu:  # the TSC rate from a scratch vCPU of this VM: no second VM
-                    record = read_kvm_cpu(kvm, vm=vm_fd)
-        elif cpu:
-            record = read_kvm_cpu(kvm)
-        return ProbeResult(
-            device=kvm.path,
-            api_version=api,
-            values=values,
-            backend=kvm.backend.name,
-            errors=errors,
-            vm_values=vm_values,
-            vm_errors=vm_errors,
-            vm_created=vm,
-            cpu=record,
-        )
+    api = kvm.version  # asked by KvmDevice.open, which refuses anything but 12
+    values, errors = _split(kvm.check_many(_NUMBERS))
+    cpu = cpu and is_x86(_uname().machine)
+    if cpu:
+        from ._cpu_record import read_kvm_cpu  # the CPU tables load only when asked
+    if vm:
+        with kvm.create_vm() as vm_fd:  # the VM fd is closed on leaving the block
+            if values.get(Cap.CHECK_EXTENSION_VM, 0) > 0:
+                vm_values, vm_errors = _split(vm_fd.check_many(_NUMBERS))
+            if cpu:  # the TSC rate from a scratch vCPU of this VM: no second VM
+                record = read_kvm_cpu(kvm, vm=vm_fd)
+    elif cpu:
+        record = read_kvm_cpu(kvm)
+    return ProbeResult(
+        device=kvm.path,
+        api_version=api,
+        values=values,
+        backend=kvm.backend.name,
+        errors=errors,
+        vm_values=vm_values,
+        vm_errors=vm_errors,
+        vm_created=vm,
+        cpu=record,
+    )
 
 
 def _split(answers: Tuple[List[int], List[int]]) -> Tuple[CapValues, Mapping[Cap, int]]:

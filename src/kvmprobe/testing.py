@@ -18,7 +18,7 @@ from dataclasses import replace as _replace
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from . import probing as _probe
-from ._backend import Backend, CheckResults, Pointers
+from ._backend import Backend, CheckResults, ForwardingBackend, Pointers
 from ._cpu_record import CpuRecord
 from ._fake_host import KVM_GID, FakeHost
 from ._fake_cpu import fake_cpu_record
@@ -26,7 +26,7 @@ from ._ioctl import KVM_API_VERSION, KvmIoctls
 from .caps import Cap, CapLike
 from .probing import ProbeResult
 
-__all__ = ["KVM_GID", "CpuRecord", "FakeBackend", "FakeHost", "HostSpec", "default_backend", "fake_cpu_record",
+__all__ = ["KVM_GID", "CpuRecord", "FakeBackend", "FakeHost", "ForwardingBackend", "HostSpec", "default_backend", "fake_cpu_record",
            "fake_kvm", "fake_probe_result", "host_result"]  # fmt: skip
 
 Values = Mapping[CapLike, int]

@@ -22,7 +22,7 @@ from kvmprobe._backend import Backend, CheckResults, Pointers
 from kvmprobe._ioctl import KvmIoctls
 from kvmprobe.caps import Cap
 from kvmprobe.presets import load_preset
-from kvmprobe.testing import FakeBackend
+from kvmprobe.testing import FakeBackend, ForwardingBackend
 
 #: The errno values item 1 of the hardening issue names.
 ERRNOS = ("EINTR", "EBADF", "ENOTTY", "EINVAL", "EFAULT", "ENOMEM", "EIO", "EPERM")
@@ -42,7 +42,7 @@ class Fault:
     times: Optional[int] = None
 
 
-class FaultBackend:
+class FaultBackend(ForwardingBackend):
     """A Backend that forwards to ``inner`` and fails the calls its faults name.
 
     A failed ``close`` still closes (as Linux does: the fd is released whatever close(2)
@@ -50,7 +50,7 @@ class FaultBackend:
     """
 
     def __init__(self, inner: Backend, faults: Sequence[Fault] = ()) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.name = f"faulty-{inner.name}"
         self.faults = tuple(faults)
         self.fired: Counter[Fault] = Counter()

@@ -20,31 +20,22 @@ import pytest
 
 from hardening._faultlib import tally
 from kvmprobe import probe
-from kvmprobe._backend import Backend, CheckResults, Pointers
+from kvmprobe._backend import Backend, CheckResults
 from kvmprobe._backend_select import select_backend
 from kvmprobe._backend_cffi import unavailable_reason
+from kvmprobe.testing import ForwardingBackend
 
 pytestmark = pytest.mark.kvm
 
 CHILD = "import json, os; print(json.dumps({n: os.readlink('/proc/self/fd/' + n) for n in os.listdir('/proc/self/fd') if os.path.exists('/proc/self/fd/' + n)}))"
 
 
-class SpawningBackend:
+class SpawningBackend(ForwardingBackend):
     """Forwards to the real backend; at each batch of queries, inspects the fd and starts a child."""
 
     def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.name = inner.name
+        super().__init__(inner)
         self.seen: List[Dict[str, Any]] = []
-
-    def open(self, path: str) -> int:
-        return self.inner.open(path)  # ownership: the caller closes it through close()
-
-    def close(self, fd: int) -> None:
-        self.inner.close(fd)
-
-    def ioctl(self, fd: int, request: int, arg: int = 0) -> int:
-        return self.inner.ioctl(fd, request, arg)
 
     def check_many(self, fd: int, request: int, numbers: Sequence[int]) -> CheckResults:
         child = subprocess.run([sys.executable, "-c", CHILD], close_fds=False, capture_output=True, text=True, check=True)
@@ -58,9 +49,6 @@ class SpawningBackend:
             }
         )
         return self.inner.check_many(fd, request, numbers)
-
-    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray, pointers: Pointers = ()) -> int:
-        return self.inner.ioctl_buffer(fd, request, buffer, pointers)
 
 
 @pytest.mark.parametrize("name", ["cffi", "ctypes"])

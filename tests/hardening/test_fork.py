@@ -18,8 +18,8 @@ import pytest
 
 from hardening._faultlib import recorded_host_backend, tally
 from kvmprobe import probe
-from kvmprobe._backend import Pointers
 from kvmprobe.caps import Cap
+from kvmprobe.testing import ForwardingBackend
 
 CHILD_TIMEOUT = 20  # seconds before the alarm kills a stuck child
 
@@ -101,11 +101,11 @@ def test_the_child_decodes_the_cpu_from_the_cache_even_if_a_thread_held_the_lock
     assert report == {"same_object": True, "opened_for_cached": 0, "features_equal": True, "open_fds": []}
 
 
-class _Blocking:
+class _Blocking(ForwardingBackend):
     """Wraps a backend; ``open`` waits until released, while probe() holds the cache lock."""
 
     def __init__(self) -> None:
-        self.inner = recorded_host_backend()
+        super().__init__(recorded_host_backend())
         self.name = "blocking"
         self.entered = threading.Event()
         self.release = threading.Event()
@@ -114,18 +114,6 @@ class _Blocking:
         self.entered.set()
         self.release.wait(60)
         return self.inner.open(path)  # ownership: the caller closes it
-
-    def close(self, fd: int) -> None:
-        self.inner.close(fd)
-
-    def ioctl(self, fd: int, request: int, arg: int = 0) -> int:
-        return self.inner.ioctl(fd, request, arg)
-
-    def check_many(self, fd: int, request: int, numbers: Any) -> Any:
-        return self.inner.check_many(fd, request, numbers)
-
-    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray, pointers: Pointers = ()) -> int:
-        return self.inner.ioctl_buffer(fd, request, buffer, pointers)
 
 
 def test_a_fork_while_another_thread_holds_the_probe_lock_does_not_deadlock() -> None:

@@ -87,6 +87,7 @@ def test_an_unknown_device_attribute_is_enxio_on_both_paths(kvm: KvmDevice, raw_
 
 def test_tsc_khz_of_a_scratch_vcpu_and_nothing_left_open(kvm: KvmDevice, raw_kvm_fd: int) -> None:
     before = open_fds()
-    answered = kvm.tsc_khz()
+    with kvm.create_vm() as vm:
+        answered = vm.tsc_khz()
     assert open_fds() == before
     assert abs(answered - raw.tsc_khz(raw_kvm_fd)) <= 1

@@ -130,7 +130,7 @@ def test_a_thousand_runs_leave_the_fd_table_as_it_was() -> None:
 
 def test_a_failing_guest_is_named_by_its_exit() -> None:
     # A triple fault: long mode with no IDT, then ud2 (#UD cannot be delivered) ends in KVM_EXIT_SHUTDOWN
-    # on VT-x, AMD-V and PVM alike (Intel SDM vol. 3A 6.15; pvm.md §1).
+    # on VT-x, AMD-V and PVM alike (Intel SDM vol. 3A 6.15; docs/research/pvm.md §1).
     run = guest.run_guest(bytes([0x0F, 0x0B]), mode="long", time_limit=5)
     assert run.outcome == "exit"
     assert run.exits[-1].name in ("KVM_EXIT_SHUTDOWN", "KVM_EXIT_INTERNAL_ERROR")
@@ -188,7 +188,7 @@ def test_the_long_mode_guest_reads_the_supported_cpuid_or_on_pvm_the_host_cpu(
             seen, table, native = row.guest[index] & mask, listed[index] & mask, host[index] & mask
             if pvm:
                 # PVM: CPUID is not trapped for a guest, so a bit comes from the host CPU or, for the few
-                # bits KVM manages itself, from the table the vCPU was given (pvm.md §3) — never from neither.
+                # bits KVM manages itself, from the table the vCPU was given (docs/research/pvm.md §3) — never from neither.
                 assert (seen ^ table) & (seen ^ native) == 0, (hex(row.leaf), index, hex(seen), hex(table), hex(native))
             else:
                 # VT-x/AMD-V: CPUID exits to KVM, which answers from the table.

@@ -23,7 +23,7 @@ import kvmprobe
 pytestmark = pytest.mark.kvm
 
 # How long runsc --platform=kvm gets for /bin/true. It finishes in well under a second where its KVM
-# platform works; on kvm_pvm it never does (pvm.md §2: still running after 20 s, three times out of three).
+# platform works; on kvm_pvm it never does (docs/research/pvm.md §2: still running after 20 s, three times out of three).
 RUNSC_LIMIT = 10.0
 
 

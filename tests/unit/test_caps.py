@@ -166,3 +166,24 @@ def test_a_name_as_written_finds_what_the_spelling_index_finds() -> None:
     for cap in Cap:
         for spelling in (cap.name, cap.c_name, cap.name.lower(), cap.c_name.lower()):
             assert Cap.lookup(spelling) is index[_fold(spelling)] is cap
+
+
+def test_every_default_need_text_cites_its_api_rst_section() -> None:
+    """NEEDED_FOR and IF_MISSING cite Documentation/virt/kvm/api.rst by section; each title is a
+    name the kernel defines (an ioctl, the capability itself) or the kvm_run section."""
+    import re
+
+    from kvmprobe._vmm_requirements import API_SECTIONS, IF_MISSING, NEEDED_FOR
+
+    undocumented = {Cap.DESTROY_MEMORY_REGION_WORKS, Cap.JOIN_MEMORY_REGIONS_WORKS, Cap.X86_ROBUST_SINGLESTEP}
+    assert set(NEEDED_FOR) | set(IF_MISSING) == set(API_SECTIONS) | undocumented
+    for cap, section in API_SECTIONS.items():
+        number, _, title = section.partition(" ")
+        assert all(part.isdigit() for part in number.rstrip(".").split(".")), section
+        if number == "5.":
+            assert title.startswith("The kvm_run structure"), section
+        else:
+            assert re.fullmatch(r"KVM_[A-Z0-9_]+", title), section
+            text = NEEDED_FOR.get(cap, "") + IF_MISSING.get(cap, "")
+            named = set(re.findall(r"KVM_(?!CAP_)[A-Z0-9_]+", text.replace("GET/SET_", "GET_")))
+            assert not named or title in named or title == cap.c_name or title.startswith("KVM_ARM_"), section

@@ -26,25 +26,29 @@ CORE = frozenset({
     "kvmprobe._cap_values", "kvmprobe.probing", "kvmprobe.device", "kvmprobe._device_x86", "kvmprobe._device_errors",
     "kvmprobe._ioctl", "kvmprobe._backend", "kvmprobe._backend_select", "kvmprobe._backend_cffi",
     "kvmprobe._backend_ctypes", "kvmprobe._kvmbatch", "kvmprobe._kvmbatch.lib", "kvmprobe._cli", "kvmprobe._cli._common",
-    # the bit masks and number collisions every capability line is shown with
-    "kvmprobe._bitmasks", "kvmprobe._collisions",
+    # the bit masks and number collisions every capability line is shown with (and the VM types
+    # the bits of KVM_CAP_VM_TYPES are named from)
+    "kvmprobe._bitmasks", "kvmprobe._collisions", "kvmprobe._vm_types",
 })  # fmt: skip
 
 FEATURES: Dict[str, FrozenSet[str]] = {
     "host facts": frozenset({"kvmprobe.host", "kvmprobe._host_reader", "kvmprobe._host_facts", "kvmprobe._access",
-                             "kvmprobe._files", "kvmprobe._validate", "kvmprobe._cc_facts"}),
+                             "kvmprobe._files", "kvmprobe._validate", "kvmprobe._cc_facts", "kvmprobe._host_files",
+                             "kvmprobe._kvm_backends"}),
     "profiles": frozenset({"kvmprobe.profiles", "kvmprobe._profile", "kvmprobe._profile_file", "kvmprobe._readiness",
-                           "kvmprobe._vmm_requirements", "kvmprobe._vmm_versions", "kvmprobe._release"}),
+                           "kvmprobe._vmm_requirements", "kvmprobe._vmm_versions", "kvmprobe._release",
+                           "kvmprobe._kvm_backends"}),
     "snapshot": frozenset({"kvmprobe.snapshot", "kvmprobe._snapshot_rows", "kvmprobe._validate"}),
     "confidential": frozenset({"kvmprobe.confidential", "kvmprobe._cc_judge", "kvmprobe._cc_probe",
-                               "kvmprobe._cc_data", "kvmprobe._cc_verdict", "kvmprobe._cc_facts"}),
+                               "kvmprobe._cc_data", "kvmprobe._cc_verdict", "kvmprobe._cc_facts",
+                               "kvmprobe._cpuid_insn"}),  # the CPUID leaf of the memory encryption
     "doctor": frozenset({"kvmprobe.diagnosis", "kvmprobe._checks", "kvmprobe._check_model", "kvmprobe._host_checks",
                          "kvmprobe._remedies", "kvmprobe._run_verdict", "kvmprobe._release"}),
-    "micro-guest": frozenset({"kvmprobe.guest", "kvmprobe._vcpu", "kvmprobe._forked", "kvmprobe._guest_code",
+    "micro-guest": frozenset({"kvmprobe.guest", "kvmprobe._vcpu", "kvmprobe._forked", "kvmprobe._stop", "kvmprobe._guest_code",
                               "kvmprobe._guest_report", "kvmprobe._kvm_exits", "kvmprobe._kvm_structs",
                               "kvmprobe._cpuid", "kvmprobe._cpuid_table"}),
     "cpu": frozenset({"kvmprobe.cpuinfo", "kvmprobe._cpu_record", "kvmprobe._cpu_decode", "kvmprobe._cpuid",
-                      "kvmprobe._cpuid_table", "kvmprobe._cpuid_insn", "kvmprobe._kvm_structs"}),
+                      "kvmprobe._cpuid_table", "kvmprobe._cpuid_insn", "kvmprobe._kvm_structs", "kvmprobe._kvm_backends"}),
 }  # fmt: skip
 
 # The standard library's modules that cost a millisecond or more to import.

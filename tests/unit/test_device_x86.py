@@ -12,7 +12,7 @@ from kvmprobe import _kvm_structs as structs
 from kvmprobe._backend import Pointers
 from kvmprobe._backend_ctypes import CtypesBackend
 from kvmprobe.device import KvmDevice
-from kvmprobe.errors import IoctlFailed
+from kvmprobe.errors import IoctlFailed, KvmIoctlError
 from kvmprobe.testing import FakeBackend
 
 Entry = Tuple[int, int, int, int, int, int, int]
@@ -64,8 +64,8 @@ def test_a_kernel_without_the_ioctls_answers_enotty_for_each() -> None:
             assert info.value.errno == errno.ENOTTY
         with pytest.raises(IoctlFailed):
             kvm.has_device_attr(0, 0)
-        with pytest.raises(IoctlFailed) as info:
-            kvm.tsc_khz()
+        with kvm.create_vm() as vm, pytest.raises(IoctlFailed) as info:
+            vm.tsc_khz()
         assert info.value.ioctl == "KVM_GET_TSC_KHZ"
 
 
@@ -117,26 +117,31 @@ def test_get_device_attr_passes_where_addr_points() -> None:
 
 
 @pytest.mark.parametrize("failing", [None, "KVM_CREATE_VCPU", "KVM_GET_TSC_KHZ"])
-def test_tsc_khz_closes_the_scratch_vm_and_vcpu_on_every_path(failing: str) -> None:
+def test_tsc_khz_closes_the_scratch_vcpu_on_every_path(failing: str) -> None:
     backend = FakeBackend(tsc_khz=2596122, fail={failing: errno.ENOMEM} if failing else {})
-    with KvmDevice.open("/dev/kvm", backend=backend) as kvm:
-        system = backend.open_fds
+    with KvmDevice.open("/dev/kvm", backend=backend) as kvm, kvm.create_vm() as vm:
+        before = list(backend.open_fds)
         if failing is None:
-            assert kvm.tsc_khz() == 2596122
+            assert vm.tsc_khz() == 2596122
+        elif failing == "KVM_CREATE_VCPU":  # the vCPU step of create_vcpu, with its errno policy
+            with pytest.raises(KvmIoctlError) as refused:
+                vm.tsc_khz()
+            assert refused.value.errno == errno.ENOMEM and "KVM_CREATE_VCPU" in refused.value.message
         else:
             with pytest.raises(IoctlFailed) as info:
-                kvm.tsc_khz()
+                vm.tsc_khz()
             assert (info.value.ioctl, info.value.errno) == (failing, errno.ENOMEM)
-        assert backend.open_fds == system
+        assert backend.open_fds == before
     assert backend.open_fds == []
 
 
-def test_a_vm_that_cannot_be_created_is_a_failed_query_not_an_unusable_device() -> None:
-    backend = FakeBackend(tsc_khz=1, fail={"KVM_CREATE_VM": errno.EBUSY})
-    with KvmDevice.open("/dev/kvm", backend=backend) as kvm:
-        with pytest.raises(IoctlFailed) as info:
-            kvm.tsc_khz()
-    assert info.value.ioctl == "KVM_CREATE_VM"
+def test_a_refused_scratch_vcpu_is_a_recorded_failure_of_the_cpu_record() -> None:
+    from kvmprobe._cpu_record import read_kvm_cpu
+
+    backend = FakeBackend(tsc_khz=1, fail={"KVM_CREATE_VCPU": errno.EPERM})
+    with KvmDevice.open("/dev/kvm", backend=backend) as kvm, kvm.create_vm() as vm:
+        record = read_kvm_cpu(kvm, vm=vm)
+    assert record.tsc_khz is None and record.failure("KVM_CREATE_VCPU") == ("KVM_CREATE_VCPU", errno.EPERM)
 
 
 def test_structure_readers_refuse_a_count_that_overruns_the_buffer() -> None:

@@ -353,3 +353,20 @@ def test_facts_are_immutable(tmp_path: pathlib.Path) -> None:
         facts.kernel_release = "x"  # type: ignore[misc]
     with pytest.raises(TypeError):
         facts.kvm_modules["kvm_intel"]["nested"] = "N"  # type: ignore[index]
+
+
+def test_the_backend_facts_derive_from_the_one_backends_table() -> None:
+    """_host_facts, _cc_judge, _cc_data and the remedies read the backends table, not their own lists."""
+    from kvmprobe import _cc_data, _cc_judge, _host_facts, _remedies
+    from kvmprobe._kvm_backends import BACKENDS, PVM, backend_of, serving
+    from kvmprobe.host import HostFacts
+
+    assert _host_facts._VENDOR_MODULES == tuple(b.module for b in BACKENDS)
+    assert set(_cc_judge._VENDOR_MODULES) == {b.module for b in BACKENDS if b.confidential} == {"kvm_intel", "kvm_amd"}
+    for kind in _cc_data.KINDS:
+        assert (kind.module, kind.vendor) == (serving(kind.id).module, serving(kind.id).vendor)
+    amd = HostFacts("Linux", "x86_64", "6.8", cpu_flags=frozenset({"svm"}), kvm_modules={"kvm": {}, "kvm_amd": {}})
+    assert _remedies.vendor_module(amd) == "kvm_amd" and amd.kvm_backend == "kvm_amd"
+    pvm = HostFacts("Linux", "x86_64", "6.18", kvm_modules={"kvm": {}, PVM: {}})
+    row = backend_of(pvm.kvm_backend)
+    assert row is not None and row.cpu_flag is None and row.nested_param is None and not row.confidential

@@ -20,8 +20,10 @@ LAYERS: Dict[str, int] = {
     # 0: no package imports at all (the ioctl seam, the compiled loop, plumbing)
     "_version": 0, "errors": 0, "_release": 0, "atomic": 0, "_files": 0, "_backend": 0, "_kvmbatch": 0,
     "_arch": 0, "_profile_text": 0, "_vmm_versions": 0, "_cpuid_insn": 0, "_access": 0,
-    # 0: running work in a forked child under a time limit (the micro-guest's watchdog)
-    "_forked": 0,
+    # 0: stopping a child at its time limit (SIGKILL it or its process group, wait for it)
+    "_stop": 0,
+    # 1: running work in a forked child under a time limit (the micro-guest's watchdog)
+    "_forked": 1,
     # -1: value classes (dataclass, NamedTuple) without the import cost of dataclasses and typing,
     # under every floor (it imports nothing from the package, and every floor makes value types)
     "_value": -1,
@@ -32,6 +34,10 @@ LAYERS: Dict[str, int] = {
     # 1: pure data and encodings; the two ioctl backends over the seam
     "caps": 1, "_ioctl": 1, "_backend_ctypes": 1, "_backend_cffi": 1, "_validate": 1, "_cpuid_table": 1,
     "_kvm_structs": 1,
+    # 1: the KVM backends (modules, what each needs and offers; cited data)
+    "_kvm_backends": 1,
+    # 1: the x86 VM types (data: _bitmasks names KVM_CAP_VM_TYPES's bits with them, _cc_data its kinds)
+    "_vm_types": 1,
     # 1: QEMU's named CPU models (generated data); Firecracker's CPU template format
     "_qemu_models": 1, "_fc_template": 1,
     # 1: KVM exit-reason names; the micro-guest's machine code and memory layout
@@ -57,12 +63,16 @@ LAYERS: Dict[str, int] = {
     "_profile_file": 3, "_host_reader": 3, "_remedies": 3, "_supervisor": 3,
     # 3: number collisions (named from the bit-mask tables); the confidential verdicts (value types)
     "_collisions": 3, "_cc_verdict": 3,
-    # 3: the one room that runs programs (VMM version queries)
+    # 3: running programs: the VMM version queries (the supervised command is _supervisor's)
     "_installed": 3,
     # 3: the device, the one place errno becomes an error; the raw CPU record and its reader
     "device": 3, "_cpu_record": 3,
-    # 1: what an errno of the device means, worded as the error device raises (errors, _access, _files)
-    "_device_errors": 1,
+    # 2: what an errno of the device means, worded as the error device raises (errors, _access,
+    # _host_files)
+    "_device_errors": 2,
+    # 1: files under a root, read bounded (the one OSError mapping of host files; cpuinfo's first
+    # CPU and the container signs, which more than one room reads)
+    "_host_files": 1,
     # 4: the host facts' public home
     "host": 4,
     # 4: the batch probe and its cache; the micro-guest under KVM_RUN; decoding CPU records;

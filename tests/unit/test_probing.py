@@ -11,9 +11,8 @@ import pytest
 import kvmprobe
 from kvmprobe import Cap, CapabilityQueryFailed, KvmNotFound, UnknownCapability
 from kvmprobe import probing
-from kvmprobe._backend import CheckResults, Pointers
 from kvmprobe.snapshot import snapshot_document
-from kvmprobe.testing import FakeBackend, default_backend, fake_kvm, fake_probe_result
+from kvmprobe.testing import FakeBackend, ForwardingBackend, default_backend, fake_kvm, fake_probe_result
 
 
 def test_one_pass_asks_every_capability_once() -> None:
@@ -192,29 +191,14 @@ class _Unhashable(FakeBackend):
     __hash__ = None  # type: ignore[assignment]
 
 
-class _NoWeakRefs:
+class _NoWeakRefs(ForwardingBackend):
     """A backend without __weakref__ (slots): it cannot be held weakly, so it is not cached."""
 
-    __slots__ = ("inner", "name")
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self.inner = FakeBackend({Cap.HLT: 1})
+    def __init__(self, inner: FakeBackend) -> None:
+        super().__init__(inner)
         self.name = "slots"
-
-    def open(self, path: str) -> int:
-        return self.inner.open(path)
-
-    def close(self, fd: int) -> None:
-        self.inner.close(fd)
-
-    def ioctl(self, fd: int, request: int, arg: int = 0) -> int:
-        return self.inner.ioctl(fd, request, arg)
-
-    def check_many(self, fd: int, request: int, numbers: Sequence[int]) -> CheckResults:
-        return self.inner.check_many(fd, request, numbers)
-
-    def ioctl_buffer(self, fd: int, request: int, buffer: bytearray, pointers: Pointers = ()) -> int:
-        return self.inner.ioctl_buffer(fd, request, buffer, pointers)
 
 
 def test_an_unhashable_backend_works_and_is_cached_by_identity() -> None:
@@ -225,9 +209,10 @@ def test_an_unhashable_backend_works_and_is_cached_by_identity() -> None:
 
 
 def test_a_backend_that_cannot_be_weakly_referenced_is_probed_every_time() -> None:
-    backend = _NoWeakRefs()
+    fake = FakeBackend({Cap.HLT: 1})
+    backend = _NoWeakRefs(fake)
     assert kvmprobe.probe(backend=backend).has("HLT") and kvmprobe.probe(backend=backend).has("HLT")
-    assert len(backend.inner.opened) == 2
+    assert len(fake.opened) == 2
 
 
 def test_two_backends_never_share_a_result_even_when_equal() -> None:
@@ -264,3 +249,17 @@ def test_the_default_path_caches_per_device_path() -> None:
         assert kvmprobe.probe("/dev/kvm") is kvmprobe.probe("/dev/kvm")
         assert kvmprobe.probe("/dev/other-kvm") is not kvmprobe.probe("/dev/kvm")
         assert fake.opened == ["/dev/kvm", "/dev/other-kvm"]
+
+
+def test_the_doctor_asks_through_the_one_batch_probe() -> None:
+    """The doctor's open of the device and probe() give the same result (probing.probe_device)."""
+    import os
+
+    from kvmprobe._checks import ask_kernel
+
+    answers = ask_kernel("/dev/kvm", FakeBackend({Cap.HLT: 1, Cap.NR_MEMSLOTS: 509}), create_vm=False)
+    direct = kvmprobe.probe("/dev/kvm", backend=FakeBackend({Cap.HLT: 1, Cap.NR_MEMSLOTS: 509}), refresh=True)
+    assert answers.probe is not None
+    assert answers.probe.kernel == direct.kernel == os.uname().release
+    assert (answers.probe.arch, answers.probe.backend) == (direct.arch, direct.backend)
+    assert answers.probe.value("NR_MEMSLOTS") == 509 and answers.probe.supported() == direct.supported()
