@@ -218,51 +218,67 @@ def tolerant_streams() -> None:
 
 
 class ClosedPipeGuard:
-    """A text stream whose writes survive a reader that went away (``kvmprobe ... | head``).
+    """A text stream whose writes survive a reader that went away (``kvmprobe ... | head``), a
+    stream that was closed before kvmprobe started (``>&-``: Python's ``sys.stdout`` is ``None``)
+    and a device that is full (``>/dev/full``: ENOSPC) or failing (EIO).
 
-    The first ``BrokenPipeError`` ends the output: the rest is dropped, nothing is printed about
-    it, and the command carries on to its verdict, which is its exit code (a closed pipe must
-    not turn a "no" into a "yes"). The stream's fd is pointed at ``/dev/null`` then, so what it
-    still buffers does not fail again when Python flushes it at exit ("Exception ignored ...
-    BrokenPipeError", exit 120): the recipe of the Python docs' "Note on SIGPIPE" (signal module).
+    The first failed write ends the output: the rest is dropped and the command carries on to
+    its verdict, which is its exit code (a closed pipe must not turn a "no" into a "yes"). A
+    closed pipe or a closed stream is said nothing about; any other error on standard output is
+    said once, on stderr (the output is incomplete, and a full disk is worth knowing). The
+    stream's fd is pointed at ``/dev/null`` then, so what it still buffers does not fail again
+    when Python flushes it at exit ("Exception ignored ...", exit 120): the recipe of the Python
+    docs' "Note on SIGPIPE" (signal module).
     """
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: Optional[IO[str]], name: str = "standard output") -> None:
         self.stream = stream
-        self.gone = False
+        self.name = name
+        self.gone = stream is None
 
     def write(self, text: str) -> int:
         if not self.gone:
             try:
-                self.stream.write(text)
-            except BrokenPipeError:
-                self._drop()
+                self.stream.write(text)  # type: ignore[union-attr]  # not gone: a stream
+            except OSError as err:
+                self._drop(err)
         return len(text)
 
     def flush(self) -> None:
         if not self.gone:
             try:
-                self.stream.flush()
-            except BrokenPipeError:
-                self._drop()
+                self.stream.flush()  # type: ignore[union-attr]  # not gone: a stream
+            except OSError as err:
+                self._drop(err)
 
-    def _drop(self) -> None:
+    def isatty(self) -> bool:
+        return not self.gone and self.stream.isatty()  # type: ignore[union-attr]  # not gone: a stream
+
+    def _drop(self, err: OSError) -> None:
         self.gone = True
+        stream: Any = self.stream
         try:
-            fd = self.stream.fileno()
+            fd = stream.fileno()
         except (OSError, ValueError, AttributeError):  # no fd (a StringIO): nothing to redirect
-            return
-        devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)  # ownership: closed just below
-        try:
-            os.dup2(devnull, fd)  # the stream's fd now leads nowhere; dup2 keeps it inheritable
-        finally:
-            os.close(devnull)
-        try:
-            self.stream.flush()  # what is left in the buffer goes to /dev/null now
-        except OSError:
-            pass
+            fd = None
+        if fd is not None:
+            devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)  # ownership: closed just below
+            try:
+                os.dup2(devnull, fd)  # the stream's fd now leads nowhere; dup2 keeps it inheritable
+            finally:
+                os.close(devnull)
+            try:
+                stream.flush()  # what is left in the buffer goes to /dev/null now
+            except OSError:
+                pass
+        if not isinstance(err, BrokenPipeError) and sys.stderr is not self:
+            # Said on stderr (itself guarded: a closed or full stderr drops it too).
+            sys.stderr.write(f"kvmprobe: error: cannot write to {self.name}: {err.strerror or err}; "
+                             "the output is incomplete (the exit code is still the verdict)\n")
 
-    def __getattr__(self, name: str) -> Any:  # isatty(), encoding, ...: the stream's own
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno(), ...: the stream's own
+        if self.stream is None:
+            raise AttributeError(f"{self.name} is closed: no {name}")
         return getattr(self.stream, name)
 
 
@@ -270,7 +286,7 @@ def guard_streams() -> Any:
     """Replace ``sys.stdout``/``sys.stderr`` with a :class:`ClosedPipeGuard` each; return what to restore."""
     saved = (sys.stdout, sys.stderr)
     sys.stdout = ClosedPipeGuard(sys.stdout)
-    sys.stderr = ClosedPipeGuard(sys.stderr)
+    sys.stderr = ClosedPipeGuard(sys.stderr, "standard error")
     return saved
 
 

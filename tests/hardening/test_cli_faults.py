@@ -1,0 +1,58 @@
+"""The CLI under faults a user meets from the shell: closed and full standard streams, numbers
+that are not numbers, paths that are not the kind asked for (review: cli-review.md).
+
+Each command runs as a real process (``python -m kvmprobe``) through ``sh`` so that the
+redirections (``>&-``, ``>/dev/full``, ``<&-``) are the shell's own. No device is needed where
+the host is a preset; live cases name a device that does not exist or one that is not KVM.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import pytest
+
+from _helpers import SRC
+
+HOST = ["--snapshot", "preset:linux-3.10"]
+
+
+def _env() -> Dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "KVMPROBE"))}
+    env["PYTHONPATH"] = SRC
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def sh(argv: List[str], redirect: str = "", cwd: str = "/") -> Tuple[int, str, str]:
+    """``python -m kvmprobe ARGV REDIRECT`` run by sh: exit code, stdout, stderr (text)."""
+    line = " ".join(shlex.quote(word) for word in [sys.executable, "-m", "kvmprobe", *argv])
+    done = subprocess.run(["sh", "-c", f"exec {line} {redirect}"], capture_output=True, timeout=120, env=_env(), cwd=cwd)
+    return done.returncode, done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace")
+
+
+# -- item 1: closed and full standard streams ------------------------------------------------
+
+VERDICTS = [(["has", "HLT", *HOST], 0), (["has", "IMMEDIATE_EXIT", *HOST], 1), (["dump", "--all", *HOST], 0)]
+
+
+@pytest.mark.parametrize("argv,verdict", VERDICTS)
+@pytest.mark.parametrize("redirect", [">&-", "2>&-", ">&- 2>&-", ">/dev/full 2>&-"])
+def test_a_closed_stream_changes_nothing_but_what_is_seen(argv: List[str], verdict: int, redirect: str) -> None:
+    code, _, err = sh(argv, redirect)
+    assert code == verdict, err
+    assert "Traceback" not in err and "Exception ignored" not in err
+
+
+@pytest.mark.parametrize("argv,verdict", VERDICTS)
+def test_a_full_stdout_is_one_line_on_stderr_and_the_verdict(argv: List[str], verdict: int) -> None:
+    code, _, err = sh(argv, ">/dev/full")
+    assert code == verdict, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if "standard output" in line]
+    assert len(lines) == 1 and "No space left on device" in lines[0], err
