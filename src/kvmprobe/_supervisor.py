@@ -39,6 +39,9 @@ Answer = Optional[int]
 #: How a run applies its policy.
 FILTER, SUPERVISOR = "filter", "supervisor"
 STRACE = "strace"
+#: The longest a command may be given (a day): poll(2) takes at most 2**31-1 ms (about 24.8 days),
+#: and a limit past that is a mistake, not a wish.
+MAX_TIMEOUT = 86400.0
 #: stdin/stdout/stderr as subprocess takes them: None (inherit), a fd, a file, DEVNULL, PIPE.
 Stream = Union[None, int, IO[bytes], IO[str]]
 
@@ -412,6 +415,9 @@ def run_command(
         EmulationError: the filter cannot be installed, or the command cannot be started; the
             command did not run.
     """
+    if timeout is not None and not 0 <= timeout <= MAX_TIMEOUT:  # nan too: before anything starts
+        raise EmulationError(f"a time limit of {timeout!r} s: expected a number of seconds from 0 to {MAX_TIMEOUT:g}",
+                             hint="give a finite number of seconds, e.g. 30")
     arch = _seccomp.arch_for()
     ioctls = KvmIoctls.for_machine(arch.machine)
     # The supervisor always keeps a tally: what the kernel answered where the recording said

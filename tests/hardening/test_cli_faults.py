@@ -56,3 +56,51 @@ def test_a_full_stdout_is_one_line_on_stderr_and_the_verdict(argv: List[str], ve
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if "standard output" in line]
     assert len(lines) == 1 and "No space left on device" in lines[0], err
+
+
+# -- items 2, 3: time limits and a closed stdin -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["emulate", "--timeout", "3e6", "--"],
+        ["emulate", "--timeout", "inf", "--"],
+        ["emulate", "--timeout", "1e300", "--"],
+        ["emulate", "--timeout", "nan", "--"],
+        ["learn", "--timeout", "nan", "--"],
+        ["learn", "--timeout", "inf", "--"],
+        ["learn", "--total-timeout", "nan", "--"],
+        ["learn", "--total-timeout", "-5", "--"],
+    ],
+)
+def test_a_time_limit_that_is_not_a_sane_number_is_refused_before_the_command_starts(
+    argv: List[str], tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    code, out, err = sh([*argv, "touch", str(marker)])
+    assert code == 2, err
+    assert err.startswith("kvmprobe: error: --") and "(hint: " in err and len(err.splitlines()) == 1, err
+    assert not marker.exists(), "the command ran although its time limit was refused"
+
+
+def test_the_library_refuses_a_time_limit_that_is_not_a_number_too(tmp_path: Path) -> None:
+    from kvmprobe._supervisor import Policy, run_command
+    from kvmprobe.errors import EmulationError
+
+    marker = tmp_path / "ran"
+    for bad in (float("nan"), float("inf"), 1e300, -1.0):
+        with pytest.raises(EmulationError, match="time limit"):
+            run_command(["touch", str(marker)], Policy({}, {}), mode="filter", timeout=bad)
+    assert not marker.exists()
+
+
+def test_learn_stdin_dash_with_stdin_closed_is_one_line() -> None:
+    code, _, err = sh(["learn", "--stdin", "-", "--", "true"], "<&-")
+    assert code == 2 and err.startswith("kvmprobe: error: --stdin -: standard input is closed"), err
+    assert "(hint: " in err and len(err.splitlines()) == 1
+
+
+def test_learn_stdin_a_missing_file_carries_a_hint(tmp_path: Path) -> None:
+    code, _, err = sh(["learn", "--stdin", str(tmp_path / "nofile"), "--", "true"])
+    assert code == 2 and "No such file" in err and "(hint: " in err, err

@@ -106,6 +106,33 @@ def quick_args(
     return made
 
 
+#: The longest time limit a command takes: a day, as ``run --time-limit`` (``guest.MAX_TIME_LIMIT``).
+MAX_SECONDS = 86400.0
+
+
+def seconds(flag: str, value: Optional[float], *, maximum: float = MAX_SECONDS) -> Optional[float]:
+    """``value`` (from ``--flag SECONDS``) when it is a finite number above 0 and at most
+    ``maximum``; else :class:`UsageError`, before any program starts. ``None`` stays ``None``.
+
+    argparse's ``type=float`` takes ``nan``, ``inf`` and ``1e300``; a child's wait turns each into a
+    traceback after the child has started (``OverflowError``, ``ValueError``).
+
+    Example:
+        >>> seconds("--timeout", 2.5), seconds("--timeout", None)
+        (2.5, None)
+        >>> seconds("--timeout", float("nan"))
+        Traceback (most recent call last):
+        ...
+        kvmprobe._cli._common.UsageError: --timeout nan: expected a number of seconds above 0 (hint: give e.g. --timeout 30)
+    """
+    if value is None:
+        return None
+    if not 0 < value <= maximum:  # nan compares false: refused here too
+        bound = "" if value != value or value <= 0 else f" and at most {maximum:g} (a day)"
+        raise UsageError(f"{flag} {value:g}: expected a number of seconds above 0{bound} (hint: give e.g. {flag} 30)")
+    return value
+
+
 def exit_code_for(err: KvmProbeError) -> int:
     """3 when KVM itself could not be used, else 2 (bad input: a name, a file, a backend)."""
     if isinstance(err, KvmUnavailable) and not isinstance(err, BackendUnavailable):

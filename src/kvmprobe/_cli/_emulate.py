@@ -93,8 +93,7 @@ def command_of(args: argparse.Namespace) -> List[str]:
 def run(args: argparse.Namespace) -> int:
     words = command_of(args)
     _common.check_output(args.trace)  # refused before CMD runs, not after
-    if args.timeout is not None and not args.timeout > 0:
-        raise _common.UsageError("--timeout must be a positive number of seconds")
+    _common.seconds("--timeout", args.timeout)
     # While CMD runs, a ^C from the terminal reaches CMD (same process group), which decides;
     # kvmprobe waits for its exit status. A handler, not SIG_IGN: exec resets handlers, but an
     # ignored SIGINT would be inherited by CMD.
