@@ -104,3 +104,48 @@ def test_learn_stdin_dash_with_stdin_closed_is_one_line() -> None:
 def test_learn_stdin_a_missing_file_carries_a_hint(tmp_path: Path) -> None:
     code, _, err = sh(["learn", "--stdin", str(tmp_path / "nofile"), "--", "true"])
     assert code == 2 and "No such file" in err and "(hint: " in err, err
+
+
+# -- items 4, 12: a device path that is not the KVM device --------------------------------------
+
+
+@pytest.mark.parametrize("device", ["/dev/null", "/dev/tty", "/dev/net/tun", "/tmp", "snap.json"])
+def test_doctor_never_tells_to_remove_a_node_that_is_not_kvms(device: str, tmp_path: Path) -> None:
+    (tmp_path / "snap.json").write_text("{}")
+    code, out, err = sh(["doctor", "--device", device], cwd=str(tmp_path))
+    assert code in (1, 3) and "Traceback" not in err, err
+    assert "sudo rm" not in out and "mknod" not in out, out
+    assert "--device /dev/kvm" in out, out
+
+
+def test_doctor_offers_to_recreate_only_the_kvm_path(tmp_path: Path) -> None:
+    from kvmprobe._device_errors import is_kvm_node
+
+    assert is_kvm_node("/dev/kvm") and is_kvm_node("/dev/../dev/kvm") and is_kvm_node("/x/k", (10, 232))
+    assert not is_kvm_node("/dev/kvm/") and not is_kvm_node("/dev/kvmm") and not is_kvm_node("/dev/tty", (5, 0))
+
+
+@pytest.mark.parametrize(
+    "device,wanted,unwanted",
+    [
+        ("/dev/kvm/", "drop the trailing '/': --device /dev/kvm", "load the KVM module"),
+        ("/dev/tty", "--device /dev/kvm", "load the KVM module"),
+        ("/dev/net/tun", "--device /dev/kvm", "kvmprobe doctor"),
+    ],
+)
+def test_a_wrong_device_is_worded_as_a_wrong_path(device: str, wanted: str, unwanted: str) -> None:
+    if not os.path.exists(device.rstrip("/")):
+        pytest.skip(f"{device} is absent here")
+    code, _, err = sh(["has", "HLT", "--device", device])
+    assert code == 3 and wanted in err and unwanted not in err, err
+    code, out, _ = sh(["doctor", "--device", device])
+    assert "start the container" not in out and "'python -m kvmprobe doctor'" not in out, out
+
+
+def test_a_typo_while_dev_kvm_exists_names_dev_kvm() -> None:
+    if not os.path.exists("/dev/kvm"):
+        pytest.skip("no /dev/kvm here: the module remedy is the right one")
+    code, _, err = sh(["has", "HLT", "--device", "/dev/kvmm"])
+    assert code == 3 and "give --device /dev/kvm" in err and "container" not in err, err
+    code, out, _ = sh(["doctor", "--device", "/dev/kvmm"])
+    assert "--device /dev/kvm" in out and "start it with '--device /dev/kvmm'" not in out, out
