@@ -149,3 +149,51 @@ def test_a_typo_while_dev_kvm_exists_names_dev_kvm() -> None:
     assert code == 3 and "give --device /dev/kvm" in err and "container" not in err, err
     code, out, _ = sh(["doctor", "--device", "/dev/kvmm"])
     assert "--device /dev/kvm" in out and "start it with '--device /dev/kvmm'" not in out, out
+
+
+# -- items 11, 19: output paths: empty, on procfs, a symbolic link ------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["snapshot", *HOST, "-o", ""],
+        ["export", "--format", "nfd", *HOST, "-o", ""],
+        ["learn", "-o", "", "--", "touch", "{marker}"],
+        ["emulate", "--trace=", "--", "touch", "{marker}"],
+    ],
+)
+def test_an_empty_output_path_is_refused_before_anything_runs(argv: List[str], tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    code, _, err = sh([word.format(marker=marker) for word in argv], cwd=str(tmp_path))
+    assert code == 2 and err.startswith("kvmprobe: error: cannot write to an empty path (hint: "), err
+    assert "does not exist" not in err and not marker.exists()
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_directory_that_takes_no_files_is_not_said_to_be_missing() -> None:
+    code, _, err = sh(["snapshot", *HOST, "-o", "/proc/self/status"])
+    assert code == 2 and "/proc/self takes no new files" in err and "does not exist" not in err, err
+    code, _, err = sh(["snapshot", *HOST, "-o", "/nonexistent-dir/h.json"])
+    assert code == 2 and "the directory /nonexistent-dir does not exist" in err, err
+
+
+def test_trace_errors_name_the_trace_option_and_stderr(tmp_path: Path) -> None:
+    from kvmprobe.errors import write_failure
+
+    message, hint = write_failure("adir", IsADirectoryError(21, "a directory"), option="--trace=", dash="standard error")
+    assert "--trace=adir/NAME" in hint and "standard error" in hint and "standard output" not in hint
+
+
+@pytest.mark.parametrize("kind", ["to a file", "dangling"])
+@pytest.mark.parametrize("argv", [["snapshot", *HOST], ["export", "--format", "prometheus", *HOST]])
+def test_o_onto_a_symlink_is_refused_and_the_link_kept(kind: str, argv: List[str], tmp_path: Path) -> None:
+    kept = tmp_path / "kept"
+    if kind == "to a file":
+        kept.write_text("kept\n")
+    link = tmp_path / "out"
+    link.symlink_to(kept)
+    code, _, err = sh([*argv, "-o", str(link)])
+    assert code == 2 and "symbolic link" in err and "(hint: " in err and len(err.splitlines()) == 1, err
+    assert link.is_symlink() and os.readlink(link) == str(kept)
+    assert (kept.read_text() == "kept\n") if kind == "to a file" else not kept.exists()

@@ -123,13 +123,13 @@ def seconds(flag: str, value: Optional[float], *, maximum: float = MAX_SECONDS) 
         >>> seconds("--timeout", float("nan"))
         Traceback (most recent call last):
         ...
-        kvmprobe._cli._common.UsageError: --timeout nan: expected a number of seconds above 0 (hint: give e.g. --timeout 30)
+        kvmprobe._cli._common.UsageError: --timeout nan: expected a positive number of seconds (hint: give e.g. --timeout 30)
     """
     if value is None:
         return None
     if not 0 < value <= maximum:  # nan compares false: refused here too
         bound = "" if value != value or value <= 0 else f" and at most {maximum:g} (a day)"
-        raise UsageError(f"{flag} {value:g}: expected a number of seconds above 0{bound} (hint: give e.g. {flag} 30)")
+        raise UsageError(f"{flag} {value:g}: expected a positive number of seconds{bound} (hint: give e.g. {flag} 30)")
     return value
 
 
@@ -329,27 +329,30 @@ def use_color(stream: IO[str]) -> bool:
     return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
-def _unwritable(path: str, err: BaseException) -> UsageError:
+def _unwritable(path: str, err: BaseException, option: str = "-o", dash: str = "standard output") -> UsageError:
     from ..errors import write_failure
 
-    message, hint = write_failure(path, err)
+    message, hint = write_failure(path, err, option=option, dash=dash)
     return UsageError(f"{message} (hint: {hint})")
 
 
-def check_output(path: Optional[str]) -> None:
-    """Refuse ``-o PATH`` up front when something other than a regular file stands there
-    (before a long run, such as 'learn', would end in nothing written). ``-`` is stdout."""
+def check_output(path: Optional[str], *, option: str = "-o", dash: str = "standard output") -> None:
+    """Refuse ``-o PATH`` up front when it is empty or something other than a regular file stands
+    there, a symbolic link included (before a long run, such as 'learn', would end in nothing
+    written). ``-`` is ``dash``: stdout for ``-o``; ``option`` and ``dash`` word the hint."""
     if path is None or path == "-":
         return
+    if not path:
+        raise _unwritable(path, FileNotFoundError(2, "empty path"), option, dash)
     from ..atomic import check_target
 
     try:
         check_target(path)
     except OSError as err:
-        raise _unwritable(path, err) from None
+        raise _unwritable(path, err, option, dash) from None
 
 
-def write_output(path: str, text: str) -> None:
+def write_output(path: str, text: str, *, option: str = "-o", dash: str = "standard output") -> None:
     """Replace ``path`` with ``text`` atomically (a regular file or nothing only), or UsageError
     worded as every command words a write failure (:func:`kvmprobe.errors.write_failure`)."""
     from ..atomic import write_atomic
@@ -357,7 +360,7 @@ def write_output(path: str, text: str) -> None:
     try:
         write_atomic(path, text)
     except (OSError, ValueError) as err:  # ValueError: a NUL or an unencodable surrogate in the path
-        raise _unwritable(path, err) from None
+        raise _unwritable(path, err, option, dash) from None
 
 
 def write_json(document: Any, stream: Optional[IO[str]] = None) -> None:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from typing import Any, List, Optional
 
 EXIT_TIMEOUT = 124  # coreutils timeout(1)
+#: How a --trace=FILE error names the option, and what '-' means there (stderr, not stdout).
+TRACE_OUTPUT = {"option": "--trace=", "dash": "standard error (or a bare --trace)"}
 
 
 def register(subparsers: Any) -> None:
@@ -92,7 +94,7 @@ def command_of(args: argparse.Namespace) -> List[str]:
 
 def run(args: argparse.Namespace) -> int:
     words = command_of(args)
-    _common.check_output(args.trace)  # refused before CMD runs, not after
+    _common.check_output(args.trace, **TRACE_OUTPUT)  # refused before CMD runs, not after
     _common.seconds("--timeout", args.timeout)
     # While CMD runs, a ^C from the terminal reaches CMD (same process group), which decides;
     # kvmprobe waits for its exit status. A handler, not SIG_IGN: exec resets handlers, but an
@@ -114,11 +116,6 @@ def _ignore(signum: int, frame: Optional[Any]) -> None:
     pass
 
 
-def write_output(path: str, text: str) -> None:
-    """Write a file atomically, only where a regular file or nothing stands: a device or FIFO
-    (``/dev/stderr``, ``/dev/null``, a pipe) is refused, as by every command's ``-o``; the trace
-    goes to stderr with a bare ``--trace``."""
-    _common.write_output(path, text)
 
 
 def report(result: EmulationResult, trace: Optional[str], *, quiet: bool) -> None:
@@ -131,7 +128,7 @@ def report(result: EmulationResult, trace: Optional[str], *, quiet: bool) -> Non
 
             text = json.dumps(result.trace.to_dict(), indent=2) + "\n" if trace.endswith(".json") else result.trace.render()
             try:
-                write_output(trace, text)
+                _common.write_output(trace, text, **TRACE_OUTPUT)
             except _common.UsageError as err:  # CMD has run: its exit status stays the answer
                 _common.fail(str(err), _common.EXIT_USAGE)
     if quiet:

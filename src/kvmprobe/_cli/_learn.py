@@ -13,7 +13,7 @@ import sys
 
 from ..emulate import CAVEAT, learn
 from . import _common
-from ._emulate import command_of, write_output
+from ._emulate import command_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output is None or args.output == "-":
         sys.stdout.write(text)
     else:
-        write_output(args.output, text)
+        _common.write_output(args.output, text)
     print(
         f"kvmprobe: learned {len(found.required)} required and {len(found.optional)} optional of "
         f"{len(found.asked)} capabilities asked ({found.runs} runs, {found.seconds:.0f} s)"
