@@ -197,3 +197,25 @@ def test_o_onto_a_symlink_is_refused_and_the_link_kept(kind: str, argv: List[str
     assert code == 2 and "symbolic link" in err and "(hint: " in err and len(err.splitlines()) == 1, err
     assert link.is_symlink() and os.readlink(link) == str(kept)
     assert (kept.read_text() == "kept\n") if kind == "to a file" else not kept.exists()
+
+
+# -- item 13: a capability of another architecture ----------------------------------------------
+
+
+def test_has_a_capability_of_another_architecture_says_so_not_first_in_linux() -> None:
+    code, out, err = sh(["has", "ARM_PSCI", "S390_PSW", "IMMEDIATE_EXIT", *HOST])
+    assert code == 1 and "Traceback" not in err
+    lines = err.splitlines()
+    foreign = [line for line in lines if "KVM_CAP_ARM_PSCI" in line]
+    assert len(foreign) == 1 and "another architecture" in foreign[0] and "first in Linux" not in foreign[0], err
+    assert "KVM_CAP_S390_PSW" in foreign[0] and "x86_64" in foreign[0]
+    native = [line for line in lines if "KVM_CAP_IMMEDIATE_EXIT" in line]
+    assert len(native) == 1 and "first in Linux 4.11" in native[0] and "3.9" not in native[0], err
+
+
+def test_cap_rs_gating_counts_as_another_architecture() -> None:
+    from kvmprobe import Cap
+    from kvmprobe._cli._has import _applies
+
+    assert not _applies(Cap.XSAVE, "aarch64") and _applies(Cap.XSAVE, "x86_64")
+    assert not _applies(Cap.ARM_PSCI, "x86_64") and _applies(Cap.ARM_PSCI, "aarch64")
