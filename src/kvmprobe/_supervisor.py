@@ -354,11 +354,21 @@ def resolve_command(command: Sequence[str]) -> List[str]:
     if not command:
         raise EmulationError("no command to run", hint="put the command after '--': kvmprobe emulate -- CMD ARGS")
     words = [str(word) for word in command]
-    if "\0" in words[0] or (os.sep not in words[0] and shutil.which(words[0]) is None) or (
-        os.sep in words[0] and not os.path.isfile(words[0])
-    ):
-        raise EmulationError(f"cannot run {words[0]!r}: no such program",
-                             hint="give a program on PATH or its path, after '--'")
+    name = words[0]
+    why = ""
+    if "\0" in name:
+        why = "not a program name (a NUL byte)"
+    elif os.sep in name:
+        why = "it is a directory" if os.path.isdir(name) else "" if os.path.isfile(name) else "no such program"
+    elif shutil.which(name) is None:
+        if os.path.isdir(name):
+            why = "it is a directory here, and no program of that name is on PATH"
+        elif os.path.exists(name):
+            why = f"not on PATH (to run the file here, give ./{name})"
+        else:
+            why = "no such program on PATH"
+    if why:
+        raise EmulationError(f"cannot run {name!r}: {why}", hint="give a program on PATH or its path, after '--'")
     return words
 
 

@@ -219,3 +219,36 @@ def test_cap_rs_gating_counts_as_another_architecture() -> None:
 
     assert not _applies(Cap.XSAVE, "aarch64") and _applies(Cap.XSAVE, "x86_64")
     assert not _applies(Cap.ARM_PSCI, "x86_64") and _applies(Cap.ARM_PSCI, "aarch64")
+
+
+# -- items 14, 15: messages and help that say what is true ---------------------------------------
+
+
+def test_learn_without_a_command_shows_a_learn_example() -> None:
+    code, _, err = sh(["learn"])
+    assert code == 2 and "'kvmprobe learn " in err and "emulate" not in err and "(hint: " in err, err
+
+
+def test_emulate_of_a_directory_says_it_is_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "adir").mkdir()
+    code, _, err = sh(["emulate", "--", "adir"], cwd=str(tmp_path))
+    assert code == 2 and "directory" in err and "no such program" not in err, err
+    code, _, err = sh(["emulate", "--", str(tmp_path / "adir")])
+    assert code == 2 and "it is a directory" in err, err
+
+
+def _help(command: str) -> str:
+    code, out, err = sh([command, "--help"], "", cwd="/")
+    assert code == 0, err
+    return " ".join(out.split())
+
+
+def test_help_makes_no_promise_the_commands_break() -> None:
+    # 'kvmprobe --json' carries "cpu": null, so it is not the snapshot document.
+    assert "same as 'kvmprobe --json'" not in _help("snapshot")
+    # --mask takes names in has's spellings and numbers of the table, not any number has takes.
+    code, _, err = sh(["emulate", "--mask", "99999", "--", "true"])
+    assert code == 2
+    mask_help = _help("emulate")
+    assert "any spelling 'has' takes)" not in mask_help and "number in kvmprobe's table" in mask_help
+    assert "--trace=-" in mask_help

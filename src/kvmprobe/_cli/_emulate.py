@@ -50,8 +50,8 @@ def register(subparsers: Any) -> None:
         const="-",
         metavar="FILE",
         help="record every KVM_CHECK_EXTENSION CMD makes: the capability, system or VM fd, the answer, "
-        "how often, masked or not; as text on stderr, or to FILE (JSON when it ends in .json). "
-        "Give the file as --trace=FILE",
+        "how often, masked or not; as text on stderr (a bare --trace, or --trace=-), or to FILE (JSON when "
+        "it ends in .json). Give the file as --trace=FILE",
     )
     parser.add_argument(
         "--tracer",
@@ -78,17 +78,19 @@ def add_host_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="CAP[,CAP...]",
-        help="capabilities that answer 0 whatever the host (repeatable; any spelling 'has' takes)",
+        help="capabilities that answer 0 whatever the host (repeatable; a name in any spelling 'has' takes, "
+        "or a number in kvmprobe's table)",
     )
 
 
-def command_of(args: argparse.Namespace) -> List[str]:
-    """The command after ``--`` (argparse keeps the separator in a REMAINDER)."""
+def command_of(args: argparse.Namespace, example: str = "emulate --mask IOEVENTFD") -> List[str]:
+    """The command after ``--`` (argparse keeps the separator in a REMAINDER); ``example``: the
+    kvmprobe command line the error shows, up to the ``--``."""
     words = list(args.command)
     if words and words[0] == "--":
         words = words[1:]
     if not words:
-        raise _common.UsageError("no command to run: put it after '--', as in 'kvmprobe emulate --mask IOEVENTFD -- CMD ARGS'")
+        raise _common.UsageError(f"no command to run (hint: put it after '--', as in 'kvmprobe {example} -- CMD ARGS')")
     return words
 
 

@@ -84,7 +84,7 @@ def _stdin(spec: str) -> bytes:
 
 
 def run(args: argparse.Namespace) -> int:
-    words = command_of(args)
+    words = command_of(args, "learn -o qemu.toml")
     if args.name is not None:
         import re
 

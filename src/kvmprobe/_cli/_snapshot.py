@@ -28,7 +28,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--json",
         action="store_true",
-        help="print the document on standard output even with -o (it is the same as 'kvmprobe --json')",
+        help="print the document on standard output even with -o ('kvmprobe --json' prints the same schema "
+        "without the CPU record)",
     )
     parser.add_argument(
         "--vm", action="store_true", help="also create a VM: record each capability's VM-fd value and a vCPU's TSC rate"
