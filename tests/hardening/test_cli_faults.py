@@ -252,3 +252,50 @@ def test_help_makes_no_promise_the_commands_break() -> None:
     mask_help = _help("emulate")
     assert "any spelling 'has' takes)" not in mask_help and "number in kvmprobe's table" in mask_help
     assert "--trace=-" in mask_help
+
+
+# -- item 16: snapshot fields that contradict themselves --------------------------------------------
+
+
+_BASE: List[str] = []  # the snapshot document, made once
+
+
+def _recorded(tmp_path: Path, **changes: object) -> Path:
+    """A real snapshot of a preset (written by 'kvmprobe snapshot'), with ``changes`` applied:
+    top-level keys, or ``host.KEY``."""
+    import json
+
+    path = tmp_path / "host.json"
+    if not _BASE:
+        code, out, err = sh(["snapshot", "--snapshot", "preset:pvm-6.18"])
+        assert code == 0, err
+        _BASE.append(out)
+    doc = json.loads(_BASE[0])
+    for key, value in changes.items():
+        if key.startswith("host_"):
+            doc["host"][key[len("host_"):]] = value
+        else:
+            doc[key] = value
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_an_architecture_kvmprobe_does_not_know_is_refused(tmp_path: Path) -> None:
+    code, _, err = sh(["dump", "--snapshot", str(_recorded(tmp_path, arch="sparc"))])
+    assert code == 2 and "$.arch: 'sparc' is not an architecture kvmprobe knows" in err and "(hint: " in err, err
+
+
+def test_a_misc_device_number_that_is_no_number_is_refused(tmp_path: Path) -> None:
+    for bad in ("abc", "10:", ":232", "10:232:1", "１０:232"):
+        code, _, err = sh(["doctor", "--snapshot", str(_recorded(tmp_path, host_kvm_misc_dev=bad))])
+        assert code == 2 and "$.host.kvm_misc_dev: expected a device number 'MAJOR:MINOR'" in err, (bad, err)
+    code, _, err = sh(["doctor", "--snapshot", str(_recorded(tmp_path, host_kvm_misc_dev="10:232"))])
+    assert "kvm_misc_dev" not in err
+
+
+def test_two_kernels_in_one_recording_are_noted(tmp_path: Path) -> None:
+    path = _recorded(tmp_path, host_kernel_release="3.10.0-1160.el7.x86_64")
+    code, _, err = sh(["dump", "--snapshot", str(path)])
+    assert code == 0 and "says two kernels" in err and "3.10.0-1160.el7.x86_64" in err, err
+    code, _, err = sh(["dump", "--snapshot", str(_recorded(tmp_path))])
+    assert "two kernels" not in err, err

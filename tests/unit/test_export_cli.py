@@ -87,7 +87,7 @@ def test_dash_means_stdout(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_recorded_host_with_facts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    facts = HostFacts("Linux", "x86_64", "6.8.0", kvm_modules={"kvm": {}, "kvm_intel": {"nested": "Y"}})
+    facts = HostFacts("Linux", "x86_64", "6.18.0", kvm_modules={"kvm": {}, "kvm_intel": {"nested": "Y"}})
     path = tmp_path / "host.json"
     write_snapshot(snapshot_document(fake_probe_result(VALUES, source="recorded"), host=facts), str(path))
     code, out, err = run(["export", "--format", "nfd", "--snapshot", str(path), "--prefix", "kvm.example.com"], capsys)

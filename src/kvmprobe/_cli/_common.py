@@ -188,6 +188,11 @@ def load_host(spec: str) -> ProbeResult:
         )
     if result.not_recorded:
         print(f"kvmprobe: note: {not_recorded_note(spec, result)}", file=sys.stderr)
+    release = result.host.kernel_release if result.host is not None else ""
+    if release and release != result.kernel:  # a collector run with --root, or an edited file
+        print(f"kvmprobe: note: {spec} says two kernels: its capabilities were answered by {result.kernel} "
+              f"($.kernel), its host facts are of {release} ($.host.kernel_release); what follows mixes both",
+              file=sys.stderr)
     return result
 
 
