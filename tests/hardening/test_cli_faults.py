@@ -299,3 +299,17 @@ def test_two_kernels_in_one_recording_are_noted(tmp_path: Path) -> None:
     assert code == 0 and "says two kernels" in err and "3.10.0-1160.el7.x86_64" in err, err
     code, _, err = sh(["dump", "--snapshot", str(_recorded(tmp_path))])
     assert "two kernels" not in err, err
+
+
+# -- item 17: --version imports no command ---------------------------------------------------------
+
+
+def test_version_imports_no_command_module() -> None:
+    code = ("import sys; from kvmprobe._cli import main; rc = main(['--version']); "
+            "print(rc, sorted(m for m in sys.modules if m.startswith('kvmprobe._cli._')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=_env())
+    from kvmprobe import __version__
+
+    assert done.stdout.splitlines() == [f"kvmprobe {__version__}", "0 ['kvmprobe._cli._common']"], done.stdout + done.stderr
+    code_, out, _ = sh(["--version"])
+    assert (code_, out) == (0, f"kvmprobe {__version__}\n")
