@@ -313,3 +313,80 @@ def test_version_imports_no_command_module() -> None:
     assert done.stdout.splitlines() == [f"kvmprobe {__version__}", "0 ['kvmprobe._cli._common']"], done.stdout + done.stderr
     code_, out, _ = sh(["--version"])
     assert (code_, out) == (0, f"kvmprobe {__version__}\n")
+
+
+# -- item 18: a hint on every error line, no flag silently ignored, verdicts that say all --------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["check", "tdx", "--guest-memory", "4Q", *HOST],
+        ["run", *HOST],
+        ["export", "--format", "nfd", "--prefix", "NOT A PREFIX", *HOST],
+        ["export", "--format", "nfd", "--caps", "", *HOST],
+        ["export", "--format", "nfd", "--expiry-time", "junk", *HOST],
+        ["export", "--format", "prometheus", "--prefix", "kvm.example.com", *HOST],
+        ["has", "--bogus", "HLT"],
+    ],
+)
+def test_every_error_line_carries_a_hint(argv: List[str]) -> None:
+    code, _, err = sh(argv)
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("kvmprobe: error: ") and "(hint: " in err, err
+
+
+@pytest.mark.parametrize(
+    "argv,flag",
+    [
+        (["snapshot", "--list-presets", "-o", "x.json"], "-o"),
+        (["snapshot", *HOST, "--vm"], "--vm"),
+        (["dump", "--vm", *HOST], "--vm"),
+        (["check", "tdx", "--create-vm", "--snapshot", "preset:pvm-6.18"], "--create-vm"),
+    ],
+)
+def test_a_flag_that_would_be_ignored_is_refused(argv: List[str], flag: str, tmp_path: Path) -> None:
+    code, out, err = sh(argv, cwd=str(tmp_path))
+    assert code == 2 and flag in err and "(hint: " in err and out == "", err
+    assert os.listdir(tmp_path) == []
+
+
+def test_export_refuses_an_expiry_time_in_the_past() -> None:
+    code, out, err = sh(["export", "--format", "nfd", "--expiry-time", "2001-01-01T00:00:00Z", *HOST])
+    assert code == 2 and "is in the past" in err and out == "", err
+    code, out, err = sh(["export", "--format", "nfd", "--expiry-time", "7d", *HOST])
+    assert code == 0 and "# +expiry-time=" in out, err
+
+
+def test_list_presets_shows_the_aliases_and_they_load() -> None:
+    code, out, _ = sh(["snapshot", "--list-presets"])
+    line = next(line for line in out.splitlines() if line.startswith("rhel-7.9 "))
+    assert code == 0 and "(also: " in line and "rhel-7" in line.split("(also: ")[1], out
+    for alias in ("rhel-7", "rhel-8"):
+        code, _, err = sh(["has", "HLT", "--snapshot", f"preset:{alias}"])
+        assert code == 0, err
+
+
+def test_a_run_whose_long_mode_guest_timed_out_says_so_in_the_verdict() -> None:
+    from kvmprobe._cli._run import render
+    from kvmprobe._guest_report import GuestExit, RunReport
+
+    sequence = (GuestExit(2, port=0x10, direction="out", size=1, repeat=1, value=0x42), GuestExit(5))
+    report = RunReport("2026-12-02T01:00:00Z", "x86_64", 0.05, "halted", sequence, long_mode_outcome="timeout",
+                       long_mode_error="long mode, 157 bytes: did not finish in 0.05 s")  # fmt: skip
+    verdict = render(report, "/dev/kvm", None).splitlines()[-1]
+    assert verdict.startswith("verdict: KVM_RUN works here") and "long-mode guest did not finish in 0.05 s" in verdict
+    whole = report._replace(long_mode_outcome="halted", long_mode_error="")
+    assert "long-mode" not in render(whole, "/dev/kvm", None).splitlines()[-1]
+
+
+def test_a_name_that_is_not_utf8_is_shown_by_its_bytes(tmp_path: Path) -> None:
+    name = os.fsencode(str(tmp_path)) + b"/\xff.json"
+    line = b" ".join(shlex.quote(word).encode() for word in [sys.executable, "-m", "kvmprobe", "snapshot", *HOST, "-o"])
+    done = subprocess.run([b"sh", b"-c", line + b" \"$0\"", name], capture_output=True, timeout=60, env=_env())
+    assert done.returncode == 0 and b"\\xff.json: " in done.stdout and b"udc" not in done.stdout, done
+    done = subprocess.run([sys.executable, "-m", "kvmprobe", "has", "HLT", "--device", name, ], capture_output=True,
+                          timeout=60, env=_env())  # fmt: skip
+    assert done.returncode == 3 and b"\\xff" in done.stderr and b"udc" not in done.stderr, done
+    done = subprocess.run([sys.executable, "-m", "kvmprobe", "has", b"\xc3\xa9\xff"], capture_output=True, timeout=60,
+                          env=_env())  # fmt: skip
+    assert done.returncode == 2 and b"\\xff" in done.stderr and b"udc" not in done.stderr, done

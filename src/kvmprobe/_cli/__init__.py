@@ -109,6 +109,7 @@ def main(argv: Optional[List[str]] = None, *, backend: Optional[Backend] = None)
 
 
 def _dispatch(argv: Optional[List[str]], backend: Optional[Backend]) -> int:
+    words: List[str] = []
     try:
         words, commands = _with_command(list(sys.argv[1:] if argv is None else argv))
         if words == ["--version"]:
@@ -117,7 +118,7 @@ def _dispatch(argv: Optional[List[str]], backend: Optional[Backend]) -> int:
         args.backend = backend
         return int(args.func(args))
     except _common.UsageError as err:
-        return _common.fail(str(err), _common.EXIT_USAGE)
+        return _common.fail(_common.with_hint(str(err), words), _common.EXIT_USAGE)
     except KvmProbeError as err:
         return _common.fail(str(err), _common.exit_code_for(err))
     except KeyboardInterrupt:

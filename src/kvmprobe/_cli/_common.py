@@ -14,7 +14,7 @@ from ..probing import ProbeResult, probe
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from typing import IO, Any, Callable, Dict, List, Mapping, Optional
+    from typing import IO, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
     from .._backend import Backend
 
@@ -140,6 +140,19 @@ def exit_code_for(err: KvmProbeError) -> int:
     return EXIT_USAGE
 
 
+def with_hint(message: str, words: List[str]) -> str:
+    """``message`` as it is when it carries a hint, else with the one every command has: its help.
+
+    Example:
+        >>> with_hint("--guest-memory '4Q' is no size", ["check", "tdx"])
+        "--guest-memory '4Q' is no size (hint: see 'kvmprobe check --help')"
+    """
+    if "(hint: " in message:
+        return message
+    command = f"kvmprobe {words[0]}" if words and not words[0].startswith("-") else "kvmprobe"
+    return f"{message} (hint: see '{command} --help')"
+
+
 #: An error line longer than this is cut in the middle (a message may quote megabytes of input).
 MAX_ERROR_LINE = 2000
 
@@ -149,15 +162,36 @@ def fail(message: str, code: int) -> int:
 
     The line is made safe for a terminal: whitespace runs become one space, and characters
     that are not printable (escape sequences quoted from bad input, lone surrogates from a
-    file name that is not UTF-8) are shown escaped, as ``\\x1b``.
+    file name that is not UTF-8) are shown escaped, as ``\\x1b``; a byte of such a file name as
+    itself (``\\xff``, as ``ls -b`` shows it), not as the surrogate Python holds it in.
     """
     text = " ".join(message.split())
-    text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    text = "".join(ch if ch.isprintable() else _escaped(ch) for ch in text)
+    if "\\udc" in text:  # a repr() in the message escaped such a byte already, as \udcff
+        import re
+
+        text = re.sub(r"\\udc([89a-f][0-9a-f])", r"\\x\1", text)
     if len(text) > MAX_ERROR_LINE:
         half = MAX_ERROR_LINE // 2
         text = f"{text[:half]} [...] {text[-half:]}"
     print(f"kvmprobe: error: {text}", file=sys.stderr)
     return code
+
+
+def _escaped(ch: str) -> str:
+    """A character that is not printable, backslash-escaped: a byte argv could not decode
+    (PEP 383 holds byte 0xNN as U+DCNN) as that byte, ``\\xff``; anything else as ``ascii()``."""
+    if "\udc80" <= ch <= "\udcff":
+        return f"\\x{ord(ch) - 0xDC00:02x}"
+    return ascii(ch)[1:-1]
+
+
+def _backslash_bytes(err: UnicodeError) -> Tuple[str, int]:
+    """The error handler of :func:`tolerant_streams`: ``backslashreplace``, but a byte argv could
+    not decode (U+DC80..U+DCFF) is shown as that byte (``\\xff``), not ``\\udcff``."""
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    return "".join(_escaped(ch) for ch in err.object[err.start:err.end]), err.end
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -211,13 +245,22 @@ def not_recorded_note(spec: str, result: ProbeResult) -> str:
     return f"{why}: {shown}; they are not recorded, neither supported nor unsupported"
 
 
+#: Flags (dest, spelling) that act on the live device, refused with --snapshot by :func:`load_result`.
+LIVE_ONLY = (("vm", "--vm"), ("create_vm", "--create-vm"))
+
+
 def load_result(args: argparse.Namespace, *, vm: bool = False, cpu: bool = False) -> ProbeResult:
     """The probe result a command works on: the recorded host of ``--snapshot``, else a probe
     (with ``cpu``, one that also asks KVM's CPU questions)."""
     snapshot = getattr(args, "snapshot", None)
     if snapshot is not None:
         if getattr(args, "device", None) is not None:
-            raise UsageError("--device and --snapshot exclude each other: a recorded host has no device to open")
+            raise UsageError("--device and --snapshot exclude each other: a recorded host has no device to open "
+                             "(hint: give one of them)")
+        for dest, flag in LIVE_ONLY:
+            if getattr(args, dest, False) is True:  # it would be ignored: say so rather than answer without it
+                raise UsageError(f"{flag} creates VMs on this host's KVM; a recorded host (--snapshot) keeps what it "
+                                 f"recorded (hint: leave out {flag}, or leave out --snapshot to ask the live host)")
         return load_host(snapshot)
     return probe(getattr(args, "device", None), vm=vm, backend=backend_of(args), cpu=cpu)
 
@@ -239,12 +282,15 @@ def backend_of(args: argparse.Namespace) -> Optional[Backend]:
 def tolerant_streams() -> None:
     """Let stdout/stderr print any path: a file name that is not valid UTF-8 (argv carries it
     as lone surrogates) is shown backslash-escaped instead of failing the whole command."""
+    import codecs  # loaded at start-up by the interpreter already
+
+    codecs.register_error("kvmprobe.backslash_bytes", _backslash_bytes)
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is None:
             continue
         try:
-            reconfigure(errors="backslashreplace")
+            reconfigure(errors="kvmprobe.backslash_bytes")
         except (ValueError, OSError):  # a closed or exotic stream: leave it as it is
             pass
 
