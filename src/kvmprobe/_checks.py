@@ -22,6 +22,7 @@ from ._host_checks import HostChecks
 from ._ioctl import KVM_API_VERSION, KvmIoctls
 from ._release import format_version, parse_release
 from .caps import Cap
+from ._device_errors import is_kvm_node, other_node_hint
 from .device import KvmDevice, recorded_failure
 from .errors import (
     KvmIoctlError,
@@ -368,10 +369,13 @@ class Judge(HostChecks):
                 return Check("device-node", Status.INFO, f"{path} does not exist under the root read, yet it opened")
             return Check("device-node", Status.FAIL, f"{path} does not exist", _remedies.missing_device_remedy(facts))
         expected = facts.kvm_misc_dev or _KVM_NUMBER
-        recreate = (
-            f"recreate it: 'sudo rm {path} && sudo mknod {path} c {expected.replace(':', ' ')} && "
-            f"sudo chgrp kvm {path} && sudo chmod 0660 {path}' (or 'sudo udevadm trigger --name-match=kvm')"
-        )
+        if is_kvm_node(path) or node.number == expected:
+            recreate = (
+                f"recreate it: 'sudo rm {path} && sudo mknod {path} c {expected.replace(':', ' ')} && "
+                f"sudo chgrp kvm {path} && sudo chmod 0660 {path}' (or 'sudo udevadm trigger --name-match=kvm')"
+            )
+        else:  # another device, a file, a directory: never remove it; the path is the mistake
+            recreate = other_node_hint(path)
         if not node.is_char:
             return Check("device-node", self.explain(Status.FAIL),
                          f"{path} is a {node.kind}, not a character device", recreate)  # fmt: skip
@@ -416,7 +420,8 @@ class Judge(HostChecks):
             if facts.kvm_node is None:
                 remedy = _remedies.missing_device_remedy(facts)
             else:  # ENODEV/ENXIO: a node with no driver behind it
-                remedy = _remedies.module_remedy(facts) if facts.kvm_backend is None else err.hint
+                meant = is_kvm_node(self.path) or facts.kvm_node.number == (facts.kvm_misc_dev or _KVM_NUMBER)
+                remedy = _remedies.module_remedy(facts) if facts.kvm_backend is None and meant else err.hint
             return Check("device-access", Status.FAIL, err.message, remedy, decisive=True)
         message = err.message if err is not None else f"{self.path} could not be opened"
         hint = err.hint if err is not None else ""

@@ -18,7 +18,15 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Optional, Tuple
 
-__all__ = ["NOT_MAINLINE_HINT", "NOT_THE_DEVICE_HINT", "ioctl_error", "open_error", "permission_hint", "policy_hint"]
+__all__ = [
+    "KVM_PATH", "NOT_MAINLINE_HINT", "NOT_THE_DEVICE_HINT", "ioctl_error", "is_kvm_node", "open_error", "other_node_hint",
+    "permission_hint", "policy_hint",
+]
+
+#: Where the KVM device node is (``device.DEFAULT_DEVICE``): ``/dev/kvm``, misc device 10:232
+#: (``include/linux/miscdevice.h``: ``KVM_MINOR 232``; ``Documentation/admin-guide/devices.txt``).
+KVM_PATH = "/dev/kvm"
+KVM_NUMBER = (10, 232)
 
 # The remedy sentences the device's errors share with the doctor (``_checks``), each written
 # once: here, the lowest room both import (``device`` may not import ``_remedies``, its floor).
@@ -100,6 +108,44 @@ def permission_hint(path: str, st: Optional[os.stat_result]) -> str:
     )[1]
 
 
+def is_kvm_node(path: str, number: Optional[Tuple[int, int]] = None) -> bool:
+    """Whether ``path`` is meant as the KVM device: it is ``/dev/kvm`` (a trailing ``/`` makes it
+    another path), or its node's ``(major, minor)`` is KVM's. Only then is loading KVM, or
+    recreating the node, the fix for a failure to open it; else the path is the mistake.
+
+    Example:
+        >>> is_kvm_node("/dev/kvm"), is_kvm_node("/dev/kvm/"), is_kvm_node("/dev/tty", (5, 0))
+        (True, False, False)
+    """
+    if not path.endswith("/") and os.path.normpath(path) == KVM_PATH:
+        return True
+    return number == KVM_NUMBER
+
+
+def other_node_hint(path: str, *, live: bool = False) -> str:
+    """The fix for a device path that is not the KVM device: drop a trailing ``/``; name
+    ``/dev/kvm`` when it is there (``live``: this host's); else point at the KVM node.
+
+    Example:
+        >>> other_node_hint("/dev/kvm/")
+        "drop the trailing '/': --device /dev/kvm"
+    """
+    stripped = path.rstrip("/")
+    if stripped != path and is_kvm_node(stripped):
+        return f"drop the trailing '/': --device {stripped}"
+    if live and os.path.exists(KVM_PATH):
+        return f"the KVM device here is {KVM_PATH}: give --device {KVM_PATH} (or unset KVMPROBE_DEVICE)"
+    return NOT_THE_DEVICE_HINT
+
+
+def _live_number(path: str) -> Optional[Tuple[int, int]]:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (os.major(st.st_rdev), os.minor(st.st_rdev)) if stat.S_ISCHR(st.st_mode) else None
+
+
 def open_error(path: str, err: OSError) -> KvmUnavailable:
     return open_failure(path, err.errno or 0)
 
@@ -115,18 +161,22 @@ def open_failure(path: str, code: int, *, live: bool = True) -> KvmUnavailable:
         '/dev/kvm does not exist'
     """
     if code in _NOT_FOUND:
+        meant = is_kvm_node(path, _live_number(path) if live else None)
         if code == errno.ENOENT:
             what = f"{path} does not exist"
-        else:
+        elif code == errno.ENOTDIR:
+            what = f"{path} does not exist: a part of the path before a '/' is not a directory (ENOTDIR)"
+        elif meant:
             what = f"{path} has no KVM driver behind it ({describe_errno(code)})"
-        return KvmNotFound(
-            what,
-            hint="load the KVM module (modprobe kvm_intel, kvm_amd or kvm_pvm) and enable VT-x/AMD-V in the "
-            "firmware; in a VM enable nested virtualization; in a container pass --device /dev/kvm; "
-            "'python -m kvmprobe doctor' says which",
-            path=path,
-            errno=code,
-        )
+        else:
+            what = f"{path} has no driver behind it ({describe_errno(code)}): it is not the KVM device"
+        if meant or (code == errno.ENOENT and not (live and os.path.exists(KVM_PATH)) and not path.endswith("/")):
+            hint = ("load the KVM module (modprobe kvm_intel, kvm_amd or kvm_pvm) and enable VT-x/AMD-V in the "
+                    "firmware; in a VM enable nested virtualization; in a container pass --device /dev/kvm; "
+                    "'python -m kvmprobe doctor' says which")
+        else:  # a typo, a trailing '/', another device: the path is the mistake
+            hint = other_node_hint(path, live=live)
+        return KvmNotFound(what, hint=hint, path=path, errno=code)
     if code in _DENIED:
         try:
             st: Optional[os.stat_result] = os.stat(path) if live else None
@@ -146,7 +196,7 @@ def open_failure(path: str, code: int, *, live: bool = True) -> KvmUnavailable:
     if code == errno.EISDIR:
         return NotAKvmDevice(
             f"{path} is a directory, not a KVM device",
-            hint=NOT_THE_DEVICE_HINT,
+            hint=other_node_hint(path, live=live),
             path=path,
             errno=code,
         )
@@ -179,7 +229,7 @@ def ioctl_error(path: str, name: str, err: OSError) -> KvmUnavailable:
     if code in _NOT_KVM and name == "KVM_GET_API_VERSION":
         return NotAKvmDevice(
             f"{path} is not a KVM device ({name}: {describe_errno(code)})",
-            hint=NOT_THE_DEVICE_HINT,
+            hint=other_node_hint(path),
             path=path,
             errno=code,
         )
@@ -195,6 +245,15 @@ def ioctl_error(path: str, name: str, err: OSError) -> KvmUnavailable:
         return KvmPermissionDenied(
             f"{name} refused on {path}: {describe_errno(code)}",
             hint=policy_hint(),
+            path=path,
+            errno=code,
+        )
+    if name == "KVM_GET_API_VERSION":
+        # KVM answers it whatever the state (virt/kvm/kvm_main.c kvm_dev_ioctl: KVM_API_VERSION,
+        # EINVAL only for an argument): another errno (EBADFD from /dev/net/tun) is another device.
+        return KvmIoctlError(
+            f"{name} failed on {path}: {describe_errno(code)}: it is not the KVM device",
+            hint=other_node_hint(path),
             path=path,
             errno=code,
         )

@@ -12,7 +12,7 @@ from types import MappingProxyType
 
 from ._arch import KVM_BUILT_IN, canonical
 from ._kvm_backends import MODULES
-from ._validate import Checker, key_path
+from ._validate import Checker, clip, key_path
 from .errors import SnapshotError
 
 TYPE_CHECKING = False
@@ -420,7 +420,7 @@ class _FactsLoader(Checker):
             cpu_flags=frozenset(self.text(f, f"{at('cpu_flags')}[{i}]") for i, f in enumerate(flags)),
             kvm_modules=modules,
             proc_modules=self.boolean_or_null(data.get("proc_modules"), at("proc_modules")),
-            kvm_misc_dev=self.text_or_null(data.get("kvm_misc_dev"), at("kvm_misc_dev")),
+            kvm_misc_dev=self.device_number(data.get("kvm_misc_dev"), at("kvm_misc_dev")),
             kvm_device=self.text(data.get("kvm_device", "/dev/kvm"), at("kvm_device")),
             devices=devices,
             uid=self.number_or_null(data.get("uid"), at("uid")),
@@ -432,6 +432,15 @@ class _FactsLoader(Checker):
             msr_vt=self.number_or_null(data.get("msr_vt"), at("msr_vt")),
             msr_error=self.text_or_null(data.get("msr_error"), at("msr_error")),
         )
+
+    def device_number(self, item: Any, where: str) -> Optional[str]:
+        """``"MAJOR:MINOR"`` in decimal, as ``/sys/devices/virtual/misc/kvm/dev`` gives it, or null."""
+        text = self.text_or_null(item, where)
+        if text is not None:
+            major, colon, minor = text.partition(":")
+            if not (colon and major.isascii() and major.isdigit() and minor.isascii() and minor.isdigit()):
+                self.fail(where, f"expected a device number 'MAJOR:MINOR' such as '10:232', got {clip(text)!r}")
+        return text
 
     def parameter(self, value: Any, where: str, key: str) -> str:
         """A module parameter's value: plain printable ASCII at once, anything else checked as text

@@ -13,6 +13,7 @@ from __future__ import annotations
 from . import _access
 from ._access import AclEntry, Node, Who
 from ._arch import is_x86 as _is_x86_machine
+from ._device_errors import is_kvm_node, other_node_hint
 from ._host_facts import DeviceNode, HostFacts
 from ._kvm_backends import BACKENDS, PVM
 
@@ -82,6 +83,8 @@ def module_remedy(facts: HostFacts) -> str:
 def missing_device_remedy(facts: HostFacts) -> str:
     path = facts.kvm_device
     registered = facts.kvm_misc_dev
+    if not is_kvm_node(path):  # a typo, a trailing '/': the path is the mistake, not the host
+        return other_node_hint(path)
     if facts.container is not None:
         remedy = (
             f"this process runs in a {facts.container} container without {path}: start it with "

@@ -39,6 +39,9 @@ Answer = Optional[int]
 #: How a run applies its policy.
 FILTER, SUPERVISOR = "filter", "supervisor"
 STRACE = "strace"
+#: The longest a command may be given (a day): poll(2) takes at most 2**31-1 ms (about 24.8 days),
+#: and a limit past that is a mistake, not a wish.
+MAX_TIMEOUT = 86400.0
 #: stdin/stdout/stderr as subprocess takes them: None (inherit), a fd, a file, DEVNULL, PIPE.
 Stream = Union[None, int, IO[bytes], IO[str]]
 
@@ -351,11 +354,21 @@ def resolve_command(command: Sequence[str]) -> List[str]:
     if not command:
         raise EmulationError("no command to run", hint="put the command after '--': kvmprobe emulate -- CMD ARGS")
     words = [str(word) for word in command]
-    if "\0" in words[0] or (os.sep not in words[0] and shutil.which(words[0]) is None) or (
-        os.sep in words[0] and not os.path.isfile(words[0])
-    ):
-        raise EmulationError(f"cannot run {words[0]!r}: no such program",
-                             hint="give a program on PATH or its path, after '--'")
+    name = words[0]
+    why = ""
+    if "\0" in name:
+        why = "not a program name (a NUL byte)"
+    elif os.sep in name:
+        why = "it is a directory" if os.path.isdir(name) else "" if os.path.isfile(name) else "no such program"
+    elif shutil.which(name) is None:
+        if os.path.isdir(name):
+            why = "it is a directory here, and no program of that name is on PATH"
+        elif os.path.exists(name):
+            why = f"not on PATH (to run the file here, give ./{name})"
+        else:
+            why = "no such program on PATH"
+    if why:
+        raise EmulationError(f"cannot run {name!r}: {why}", hint="give a program on PATH or its path, after '--'")
     return words
 
 
@@ -412,6 +425,9 @@ def run_command(
         EmulationError: the filter cannot be installed, or the command cannot be started; the
             command did not run.
     """
+    if timeout is not None and not 0 <= timeout <= MAX_TIMEOUT:  # nan too: before anything starts
+        raise EmulationError(f"a time limit of {timeout!r} s: expected a number of seconds from 0 to {MAX_TIMEOUT:g}",
+                             hint="give a finite number of seconds, e.g. 30")
     arch = _seccomp.arch_for()
     ioctls = KvmIoctls.for_machine(arch.machine)
     # The supervisor always keeps a tally: what the kernel answered where the recording said

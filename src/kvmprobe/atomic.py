@@ -10,10 +10,11 @@ is refused rather than followed), write everything, ``fsync``, then ``rename`` o
 durable. On any failure the temporary file is removed and the target is left as it was.
 
 Only a regular file (or nothing) is ever replaced: a path naming a device node, a FIFO, a
-socket or a directory, or a symlink to one of those (``/proc/self/fd/1``), is refused with
-an ``OSError`` and left as it was. Renaming over ``/dev/null`` would replace the system's node;
-writing into a FIFO would block until a reader comes. (A symlink to a regular file, or a
-dangling one, is itself replaced: its target is never written.)
+socket, a directory or a symbolic link (to anything, ``/proc/self/fd/1`` or a regular file, or
+dangling) is refused with an ``OSError`` and left as it was. Renaming over ``/dev/null`` would
+replace the system's node; writing into a FIFO would block until a reader comes; renaming over
+a link would silently turn somebody's link into a file, and writing through it would change a
+file the caller did not name.
 
 The temporary name starts with a dot and ends in ``.tmp``: NFD skips dot-files in
 ``features.d`` (source/local/local.go) and node_exporter reads only ``*.prom``, so neither
@@ -67,13 +68,13 @@ _KINDS = (
 def check_target(path: Union[str, "os.PathLike[str]"]) -> None:
     """Refuse a path where something other than a regular file (or nothing) stands.
 
-    Symlinks are followed for the check: a link to ``/dev/null`` or to ``/proc/self/fd/1`` (a
-    pipe, a terminal) is refused like the node itself. A path that does not resolve (nothing
-    there, a dangling link, a missing directory) passes: writing there then says why it fails.
+    A symbolic link is refused whatever it leads to (the message says what: ``/dev/null``, a pipe
+    behind ``/proc/self/fd/1``, a regular file, nothing). A path where nothing stands (or whose
+    directory is missing) passes: writing there then says why it fails.
 
     Raises:
         IsADirectoryError: ``path`` is a directory (``EISDIR``).
-        NotARegularFile: a device node, FIFO or socket (``EEXIST``).
+        NotARegularFile: a device node, FIFO, socket or symbolic link (``EEXIST``).
 
     Example:
         >>> check_target("/nonexistent/out.json")
@@ -84,15 +85,28 @@ def check_target(path: Union[str, "os.PathLike[str]"]) -> None:
     """
     target = os.fspath(path)
     try:
-        mode = os.stat(target).st_mode
+        mode = os.lstat(target).st_mode
     except OSError:
         return
+    if stat.S_ISLNK(mode):
+        try:
+            pointed = _kind(os.stat(target).st_mode)
+        except OSError:
+            pointed = "nothing"
+        raise NotARegularFile(errno.EEXIST, f"a symbolic link (to {pointed})", target)
     if stat.S_ISREG(mode):
         return
     if stat.S_ISDIR(mode):
         raise IsADirectoryError(errno.EISDIR, "a directory", target)
-    kind = next((name for test, name in _KINDS if test(mode)), "not a file")
-    raise NotARegularFile(errno.EEXIST, f"{kind}, not a regular file", target)
+    raise NotARegularFile(errno.EEXIST, f"{_kind(mode)}, not a regular file", target)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return next((name for test, name in _KINDS if test(mode)), "not a file")
 
 
 def write_atomic(
@@ -104,9 +118,8 @@ def write_atomic(
 ) -> None:
     """Write ``text`` (UTF-8) to ``path`` so that no reader ever sees a partial file.
 
-    An existing regular file at ``path`` is replaced whole (if ``path`` is a symlink to one, the
-    link itself is replaced, its target is not written); anything else is refused (see
-    :func:`check_target`). The new file gets ``mode`` whatever the umask.
+    An existing regular file at ``path`` is replaced whole; anything else, a symbolic link
+    included, is refused (see :func:`check_target`). The new file gets ``mode`` whatever the umask.
 
     Args:
         path: the file to create or replace; its directory must exist.
@@ -117,8 +130,8 @@ def write_atomic(
             tests pass fixed names to plant a symlink where the writer will look.
 
     Raises:
-        IsADirectoryError, NotARegularFile: a directory, device node, FIFO or socket stands at
-            ``path`` (or a symlink leads to one); it is left untouched.
+        IsADirectoryError, NotARegularFile: a directory, device node, FIFO, socket or symbolic
+            link stands at ``path``; it is left untouched.
         FileExistsError: every temporary name tried was already taken (something was
             planted there; it is neither followed nor removed).
         OSError: the directory is missing or not writable, the disk is full, ``path`` is a

@@ -17,7 +17,9 @@ import sys
 
 from ._backend import Backend
 from ._backend_select import select_backend
-from ._device_errors import NOT_MAINLINE_HINT, ioctl_error, open_error, open_failure, permission_hint, recorded_failure
+from ._device_errors import (
+    KVM_PATH, NOT_MAINLINE_HINT, ioctl_error, open_error, open_failure, permission_hint, recorded_failure,
+)
 from ._device_x86 import X86Queries
 from ._ioctl import KVM_API_VERSION, KvmIoctls
 from .caps import Cap
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_DEVICE", "KvmDevice", "VmFd", "device_path", "open_failure", "permission_hint", "recorded_failure"]
 
-DEFAULT_DEVICE = "/dev/kvm"
+DEFAULT_DEVICE = KVM_PATH
 
 
 

@@ -495,32 +495,49 @@ _WRITE_FAILURES = {
 }
 
 
-def write_failure(path: str, err: BaseException) -> tuple[str, str]:
+def write_failure(path: str, err: BaseException, *, option: str = "-o", dash: str = "standard output") -> tuple[str, str]:
     """``(message, hint)`` for a file kvmprobe could not write (``-o FILE``, ``--trace=FILE``).
 
     The one wording every command uses (snapshot, export, emulate, learn): what stands at
     the path or what failed, and what to do. Nothing was changed in any case (the writer,
-    :func:`kvmprobe.write_atomic`, replaces a file whole or not at all).
+    :func:`kvmprobe.write_atomic`, replaces a file whole or not at all). ``option`` and ``dash``:
+    how the hint names the option, and what ``-`` means for it.
+
+    A directory named in the message is one that was looked at: ``ENOENT`` where the directory
+    exists (``/proc/self/status``: a file system that takes no new files) is not "the directory
+    does not exist".
 
     Example:
         >>> write_failure("out/", IsADirectoryError(21, "a directory", "out/"))[0]
         'cannot write out/: it is a directory'
         >>> write_failure("/nonexistent/h.json", FileNotFoundError(2, "No such file or directory"))[0]
         'cannot write /nonexistent/h.json: the directory /nonexistent does not exist'
+        >>> write_failure("/proc/self/status", FileNotFoundError(2, "No such file or directory"))[0]
+        'cannot write /proc/self/status: /proc/self takes no new files (ENOENT (No such file or directory))'
     """
-    directory = os.path.dirname(os.path.abspath(path)) if isinstance(path, str) else ""
     unchanged = "nothing was changed"
+    flag = option if option.endswith("=") else f"{option} "  # '--trace=FILE', '-o FILE'
+    if isinstance(path, str) and not path:
+        return "cannot write to an empty path", f"give a file name ({flag}FILE), or '-' for {dash}"
+    directory = os.path.dirname(os.path.abspath(path)) if isinstance(path, str) else ""
     if isinstance(err, ValueError):  # an embedded NUL, or a surrogate the file system encoding cannot carry
         return f"cannot write {ascii(path)}: not a file name ({err})", "give a path without NUL bytes or undecodable characters"
     code = getattr(err, "errno", None) or 0
+    strerror = getattr(err, "strerror", None) or ""
     if code == _errno.EISDIR:
-        return f"cannot write {path}: it is a directory", f"name a file in it (-o {path.rstrip('/')}/NAME), or '-' for standard output"
-    if code == _errno.EEXIST and getattr(err, "strerror", None) and "not a regular file" in err.strerror:  # type: ignore[attr-defined]
-        return (
-            f"cannot write {path}: it is {err.strerror}",  # type: ignore[attr-defined]
-            "kvmprobe replaces only regular files, and left this one alone; give the path of a file, or '-' "
-            "for standard output",
-        )
+        return f"cannot write {path}: it is a directory", f"name a file in it ({flag}{path.rstrip('/')}/NAME), or '-' for {dash}"
+    if code == _errno.EEXIST and ("not a regular file" in strerror or strerror.startswith("a symbolic link")):
+        if strerror.startswith("a symbolic link"):
+            hint = (f"kvmprobe never replaces a symbolic link, and left this one alone; give the path it points to, "
+                    f"remove the link first, or '-' for {dash}")
+        else:
+            hint = (f"kvmprobe replaces only regular files, and left this one alone; give the path of a file, or '-' "
+                    f"for {dash}")
+        return f"cannot write {path}: it is {strerror}", hint
+    if code in (_errno.ENOENT, _errno.ENOTDIR) and directory and os.path.isdir(directory):
+        # The directory is there: it refuses new files (procfs, sysfs), or the path is odd.
+        return (f"cannot write {path}: {directory} takes no new files ({describe_errno(code)})",
+                f"choose a path on an ordinary file system; {unchanged}")
     known = _WRITE_FAILURES.get(code)
     if known is not None:
         reason, hint = known

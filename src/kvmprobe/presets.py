@@ -6,7 +6,7 @@ Imports ``snapshot``, ``probing``, ``host``, ``caps``, ``_ioctl`` and ``errors``
   (``python -m kvmprobe snapshot --vm``: Linux 6.18 with the PVM backend ``kvm_pvm``, x86_64,
   run as root in a container), shipped as ``kvmprobe/preset_data/pvm-6.18.json``. Every value
   and host fact is what that kernel answered.
-* **Derived from source**: ``rhel-7.9`` (CentOS/RHEL 7.9, kernel 3.10.0-1160.el7) and
+* **Derived from source**: ``rhel-7.9`` (CentOS/RHEL 7.9, kernel 3.10.0-1160.el7; also ``rhel-7``) and
   ``rhel-8.10`` (RHEL 8.10, kernel 4.18.0-553; also ``rhel-8``) are what those vendor kernels
   answer on ``/dev/kvm``, read off their ``kvm_vm_ioctl_check_extension`` and the generic
   handler (every ``case`` label, every constant it returns, the configuration that compiles
@@ -78,8 +78,9 @@ _RECORDED: Dict[str, str] = {RECORDED_PRESET: "pvm-6.18.json"}
 
 # Derived from vendor kernel source (see the module docstring); data files in preset_data/.
 _DERIVED: Dict[str, str] = {"rhel-7.9": "rhel-7.9.json", "rhel-8.10": "rhel-8.10.json"}
-# Other names users write for them: RHEL 8 is its last minor release, 8.10.
-_ALIASES: Dict[str, str] = {"rhel-8": "rhel-8.10", "centos-7.9": "rhel-7.9"}
+# Other names users write for them: a major release means its last minor release, the one
+# these were derived from (RHEL 8: 8.10; RHEL 7 and CentOS 7: 7.9, the final 7.x).
+_ALIASES: Dict[str, str] = {"rhel-8": "rhel-8.10", "rhel-7": "rhel-7.9", "centos-7.9": "rhel-7.9", "centos-7": "rhel-7.9"}
 
 # The kernels users still meet: 3.10 (RHEL/CentOS 7, the story in README), 4.14, 5.4, 5.10
 # and 6.1 (long-term releases of Amazon Linux 2, Ubuntu 20.04, Debian 11 and Debian 12).

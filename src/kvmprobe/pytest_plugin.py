@@ -65,7 +65,7 @@ def kvm_unavailable_reason(path: Optional[str] = None) -> Optional[str]:
 
     Example:
         >>> print(kvm_unavailable_reason("/nonexistent/kvm"))  # doctest: +ELLIPSIS
-        no usable KVM device: /nonexistent/kvm does not exist (hint: load the KVM module ...)
+        no usable KVM device: /nonexistent/kvm does not exist (hint: ...)
     """
     from .device import KvmDevice
     from .errors import KvmUnavailable

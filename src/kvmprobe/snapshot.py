@@ -414,6 +414,7 @@ class _Reader(Checker):
             self.fail("$.vm_created", "is false, but the capabilities carry VM-fd values")
         facts = document["host"]
         host = None if facts is None else HostFacts.from_dict(facts, path=self.path, field="$.host")
+        self.arch(arch, host)
         run = self.run(document.get("run"))
         cpu = self.cpu(document.get("cpu"))
         cc_data = document.get("confidential")
@@ -441,6 +442,18 @@ class _Reader(Checker):
             cpu=cpu,
             not_recorded=not_recorded,
         )
+
+    def arch(self, arch: str, host: Optional[HostFacts]) -> None:
+        """``$.arch`` is one kvmprobe knows (``_arch.ARCHES``), or one the host facts do not
+        contradict (the collector records any machine, so that doctor can say why KVM was not
+        asked there; without /proc/sys/kernel it records no machine)."""
+        from ._arch import ARCHES, canonical, supported_text
+
+        if canonical(arch) in ARCHES or (host is not None and canonical(host.machine) in ("", canonical(arch))):
+            return
+        said = f", and $.host.machine is {clip(host.machine)!r}" if host is not None else ""
+        self.fail("$.arch", f"{clip(arch)!r} is not an architecture kvmprobe knows{said}",
+                  hint=f"kvmprobe knows {supported_text()}")  # fmt: skip
 
     def run(self, item: Any) -> Optional[RunReport]:
         """The recorded micro-guest checks, or ``None`` (absent or null: not recorded)."""

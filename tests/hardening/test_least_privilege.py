@@ -193,15 +193,15 @@ def test_a_symlink_planted_at_the_temporary_name_or_the_target_is_never_followed
     write_atomic(target, "kvm_usable 1\n", temp_names=[planted.name, ".kvm.prom.fresh.tmp"])
     assert victim.read_text() == "precious\n" and planted.is_symlink()
     assert target.read_text() == "kvm_usable 1\n"
-    # The target itself a symlink: the link is replaced by the new file, what it pointed at is not written.
+    # The target itself a symlink: refused (exit 2), the link kept, what it points at not written.
     link = tmp_path / "kvm.features"
     link.symlink_to(victim)
     code, _, err = run_cli(["export", "--format", "nfd", "-o", str(link)], FaultBackend(recorded_host_backend()))
-    assert code == 0, err
-    assert victim.read_text() == "precious\n" and not link.is_symlink() and "kvm.usable=true" in link.read_text()
+    assert code == 2 and "symbolic link" in err, err
+    assert victim.read_text() == "precious\n" and link.is_symlink()
     code, _, err = run_cli(["snapshot", "-o", str(planted)], FaultBackend(recorded_host_backend()))
-    assert code == 0, err
-    assert victim.read_text() == "precious\n"
+    assert code == 2 and "symbolic link" in err, err
+    assert victim.read_text() == "precious\n" and planted.is_symlink()
     tally("least privilege: symlinks", 3)
 
 

@@ -94,13 +94,14 @@ def test_only_planted_names_means_refusal(tmp_path: Path) -> None:
     assert not (tmp_path / "nowhere").exists()  # the dangling link was not created through
 
 
-def test_a_symlinked_target_is_replaced_not_written_through(tmp_path: Path) -> None:
+def test_a_symlinked_target_is_neither_replaced_nor_written_through(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.write_text("keep\n")
     target = tmp_path / "kvm.prom"
     target.symlink_to(elsewhere)
-    write_atomic(target, "new\n")
-    assert not target.is_symlink() and target.read_text() == "new\n" and elsewhere.read_text() == "keep\n"
+    with pytest.raises(OSError, match="symbolic link"):
+        write_atomic(target, "new\n")
+    assert target.is_symlink() and elsewhere.read_text() == "keep\n"
 
 
 def test_failed_rename_leaves_no_temporary_file(tmp_path: Path) -> None:

@@ -249,7 +249,7 @@ def test_output_into_a_fifo_is_refused_and_a_regular_file_replaced(tmp_path: Pat
     import stat
 
     from kvmprobe._cli._common import UsageError
-    from kvmprobe._cli._emulate import write_output
+    from kvmprobe._cli._common import write_output
 
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)

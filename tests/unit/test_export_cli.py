@@ -89,7 +89,7 @@ def test_dash_means_stdout(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_recorded_host_with_facts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    facts = HostFacts("Linux", "x86_64", "6.8.0", kvm_modules={"kvm": {}, "kvm_intel": {"nested": "Y"}})
+    facts = HostFacts("Linux", "x86_64", "6.18.0", kvm_modules={"kvm": {}, "kvm_intel": {"nested": "Y"}})
     path = tmp_path / "host.json"
     write_snapshot(snapshot_document(fake_probe_result(VALUES, source="recorded"), host=facts), str(path))
     code, out, err = run(["export", "--format", "nfd", "--snapshot", str(path), "--prefix", "kvm.example.com"], capsys)
@@ -137,8 +137,8 @@ def test_an_unusable_live_device_is_exported_then_exit_3(
 
 def test_expiry_as_rfc3339_and_as_a_duration(capsys: pytest.CaptureFixture[str]) -> None:
     with fake_kvm(VALUES):
-        code, out, _ = run(["export", "--format", "nfd", "--expiry-time", "2026-11-26T11:00:00+01:00"], capsys)
-        assert code == 0 and "# +expiry-time=2026-11-26T10:00:00Z\n" in out
+        code, out, _ = run(["export", "--format", "nfd", "--expiry-time", "2099-11-26T11:00:00+01:00"], capsys)
+        assert code == 0 and "# +expiry-time=2099-11-26T10:00:00Z\n" in out  # a time to come: a past one is refused
         before = datetime.now(timezone.utc).replace(microsecond=0)
         code, out, _ = run(["export", "--format", "nfd", "--expiry-time", "3h"], capsys)
         after = datetime.now(timezone.utc)

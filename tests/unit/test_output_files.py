@@ -80,12 +80,12 @@ def test_the_writer_refuses_fifos_and_symlinks_to_them_without_root(tmp_path: Pa
     targets = special_files(tmp_path, pipe)
     for what in ("a FIFO", "a symlink to a FIFO", "a directory"):
         before = identity(targets[what])
-        with pytest.raises(OSError, match="not a regular file|a directory"):
+        with pytest.raises(OSError, match="not a regular file|a directory|a symbolic link"):
             write_atomic(targets[what], "x\n")
         assert identity(targets[what]) == before, what
 
 
-def test_regular_files_nothing_and_symlinks_to_regular_files_are_still_written(tmp_path: Path) -> None:
+def test_regular_files_and_nothing_are_written_symlinks_never(tmp_path: Path) -> None:
     regular = tmp_path / "old.json"
     regular.write_text("old\n")
     write_atomic(regular, "new\n")
@@ -96,12 +96,14 @@ def test_regular_files_nothing_and_symlinks_to_regular_files_are_still_written(t
     kept.write_text("kept\n")
     link = tmp_path / "link"
     os.symlink(kept, link)
-    write_atomic(link, "replaced\n")  # the link is replaced; the file it pointed to is not written
-    assert kept.read_text() == "kept\n" and link.read_text() == "replaced\n" and not link.is_symlink()
+    with pytest.raises(OSError, match="symbolic link"):  # neither replaced nor written through
+        write_atomic(link, "replaced\n")
+    assert kept.read_text() == "kept\n" and link.is_symlink()
     dangling = tmp_path / "dangling"
     os.symlink(tmp_path / "nothing-here", dangling)
-    write_atomic(dangling, "d\n")
-    assert dangling.read_text() == "d\n"
+    with pytest.raises(OSError, match="symbolic link"):
+        write_atomic(dangling, "d\n")
+    assert dangling.is_symlink() and not (tmp_path / "nothing-here").exists()
 
 
 COMMANDS: Dict[str, Callable[[str], List[str]]] = {
@@ -177,8 +179,7 @@ def test_the_library_writer_of_snapshots_refuses_them_too(tmp_path: Path) -> Non
 
 
 def test_emulate_trace_and_learn_output_refuse_special_files(tmp_path: Path, pipe: int) -> None:
-    from kvmprobe._cli._common import UsageError
-    from kvmprobe._cli._emulate import write_output
+    from kvmprobe._cli._common import UsageError, write_output
 
     targets = special_files(tmp_path, pipe)
 

@@ -32,6 +32,16 @@ _DEFAULT = "dump"
 _TOP_LEVEL = ("-h", "--help", "--version")
 
 
+def _version() -> int:
+    """``kvmprobe --version``: a constant, printed without building the parser (which imports
+    every command's module: about 100 ms, issue #19 and cli-review item 17). The same line
+    argparse's ``version`` action prints, which ``build_parser`` keeps for ``--help``."""
+    from .._version import __version__
+
+    print(f"kvmprobe {__version__}")
+    return _common.EXIT_OK
+
+
 def build_parser(commands: Sequence[str] = _COMMANDS) -> Parser:
     """The argparse parser with ``commands`` registered (all of them by default)."""
     from .._version import __version__
@@ -99,13 +109,16 @@ def main(argv: Optional[List[str]] = None, *, backend: Optional[Backend] = None)
 
 
 def _dispatch(argv: Optional[List[str]], backend: Optional[Backend]) -> int:
+    words: List[str] = []
     try:
         words, commands = _with_command(list(sys.argv[1:] if argv is None else argv))
+        if words == ["--version"]:
+            return _version()
         args = _quick(words) or build_parser(commands).parse_args(words)
         args.backend = backend
         return int(args.func(args))
     except _common.UsageError as err:
-        return _common.fail(str(err), _common.EXIT_USAGE)
+        return _common.fail(_common.with_hint(str(err), words), _common.EXIT_USAGE)
     except KvmProbeError as err:
         return _common.fail(str(err), _common.exit_code_for(err))
     except KeyboardInterrupt:

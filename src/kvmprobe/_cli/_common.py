@@ -14,7 +14,7 @@ from ..probing import ProbeResult, probe
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from typing import IO, Any, Callable, Dict, List, Mapping, Optional
+    from typing import IO, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
     from .._backend import Backend
 
@@ -106,11 +106,51 @@ def quick_args(
     return made
 
 
+#: The longest time limit a command takes: a day, as ``run --time-limit`` (``guest.MAX_TIME_LIMIT``).
+MAX_SECONDS = 86400.0
+
+
+def seconds(flag: str, value: Optional[float], *, maximum: float = MAX_SECONDS) -> Optional[float]:
+    """``value`` (from ``--flag SECONDS``) when it is a finite number above 0 and at most
+    ``maximum``; else :class:`UsageError`, before any program starts. ``None`` stays ``None``.
+
+    argparse's ``type=float`` takes ``nan``, ``inf`` and ``1e300``; a child's wait turns each into a
+    traceback after the child has started (``OverflowError``, ``ValueError``).
+
+    Example:
+        >>> seconds("--timeout", 2.5), seconds("--timeout", None)
+        (2.5, None)
+        >>> seconds("--timeout", float("nan"))
+        Traceback (most recent call last):
+        ...
+        kvmprobe._cli._common.UsageError: --timeout nan: expected a positive number of seconds (hint: give e.g. --timeout 30)
+    """
+    if value is None:
+        return None
+    if not 0 < value <= maximum:  # nan compares false: refused here too
+        bound = "" if value != value or value <= 0 else f" and at most {maximum:g} (a day)"
+        raise UsageError(f"{flag} {value:g}: expected a positive number of seconds{bound} (hint: give e.g. {flag} 30)")
+    return value
+
+
 def exit_code_for(err: KvmProbeError) -> int:
     """3 when KVM itself could not be used, else 2 (bad input: a name, a file, a backend)."""
     if isinstance(err, KvmUnavailable) and not isinstance(err, BackendUnavailable):
         return EXIT_UNAVAILABLE
     return EXIT_USAGE
+
+
+def with_hint(message: str, words: List[str]) -> str:
+    """``message`` as it is when it carries a hint, else with the one every command has: its help.
+
+    Example:
+        >>> with_hint("--guest-memory '4Q' is no size", ["check", "tdx"])
+        "--guest-memory '4Q' is no size (hint: see 'kvmprobe check --help')"
+    """
+    if "(hint: " in message:
+        return message
+    command = f"kvmprobe {words[0]}" if words and not words[0].startswith("-") else "kvmprobe"
+    return f"{message} (hint: see '{command} --help')"
 
 
 #: An error line longer than this is cut in the middle (a message may quote megabytes of input).
@@ -122,15 +162,36 @@ def fail(message: str, code: int) -> int:
 
     The line is made safe for a terminal: whitespace runs become one space, and characters
     that are not printable (escape sequences quoted from bad input, lone surrogates from a
-    file name that is not UTF-8) are shown escaped, as ``\\x1b``.
+    file name that is not UTF-8) are shown escaped, as ``\\x1b``; a byte of such a file name as
+    itself (``\\xff``, as ``ls -b`` shows it), not as the surrogate Python holds it in.
     """
     text = " ".join(message.split())
-    text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    text = "".join(ch if ch.isprintable() else _escaped(ch) for ch in text)
+    if "\\udc" in text:  # a repr() in the message escaped such a byte already, as \udcff
+        import re
+
+        text = re.sub(r"\\udc([89a-f][0-9a-f])", r"\\x\1", text)
     if len(text) > MAX_ERROR_LINE:
         half = MAX_ERROR_LINE // 2
         text = f"{text[:half]} [...] {text[-half:]}"
     print(f"kvmprobe: error: {text}", file=sys.stderr)
     return code
+
+
+def _escaped(ch: str) -> str:
+    """A character that is not printable, backslash-escaped: a byte argv could not decode
+    (PEP 383 holds byte 0xNN as U+DCNN) as that byte, ``\\xff``; anything else as ``ascii()``."""
+    if "\udc80" <= ch <= "\udcff":
+        return f"\\x{ord(ch) - 0xDC00:02x}"
+    return ascii(ch)[1:-1]
+
+
+def _backslash_bytes(err: UnicodeError) -> Tuple[str, int]:
+    """The error handler of :func:`tolerant_streams`: ``backslashreplace``, but a byte argv could
+    not decode (U+DC80..U+DCFF) is shown as that byte (``\\xff``), not ``\\udcff``."""
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    return "".join(_escaped(ch) for ch in err.object[err.start:err.end]), err.end
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -161,6 +222,11 @@ def load_host(spec: str) -> ProbeResult:
         )
     if result.not_recorded:
         print(f"kvmprobe: note: {not_recorded_note(spec, result)}", file=sys.stderr)
+    release = result.host.kernel_release if result.host is not None else ""
+    if release and release != result.kernel:  # a collector run with --root, or an edited file
+        print(f"kvmprobe: note: {spec} says two kernels: its capabilities were answered by {result.kernel} "
+              f"($.kernel), its host facts are of {release} ($.host.kernel_release); what follows mixes both",
+              file=sys.stderr)
     return result
 
 
@@ -179,13 +245,22 @@ def not_recorded_note(spec: str, result: ProbeResult) -> str:
     return f"{why}: {shown}; they are not recorded, neither supported nor unsupported"
 
 
+#: Flags (dest, spelling) that act on the live device, refused with --snapshot by :func:`load_result`.
+LIVE_ONLY = (("vm", "--vm"), ("create_vm", "--create-vm"))
+
+
 def load_result(args: argparse.Namespace, *, vm: bool = False, cpu: bool = False) -> ProbeResult:
     """The probe result a command works on: the recorded host of ``--snapshot``, else a probe
     (with ``cpu``, one that also asks KVM's CPU questions)."""
     snapshot = getattr(args, "snapshot", None)
     if snapshot is not None:
         if getattr(args, "device", None) is not None:
-            raise UsageError("--device and --snapshot exclude each other: a recorded host has no device to open")
+            raise UsageError("--device and --snapshot exclude each other: a recorded host has no device to open "
+                             "(hint: give one of them)")
+        for dest, flag in LIVE_ONLY:
+            if getattr(args, dest, False) is True:  # it would be ignored: say so rather than answer without it
+                raise UsageError(f"{flag} creates VMs on this host's KVM; a recorded host (--snapshot) keeps what it "
+                                 f"recorded (hint: leave out {flag}, or leave out --snapshot to ask the live host)")
         return load_host(snapshot)
     return probe(getattr(args, "device", None), vm=vm, backend=backend_of(args), cpu=cpu)
 
@@ -207,62 +282,81 @@ def backend_of(args: argparse.Namespace) -> Optional[Backend]:
 def tolerant_streams() -> None:
     """Let stdout/stderr print any path: a file name that is not valid UTF-8 (argv carries it
     as lone surrogates) is shown backslash-escaped instead of failing the whole command."""
+    import codecs  # loaded at start-up by the interpreter already
+
+    codecs.register_error("kvmprobe.backslash_bytes", _backslash_bytes)
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is None:
             continue
         try:
-            reconfigure(errors="backslashreplace")
+            reconfigure(errors="kvmprobe.backslash_bytes")
         except (ValueError, OSError):  # a closed or exotic stream: leave it as it is
             pass
 
 
 class ClosedPipeGuard:
-    """A text stream whose writes survive a reader that went away (``kvmprobe ... | head``).
+    """A text stream whose writes survive a reader that went away (``kvmprobe ... | head``), a
+    stream that was closed before kvmprobe started (``>&-``: Python's ``sys.stdout`` is ``None``)
+    and a device that is full (``>/dev/full``: ENOSPC) or failing (EIO).
 
-    The first ``BrokenPipeError`` ends the output: the rest is dropped, nothing is printed about
-    it, and the command carries on to its verdict, which is its exit code (a closed pipe must
-    not turn a "no" into a "yes"). The stream's fd is pointed at ``/dev/null`` then, so what it
-    still buffers does not fail again when Python flushes it at exit ("Exception ignored ...
-    BrokenPipeError", exit 120): the recipe of the Python docs' "Note on SIGPIPE" (signal module).
+    The first failed write ends the output: the rest is dropped and the command carries on to
+    its verdict, which is its exit code (a closed pipe must not turn a "no" into a "yes"). A
+    closed pipe or a closed stream is said nothing about; any other error on standard output is
+    said once, on stderr (the output is incomplete, and a full disk is worth knowing). The
+    stream's fd is pointed at ``/dev/null`` then, so what it still buffers does not fail again
+    when Python flushes it at exit ("Exception ignored ...", exit 120): the recipe of the Python
+    docs' "Note on SIGPIPE" (signal module).
     """
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: Optional[IO[str]], name: str = "standard output") -> None:
         self.stream = stream
-        self.gone = False
+        self.name = name
+        self.gone = stream is None
 
     def write(self, text: str) -> int:
         if not self.gone:
             try:
-                self.stream.write(text)
-            except BrokenPipeError:
-                self._drop()
+                self.stream.write(text)  # type: ignore[union-attr]  # not gone: a stream
+            except OSError as err:
+                self._drop(err)
         return len(text)
 
     def flush(self) -> None:
         if not self.gone:
             try:
-                self.stream.flush()
-            except BrokenPipeError:
-                self._drop()
+                self.stream.flush()  # type: ignore[union-attr]  # not gone: a stream
+            except OSError as err:
+                self._drop(err)
 
-    def _drop(self) -> None:
+    def isatty(self) -> bool:
+        return not self.gone and self.stream.isatty()  # type: ignore[union-attr]  # not gone: a stream
+
+    def _drop(self, err: OSError) -> None:
         self.gone = True
+        stream: Any = self.stream
         try:
-            fd = self.stream.fileno()
+            fd = stream.fileno()
         except (OSError, ValueError, AttributeError):  # no fd (a StringIO): nothing to redirect
-            return
-        devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)  # ownership: closed just below
-        try:
-            os.dup2(devnull, fd)  # the stream's fd now leads nowhere; dup2 keeps it inheritable
-        finally:
-            os.close(devnull)
-        try:
-            self.stream.flush()  # what is left in the buffer goes to /dev/null now
-        except OSError:
-            pass
+            fd = None
+        if fd is not None:
+            devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)  # ownership: closed just below
+            try:
+                os.dup2(devnull, fd)  # the stream's fd now leads nowhere; dup2 keeps it inheritable
+            finally:
+                os.close(devnull)
+            try:
+                stream.flush()  # what is left in the buffer goes to /dev/null now
+            except OSError:
+                pass
+        if not isinstance(err, BrokenPipeError) and sys.stderr is not self:
+            # Said on stderr (itself guarded: a closed or full stderr drops it too).
+            sys.stderr.write(f"kvmprobe: error: cannot write to {self.name}: {err.strerror or err}; "
+                             "the output is incomplete (the exit code is still the verdict)\n")
 
-    def __getattr__(self, name: str) -> Any:  # isatty(), encoding, ...: the stream's own
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno(), ...: the stream's own
+        if self.stream is None:
+            raise AttributeError(f"{self.name} is closed: no {name}")
         return getattr(self.stream, name)
 
 
@@ -270,7 +364,7 @@ def guard_streams() -> Any:
     """Replace ``sys.stdout``/``sys.stderr`` with a :class:`ClosedPipeGuard` each; return what to restore."""
     saved = (sys.stdout, sys.stderr)
     sys.stdout = ClosedPipeGuard(sys.stdout)
-    sys.stderr = ClosedPipeGuard(sys.stderr)
+    sys.stderr = ClosedPipeGuard(sys.stderr, "standard error")
     return saved
 
 
@@ -286,27 +380,30 @@ def use_color(stream: IO[str]) -> bool:
     return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
-def _unwritable(path: str, err: BaseException) -> UsageError:
+def _unwritable(path: str, err: BaseException, option: str = "-o", dash: str = "standard output") -> UsageError:
     from ..errors import write_failure
 
-    message, hint = write_failure(path, err)
+    message, hint = write_failure(path, err, option=option, dash=dash)
     return UsageError(f"{message} (hint: {hint})")
 
 
-def check_output(path: Optional[str]) -> None:
-    """Refuse ``-o PATH`` up front when something other than a regular file stands there
-    (before a long run, such as 'learn', would end in nothing written). ``-`` is stdout."""
+def check_output(path: Optional[str], *, option: str = "-o", dash: str = "standard output") -> None:
+    """Refuse ``-o PATH`` up front when it is empty or something other than a regular file stands
+    there, a symbolic link included (before a long run, such as 'learn', would end in nothing
+    written). ``-`` is ``dash``: stdout for ``-o``; ``option`` and ``dash`` word the hint."""
     if path is None or path == "-":
         return
+    if not path:
+        raise _unwritable(path, FileNotFoundError(2, "empty path"), option, dash)
     from ..atomic import check_target
 
     try:
         check_target(path)
     except OSError as err:
-        raise _unwritable(path, err) from None
+        raise _unwritable(path, err, option, dash) from None
 
 
-def write_output(path: str, text: str) -> None:
+def write_output(path: str, text: str, *, option: str = "-o", dash: str = "standard output") -> None:
     """Replace ``path`` with ``text`` atomically (a regular file or nothing only), or UsageError
     worded as every command words a write failure (:func:`kvmprobe.errors.write_failure`)."""
     from ..atomic import write_atomic
@@ -314,7 +411,7 @@ def write_output(path: str, text: str) -> None:
     try:
         write_atomic(path, text)
     except (OSError, ValueError) as err:  # ValueError: a NUL or an unencodable surrogate in the path
-        raise _unwritable(path, err) from None
+        raise _unwritable(path, err, option, dash) from None
 
 
 def write_json(document: Any, stream: Optional[IO[str]] = None) -> None:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from typing import Any, List, Optional
 
 EXIT_TIMEOUT = 124  # coreutils timeout(1)
+#: How a --trace=FILE error names the option, and what '-' means there (stderr, not stdout).
+TRACE_OUTPUT = {"option": "--trace=", "dash": "standard error (or a bare --trace)"}
 
 
 def register(subparsers: Any) -> None:
@@ -48,8 +50,8 @@ def register(subparsers: Any) -> None:
         const="-",
         metavar="FILE",
         help="record every KVM_CHECK_EXTENSION CMD makes: the capability, system or VM fd, the answer, "
-        "how often, masked or not; as text on stderr, or to FILE (JSON when it ends in .json). "
-        "Give the file as --trace=FILE",
+        "how often, masked or not; as text on stderr (a bare --trace, or --trace=-), or to FILE (JSON when "
+        "it ends in .json). Give the file as --trace=FILE",
     )
     parser.add_argument(
         "--tracer",
@@ -76,25 +78,26 @@ def add_host_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="CAP[,CAP...]",
-        help="capabilities that answer 0 whatever the host (repeatable; any spelling 'has' takes)",
+        help="capabilities that answer 0 whatever the host (repeatable; a name in any spelling 'has' takes, "
+        "or a number in kvmprobe's table)",
     )
 
 
-def command_of(args: argparse.Namespace) -> List[str]:
-    """The command after ``--`` (argparse keeps the separator in a REMAINDER)."""
+def command_of(args: argparse.Namespace, example: str = "emulate --mask IOEVENTFD") -> List[str]:
+    """The command after ``--`` (argparse keeps the separator in a REMAINDER); ``example``: the
+    kvmprobe command line the error shows, up to the ``--``."""
     words = list(args.command)
     if words and words[0] == "--":
         words = words[1:]
     if not words:
-        raise _common.UsageError("no command to run: put it after '--', as in 'kvmprobe emulate --mask IOEVENTFD -- CMD ARGS'")
+        raise _common.UsageError(f"no command to run (hint: put it after '--', as in 'kvmprobe {example} -- CMD ARGS')")
     return words
 
 
 def run(args: argparse.Namespace) -> int:
     words = command_of(args)
-    _common.check_output(args.trace)  # refused before CMD runs, not after
-    if args.timeout is not None and not args.timeout > 0:
-        raise _common.UsageError("--timeout must be a positive number of seconds")
+    _common.check_output(args.trace, **TRACE_OUTPUT)  # refused before CMD runs, not after
+    _common.seconds("--timeout", args.timeout)
     # While CMD runs, a ^C from the terminal reaches CMD (same process group), which decides;
     # kvmprobe waits for its exit status. A handler, not SIG_IGN: exec resets handlers, but an
     # ignored SIGINT would be inherited by CMD.
@@ -115,11 +118,6 @@ def _ignore(signum: int, frame: Optional[Any]) -> None:
     pass
 
 
-def write_output(path: str, text: str) -> None:
-    """Write a file atomically, only where a regular file or nothing stands: a device or FIFO
-    (``/dev/stderr``, ``/dev/null``, a pipe) is refused, as by every command's ``-o``; the trace
-    goes to stderr with a bare ``--trace``."""
-    _common.write_output(path, text)
 
 
 def report(result: EmulationResult, trace: Optional[str], *, quiet: bool) -> None:
@@ -132,7 +130,7 @@ def report(result: EmulationResult, trace: Optional[str], *, quiet: bool) -> Non
 
             text = json.dumps(result.trace.to_dict(), indent=2) + "\n" if trace.endswith(".json") else result.trace.render()
             try:
-                write_output(trace, text)
+                _common.write_output(trace, text, **TRACE_OUTPUT)
             except _common.UsageError as err:  # CMD has run: its exit status stays the answer
                 _common.fail(str(err), _common.EXIT_USAGE)
     if quiet:

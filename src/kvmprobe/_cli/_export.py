@@ -88,7 +88,8 @@ def parse_expiry(text: str, now: datetime) -> datetime:
         try:
             return now + timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
         except (OverflowError, ValueError):  # past year 9999, or more digits than int() reads
-            raise _common.UsageError(f"--expiry-time {text[:40]!r} is too far in the future (dates end at year 9999); give a duration such as 7d") from None
+            raise _common.UsageError(f"--expiry-time {text[:40]!r} is too far in the future (dates end at year 9999) "
+                                     "(hint: give a duration such as 7d)") from None
     iso = spelled[:-1] + "+00:00" if spelled[-1:] in ("Z", "z") else spelled
     try:
         when = datetime.fromisoformat(iso.replace("t", "T"))
@@ -96,10 +97,20 @@ def parse_expiry(text: str, now: datetime) -> datetime:
         when = None
     if when is None or when.tzinfo is None:
         raise _common.UsageError(
-            f"--expiry-time {text!r} is neither an RFC 3339 time with a zone (2026-11-26T10:00:00Z) "
-            "nor a duration (90m, 3h, 7d)"
+            f"--expiry-time {text!r} is neither an RFC 3339 time with a zone nor a duration "
+            "(hint: give a time such as 2026-11-26T10:00:00Z, or a duration such as 90m, 3h or 7d)"
+        )
+    if when <= now:  # labels that have expired already: NFD would drop them at once
+        raise _common.UsageError(
+            f"--expiry-time {text!r} is in the past (it is {now.strftime('%Y-%m-%dT%H:%M:%SZ')} now): the labels "
+            "would expire as they are written (hint: give a later time, or a duration such as 7d)"
         )
     return when
+
+
+def _hinted(message: str, hint: str) -> str:
+    """``message`` with ``hint``, unless it carries one (the API's errors with their own)."""
+    return message if "(hint: " in message else f"{message} (hint: {hint})"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,14 +118,17 @@ def run(args: argparse.Namespace) -> int:
     if args.format != "nfd":
         for flag, given in (("--prefix", args.prefix), ("--expiry-time", args.expiry_time)):
             if given is not None:
-                raise _common.UsageError(f"{flag} applies to --format nfd only")
+                raise _common.UsageError(f"{flag} applies to --format nfd only (hint: leave it out, or give --format nfd)")
     expiry = parse_expiry(args.expiry_time, datetime.now(timezone.utc)) if args.expiry_time else None
     prefix = args.prefix if args.prefix is not None else DEFAULT_PREFIX
     try:
         caps = select_caps(args.caps)
+    except ValueError as err:
+        raise _common.UsageError(_hinted(str(err), "give --caps all, none, or names such as IMMEDIATE_EXIT,NR_MEMSLOTS")) from None
+    try:
         check_prefix(prefix)
     except ValueError as err:
-        raise _common.UsageError(str(err)) from None
+        raise _common.UsageError(_hinted(str(err), "give a prefix such as --prefix kvm.example.com")) from None
 
     _common.check_output(args.output)
     host = gather(args)

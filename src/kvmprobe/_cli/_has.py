@@ -61,6 +61,19 @@ def _wanted(name: str) -> Wanted:
 _TABLE = frozenset(int(cap) for cap in Cap)
 
 
+def _applies(cap: Cap, arch: str) -> bool:
+    """Whether ``cap`` can be offered on ``arch``: cap.rs's gating (``Cap.applies_to``), and on
+    x86_64 no other architecture's capability (``ARM_PSCI``, ``S390_PSW``: cap.rs does not gate
+    them, the kernel's x86 KVM never answers them; ``presets.offered_on_x86_64``)."""
+    if not cap.applies_to(arch):
+        return False
+    if arch != "x86_64":
+        return True
+    from ..presets import offered_on_x86_64  # only on the path of a capability that is missing
+
+    return offered_on_x86_64(cap)
+
+
 def _label(item: Wanted) -> str:
     return item.c_name if isinstance(item, Cap) else f"number {item} (not in kvmprobe's table)"
 
@@ -107,9 +120,17 @@ def run(args: argparse.Namespace) -> int:
         for entry in collisions("cap", int(item), result.arch):
             print(f"kvmprobe: note: {entry.warning()}", file=sys.stderr)
     if missing:
-        names = ", ".join(_label(item) for item in missing)
-        since = ", ".join(item.since_text for item in missing if isinstance(item, Cap))  # the table's only
-        first = f"first in Linux {since}; " if since else ""
-        print(f"kvmprobe: not supported: {names} ({first}this kernel is {result.kernel})", file=sys.stderr)
+        # A capability of another architecture is not "first in Linux N" here: it never comes.
+        foreign = [item for item in missing if isinstance(item, Cap) and not _applies(item, result.arch)]
+        native = [item for item in missing if item not in foreign]
+        if native:
+            names = ", ".join(_label(item) for item in native)
+            since = ", ".join(item.since_text for item in native if isinstance(item, Cap))  # the table's only
+            first = f"first in Linux {since}; " if since else ""
+            print(f"kvmprobe: not supported: {names} ({first}this kernel is {result.kernel})", file=sys.stderr)
+        if foreign:
+            names = ", ".join(_label(item) for item in foreign)
+            print(f"kvmprobe: not supported: {names}: {'a capability' if len(foreign) == 1 else 'capabilities'} of "
+                  f"another architecture's KVM, which {result.arch} never offers, whatever the kernel", file=sys.stderr)
         return _common.EXIT_NO
     return _common.EXIT_OK

@@ -13,7 +13,7 @@ import sys
 
 from ..emulate import CAVEAT, learn
 from . import _common
-from ._emulate import command_of, write_output
+from ._emulate import command_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -53,33 +53,46 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+_STDIN_HINT = "give a readable file, or '-' for kvmprobe's own standard input"
+
+
 def _stdin(spec: str) -> bytes:
     from .._files import read_limited
 
     if spec == "-":
-        data = sys.stdin.buffer.read(MAX_STDIN + 1)
+        if sys.stdin is None:  # started with stdin closed ('<&-')
+            raise _common.UsageError("--stdin -: standard input is closed (hint: give --stdin FILE, or redirect "
+                                     "standard input from the file every run should read)")
+        try:
+            data = sys.stdin.buffer.read(MAX_STDIN + 1)
+        except OSError as err:  # a directory, a closed terminal
+            raise _common.UsageError(f"--stdin -: cannot read standard input: {err.strerror or err} "
+                                     f"(hint: {_STDIN_HINT})") from None
         where = "standard input"
     else:
         try:
             data = read_limited(spec, MAX_STDIN)
         except OSError as err:
-            raise _common.UsageError(f"--stdin {spec}: {err.strerror or err}") from None
+            raise _common.UsageError(f"--stdin {spec}: {err.strerror or err} (hint: {_STDIN_HINT})") from None
         except ValueError as err:
-            raise _common.UsageError(f"--stdin {ascii(spec)}: not a file name ({err})") from None
+            raise _common.UsageError(f"--stdin {ascii(spec)}: not a file name ({err}) (hint: {_STDIN_HINT})") from None
         where = spec
     if len(data) > MAX_STDIN:
-        raise _common.UsageError(f"{where} holds more than {MAX_STDIN} bytes, too much to give every run")
+        raise _common.UsageError(f"{where} holds more than {MAX_STDIN} bytes, too much to give every run "
+                                 "(hint: give a smaller file, or let the command read its input itself)")
     return data
 
 
 def run(args: argparse.Namespace) -> int:
-    words = command_of(args)
+    words = command_of(args, "learn -o qemu.toml")
     if args.name is not None:
         import re
 
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", args.name):
             raise _common.UsageError(f"--name {args.name!r}: use letters, digits, '.', '_', '+', '-'")
     _common.check_output(args.output)  # before minutes of runs, not after
+    _common.seconds("--timeout", args.timeout)
+    _common.seconds("--total-timeout", args.total_timeout)
     data = _stdin(args.stdin) if args.stdin is not None else None
     fmt = "json" if (args.output or "").endswith(".json") else "toml"
     on_terminal = sys.stderr.isatty()
@@ -99,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output is None or args.output == "-":
         sys.stdout.write(text)
     else:
-        write_output(args.output, text)
+        _common.write_output(args.output, text)
     print(
         f"kvmprobe: learned {len(found.required)} required and {len(found.optional)} optional of "
         f"{len(found.asked)} capabilities asked ({found.runs} runs, {found.seconds:.0f} s)"

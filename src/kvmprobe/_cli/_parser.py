@@ -57,4 +57,4 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        raise _common.UsageError(f"{message} (see '{self.prog} --help')")
+        raise _common.UsageError(f"{message} (hint: see '{self.prog} --help')")

@@ -44,11 +44,13 @@ def run(args: argparse.Namespace) -> int:
     snapshot = getattr(args, "snapshot", None)
     if snapshot is not None:
         if args.device is not None or args.thorough or args.time_limit is not None:
-            raise _common.UsageError("--device, --thorough and --time-limit apply to this host, not to --snapshot")
+            raise _common.UsageError("--device, --thorough and --time-limit apply to this host, not to --snapshot "
+                                     "(hint: leave them out, or leave out --snapshot to run on this host)")
         recorded = _common.load_host(snapshot)
         if recorded.run is None:
             raise _common.UsageError(
-                f"{snapshot} carries no run results (record them with 'kvmprobe snapshot --run -o FILE')"
+                f"{snapshot} carries no run results (hint: record them with 'kvmprobe snapshot --run -o FILE', "
+                "or leave out --snapshot to run on this host)"
             )
         report: RunReport = recorded.run
         backend = recorded.host.kvm_backend if recorded.host is not None else None
@@ -112,5 +114,11 @@ def render(report: Any, where: str, backend: Optional[str]) -> str:
             verdict += f", guest code {loop.slowdown:,.0f}x slower than native"
         if report.cpuid_follows_table is False:
             verdict += ", guest CPUID not the vCPU's table"
+        long_mode = report.long_mode_outcome
+        if long_mode == "timeout":  # the figures above are partial or missing: say so in the verdict
+            verdict += (f"; but the long-mode guest did not finish in {report.time_limit:g} s, so the figures are "
+                        "incomplete (give a longer --time-limit)")
+        elif long_mode and long_mode != "halted":
+            verdict += f"; but the long-mode guest failed ({long_mode}), so the figures are incomplete"
         lines.append(verdict)
     return "\n".join(lines) + "\n"

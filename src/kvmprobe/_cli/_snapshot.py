@@ -28,7 +28,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--json",
         action="store_true",
-        help="print the document on standard output even with -o (it is the same as 'kvmprobe --json')",
+        help="print the document on standard output even with -o ('kvmprobe --json' prints the same schema "
+        "without the CPU record)",
     )
     parser.add_argument(
         "--vm", action="store_true", help="also create a VM: record each capability's VM-fd value and a vCPU's TSC rate"
@@ -49,14 +50,28 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+#: What --list-presets would ignore: (spelling, dest).
+_NOT_WITH_LIST = (("-o", "output"), ("--json", "json"), ("--vm", "vm"), ("--run", "run"), ("--confidential", "confidential"),
+                  ("--device", "device"), ("--snapshot", "snapshot"))
+
+
 def run(args: argparse.Namespace) -> int:
     if args.list_presets:
+        given = [flag for flag, dest in _NOT_WITH_LIST if getattr(args, dest, None) not in (None, False)]
+        if given:
+            raise _common.UsageError(f"--list-presets lists the presets and does nothing else: {', '.join(given)} "
+                                     "would be ignored (hint: give --list-presets alone)")
+        from ..presets import _ALIASES  # the other names each preset answers to
+
         for name in preset_names():
-            print(f"{name:<12} {describe(load_preset(name))}")
+            aliases = sorted(alias for alias, target in _ALIASES.items() if target == name)
+            also = f" (also: {', '.join(aliases)})" if aliases else ""
+            print(f"{name:<12} {describe(load_preset(name))}{also}")
         return _common.EXIT_OK
     _common.check_output(args.output)
     if args.confidential and getattr(args, "snapshot", None) is not None:
-        raise _common.UsageError("--confidential asks the live KVM; a recorded host (--snapshot) keeps what it recorded")
+        raise _common.UsageError("--confidential asks the live KVM; a recorded host (--snapshot) keeps what it recorded "
+                                 "(hint: leave out --confidential, or leave out --snapshot to ask the live host)")
     result = _common.load_result(args, vm=args.vm, cpu=True)
     if args.run:
         result = with_run(args, result)
@@ -78,7 +93,8 @@ def with_run(args: argparse.Namespace, result: ProbeResult) -> ProbeResult:
     from ..guest import run_checks
 
     if getattr(args, "snapshot", None) is not None:
-        raise _common.UsageError("--run runs guests on this host; a recorded host (--snapshot) keeps what it recorded")
+        raise _common.UsageError("--run runs guests on this host; a recorded host (--snapshot) keeps what it recorded "
+                                 "(hint: leave out --run, or leave out --snapshot to run on this host)")
     return replace(result, run=run_checks(device=result.device, backend=_common.backend_of(args)))
 
 
