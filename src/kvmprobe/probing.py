@@ -1,6 +1,7 @@
 """The batch probe: one pass over the whole capability table, cached, thread-safe.
 
-Imports ``device``, ``caps``, ``_cap_values``, ``_backend`` and ``errors``. ``probe()`` opens the device once,
+Imports ``device``, ``caps``, ``_cap_values``, ``_backend``, ``_arch``, ``errors`` and (for a live
+probe through a real backend, the KVM module behind the device) ``_host_reader``. ``probe()`` opens the device once,
 asks ``KVM_GET_API_VERSION`` and ``KVM_CHECK_EXTENSION`` for every ``Cap`` member, closes the
 fd and returns an immutable :class:`ProbeResult`. Later calls return the cached result until
 ``probe(refresh=True)``; ``has()`` and ``value()`` then cost one dict lookup.
@@ -95,7 +96,7 @@ class Derivation:
 _FIELDS = (
     "device", "api_version", "values", "arch", "kernel", "backend", "errors", "vm_values", "vm_errors", "vm_created",
     "source", "host", "confidential", "unknown", "recorded_at", "recorded_by", "synthesized", "derivation", "run",
-    "cpu", "not_recorded",
+    "cpu", "not_recorded", "kvm_backend",
 )  # fmt: skip
 
 
@@ -121,6 +122,10 @@ class ProbeResult:
     recorded (:func:`kvmprobe.guest.run_checks`; ``None``: not recorded, which is not
     "failed"). ``cpu`` holds KVM's raw CPU answers (CPUID, MSRs, XSAVE, TSC) when probed with
     ``cpu=True`` or recorded; ``None``: not recorded (``kvmprobe.cpu()`` decodes it).
+    ``kvm_backend`` names the KVM module behind the device (``kvm_intel``, ``kvm_amd``,
+    ``kvm_pvm``, ``built-in``, as :attr:`kvmprobe.host.HostFacts.kvm_backend`): from ``host``
+    when it is given, else read once when a real backend probed this machine; ``None``: not
+    known (a fake backend's or a made-up host's answers say nothing about this machine's module).
     The result is immutable (``dataclasses.replace`` makes a changed copy) and compared by
     identity.
 
@@ -154,6 +159,7 @@ class ProbeResult:
     run: Optional[RunReport]
     cpu: Optional[CpuRecord]
     not_recorded: FrozenSet[Cap]
+    kvm_backend: Optional[str]
     if TYPE_CHECKING:
         # What has()/value() answer from with one dict hit: the answers by member (a plain int
         # finds its member too) and the names resolved once; made on the first such call.
@@ -184,6 +190,7 @@ class ProbeResult:
         run: Optional[RunReport] = None,
         cpu: Optional[CpuRecord] = None,
         not_recorded: FrozenSet[Cap] = _NONE,
+        kvm_backend: Optional[str] = None,
     ) -> None:
         # One copy of each mapping, in a form nobody can change (none when given one already).
         setter = object.__setattr__
@@ -208,6 +215,8 @@ class ProbeResult:
         setter(self, "run", run)
         setter(self, "cpu", cpu)
         setter(self, "not_recorded", not_recorded if not_recorded.__class__ is frozenset else frozenset(not_recorded))
+        # The host's facts, when given, are what the answers were recorded with: they say it.
+        setter(self, "kvm_backend", host.kvm_backend if host is not None else kvm_backend)
         setter(self, "_lookup", None)
         setter(self, "_memo", None)
 
@@ -373,7 +382,20 @@ def _run_probe(path: str, backend: Optional[Backend], vm: bool, cpu: bool = Fals
             vm_errors=vm_errors,
             vm_created=vm,
             cpu=record,
+            kvm_backend=_live_kvm_backend(kvm.backend),
         )
+
+
+def _live_kvm_backend(backend: Any) -> Optional[str]:
+    """The KVM module behind this machine's ``/dev/kvm`` when a real backend (cffi, ctypes)
+    asked it; ``None`` for any other (a fake's answers are not this machine's)."""
+    from ._backend import BackendBase
+
+    if not isinstance(backend, BackendBase):
+        return None
+    from ._host_reader import kvm_backend_of  # one listing of /sys/module, once per probe
+
+    return kvm_backend_of()
 
 
 def _split(answers: Tuple[List[int], List[int]]) -> Tuple[CapValues, Mapping[Cap, int]]:

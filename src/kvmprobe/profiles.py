@@ -400,7 +400,7 @@ def _judged(profile: Profile, host: ProbeResult) -> Readiness:
 
     # Backend constraints (#14): a VMM that does not run on this KVM backend (gVisor's KVM
     # platform on kvm_pvm) is a problem; one that runs on conditions says which.
-    backend = _kvm_backend(host)
+    backend = host.kvm_backend  # read when probed (a real backend) or recorded: never here
     constraints = [c for c in BACKEND_CONSTRAINTS.get(profile.name, ()) if c.backend == backend]
     blocked = tuple(c for c in constraints if not c.runs)
     problems.extend(c.short + (f"; use {c.instead}" if c.instead else "") for c in blocked)
@@ -466,14 +466,3 @@ def _incompatible(profile: Profile, req: Requirement, host: ProbeResult) -> List
         return []
     return [f"{req.cap.c_name} answers {answer}{where}, and {profile.display_name} fails with it: {req.text}"]
 
-
-def _kvm_backend(host: ProbeResult) -> Optional[str]:
-    """The KVM module behind the host's ``/dev/kvm``: from its recorded facts, read here for a live
-    probe, unknown (``None``) for a made-up host without facts."""
-    if host.host is not None:
-        return host.host.kvm_backend
-    if host.source == "live":
-        from ._host_reader import facts_of_live  # a few sysfs reads, only for a live host, once per result
-
-        return facts_of_live(host).kvm_backend
-    return None
