@@ -96,7 +96,7 @@ class Derivation:
 _FIELDS = (
     "device", "api_version", "values", "arch", "kernel", "backend", "errors", "vm_values", "vm_errors", "vm_created",
     "source", "host", "confidential", "unknown", "recorded_at", "recorded_by", "synthesized", "derivation", "run",
-    "cpu", "not_recorded", "kvm_backend",
+    "cpu", "not_recorded", "live_kvm_backend",
 )  # fmt: skip
 
 
@@ -122,10 +122,8 @@ class ProbeResult:
     recorded (:func:`kvmprobe.guest.run_checks`; ``None``: not recorded, which is not
     "failed"). ``cpu`` holds KVM's raw CPU answers (CPUID, MSRs, XSAVE, TSC) when probed with
     ``cpu=True`` or recorded; ``None``: not recorded (``kvmprobe.cpu()`` decodes it).
-    ``kvm_backend`` names the KVM module behind the device (``kvm_intel``, ``kvm_amd``,
-    ``kvm_pvm``, ``built-in``, as :attr:`kvmprobe.host.HostFacts.kvm_backend`): from ``host``
-    when it is given, else read once when a real backend probed this machine; ``None``: not
-    known (a fake backend's or a made-up host's answers say nothing about this machine's module).
+    ``live_kvm_backend`` is the KVM module behind this machine's device, read once when a real
+    backend (cffi, ctypes) probed it; :attr:`kvm_backend` is what verdicts use.
     The result is immutable (``dataclasses.replace`` makes a changed copy) and compared by
     identity.
 
@@ -159,7 +157,7 @@ class ProbeResult:
     run: Optional[RunReport]
     cpu: Optional[CpuRecord]
     not_recorded: FrozenSet[Cap]
-    kvm_backend: Optional[str]
+    live_kvm_backend: Optional[str]
     if TYPE_CHECKING:
         # What has()/value() answer from with one dict hit: the answers by member (a plain int
         # finds its member too) and the names resolved once; made on the first such call.
@@ -190,7 +188,7 @@ class ProbeResult:
         run: Optional[RunReport] = None,
         cpu: Optional[CpuRecord] = None,
         not_recorded: FrozenSet[Cap] = _NONE,
-        kvm_backend: Optional[str] = None,
+        live_kvm_backend: Optional[str] = None,
     ) -> None:
         # One copy of each mapping, in a form nobody can change (none when given one already).
         setter = object.__setattr__
@@ -215,8 +213,7 @@ class ProbeResult:
         setter(self, "run", run)
         setter(self, "cpu", cpu)
         setter(self, "not_recorded", not_recorded if not_recorded.__class__ is frozenset else frozenset(not_recorded))
-        # The host's facts, when given, are what the answers were recorded with: they say it.
-        setter(self, "kvm_backend", host.kvm_backend if host is not None else kvm_backend)
+        setter(self, "live_kvm_backend", live_kvm_backend)
         setter(self, "_lookup", None)
         setter(self, "_memo", None)
 
@@ -231,6 +228,23 @@ class ProbeResult:
             memo[key] = make()
         found: _T = memo[key]
         return found
+
+    @property
+    def kvm_backend(self) -> Optional[str]:
+        """The KVM module behind the device (``kvm_intel``, ``kvm_amd``, ``kvm_pvm``, ``built-in``,
+        as :attr:`kvmprobe.host.HostFacts.kvm_backend`): from the host facts the answers were
+        recorded with, else the one read when a real backend probed this machine; ``None``: not
+        known (a fake backend's or a made-up host's answers say nothing of this machine's module).
+
+        Example:
+            >>> from kvmprobe.presets import load_preset
+            >>> from kvmprobe.testing import fake_probe_result
+            >>> load_preset("pvm-6.18").kvm_backend, fake_probe_result({}).kvm_backend
+            ('kvm_pvm', None)
+        """
+        if self.host is not None:
+            return self.host.kvm_backend
+        return self.live_kvm_backend
 
     @property
     def origin(self) -> str:
@@ -382,7 +396,7 @@ def _run_probe(path: str, backend: Optional[Backend], vm: bool, cpu: bool = Fals
             vm_errors=vm_errors,
             vm_created=vm,
             cpu=record,
-            kvm_backend=_live_kvm_backend(kvm.backend),
+            live_kvm_backend=_live_kvm_backend(kvm.backend),
         )
 
 
