@@ -359,7 +359,9 @@ def kvm_backend_of(root: str = "/") -> Optional[str]:
         ('kvm_pvm', 'kvm_intel')
     """
     reader = _Reader(root)
-    modules = {name: {} for name in reader.listdir("/sys/module") if name == "kvm" or name.startswith(("kvm_", "kvm-"))}
+    modules: Dict[str, Dict[str, str]] = {
+        name: {} for name in reader.listdir("/sys/module") if name == "kvm" or name.startswith(("kvm_", "kvm-"))
+    }
     machine = os.uname().machine if reader.real else (reader.text("/proc/sys/kernel/arch") or "").strip()
     found: Optional[str] = HostFacts("Linux", machine, "", kvm_modules=modules).kvm_backend
     return found

@@ -78,7 +78,8 @@ def with_run(args: argparse.Namespace, result: ProbeResult) -> ProbeResult:
 
     if getattr(args, "snapshot", None) is not None:
         raise _common.UsageError("--run runs guests on this host; a recorded host (--snapshot) keeps what it recorded")
-    return attach_run(result, backend=_common.backend_of(args))
+    attached: ProbeResult = attach_run(result, backend=_common.backend_of(args))
+    return attached
 
 
 def describe(result: ProbeResult) -> str:
