@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from ._arch import is_x86
+from ._backend import BackendBase
 from ._cap_values import CapValues
 from .caps import Cap
 from .device import KvmDevice, device_path
@@ -96,7 +97,7 @@ class Derivation:
 _FIELDS = (
     "device", "api_version", "values", "arch", "kernel", "backend", "errors", "vm_values", "vm_errors", "vm_created",
     "source", "host", "confidential", "unknown", "recorded_at", "recorded_by", "synthesized", "derivation", "run",
-    "cpu", "not_recorded", "live_kvm_backend",
+    "cpu", "not_recorded", "real_backend",
 )  # fmt: skip
 
 
@@ -122,8 +123,8 @@ class ProbeResult:
     recorded (:func:`kvmprobe.guest.run_checks`; ``None``: not recorded, which is not
     "failed"). ``cpu`` holds KVM's raw CPU answers (CPUID, MSRs, XSAVE, TSC) when probed with
     ``cpu=True`` or recorded; ``None``: not recorded (``kvmprobe.cpu()`` decodes it).
-    ``live_kvm_backend`` is the KVM module behind this machine's device, read once when a real
-    backend (cffi, ctypes) probed it; :attr:`kvm_backend` is what verdicts use.
+    ``real_backend`` says a real backend (cffi, ctypes) asked this machine's device, so this
+    machine's host facts describe the answers (:attr:`kvm_backend` reads its KVM module once).
     The result is immutable (``dataclasses.replace`` makes a changed copy) and compared by
     identity.
 
@@ -157,7 +158,7 @@ class ProbeResult:
     run: Optional[RunReport]
     cpu: Optional[CpuRecord]
     not_recorded: FrozenSet[Cap]
-    live_kvm_backend: Optional[str]
+    real_backend: bool
     if TYPE_CHECKING:
         # What has()/value() answer from with one dict hit: the answers by member (a plain int
         # finds its member too) and the names resolved once; made on the first such call.
@@ -188,7 +189,7 @@ class ProbeResult:
         run: Optional[RunReport] = None,
         cpu: Optional[CpuRecord] = None,
         not_recorded: FrozenSet[Cap] = _NONE,
-        live_kvm_backend: Optional[str] = None,
+        real_backend: bool = False,
     ) -> None:
         # One copy of each mapping, in a form nobody can change (none when given one already).
         setter = object.__setattr__
@@ -213,7 +214,7 @@ class ProbeResult:
         setter(self, "run", run)
         setter(self, "cpu", cpu)
         setter(self, "not_recorded", not_recorded if not_recorded.__class__ is frozenset else frozenset(not_recorded))
-        setter(self, "live_kvm_backend", live_kvm_backend)
+        setter(self, "real_backend", real_backend)
         setter(self, "_lookup", None)
         setter(self, "_memo", None)
 
@@ -233,8 +234,10 @@ class ProbeResult:
     def kvm_backend(self) -> Optional[str]:
         """The KVM module behind the device (``kvm_intel``, ``kvm_amd``, ``kvm_pvm``, ``built-in``,
         as :attr:`kvmprobe.host.HostFacts.kvm_backend`): from the host facts the answers were
-        recorded with, else the one read when a real backend probed this machine; ``None``: not
-        known (a fake backend's or a made-up host's answers say nothing of this machine's module).
+        recorded with, else, when a real backend probed this machine (``real_backend``), this
+        machine's, read once per result on first use (a directory listing of ``/sys/module``,
+        kept off the probe itself, which is timed against C); ``None``: not known (a fake
+        backend's or a made-up host's answers say nothing of this machine's module).
 
         Example:
             >>> from kvmprobe.presets import load_preset
@@ -244,7 +247,12 @@ class ProbeResult:
         """
         if self.host is not None:
             return self.host.kvm_backend
-        return self.live_kvm_backend
+        if not self.real_backend:
+            return None
+        from ._host_reader import kvm_backend_of  # once per result, only when a verdict asks
+
+        found: Optional[str] = self._remembered("kvm_backend", kvm_backend_of)
+        return found
 
     @property
     def origin(self) -> str:
@@ -396,20 +404,13 @@ def _run_probe(path: str, backend: Optional[Backend], vm: bool, cpu: bool = Fals
             vm_errors=vm_errors,
             vm_created=vm,
             cpu=record,
-            live_kvm_backend=_live_kvm_backend(kvm.backend),
+            real_backend=_is_real(kvm.backend),
         )
 
 
-def _live_kvm_backend(backend: Any) -> Optional[str]:
-    """The KVM module behind this machine's ``/dev/kvm`` when a real backend (cffi, ctypes)
-    asked it; ``None`` for any other (a fake's answers are not this machine's)."""
-    from ._backend import BackendBase
-
-    if not isinstance(backend, BackendBase):
-        return None
-    from ._host_reader import kvm_backend_of  # one listing of /sys/module, once per probe
-
-    return kvm_backend_of()
+def _is_real(backend: Any) -> bool:
+    """Whether ``backend`` is a real one (cffi, ctypes): its answers are this machine's kernel's."""
+    return isinstance(backend, BackendBase)
 
 
 def _split(answers: Tuple[List[int], List[int]]) -> Tuple[CapValues, Mapping[Cap, int]]:

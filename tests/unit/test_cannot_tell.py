@@ -52,7 +52,7 @@ def test_strict_counts_conditions_in_the_document() -> None:
 
 def test_a_fake_backend_result_is_not_judged_with_this_machines_module() -> None:
     fake = probe("/dev/kvm", backend=FakeBackend({c: 1 for c in Cap}), refresh=True)
-    assert fake.source == "live" and fake.kvm_backend is None and fake.live_kvm_backend is None
+    assert fake.source == "live" and fake.kvm_backend is None and fake.real_backend is False
     for name in ("qemu", "firecracker", "gvisor-kvm"):
         verdict = check_vmm(name, fake)
         assert verdict.kvm_backend is None and not verdict.conditions and not verdict.blocked_by
