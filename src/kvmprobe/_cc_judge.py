@@ -255,7 +255,7 @@ class _Judge:
     def offered(self) -> Optional[bool]:
         """Whether KVM_CAP_VM_TYPES has the kind's bit; ``None`` when it gives no answer."""
         result = self.result
-        if Cap.VM_TYPES in result.errors:
+        if Cap.VM_TYPES in result.errors or Cap.VM_TYPES in result.not_recorded:
             return None
         mask = result.values.get(Cap.VM_TYPES, 0)
         if mask == 0:
@@ -268,6 +268,9 @@ class _Judge:
         made = self.cc.created.get(kind.vm_type) if self.cc is not None else None
         attrs = self.attrs_text()
         backend = self.host.kvm_backend if self.host is not None else (result.backend or None)
+        if Cap.VM_TYPES in result.not_recorded:  # cannot tell: neither offered nor refused
+            return Layer("kvm", "unknown", "KVM_CAP_VM_TYPES is not recorded (the recorded host has no answer for it)"
+                         + attrs)  # fmt: skip
         if Cap.VM_TYPES in result.errors:
             return Layer("kvm", "unknown", f"KVM_CHECK_EXTENSION(KVM_CAP_VM_TYPES) failed: "
                          f"{describe_errno(result.errors[Cap.VM_TYPES])}")  # fmt: skip
@@ -404,8 +407,13 @@ class _Judge:
         if kind.id == "tdx":
             notes += [c.warning() for c in collisions("x86-vm-type", 1, "x86_64")]
         blocking: Optional[str] = None
-        legacy = offered is None and kvm.status == "unknown" and Cap.VM_TYPES not in self.result.errors
-        if offered:
+        unrecorded = Cap.VM_TYPES in self.result.not_recorded
+        legacy = offered is None and kvm.status == "unknown" and Cap.VM_TYPES not in self.result.errors and not unrecorded
+        if unrecorded:
+            # The deciding answer is not in the recording: only a layer that says no decides;
+            # otherwise the verdict is "cannot tell", never "blocked at the KVM layer".
+            blocking = next((l.id for l in (*below.values(), *above.values()) if l.status == "blocked"), None)
+        elif offered:
             blocking = next((l.id for l in (kvm, *above.values()) if l.status == "blocked"), None)
         elif legacy:
             # No KVM_CAP_VM_TYPES to ask: only a module parameter that says yes (and no layer
@@ -433,7 +441,8 @@ class _Judge:
                 blocking = blocking or "kvm"
         layers = (*below.values(), kvm, *above.values())
         ready = blocking is None and (offered is True or legacy)
-        return ConfidentialReadiness(kind.id, kind.display, kind.vm_type, ready, blocking, layers, tuple(notes))
+        return ConfidentialReadiness(kind.id, kind.display, kind.vm_type, ready, blocking, layers, tuple(notes),
+                                     unknown=unrecorded and blocking is None)  # fmt: skip
 
 
 def _may_read_write(host: HostFacts, mode: int, uid: int, gid: int) -> bool:
@@ -569,4 +578,5 @@ def assess(
     verdicts = tuple(_Judge(kind, result, host, cc, guest_memory).judge() for kind in dict.fromkeys(wanted))
     answered = Cap.VM_TYPES not in result.errors and result.values.get(Cap.VM_TYPES, 0) > 0
     arch = host.machine if host is not None and host.machine else result.arch
-    return ConfidentialReport(result.values.get(Cap.VM_TYPES) if answered else None, verdicts, cc, arch)
+    return ConfidentialReport(result.values.get(Cap.VM_TYPES) if answered else None, verdicts, cc, arch,
+                              vm_types_recorded=Cap.VM_TYPES not in result.not_recorded)  # fmt: skip

@@ -76,7 +76,9 @@ class ConfidentialReadiness:
     ``ready``: KVM offers the VM type (and made one, when asked to) and no layer above it
     blocks. ``blocking``: the id of the layer that stops it (``None`` when ready), whose fix is
     :attr:`fix`. ``layers`` holds every layer's finding, bottom up; ``notes`` the warnings about
-    numbers that out-of-tree series use otherwise, and how the verdict was reached.
+    numbers that out-of-tree series use otherwise, and how the verdict was reached. ``unknown``:
+    a recorded host without an answer for ``KVM_CAP_VM_TYPES`` and no layer that says no:
+    cannot tell (not ready, yet nothing blocks; :attr:`state` ``unknown``).
 
     Example:
         >>> from kvmprobe.confidential import check_confidential
@@ -98,6 +100,19 @@ class ConfidentialReadiness:
     blocking: Optional[str]
     layers: Tuple[Layer, ...]
     notes: Tuple[str, ...] = ()
+    unknown: bool = False
+
+    @property
+    def state(self) -> str:
+        """``ready``, ``not-ready`` or ``unknown`` (what the recording lacks decides).
+
+        Example:
+            >>> from kvmprobe.confidential import check_confidential
+            >>> from kvmprobe.testing import fake_probe_result
+            >>> check_confidential("tdx", fake_probe_result({"VM_TYPES": 1})).state
+            'not-ready'
+        """
+        return "ready" if self.ready else "unknown" if self.unknown else "not-ready"
 
     def layer(self, layer_id: str) -> Layer:
         """The finding of one layer (see :data:`LAYER_IDS`).
@@ -126,6 +141,9 @@ class ConfidentialReadiness:
         """
         if self.ready:
             return f"{self.display_name} can run here: KVM offers {vm_type_name(self.vm_type)}"
+        if self.unknown:
+            return (f"{self.display_name}: cannot tell whether it can run here: KVM_CAP_VM_TYPES is not recorded "
+                    "(the recorded host has no answer for it)")
         if self.blocking is None:
             return f"{self.display_name} cannot run here"
         found = self.layer(self.blocking)
@@ -138,7 +156,8 @@ class ConfidentialReadiness:
             "display_name": self.display_name,
             "vm_type": self.vm_type,
             "vm_type_name": vm_type_name(self.vm_type),
-            "ready": self.ready,
+            "ready": None if self.unknown else self.ready,
+            "state": self.state,
             "blocking": self.blocking,
             "summary": self.summary(),
             "fix": self.fix or None,
@@ -151,7 +170,8 @@ class ConfidentialReadiness:
 class ConfidentialReport:
     """Every kind's verdict on one host, with the VM types KVM offers and the facts read.
 
-    ``vm_types`` is the ``KVM_CAP_VM_TYPES`` answer (``None``: not answered); ``facts`` the
+    ``vm_types`` is the ``KVM_CAP_VM_TYPES`` answer (``None``: not answered, or, when
+    ``vm_types_recorded`` is false, not recorded at all); ``facts`` the
     :class:`ConfidentialFacts` the verdicts came from (``None``: not recorded).
 
     Example:
@@ -168,6 +188,7 @@ class ConfidentialReport:
     verdicts: Tuple[ConfidentialReadiness, ...]
     facts: Optional[ConfidentialFacts]
     arch: str
+    vm_types_recorded: bool = True
 
     @property
     def vm_type_names(self) -> Tuple[str, ...]:
@@ -192,6 +213,7 @@ class ConfidentialReport:
         """JSON-ready: the VM types, every verdict and the facts."""
         return {
             "vm_types": self.vm_types,
+            "vm_types_recorded": self.vm_types_recorded,
             "vm_type_names": list(self.vm_type_names),
             "verdicts": [v.to_dict() for v in self.verdicts],
             "facts": None if self.facts is None else self.facts.to_dict(),

@@ -259,6 +259,27 @@ def facts_of_live(result: Any, root: str = "/") -> HostFacts:
     return made
 
 
+def kvm_backend_of(root: str = "/") -> Optional[str]:
+    """The KVM module behind ``/dev/kvm`` on the host under ``root``, as
+    :attr:`HostFacts.kvm_backend` names it, from the ``kvm*`` entries of ``/sys/module`` only
+    (one directory listing: ``probing`` reads it once per live probe through a real backend).
+
+    Example:
+        >>> import tempfile
+        >>> from kvmprobe.testing import FakeHost
+        >>> with tempfile.TemporaryDirectory() as one, tempfile.TemporaryDirectory() as two:
+        ...     kvm_backend_of(FakeHost.pvm().write(one)), kvm_backend_of(FakeHost.centos7().write(two))
+        ('kvm_pvm', 'kvm_intel')
+    """
+    reader = _Reader(root)
+    modules: Dict[str, Dict[str, str]] = {
+        name: {} for name in reader.listdir("/sys/module") if name == "kvm" or name.startswith(("kvm_", "kvm-"))
+    }
+    machine = os.uname().machine if reader.real else (reader.text("/proc/sys/kernel/arch") or "").strip()
+    found: Optional[str] = HostFacts("Linux", machine, "", kvm_modules=modules).kvm_backend
+    return found
+
+
 def read_host_facts(root: str = "/", *, device: str = "/dev/kvm") -> HostFacts:
     """Read the facts of the host whose files live under ``root``.
 

@@ -21,7 +21,12 @@ if TYPE_CHECKING:
 else:
     from ._value import dataclass
 
-__all__ = ["Missing", "Readiness"]
+__all__ = ["Missing", "Readiness", "STATES"]
+
+#: A readiness's three states (:attr:`Readiness.state`): ``ready``; ``not-ready`` (something
+#: required is absent, or an incompatible answer present, as recorded); ``unknown`` (nothing
+#: recorded says no, but something required was not recorded: cannot tell).
+STATES = ("ready", "not-ready", "unknown")
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,9 @@ class Readiness:
     on those conditions; ``check --strict`` counts them), ``blocked_by`` says the VMM does not run
     on that backend at all (not ready; its text is also in ``problems``). Both carry their sources.
 
+    ``ready`` false is not always "no": :attr:`state` is ``unknown`` when every missing
+    required capability is merely not recorded (a cut snapshot) and nothing else says no.
+
     Example:
         >>> from kvmprobe.profiles import check_vmm
         >>> from kvmprobe.testing import fake_probe_result
@@ -151,6 +159,39 @@ class Readiness:
     kvm_backend: Optional[str] = None
     conditions: Tuple[BackendConstraint, ...] = ()
     blocked_by: Tuple[BackendConstraint, ...] = ()
+
+    @property
+    def state(self) -> str:
+        """``ready``, ``not-ready`` or ``unknown`` (see :data:`STATES`).
+
+        Example:
+            >>> from kvmprobe.profiles import check_vmm
+            >>> from kvmprobe.testing import fake_probe_result
+            >>> cut = fake_probe_result({c: 1 for c in Cap}, not_recorded=[Cap.IMMEDIATE_EXIT])
+            >>> check_vmm("cloud-hypervisor", cut).state, check_vmm("firecracker", fake_probe_result({})).state
+            ('unknown', 'not-ready')
+        """
+        if self.ready:
+            return "ready"
+        if self.problems or any(not m.not_recorded for m in self.missing_required):
+            return "not-ready"
+        return "unknown"
+
+    @property
+    def state_text(self) -> str:
+        """The state as reports print it: ``ready``, ``ready, on conditions``, ``NOT READY`` or
+        ``UNKNOWN`` (cannot tell).
+
+        Example:
+            >>> from kvmprobe.profiles import check_vmm
+            >>> from kvmprobe.testing import fake_probe_result
+            >>> check_vmm("firecracker", fake_probe_result({})).state_text
+            'NOT READY'
+        """
+        state = self.state
+        if state == "ready":
+            return "ready, on conditions" if self.conditions else "ready"
+        return "UNKNOWN" if state == "unknown" else "NOT READY"
 
     @property
     def needs_kernel_text(self) -> Optional[str]:
@@ -219,7 +260,8 @@ class Readiness:
         return {
             "vmm": self.vmm,
             "display_name": self.display_name,
-            "ready": self.ready,
+            "ready": None if self.state == "unknown" else self.ready,
+            "state": self.state,
             "summary": self.summary(),
             "kernel": self.kernel,
             "arch": self.arch,

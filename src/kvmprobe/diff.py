@@ -374,13 +374,25 @@ def _compare(
     return gained, lost, changed, one_sided
 
 
-def _diff_facts(key: str, x: Any, y: Any, out: List[FactChange]) -> None:
-    """Append what differs under ``key``: objects key by key, lists of strings as sets."""
+# Fact maps whose keys are what was recorded (a device path with its node, or null when it is
+# missing): a key one recording lacks is not recorded there, not a change. (In other maps a
+# missing key is itself the fact: a module not loaded.)
+_RECORDED_KEYS = frozenset({"host.devices"})
+
+
+def _diff_facts(key: str, x: Any, y: Any, out: List[FactChange], notes: Optional[List[str]] = None) -> None:
+    """Append what differs under ``key``: objects key by key, lists of strings as sets; a fact
+    one recording lacks where absence is no fact goes to ``notes`` (not compared)."""
     if x == y:
         return
     if isinstance(x, Mapping) and isinstance(y, Mapping):
+        recorded = key in _RECORDED_KEYS
         for sub in list(x) + [k for k in y if k not in x]:
-            _diff_facts(f"{key}.{sub}", x.get(sub, _ABSENT), y.get(sub, _ABSENT), out)
+            left, right = x.get(sub, _ABSENT), y.get(sub, _ABSENT)
+            if (left is _ABSENT or right is _ABSENT) and notes is not None and (recorded or None in (left, right)):
+                notes.append(f"{key}.{sub}: only {'B' if left is _ABSENT else 'A'} recorded it; not compared")
+                continue
+            _diff_facts(f"{key}.{sub}", left, right, out, notes)
     elif isinstance(x, list) and isinstance(y, list) and all(isinstance(i, str) for i in x + y):
         # Sets for membership: a list searched per item made this quadratic (issue #19: 12,800
         # CPU flags took 1.9 s); the order shown is each list's own.
@@ -395,12 +407,12 @@ def _fact_changes(a: ProbeResult, b: ProbeResult, notes: List[str]) -> List[Fact
     for key in ("kernel", "arch", "api_version"):
         _diff_facts(key, getattr(a, key), getattr(b, key), changes)
     if a.host is not None and b.host is not None:
-        _diff_facts("host", a.host.to_dict(), b.host.to_dict(), changes)
+        _diff_facts("host", a.host.to_dict(), b.host.to_dict(), changes, notes)
     elif a.host is not None or b.host is not None:
         notes.append(f"host facts: only {'A' if a.host is not None else 'B'} recorded them; not compared")
     _run_changes(a, b, changes, notes)
     if a.confidential is not None and b.confidential is not None:
-        _diff_facts("confidential", a.confidential.to_dict(), b.confidential.to_dict(), changes)
+        _diff_facts("confidential", a.confidential.to_dict(), b.confidential.to_dict(), changes, notes)
     elif a.confidential is not None or b.confidential is not None:
         notes.append(f"confidential-VM facts: only {'A' if a.confidential is not None else 'B'} recorded them; not compared")
     return changes
@@ -431,23 +443,27 @@ def _run_changes(a: ProbeResult, b: ProbeResult, changes: List[FactChange], note
                      + " (timings are shown, not compared)")  # fmt: skip
 
 
-def _verdicts(a: ProbeResult, b: ProbeResult) -> List[VerdictChange]:
+def _verdicts(a: ProbeResult, b: ProbeResult, notes: List[str]) -> List[VerdictChange]:
+    """The verdicts that changed between ready and not ready; one that cannot be told on a host
+    (``unknown``: its recording lacks an answer) is noted, never a change."""
     changes: List[VerdictChange] = []
     theirs = set(vmm_names(b.arch))
+    pairs: List[Tuple[str, Any, Any]] = []
     for name in vmm_names(a.arch):
-        if name not in theirs:
-            continue
-        left, right = check_vmm(name, a), check_vmm(name, b)
-        if left.ready != right.ready:
-            changes.append(
-                VerdictChange(name, left.display_name, left.ready, right.ready, left.summary(), right.summary())
-            )
+        if name in theirs:
+            pairs.append((name, check_vmm(name, a), check_vmm(name, b)))
     if is_x86(a.arch) and is_x86(b.arch):
         # Recorded facts (or, for a live host, what was gathered for it): the device is not asked.
         # Judged once per result, as the CPU is decoded once.
-        for was, now in zip(_judged(a).verdicts, _judged(b).verdicts):
-            if was.ready != now.ready:
-                changes.append(VerdictChange(was.kind, was.display_name, was.ready, now.ready, was.summary(), now.summary()))
+        pairs += [(was.kind, was, now) for was, now in zip(_judged(a).verdicts, _judged(b).verdicts)]
+    for name, left, right in pairs:
+        unknown = [side for side, verdict in (("A", left), ("B", right)) if verdict.state == "unknown"]
+        if unknown:
+            if left.state != right.state:
+                notes.append(f"{left.display_name}: cannot tell on {' and '.join(unknown)} (not recorded); not compared")
+            continue
+        if left.ready != right.ready:
+            changes.append(VerdictChange(name, left.display_name, left.ready, right.ready, left.summary(), right.summary()))
     return changes
 
 
@@ -516,7 +532,7 @@ def diff_hosts(a: ProbeResult, b: ProbeResult) -> HostDiff:
         changed=tuple(changed),
         vm_changed=tuple(vm_changes),
         facts=tuple(facts),
-        verdicts=tuple(_verdicts(a, b)),
+        verdicts=tuple(_verdicts(a, b, notes)),
         notes=tuple(notes),
         cpu=tuple(cpu_changes),
     )

@@ -133,13 +133,16 @@ class TraceEntry(NamedTuple):
 
     ``answers`` are what the command got, in the order first given (a negative one is -errno);
     empty when the calls went to the kernel and the tracer could not see the result.
-    ``emulated``: kvmprobe answered, not the kernel; ``masked``: kvmprobe answered 0 (``mask``
-    named it, or the emulated host lacks it). ``kernel`` is the kernel's own answer where seen.
+    ``emulated``: kvmprobe answered, not the kernel; ``masked``: kvmprobe answered 0 because
+    ``mask`` named it. ``kernel`` is the kernel's own answer where seen. ``how`` says who
+    answered and why: ``masked``, ``absent on that host`` (the emulated host lacks it: 0),
+    ``not recorded`` (the recording has no answer for it: 0, and a note says kvmprobe cannot
+    know that host's), ``recorded`` or ``kernel``.
 
     Example:
         >>> e = TraceEntry(36, "KVM_CAP_IOEVENTFD", "system", 2, (0,), True, True, 1)
-        >>> e.answer_text, e.to_dict()["masked"]
-        ('0', True)
+        >>> e.answer_text, e.to_dict()["masked"], e.how
+        ('0', True, 'masked')
     """
 
     number: int
@@ -150,6 +153,19 @@ class TraceEntry(NamedTuple):
     emulated: bool
     masked: bool
     kernel: Optional[int]
+    reason: str = ""
+
+    @property
+    def how(self) -> str:
+        """``masked``, ``absent on that host``, ``not recorded``, ``recorded`` or ``kernel``.
+
+        Example:
+            >>> TraceEntry(3, "KVM_CAP_USER_MEMORY", "system", 1, (0,), True, False, None, "not recorded").how
+            'not recorded'
+        """
+        if self.reason:
+            return self.reason
+        return "masked" if self.masked else "recorded" if self.emulated else "kernel"
 
     @property
     def answer_text(self) -> str:
@@ -162,7 +178,7 @@ class TraceEntry(NamedTuple):
         """A JSON-ready object."""
         return {"name": self.name, "number": self.number, "fd": self.fd, "calls": self.calls,
                 "answers": list(self.answers), "emulated": self.emulated, "masked": self.masked,
-                "kernel": self.kernel}
+                "how": self.how, "kernel": self.kernel}
 
 
 class Trace(NamedTuple):
@@ -195,16 +211,20 @@ class Trace(NamedTuple):
         lines = [f"# traced by {self.tracer}: {self.why}",
                  f"{'CAPABILITY':<40} {'NUMBER':>6}  {'FD':<6} {'CALLS':>5}  {'ANSWER':<7} HOW"]
         for e in self.entries:
-            how = "masked" if e.masked else "recorded" if e.emulated else "kernel"
+            how = e.how
             if e.kernel is not None and e.emulated:
                 how += f" (kernel: {e.kernel})"
             lines.append(f"{e.name:<40} {e.number:>6}  {e.fd:<6} {e.calls:>5}  {e.answer_text:<7} {how}")
         caps = len({e.number for e in self.entries})
         calls = sum(e.calls for e in self.entries)
-        masked = len({e.number for e in self.entries if e.masked})
+        counts = [f"{len({e.number for e in self.entries if e.masked})} masked"]
+        for reason in ("absent on that host", "not recorded"):
+            count = len({e.number for e in self.entries if e.how == reason})
+            if count:
+                counts.append(f"{count} {reason}")
         lines.append(
             f"{caps} {_plural(caps, 'capability', 'capabilities')} asked in {calls} {_plural(calls, 'call', 'calls')} "
-            f"({masked} masked); KVM_GET_API_VERSION asked {self.api_version_calls} "
+            f"({', '.join(counts)}); KVM_GET_API_VERSION asked {self.api_version_calls} "
             f"{_plural(self.api_version_calls, 'time', 'times')}"
             + (f"; {self.dropped} calls of further numbers not kept" if self.dropped else "")
         )
@@ -222,10 +242,16 @@ def _name(number: int) -> str:
         return f"capability {number}"
 
 
-def _trace(tally: Tally, policy: Policy, tracer: str, why: str) -> Trace:
+def _trace(tally: Tally, policy: Policy, tracer: str, why: str, masked: Sequence[Cap] = (),
+           host: Optional[ProbeResult] = None) -> Trace:  # fmt: skip
+    named = {int(cap) for cap in masked}
+    unrecorded = {int(cap) for cap in host.not_recorded} if host is not None else set()
     entries = []
     for (number, kind), answers in tally.calls.items():
         given = policy.answer(kind, number)
+        reason = ""
+        if given == 0:  # kvmprobe answered 0: say why, as only --mask "masks"
+            reason = "masked" if number in named else "not recorded" if number in unrecorded else "absent on that host"
         entries.append(TraceEntry(
             number=number,
             name=_name(number),
@@ -233,8 +259,9 @@ def _trace(tally: Tally, policy: Policy, tracer: str, why: str) -> Trace:
             calls=sum(answers.values()),
             answers=tuple(a for a in answers if a is not None),
             emulated=given is not None,
-            masked=given == 0,
+            masked=number in named,
             kernel=tally.kernel.get((number, kind)),
+            reason=reason,
         ))
     return Trace(tracer, why, tuple(entries), tally.api_version_calls, tally.dropped)
 
@@ -329,21 +356,31 @@ def emulate(
     mode = SUPERVISOR if exact or which == SUPERVISOR or not policy.filter_only() else FILTER
     outcome = _supervisor.run_command(words, policy, mode=mode, tracer=which, strace=strace, stdin=stdin,
                                       stdout=stdout, stderr=stderr, timeout=timeout, new_session=timeout is not None)
-    notes = _notes(outcome.tally, policy) if outcome.tally is not None else ()
-    traced = _trace(outcome.tally, policy, which, why) if which is not None and outcome.tally is not None else None
+    notes = _notes(outcome.tally, policy, masked, result) if outcome.tally is not None else ()
+    traced = (_trace(outcome.tally, policy, which, why, masked, result)
+              if which is not None and outcome.tally is not None else None)  # fmt: skip
     hidden = tuple(cap for cap in Cap if policy.answer(SYSTEM, int(cap)) == 0) if result is not None else masked
     return EmulationResult(outcome.returncode, outcome.timed_out, mode, result.source if result else None,
                            hidden, traced, notes)
 
 
-def _notes(tally: Tally, policy: Policy) -> Tuple[str, ...]:
-    """Where the recording claimed more than this kernel has: the command was told a
-    capability is there whose ioctls will fail here."""
+def _notes(tally: Tally, policy: Policy, masked: Sequence[Cap] = (), host: Optional[ProbeResult] = None) -> Tuple[str, ...]:
+    """Where the recording claimed more than this kernel has (the command was told a capability
+    is there whose ioctls will fail here), and where it has no answer at all (told 0, unknown)."""
+    notes = []
     beyond = sorted({number for (number, kind), real in tally.kernel.items()
                      if real == 0 and (policy.answer(kind, number) or 0) > 0})
-    if not beyond:
-        return ()
-    names = ", ".join(_name(n) for n in beyond)
-    return (f"the emulated host offers {names}, which this kernel lacks: the command was told "
-            f"{'it is' if len(beyond) == 1 else 'they are'} there, and using {'it' if len(beyond) == 1 else 'them'} fails here",)
+    if beyond:
+        names = ", ".join(_name(n) for n in beyond)
+        notes.append(f"the emulated host offers {names}, which this kernel lacks: the command was told "
+                     f"{'it is' if len(beyond) == 1 else 'they are'} there, and using {'it' if len(beyond) == 1 else 'them'} fails here")
+    named = {int(cap) for cap in masked}
+    asked = {number for number, _ in tally.calls}
+    unknown = sorted(int(cap) for cap in host.not_recorded if int(cap) in asked and int(cap) not in named) if host else []
+    if unknown:
+        names = ", ".join(_name(n) for n in unknown)
+        one = len(unknown) == 1
+        notes.append(f"{names} {'is' if one else 'are'} not recorded for the emulated host: the command was told 0, "
+                     f"but that host's answer is not known")
+    return tuple(notes)
 

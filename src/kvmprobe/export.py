@@ -1,10 +1,21 @@
 """Render a probed host for the systems that already run fleets: NFD labels and Prometheus.
 
-Imports ``probing``, ``caps``, ``_bitmasks``, ``_labels``, ``_ioctl``, ``_version`` and, where a
-host has CPU data, ``_cpu_view``. Both renderers are pure: they take what was learned about one host (a
-:class:`~kvmprobe.ProbeResult`, or ``None`` when the device could not be reached, plus the
-verdict, the nested setting and each VMM's readiness) and return text; writing the text is
-:func:`kvmprobe.write_atomic`'s job, gathering the facts the CLI's.
+Imports ``probing``, ``caps``, ``_bitmasks``, ``_labels``, ``_ioctl``, ``_version``, ``_value`` and,
+where a host has CPU data, ``_cpu_view``; :func:`gather` also ``diagnosis``, ``profiles``,
+``guest``, ``host``, ``device`` and ``errors``. Both renderers are pure: they take what was
+learned about one host (a :class:`~kvmprobe.ProbeResult`, or ``None`` when the device could not
+be reached, plus the verdict, the nested setting and each VMM's readiness) and return text;
+writing the text is :func:`kvmprobe.write_atomic`'s job. :func:`gather` learns it all about one
+host (:class:`Gathered`).
+
+A verdict has three states (``profiles.STATES``), and "cannot tell" is never written as "no":
+a VMM whose readiness cannot be told (a recording without an answer it needs) gets no
+``ready`` label or ``kvm_vmm_ready`` sample, but ``vmm.<id>.unknown=true`` /
+``kvm_vmm_unknown{vmm} 1``. A VMM ready only on conditions of the KVM backend (a PVM guest
+kernel on ``kvm_pvm``) keeps ``ready=true`` and says so: ``vmm.<id>.condition=<backend>`` /
+``kvm_vmm_condition{vmm,backend} 1`` (select on ``ready=true`` without ``condition`` for what
+``check --strict`` accepts). Confidential kinds likewise (``cc.<kind>.unknown``,
+``kvm_confidential_unknown{kind}``).
 
 * :func:`nfd_features`: a feature file for Kubernetes Node Feature Discovery's ``local``
   source (``/etc/kubernetes/node-feature-discovery/features.d/``): one
@@ -27,9 +38,12 @@ The labels, under ``prefix`` (default :data:`DEFAULT_PREFIX`)::
     kvm.cap.<name>.<bit>=true      each bit set in a selected bit-mask capability's answer, by name
     kvm.vm-type.<type>=true        each VM type KVM_CAP_VM_TYPES offers (default, sev, sev-es, snp, tdx, ...)
     cc.<kind>.ready=true|false     each confidential-guest kind judged (sev, sev-es, sev-snp, tdx)
+    cc.<kind>.unknown=true         instead of ready, when the recording cannot tell
     kvm.capability-query-errors=N  only when N selected capabilities' queries failed: those have no
                                    label, and are unknown rather than unsupported
     vmm.<id>.ready=true|false      each VMM profile's verdict
+    vmm.<id>.unknown=true          instead of ready, when the recording cannot tell
+    vmm.<id>.condition=<backend>   ready only on conditions of that KVM backend (kvm_pvm)
     kvm.cpu-class=<hash>           the CPU compatibility class (kvmprobe.compat.cpu_class), x86 with CPU data
     kvm.cpu-vendor=<vendor>        the CPU vendor a guest sees
     kvm.cpu.<feature>=true         each feature a guest gets that /proc/cpuinfo names; the others
@@ -41,7 +55,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from ._bitmasks import MASKS, VM_TYPES, decode_mask
 from ._ioctl import KVM_API_VERSION
@@ -54,10 +68,13 @@ __all__ = [
     "CPU_LABELS",
     "CapSelection",
     "DEFAULT_PREFIX",
+    "Gathered",
+    "VerdictState",
     "NFD_MAX_FILE_SIZE",
     "Unavailable",
     "cap_label_name",
     "check_prefix",
+    "gather",
     "is_label_value",
     "is_qualified_name",
     "label_name",
@@ -105,14 +122,55 @@ def _bit_labels(result: ProbeResult, cap: Cap, value: int) -> List[Tuple[str, st
     ]
 
 
-def _cc_label_name(kind: str) -> str:
-    head, tail = "cc.", ".ready"
+def _cc_label_name(kind: str, tail: str = ".ready") -> str:
+    head = "cc."
     return head + label_name(kind, max_length=NAME_MAX - len(head) - len(tail)) + tail
 
 
-def _vmm_label_name(vmm: str) -> str:
-    head, tail = "vmm.", ".ready"
+def _vmm_label_name(vmm: str, tail: str = ".ready") -> str:
+    head = "vmm."
     return head + label_name(vmm, max_length=NAME_MAX - len(head) - len(tail)) + tail
+
+
+class VerdictState(NamedTuple):
+    """One verdict as the exports write it: ``state`` (``ready``, ``not-ready``, ``unknown``)
+    and, for a VMM ready only on conditions of the KVM backend, that backend (``condition``).
+
+    Example:
+        >>> from kvmprobe.profiles import check_vmm
+        >>> from kvmprobe.testing import fake_probe_result
+        >>> VerdictState.of(check_vmm("firecracker", fake_probe_result({}))), VerdictState.of(True)
+        (VerdictState(state='not-ready', condition=None), VerdictState(state='ready', condition=None))
+    """
+
+    state: str
+    condition: Optional[str] = None
+
+    @classmethod
+    def of(cls, verdict: Any) -> "VerdictState":
+        """From a :class:`~kvmprobe.profiles.Readiness` or confidential verdict (its ``state``
+        and conditions), a bool (ready or not), ``None`` (cannot tell), or a state itself."""
+        if isinstance(verdict, VerdictState):
+            return verdict
+        if verdict is None:
+            return cls("unknown")
+        if isinstance(verdict, bool):
+            return cls("ready" if verdict else "not-ready")
+        if isinstance(verdict, str):
+            return cls(verdict)
+        conditional = verdict.state == "ready" and getattr(verdict, "conditions", ())
+        return cls(verdict.state, (getattr(verdict, "kvm_backend", None) or "unknown-backend") if conditional else None)
+
+
+def _verdict_labels(name: str, verdict: Any, label: Any) -> List[Tuple[str, str]]:
+    """``<name>.ready=true|false``, or ``<name>.unknown=true``; ``<name>.condition=<backend>``."""
+    state = VerdictState.of(verdict)
+    if state.state == "unknown":
+        return [(label(name, ".unknown"), "true")]
+    pairs = [(label(name, ".ready"), _bool(state.state == "ready"))]
+    if state.condition is not None:
+        pairs.append((label(name, ".condition"), label_name(state.condition)))
+    return pairs
 
 
 def select_caps(selection: CapSelection = "all") -> Tuple[Cap, ...]:
@@ -202,11 +260,11 @@ def _labels(
     *,
     usable: bool,
     nested: Optional[bool],
-    vmm_ready: Mapping[str, bool],
+    vmm_ready: Mapping[str, Any],
     unavailable: Unavailable,
     prefix: str,
     caps: Tuple[Cap, ...],
-    cc_ready: Mapping[str, bool],
+    cc_ready: Mapping[str, Any],
 ) -> List[Tuple[str, str]]:
     pairs: List[Tuple[str, str]] = [("kvm.usable", _bool(usable))]
     if not usable and unavailable is not None:
@@ -230,9 +288,9 @@ def _labels(
                 pairs.append((cap_label_name(cap), str(raw)))
                 pairs.extend(_bit_labels(result, cap, raw))
     for vmm in sorted(vmm_ready):
-        pairs.append((_vmm_label_name(vmm), _bool(vmm_ready[vmm])))
+        pairs.extend(_verdict_labels(vmm, vmm_ready[vmm], _vmm_label_name))
     for kind in cc_ready:
-        pairs.append((_cc_label_name(kind), _bool(cc_ready[kind])))
+        pairs.extend(_verdict_labels(kind, cc_ready[kind], _cc_label_name))
     return [(f"{prefix}/{name}", value) for name, value in pairs]
 
 
@@ -241,12 +299,12 @@ def nfd_features(
     *,
     usable: Optional[bool] = None,
     nested: Optional[bool] = None,
-    vmm_ready: Optional[Mapping[str, bool]] = None,
+    vmm_ready: Optional[Mapping[str, Any]] = None,
     unavailable: Unavailable = None,
     prefix: str = DEFAULT_PREFIX,
     caps: CapSelection = "all",
     expiry_time: Optional[datetime] = None,
-    cc_ready: Optional[Mapping[str, bool]] = None,
+    cc_ready: Optional[Mapping[str, Any]] = None,
     cpu: str = "all",
 ) -> str:
     """The NFD feature file for one host: one ``<prefix>/<name>=<value>`` label per line.
@@ -262,7 +320,9 @@ def nfd_features(
         usable: kvmprobe's verdict (default: a result answering API version 12).
         nested: whether nested virtualization is on (default: from ``result.host`` when recorded;
             ``None`` leaves the label out).
-        vmm_ready: each VMM profile id and whether it can run here.
+        vmm_ready: each VMM profile id and whether it can run here: a bool, ``None`` (cannot
+            tell), a :class:`~kvmprobe.profiles.Readiness` or a :class:`VerdictState` (these
+            two also carry a condition of the KVM backend).
         unavailable: why KVM cannot be used: the error that kept the device out of reach, or
             a short text such as the failed doctor check's id (sets ``kvm.unavailable``; makes
             ``usable`` false).
@@ -272,7 +332,7 @@ def nfd_features(
             after that moment unless the file was rewritten, so a node whose exporter
             stopped does not keep claiming KVM forever.
         cc_ready: each confidential-guest kind (``sev-snp``) and whether it can run here
-            (:func:`kvmprobe.confidential.assess`).
+            (:func:`kvmprobe.confidential.assess`), as ``vmm_ready``.
         cpu: what of the guest CPU to label, where the result has CPU data: ``all`` (the
             class, the vendor and the features), ``class`` (the class and the vendor), ``none``.
 
@@ -384,10 +444,10 @@ def prometheus_text(
     *,
     usable: Optional[bool] = None,
     nested: Optional[bool] = None,
-    vmm_ready: Optional[Mapping[str, bool]] = None,
+    vmm_ready: Optional[Mapping[str, Any]] = None,
     unavailable: Unavailable = None,
     caps: CapSelection = "all",
-    cc_ready: Optional[Mapping[str, bool]] = None,
+    cc_ready: Optional[Mapping[str, Any]] = None,
     cc_blocking: Optional[Mapping[str, str]] = None,
     cpu: str = "all",
 ) -> str:
@@ -397,13 +457,16 @@ def prometheus_text(
     the reason is known), ``kvm_api_version``, ``kvm_capability{name,number}`` (the raw
     ``KVM_CHECK_EXTENSION`` answer, 0 when unsupported, for each selected capability),
     ``kvm_capability_query_errno{name,number}`` (a query the kernel failed),
-    ``kvm_vmm_ready{vmm}`` (1/0), ``kvm_nested_enabled`` (1/0, absent when unknown),
+    ``kvm_vmm_ready{vmm}`` (1/0; none for a VMM the recording cannot tell about, which has
+    ``kvm_vmm_unknown{vmm}`` 1 instead), ``kvm_vmm_condition{vmm,backend}`` (1: ready only on
+    conditions of that KVM backend), ``kvm_nested_enabled`` (1/0, absent when unknown),
     ``kvm_run_ok`` (1/0: ``KVM_RUN`` ran the micro-guest), ``kvm_run_exit_seconds`` (the median
     cost of an exit to user space) and ``kvm_run_slowdown_ratio`` (guest time over native time of
     the same loop), all three only when the micro-guest ran,
     ``kvm_capability_bit{name,bit}`` (1/0 for each named bit of a selected bit-mask capability
     the kernel answered), ``kvm_vm_type{type,number}`` (1/0 for each VM type, when
-    ``KVM_CAP_VM_TYPES`` answered), ``kvm_confidential_ready{kind}`` (1/0),
+    ``KVM_CAP_VM_TYPES`` answered), ``kvm_confidential_ready{kind}`` (1/0; or
+    ``kvm_confidential_unknown{kind}`` 1),
     ``kvm_confidential_blocked{kind,layer}`` (1, the layer that stops a kind) and
     ``kvm_probe_info{kernel,arch,device,source,backend,version}`` (1). No timestamps:
     node_exporter refuses them in textfiles.
@@ -466,17 +529,35 @@ def prometheus_text(
         )
     if result is not None:
         _mask_gauges(out, result, chosen)
-    ready = vmm_ready or {}
+    ready = {vmm: VerdictState.of(verdict) for vmm, verdict in sorted((vmm_ready or {}).items())}
     out.gauge(
         "kvm_vmm_ready",
-        "Whether each VMM profile can run on this host (1) or not (0), by kvmprobe's readiness check.",
-        [_sample("kvm_vmm_ready", int(ready[vmm]), {"vmm": vmm}) for vmm in sorted(ready)],
+        "Whether each VMM profile can run on this host (1) or not (0), by kvmprobe's readiness check "
+        "(no sample when it cannot tell: see kvm_vmm_unknown).",
+        [_sample("kvm_vmm_ready", int(v.state == "ready"), {"vmm": vmm}) for vmm, v in ready.items() if v.state != "unknown"],
     )
-    kinds = cc_ready or {}
+    out.gauge(
+        "kvm_vmm_unknown",
+        "A VMM profile whose readiness cannot be told: the recording lacks an answer it needs (1; present only then).",
+        [_sample("kvm_vmm_unknown", 1, {"vmm": vmm}) for vmm, v in ready.items() if v.state == "unknown"],
+    )
+    out.gauge(
+        "kvm_vmm_condition",
+        "A VMM profile that is ready only on conditions of this KVM backend (the backend label); 'check --strict' says no.",
+        [_sample("kvm_vmm_condition", 1, {"vmm": vmm, "backend": v.condition}) for vmm, v in ready.items()
+         if v.condition is not None],
+    )
+    kinds = {kind: VerdictState.of(verdict) for kind, verdict in (cc_ready or {}).items()}
     out.gauge(
         "kvm_confidential_ready",
         "Whether each kind of confidential guest can run here (1) or not (0), by kvmprobe's layer-by-layer check.",
-        [_sample("kvm_confidential_ready", int(kinds[kind]), {"kind": kind}) for kind in kinds],
+        [_sample("kvm_confidential_ready", int(v.state == "ready"), {"kind": kind}) for kind, v in kinds.items()
+         if v.state != "unknown"],
+    )
+    out.gauge(
+        "kvm_confidential_unknown",
+        "A kind of confidential guest whose readiness cannot be told: the recording lacks KVM_CAP_VM_TYPES (1).",
+        [_sample("kvm_confidential_unknown", 1, {"kind": kind}) for kind, v in kinds.items() if v.state == "unknown"],
     )
     out.gauge(
         "kvm_confidential_blocked",
@@ -555,3 +636,104 @@ def _mask_gauges(out: _Metrics, result: ProbeResult, chosen: Tuple[Cap, ...]) ->
             "Whether KVM_CREATE_VM accepts each VM type (KVM_CAP_VM_TYPES): 1 yes, 0 no.",
             [_sample("kvm_vm_type", types >> vm.number & 1, {"type": vm.name, "number": str(vm.number)}) for vm in VM_TYPES],
         )
+
+
+# --- What one host's export says -----------------------------------------------------------------
+
+
+class Gathered(NamedTuple):
+    """What the renderers need about one host, and why it is not usable when it is not.
+
+    ``vmm`` and ``confidential`` map each VMM profile id and confidential kind to its
+    :class:`VerdictState`; ``cc_blocking`` each confidential kind not ready to the layer that
+    blocks it. ``live``: the host was probed now (not ``--snapshot``); ``why``: the diagnosis's
+    summary, or the error that kept the device out of reach.
+
+    Example:
+        >>> from kvmprobe.testing import fake_probe_result
+        >>> host = gather(fake_probe_result({}))
+        >>> host.live, host.vmm["firecracker"]
+        (False, VerdictState(state='not-ready', condition=None))
+    """
+
+    result: Optional[ProbeResult]
+    live: bool
+    usable: bool
+    nested: Optional[bool]
+    vmm: Dict[str, VerdictState]
+    unavailable: Unavailable
+    why: str
+    confidential: Optional[Dict[str, VerdictState]] = None
+    cc_blocking: Optional[Dict[str, str]] = None
+
+
+def gather(
+    result: Optional[ProbeResult] = None,
+    *,
+    device: Optional[str] = None,
+    backend: Optional[Any] = None,
+    cpu: bool = True,
+) -> Gathered:
+    """Learn what an export says about one host: the probe (``result``, a recorded host; else
+    this host, probed now), the diagnosis's verdict and nested setting, each built-in VMM's
+    readiness and each confidential kind's.
+
+    Live, the probe also creates a VM (``probe(vm=True)``): that is the decisive test of a usable
+    KVM, and the device is opened once; with the default backend the micro-guest checks run too
+    (:func:`kvmprobe.guest.with_run`: ``kvm.run``, ``kvm_run_*``; well under a second). When the
+    device cannot be used at all, the error is the reason, every VMM is not ready, and the host
+    facts that need no device still count (nested).
+
+    Args:
+        result: a recorded host (``None``: probe this one).
+        device, backend: this host's KVM device and ioctl backend (live only).
+        cpu: also ask KVM's CPU questions live (the CPU class and feature labels).
+
+    Raises:
+        KvmUnavailable: never for a live host (that is exported as such); SnapshotError and
+            friends only through ``result``'s loading, which is the caller's.
+
+    Example:
+        >>> from kvmprobe.testing import fake_probe_result
+        >>> cut = fake_probe_result({c: 1 for c in Cap}, not_recorded=["IMMEDIATE_EXIT"])
+        >>> gather(cut).vmm["cloud-hypervisor"].state
+        'unknown'
+    """
+    from .diagnosis import Status, diagnose
+    from .errors import KvmUnavailable
+    from .profiles import check_vmm, vmm_names
+
+    live = result is None
+    if result is None:
+        from .probing import probe
+
+        try:
+            result = probe(device, vm=True, backend=backend, cpu=cpu)
+        except KvmUnavailable as err:
+            from .device import device_path
+            from .host import read_host_facts
+
+            facts = read_host_facts(device=device_path(device))
+            return Gathered(None, live=True, usable=False, nested=facts.nested_enabled,
+                            vmm={name: VerdictState("not-ready") for name in vmm_names(facts.machine)},
+                            unavailable=err, why=str(err))  # fmt: skip
+        if backend is None and result.source == "live":  # a fake's host (fake_kvm, a backend) runs no guest
+            from .guest import with_run
+
+            result = with_run(result)
+    diagnosis = diagnose(result)
+    failed = next((c for c in diagnosis.checks if c.decisive and c.status is Status.FAIL), None)
+    unavailable: Unavailable = None
+    if not diagnosis.usable:
+        unavailable = failed.id if failed is not None else "not-usable"
+    vmm = {
+        name: VerdictState.of(check_vmm(name, result, arch=result.arch)) if diagnosis.usable else VerdictState("not-ready")
+        for name in vmm_names(result.arch)
+    }
+    cc = diagnosis.confidential  # x86 hosts whose KVM is usable: from the answers in hand
+    return Gathered(
+        result, live=live, usable=diagnosis.usable, nested=diagnosis.facts.nested_enabled,
+        vmm=vmm, unavailable=unavailable, why=diagnosis.summary,
+        confidential=None if cc is None else {v.kind: VerdictState.of(v) for v in cc.verdicts},
+        cc_blocking=None if cc is None else {v.kind: v.blocking for v in cc.verdicts if v.blocking},
+    )  # fmt: skip

@@ -62,6 +62,7 @@ __all__ = [
     "describe_ns",
     "run_checks",
     "run_guest",
+    "with_run",
 ]
 
 #: The CPU modes a guest can start in.
@@ -552,6 +553,32 @@ def run_checks(
         exit_cost=_exit_cost(long.exits),
         compute=_compute(long.exits, iterations, extras.get("native")),
     )
+
+
+def with_run(result: Any, *, backend: Optional[Backend] = None) -> Any:
+    """``result`` (a live :class:`~kvmprobe.ProbeResult`) with the standard micro-guest checks
+    (:func:`run_checks`) run on its device through ``backend``, in ``result.run``. Where the
+    micro-guest cannot run (not x86_64) the result comes back as it is: its run is not recorded,
+    never "failed". ``snapshot --run`` and ``export`` both attach runs through here.
+
+    Raises:
+        GuestError: ``result`` is recorded (its guests cannot be run now).
+        KvmUnavailable: the device stopped answering.
+
+    Example:
+        >>> from kvmprobe.testing import fake_probe_result
+        >>> made = fake_probe_result({}, arch="aarch64")
+        >>> with_run(made) is made
+        True
+    """
+    if canonical(result.arch) != "x86_64":
+        return result
+    if result.source != "live":
+        raise GuestError(f"{result.source} is a recorded host: its guests cannot be run now",
+                         hint="run the checks on the host itself ('kvmprobe snapshot --run -o FILE')")  # fmt: skip
+    from ._value import replace
+
+    return replace(result, run=run_checks(device=result.device, backend=backend))
 
 
 def _ported(exits: Sequence[GuestExit], low: int, high: int) -> List[GuestExit]:

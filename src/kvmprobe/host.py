@@ -16,7 +16,7 @@ from ._host_facts import (
     GroupEntry,
     HostFacts,
 )
-from ._host_reader import read_host_facts
+from ._host_reader import kvm_backend_of, read_host_facts
 
 __all__ = [
     "DEVICE_PATHS",
@@ -27,5 +27,6 @@ __all__ = [
     "DeviceNode",
     "GroupEntry",
     "HostFacts",
+    "kvm_backend_of",
     "read_host_facts",
 ]

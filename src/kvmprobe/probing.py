@@ -1,7 +1,8 @@
 """The batch probe: one pass over the whole capability table, cached, thread-safe.
 
-Imports ``device``, ``caps``, ``_cap_values``, ``_backend``, ``_arch``, ``errors`` and, for the
-types a result carries, ``_host_facts``, ``_cpu_record``, ``_cc_facts`` and ``_guest_report``.
+Imports ``device``, ``caps``, ``_cap_values``, ``_backend``, ``_arch``, ``errors``, for the types a
+result carries ``_host_facts``, ``_cpu_record``, ``_cc_facts`` and ``_guest_report``, and (for a live
+probe through a real backend, the KVM module behind the device) ``_host_reader``.
 ``probe()`` opens the device once, asks ``KVM_GET_API_VERSION`` and ``KVM_CHECK_EXTENSION`` for
 every ``Cap`` member, closes the fd and returns an immutable :class:`ProbeResult`. Later calls
 return the cached result until ``probe(refresh=True)``; ``has()`` and ``value()`` then cost one dict
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from ._arch import is_x86
+from ._backend import BackendBase
 from ._cap_values import CapValues
 from .caps import Cap
 from .device import KvmDevice, device_path
@@ -97,7 +99,7 @@ class Derivation:
 _FIELDS = (
     "device", "api_version", "values", "arch", "kernel", "backend", "errors", "vm_values", "vm_errors", "vm_created",
     "source", "host", "confidential", "unknown", "recorded_at", "recorded_by", "synthesized", "derivation", "run",
-    "cpu", "not_recorded",
+    "cpu", "not_recorded", "real_backend",
 )  # fmt: skip
 
 
@@ -123,6 +125,8 @@ class ProbeResult:
     recorded (:func:`kvmprobe.guest.run_checks`; ``None``: not recorded, which is not
     "failed"). ``cpu`` holds KVM's raw CPU answers (CPUID, MSRs, XSAVE, TSC) when probed with
     ``cpu=True`` or recorded; ``None``: not recorded (``kvmprobe.cpu()`` decodes it).
+    ``real_backend`` says a real backend (cffi, ctypes) asked this machine's device, so this
+    machine's host facts describe the answers (:attr:`kvm_backend` reads its KVM module once).
     The result is immutable (``dataclasses.replace`` makes a changed copy) and compared by
     identity.
 
@@ -156,6 +160,7 @@ class ProbeResult:
     run: Optional[RunReport]
     cpu: Optional[CpuRecord]
     not_recorded: FrozenSet[Cap]
+    real_backend: bool
     if TYPE_CHECKING:
         # What has()/value() answer from with one dict hit: the answers by member (a plain int
         # finds its member too) and the names resolved once; made on the first such call.
@@ -186,6 +191,7 @@ class ProbeResult:
         run: Optional[RunReport] = None,
         cpu: Optional[CpuRecord] = None,
         not_recorded: FrozenSet[Cap] = _NONE,
+        real_backend: bool = False,
     ) -> None:
         # One copy of each mapping, in a form nobody can change (none when given one already).
         setter = object.__setattr__
@@ -210,6 +216,7 @@ class ProbeResult:
         setter(self, "run", run)
         setter(self, "cpu", cpu)
         setter(self, "not_recorded", not_recorded if not_recorded.__class__ is frozenset else frozenset(not_recorded))
+        setter(self, "real_backend", real_backend)
         setter(self, "_lookup", None)
         setter(self, "_memo", None)
 
@@ -223,6 +230,30 @@ class ProbeResult:
         if key not in memo:
             memo[key] = make()
         found: _T = memo[key]
+        return found
+
+    @property
+    def kvm_backend(self) -> Optional[str]:
+        """The KVM module behind the device (``kvm_intel``, ``kvm_amd``, ``kvm_pvm``, ``built-in``,
+        as :attr:`kvmprobe.host.HostFacts.kvm_backend`): from the host facts the answers were
+        recorded with, else, when a real backend probed this machine (``real_backend``), this
+        machine's, read once per result on first use (a directory listing of ``/sys/module``,
+        kept off the probe itself, which is timed against C); ``None``: not known (a fake
+        backend's or a made-up host's answers say nothing of this machine's module).
+
+        Example:
+            >>> from kvmprobe.presets import load_preset
+            >>> from kvmprobe.testing import fake_probe_result
+            >>> load_preset("pvm-6.18").kvm_backend, fake_probe_result({}).kvm_backend
+            ('kvm_pvm', None)
+        """
+        if self.host is not None:
+            return self.host.kvm_backend
+        if not self.real_backend:
+            return None
+        from ._host_reader import kvm_backend_of  # once per result, only when a verdict asks
+
+        found: Optional[str] = self._remembered("kvm_backend", kvm_backend_of)
         return found
 
     @property
@@ -397,7 +428,13 @@ def probe_device(kvm: KvmDevice, *, vm: bool = False, cpu: bool = False) -> Prob
         vm_errors=vm_errors,
         vm_created=vm,
         cpu=record,
+        real_backend=_is_real(kvm.backend),
     )
+
+
+def _is_real(backend: Any) -> bool:
+    """Whether ``backend`` is a real one (cffi, ctypes): its answers are this machine's kernel's."""
+    return isinstance(backend, BackendBase)
 
 
 def _split(answers: Tuple[List[int], List[int]]) -> Tuple[CapValues, Mapping[Cap, int]]:

@@ -23,7 +23,7 @@ import os
 from . import probing
 from ._profile import KINDS, Profile, Requirement
 from ._profile_file import MAX_PROFILE_BYTES, load_profile
-from ._readiness import Missing, Readiness
+from ._readiness import STATES, Missing, Readiness
 from ._release import format_version, parse_release
 from ._value import replace
 from ._vmm_requirements import (
@@ -44,7 +44,7 @@ from .probing import ProbeResult
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, List, Optional, Tuple, Union
+    from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "BackendConstraint",
@@ -55,8 +55,11 @@ __all__ = [
     "Profile",
     "Readiness",
     "Requirement",
+    "STATES",
     "builtin_profile",
     "builtin_profiles",
+    "check_document",
+    "check_state",
     "check_vmm",
     "load_profile",
     "resolve_vmm",
@@ -401,7 +404,7 @@ def _judged(profile: Profile, host: ProbeResult) -> Readiness:
 
     # Backend constraints (#14): a VMM that does not run on this KVM backend (gVisor's KVM
     # platform on kvm_pvm) is a problem; one that runs on conditions says which.
-    backend = _kvm_backend(host)
+    backend = host.kvm_backend  # read when probed (a real backend) or recorded: never here
     constraints = [c for c in BACKEND_CONSTRAINTS.get(profile.name, ()) if c.backend == backend]
     blocked = tuple(c for c in constraints if not c.runs)
     problems.extend(c.short + (f"; use {c.instead}" if c.instead else "") for c in blocked)
@@ -468,13 +471,99 @@ def _incompatible(profile: Profile, req: Requirement, host: ProbeResult) -> List
     return [f"{req.cap.c_name} answers {answer}{where}, and {profile.display_name} fails with it: {req.text}"]
 
 
-def _kvm_backend(host: ProbeResult) -> Optional[str]:
-    """The KVM module behind the host's ``/dev/kvm``: from its recorded facts, read here for a live
-    probe, unknown (``None``) for a made-up host without facts."""
-    if host.host is not None:
-        return host.host.kvm_backend
-    if host.source == "live":
-        from ._host_reader import facts_of_live  # a few sysfs reads, only for a live host, once per result
+# --- The check document ------------------------------------------------------------------------
 
-        return facts_of_live(host).kvm_backend
-    return None
+#: The ``check --json`` document's ``schema`` and ``schema_version`` (kvmprobe up to 0.1.0
+#: wrote ``"schema": "kvmprobe.check/1"`` without a version: the same document, version 1).
+#: Version 2: ``ready`` is ``null`` when the verdict is "cannot tell", every verdict and the
+#: document carry ``state`` (:data:`STATES`), and the document says whether ``strict`` applied.
+CHECK_SCHEMA = "kvmprobe-check"
+CHECK_SCHEMA_VERSION = 2
+
+
+def check_state(
+    verdicts: Sequence[Readiness],
+    confidential: Sequence[Any] = (),
+    *,
+    strict: bool = False,
+    installed: Optional[Sequence[Dict[str, Any]]] = None,
+) -> str:
+    """The state of a whole check: ``ready`` when every verdict is, ``not-ready`` when one says
+    no, else ``unknown`` (one cannot tell, none says no).
+
+    ``confidential`` holds :class:`~kvmprobe.confidential.ConfidentialReadiness` verdicts;
+    ``strict`` counts a VMM ready only on conditions of the KVM backend as not ready;
+    ``installed`` (what ``check --installed`` found) makes finding nothing, or a find that
+    could not be judged, not ready.
+
+    Example:
+        >>> from kvmprobe.testing import fake_probe_result
+        >>> host = fake_probe_result({c: 1 for c in Cap}, not_recorded=["IMMEDIATE_EXIT"])
+        >>> check_state([check_vmm("qemu", host)]), check_state([check_vmm("cloud-hypervisor", host)])
+        ('ready', 'unknown')
+        >>> check_state([check_vmm("cloud-hypervisor", host), check_vmm("firecracker", fake_probe_result({}))])
+        'not-ready'
+    """
+    states = [v.state for v in verdicts] + [v.state for v in confidential]
+    if strict and any(v.conditions for v in verdicts):
+        states.append("not-ready")
+    if installed is not None and (not verdicts or not all(item["range"] for item in installed)):
+        states.append("not-ready")
+    if "not-ready" in states:
+        return "not-ready"
+    return "unknown" if "unknown" in states else "ready"
+
+
+def check_document(
+    result: ProbeResult,
+    verdicts: Sequence[Readiness],
+    *,
+    confidential: Sequence[Any] = (),
+    strict: bool = False,
+    installed: Optional[Sequence[Dict[str, Any]]] = None,
+    found: Optional[Dict[int, Dict[str, Any]]] = None,
+) -> Dict[str, Any]:
+    """The ``kvmprobe check --json`` document (schema ``kvmprobe-check``, version 2).
+
+    ``ready`` is true, false, or ``null`` when the check cannot tell (``state`` ``unknown``),
+    as :func:`check_state` decides with ``strict`` (which the document records). Each VMM's
+    entry is :meth:`Readiness.to_dict` (with what ``--installed`` found about it, from
+    ``found``: profile id -> the find); ``installed`` lists every find, judged or not;
+    ``confidential`` the confidential kinds judged.
+
+    Example:
+        >>> from kvmprobe.testing import fake_probe_result
+        >>> host = fake_probe_result({c: 1 for c in Cap}, not_recorded=["IMMEDIATE_EXIT"])
+        >>> doc = check_document(host, [check_vmm("cloud-hypervisor", host)])
+        >>> doc["schema"], doc["ready"], doc["state"], doc["vmms"][0]["state"]
+        ('kvmprobe-check', None, 'unknown', 'unknown')
+    """
+    entries = []
+    for verdict in verdicts:
+        entry = verdict.to_dict()
+        item = (found or {}).get(id(verdict.profile))
+        if item is not None:
+            entry["installed"] = {key: item[key] for key in ("binary", "output", "version", "range")}
+        entries.append(entry)
+    state = check_state(verdicts, confidential, strict=strict, installed=installed)
+    doc: Dict[str, Any] = {
+        "schema": CHECK_SCHEMA,
+        "schema_version": CHECK_SCHEMA_VERSION,
+        "host": {
+            "kernel": result.kernel,
+            "arch": result.arch,
+            "api_version": result.api_version,
+            "device": result.device,
+            "source": result.source,
+            "kvm_backend": result.kvm_backend,
+        },
+        "ready": None if state == "unknown" else state == "ready",
+        "state": state,
+        "strict": strict,
+        "vmms": entries,
+    }
+    if installed is not None:
+        doc["installed"] = list(installed)
+    if confidential:
+        doc["confidential"] = [v.to_dict() for v in confidential]
+    return doc

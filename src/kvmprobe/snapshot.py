@@ -54,6 +54,7 @@ __all__ = [
     "SCHEMA_NAME",
     "SCHEMA_VERSION",
     "document_for",
+    "gather_live",
     "load_snapshot",
     "record",
     "snapshot_document",
@@ -239,34 +240,52 @@ def record(
     return document_for(probe(path, vm=vm, refresh=refresh, cpu=True), root, ask_kvm=confidential)
 
 
+def gather_live(
+    result: ProbeResult, root: str = "/", backend: Optional[Backend] = None, *, ask_kvm: bool = False
+) -> ProbeResult:
+    """``result`` with what a recording of it carries besides KVM's answers, gathered once from
+    this machine when ``result`` is live: the host facts (under ``root``), the confidential-VM
+    facts of its files (with ``ask_kvm`` also KVM's answers through ``backend``, a VM of each
+    confidential type tried when the probe made a VM) and the host's side of its CPU record
+    (its CPUID and ``/proc/cpuinfo`` flags). A recorded or made-up result is returned as it is.
+    ``document_for``, ``diff`` against this host and ``export`` all gather through here.
+
+    Example:
+        >>> from kvmprobe.testing import fake_probe_result
+        >>> made = fake_probe_result({"HLT": 1})
+        >>> gather_live(made) is made
+        True
+    """
+    if result.source != "live":
+        return result
+    from ._cc_probe import gather_confidential  # only when recording a live host
+
+    facts = result.host if result.host is not None else facts_of_live(result, root)
+    cc = result.confidential
+    if cc is None:
+        cc = gather_confidential(result.device, root=root, backend=backend, create_vms=result.vm_created,
+                                 ask_kvm=ask_kvm)  # fmt: skip
+    cpu = result.cpu
+    if cpu is not None:  # the CPU record's module only for a result that has one
+        from ._cpu_record import live_host_side
+
+        cpu = live_host_side(cpu, source=result.source, backend=result.backend, root=root)
+    return replace(result, host=facts, confidential=cc, cpu=cpu)
+
+
 def document_for(
     result: ProbeResult, root: str = "/", backend: Optional[Backend] = None, *, ask_kvm: bool = False
 ) -> Dict[str, Any]:
-    """The snapshot document of ``result``; a live one gets this machine's host facts, the host's
-    side of its CPU record (its CPUID and ``/proc/cpuinfo`` flags, under ``root``) and the
-    confidential-VM facts of its files; with ``ask_kvm`` also KVM's confidential-VM answers
-    through ``backend`` (a VM of each confidential type tried when the probe made a VM).
+    """The snapshot document of ``result``; a live one gets what :func:`gather_live` gathers
+    (host facts, confidential-VM facts, the host's side of its CPU record).
 
     Example:
         >>> from kvmprobe.testing import fake_probe_result
         >>> document_for(fake_probe_result({"HLT": 1}))["host"] is None
         True
     """
-    facts = result.host
-    cc = result.confidential
-    if result.source == "live":
-        from ._cc_probe import gather_confidential  # only when recording a live host
-
-        facts = facts if facts is not None else facts_of_live(result, root)
-        if cc is None:
-            cc = gather_confidential(result.device, root=root, backend=backend, create_vms=result.vm_created,
-                                     ask_kvm=ask_kvm)  # fmt: skip
-    cpu = result.cpu
-    if cpu is not None:  # the CPU record's module only for a result that has one
-        from ._cpu_record import live_host_side
-
-        cpu = live_host_side(cpu, source=result.source, backend=result.backend, root=root)
-    return snapshot_document(replace(result, cpu=cpu) if cpu is not result.cpu else result, facts, confidential=cc)
+    gathered = gather_live(result, root, backend, ask_kvm=ask_kvm)
+    return snapshot_document(gathered, gathered.host, confidential=gathered.confidential)
 
 
 def write_snapshot(document: Mapping[str, Any], path: str) -> None:

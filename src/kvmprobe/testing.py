@@ -310,10 +310,12 @@ def fake_probe_result(
     kernel: str = "6.18.0",
     source: str = "fake",
     cpu: Optional[CpuRecord] = None,
+    not_recorded: Sequence[CapLike] = (),
 ) -> ProbeResult:
     """A :class:`ProbeResult` for a made-up host: every capability not in ``values`` is 0.
 
     ``cpu`` is its CPU data (see :func:`fake_cpu_record`); ``None``: not recorded.
+    ``not_recorded`` names capabilities the made-up recording has no row for (neither 0 nor 1).
 
     Example:
         >>> fake_probe_result({"IMMEDIATE_EXIT": 1}, kernel="3.10.0").has("IMMEDIATE_EXIT")
@@ -325,10 +327,11 @@ def fake_probe_result(
 
     given = caps(values)
     failed = caps(errors)
+    absent = frozenset(Cap.lookup(cap) for cap in not_recorded)
     return ProbeResult(
         device=device,
         api_version=api_version,
-        values={cap: given.get(cap, 0) for cap in Cap if cap not in failed},
+        values={cap: given.get(cap, 0) for cap in Cap if cap not in failed and cap not in absent},
         arch=arch,
         kernel=kernel,
         backend="fake",
@@ -338,6 +341,7 @@ def fake_probe_result(
         source=source,
         synthesized=True,
         cpu=cpu,
+        not_recorded=absent,
     )
 
 

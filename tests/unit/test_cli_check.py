@@ -75,7 +75,7 @@ def test_json_document(capsys: pytest.CaptureFixture[str]) -> None:
         code, out, _ = run(["check", "--json", "cloud-hypervisor", "fc"], capsys)
     doc = json.loads(out)
     assert code == 1
-    assert doc["schema"] == "kvmprobe-check" and doc["schema_version"] == 1 and doc["ready"] is False
+    assert doc["schema"] == "kvmprobe-check" and doc["schema_version"] == 2 and doc["ready"] is False
     assert doc["host"]["kernel"] == STORY_KERNEL and doc["host"]["arch"] == "x86_64"
     ch, fc = doc["vmms"]
     assert (ch["vmm"], ch["ready"], fc["vmm"], fc["ready"]) == ("cloud-hypervisor", False, "firecracker", True)

@@ -21,8 +21,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from kvmprobe._cli import build_parser, main
-from kvmprobe._cli._export import gather
+from kvmprobe._cli import main
+from kvmprobe.export import gather
 from kvmprobe.caps import CapLike
 from kvmprobe.export import NFD_MAX_FILE_SIZE, nfd_features
 from kvmprobe.testing import fake_kvm, fake_probe_result
@@ -90,9 +90,9 @@ def matches(op: str, values: List[str], actual: Optional[str]) -> bool:
 
 def capable_labels() -> Dict[str, str]:
     with fake_kvm(CAPABLE):
-        host = gather(build_parser().parse_args(["export", "--format", "nfd"]))
+        host = gather()
     assert host.usable
-    return nfd_labels(nfd_features(host.result, usable=host.usable, vmm_ready=host.vmm_ready))
+    return nfd_labels(nfd_features(host.result, usable=host.usable, vmm_ready=host.vmm))
 
 
 # --- Kubernetes ---

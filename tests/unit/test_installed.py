@@ -16,6 +16,7 @@ import pytest
 
 from kvmprobe import Cap
 from kvmprobe._installed import OUTPUT_LIMIT, Installed, find_installed, version_of
+from kvmprobe.profiles import check_document
 
 # What each binary prints for its version query (the first line is what counts).
 OUTPUTS: Dict[str, str] = {
@@ -200,9 +201,9 @@ def test_check_installed_judges_what_it_can_and_says_why_not_for_the_rest() -> N
     assert "QEMU 7.2.22 [qemu 7.2.0 to 7.x, x86_64]: ready" in text
     assert "  installed: /usr/bin/qemu-system-x86_64: QEMU emulator version 7.2.22" in text
     assert "/opt/qemu/bin/qemu-system-x86_64: NOT CHECKED" in text and "  it printed: hello" in text
-    doc = _check.document(host, verdicts, installed=items, found={id(judged): items[0]})
+    doc = check_document(host, verdicts, installed=items, found={id(judged): items[0]})
     assert doc["ready"] is False and doc["vmms"][0]["installed"]["version"] == "7.2.22"
     assert [i["range"] for i in doc["installed"]] == ["7.2.0 to 7.x", None, None]
     # Nothing found: not ready, and the report says where it looked.
-    assert _check.document(host, [], installed=[])["ready"] is False
+    assert check_document(host, [], installed=[])["ready"] is False
     assert "no VMM found on PATH or in /usr/local/bin" in _check.render(host, [], searched=True)

@@ -90,7 +90,7 @@ LAYERS: Dict[str, int] = {
     # 5: the baseline of many hosts, built host by host
     "_baseline": 5,
     # 5: what is made of a probe
-    "profiles": 5, "snapshot": 5, "_checks": 5, "export": 5, "cpuinfo": 5, "_cpu_diff": 5, "_cc_judge": 5,
+    "profiles": 5, "snapshot": 5, "_checks": 5, "cpuinfo": 5, "_cpu_diff": 5, "_cc_judge": 5,
     # 6: built on those
     "diagnosis": 6, "presets": 6, "diff": 6, "_learning": 6, "confidential": 6,
     # 6: the collector for old hosts, served with the tables of this kvmprobe (snapshot's names)
@@ -100,7 +100,7 @@ LAYERS: Dict[str, int] = {
     # 7: the fleet summary; 8: compat, the public home of the fleet names
     "_fleet": 7, "compat": 8,
     # 7-10: the shells: fakes, the pytest plugin over them, the facade, the CLI
-    "testing": 7, "emulate": 7, "pytest_plugin": 8, "__init__": 9, "_cli": 9, "__main__": 10,
+    "testing": 7, "emulate": 7, "export": 7, "pytest_plugin": 8, "__init__": 9, "_cli": 9, "__main__": 10,
 }
 
 

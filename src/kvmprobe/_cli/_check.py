@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import sys
 
+from .._value import replace
 from ..probing import ProbeResult
 from ..profiles import (
     CAVEAT,
+    CHECK_SCHEMA,
+    CHECK_SCHEMA_VERSION,
     Profile,
     Readiness,
     builtin_profile,
+    check_document,
+    check_state,
     check_vmm,
     load_profile,
     resolve_vmm_spec,
@@ -31,10 +36,9 @@ if TYPE_CHECKING:
 
     from ..confidential import ConfidentialReadiness
 
-#: The ``check --json`` document's ``schema`` and ``schema_version`` (kvmprobe up to 0.1.0
-#: wrote ``"schema": "kvmprobe.check/1"`` without a version: the same document, version 1).
-SCHEMA = "kvmprobe-check"
-SCHEMA_VERSION = 1
+#: The ``check --json`` document's schema (built by ``profiles.check_document``).
+SCHEMA = CHECK_SCHEMA
+SCHEMA_VERSION = CHECK_SCHEMA_VERSION
 
 # Suffixes of --guest-memory sizes.
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -50,8 +54,8 @@ def register(subparsers: Any) -> None:
         "newest release kvmprobe knows. Built-in VMMs: " + ", ".join(vmm_names()) + ". Confidential "
         "guests: sev, sev-es, sev-snp, tdx (every layer from the CPU to the memlock limit, and the one "
         "that blocks).",
-        epilog="exit codes: 0 all ready (on conditions too, unless --strict), 1 one is not, 2 bad input, "
-        "3 KVM unavailable.",
+        epilog="exit codes: 0 all ready (on conditions too, unless --strict), 1 one is not or cannot be told "
+        "(UNKNOWN: the recording lacks an answer), 2 bad input, 3 KVM unavailable.",
     )
     parser.add_argument(
         "vmms", nargs="*", metavar="VMM[@VERSION]",
@@ -141,16 +145,15 @@ def run(args: argparse.Namespace) -> int:
         report = assess(result, kinds=kinds, backend=_common.backend_of(args), create_vms=args.create_vm,
                         guest_memory=memory)  # fmt: skip
         confidential = list(report.verdicts)
+    strict = bool(getattr(args, "strict", False))
     if args.json:
-        _common.write_json(document(result, verdicts, installed=items, found=found, confidential=confidential))
+        _common.write_json(check_document(result, verdicts, installed=items, found=found, confidential=confidential,
+                                          strict=strict))  # fmt: skip
     else:
         sys.stdout.write(render(result, verdicts, found=found, unjudged=unjudged, searched=args.installed,
                                 confidential=confidential))  # fmt: skip
-    if not (_ready(verdicts, items) and all(v.ready for v in confidential)):
-        return _common.EXIT_NO
-    if getattr(args, "strict", False) and any(v.conditions for v in verdicts):
-        return _common.EXIT_NO
-    return _common.EXIT_OK
+    state = check_state(verdicts, confidential, strict=strict, installed=items)
+    return _common.EXIT_OK if state == "ready" else _common.EXIT_NO
 
 
 def _split_names(words: List[str]) -> Tuple[List[Tuple[str, Optional[str]]], List[str]]:
@@ -187,13 +190,6 @@ def parse_size(text: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
-def _ready(verdicts: List[Readiness], installed: Optional[List[Dict[str, Any]]]) -> bool:
-    """Every verdict ready; with --installed also something found, and every find judged."""
-    if installed is None:
-        return all(v.ready for v in verdicts)
-    return bool(verdicts) and all(v.ready for v in verdicts) and all(item["range"] for item in installed)
-
-
 def _installed(
     arch: str, find: Optional[Callable[[str], Sequence[Any]]] = None
 ) -> List[Tuple[Optional[Profile], Dict[str, Any]]]:
@@ -221,43 +217,6 @@ def _installed(
     return found
 
 
-def document(
-    result: ProbeResult,
-    verdicts: List[Readiness],
-    *,
-    installed: Optional[List[Dict[str, Any]]] = None,
-    found: Optional[Dict[int, Dict[str, Any]]] = None,
-    confidential: Optional[List[ConfidentialReadiness]] = None,
-) -> Dict[str, Any]:
-    """The ``check --json`` document (``installed``: what ``--installed`` found, judged or not;
-    ``confidential``: the kinds named, when any was)."""
-    entries = []
-    for verdict in verdicts:
-        entry = verdict.to_dict()
-        item = (found or {}).get(id(verdict.profile))
-        if item is not None:
-            entry["installed"] = {key: item[key] for key in ("binary", "output", "version", "range")}
-        entries.append(entry)
-    doc: Dict[str, Any] = {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "host": {
-            "kernel": result.kernel,
-            "arch": result.arch,
-            "api_version": result.api_version,
-            "device": result.device,
-            "source": result.source,
-        },
-        "ready": _ready(verdicts, installed) and all(v.ready for v in confidential or ()),
-        "vmms": entries,
-    }
-    if installed is not None:
-        doc["installed"] = installed
-    if confidential:
-        doc["confidential"] = [v.to_dict() for v in confidential]
-    return doc
-
-
 def render(
     result: ProbeResult,
     verdicts: List[Readiness],
@@ -274,21 +233,21 @@ def render(
         profile = verdict.profile
         name = verdict.display_name + (f" {profile.version}" if profile.version else "")
         where = [profile.name + (f" {profile.versions}" if profile.versions else ""), profile.arch or "any arch"]
-        state = "NOT READY" if not verdict.ready else "ready, on conditions" if verdict.conditions else "ready"
-        lines += ["", f"{name} [{', '.join(where)}]: {state}", f"  {verdict.summary()}"]
+        lines += ["", f"{name} [{', '.join(where)}]: {verdict.state_text}", f"  {verdict.summary()}"]
         item = (found or {}).get(id(profile))
         if item is not None:
             lines.append(f"  installed: {item['binary']}: {item['output']}")
         if verdict.needs_kernel_text:
             lines.append(f"  fix: a Linux {verdict.needs_kernel_text} or newer kernel")
         for missing in verdict.missing_required:
-            lines.append(f"  missing ({missing.kind}): {missing.describe()}")
+            lines.append(f"  {'not recorded' if missing.not_recorded else 'missing'} ({missing.kind}): {missing.describe()}")
         for problem in verdict.problems[len(verdict.blocked_by):]:  # a blocker is the summary already
             lines.append(f"  problem: {problem}")
         for missing in verdict.missing_optional:
-            lines.append(f"  optional, missing: {missing.describe()}")
+            lines.append(f"  optional, {'not recorded' if missing.not_recorded else 'missing'}: {missing.describe()}")
         for missing in verdict.missing_conditional:
-            lines.append(f"  missing, only needed for {missing.why}: {missing.name} ({int(missing.cap)}, Linux {missing.since_text})")
+            word = "not recorded" if missing.not_recorded else "missing"
+            lines.append(f"  {word}, only needed for {missing.why}: {replace(missing, why='').describe()}")
         for note in verdict.notes:
             lines.append(f"  note: {note}")
         for blocker in verdict.blocked_by:
@@ -325,7 +284,7 @@ def confidential_lines(verdict: ConfidentialReadiness, *, indent: str = "  ") ->
 
     lines = [
         f"{verdict.display_name} [{verdict.kind}, {vm_type_name(verdict.vm_type)}]: "
-        f"{'ready' if verdict.ready else 'NOT READY'}",
+        f"{'ready' if verdict.ready else 'UNKNOWN' if verdict.unknown else 'NOT READY'}",
         f"{indent}{verdict.summary()}",
     ]
     if verdict.fix:

@@ -6,9 +6,7 @@ import argparse
 import sys
 
 from .._collisions import collisions
-from .._value import replace
 from ..diff import CapChange, HostDiff, diff_hosts
-from ..host import read_host_facts
 from ..probing import ProbeResult, probe
 from . import _common
 
@@ -54,12 +52,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _live(device: Any, vm: bool, backend: Optional[Backend] = None) -> ProbeResult:
-    from .._cc_probe import gather_confidential
+    """This host as a plain snapshot records it (the device is not asked again)."""
+    from ..snapshot import gather_live
 
-    result = probe(device, vm=vm, backend=backend, cpu=True)
-    # The files' confidential-VM facts, as a plain snapshot records them (the device is not asked again).
-    cc = gather_confidential(result.device, ask_kvm=False)
-    return replace(result, host=read_host_facts(device=result.device), confidential=cc)
+    return gather_live(probe(device, vm=vm, backend=backend, cpu=True), backend=backend)
 
 
 def _label(host: ProbeResult) -> str:

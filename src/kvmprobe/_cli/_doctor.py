@@ -123,13 +123,19 @@ def confidential_section(report: Diagnosis, *, color: bool, width: int) -> List[
     if section is None:
         return []
     types = section.vm_type_names
-    offered = f"KVM_CAP_VM_TYPES {section.vm_types:#x} ({'|'.join(types)})" if section.vm_types else "no KVM_CAP_VM_TYPES"
+    if not section.vm_types_recorded:
+        offered = "KVM_CAP_VM_TYPES not recorded"
+    else:
+        offered = f"KVM_CAP_VM_TYPES {section.vm_types:#x} ({'|'.join(types)})" if section.vm_types else "no KVM_CAP_VM_TYPES"
     indent = " " * (2 + 4 + 2 + width + 2)
     lines = ["", f"confidential VMs: {offered}; 'kvmprobe check sev-snp' shows every layer"]
     for verdict in section.verdicts:
-        status = Status.PASS if verdict.ready else Status.INFO
+        # Cannot tell is SKIP (not checked, never a guess), not an INFO "not ready".
+        status = Status.PASS if verdict.ready else Status.SKIP if verdict.unknown else Status.INFO
         if verdict.ready:
             text = verdict.summary()
+        elif verdict.unknown:
+            text = "cannot tell: " + verdict.layer("kvm").summary
         else:
             found = verdict.layer(verdict.blocking) if verdict.blocking else None
             text = f"not ready: blocked at the {found.title} layer: {found.summary}" if found else "not ready"

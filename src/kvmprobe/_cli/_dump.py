@@ -114,7 +114,7 @@ def _readiness_lines(result: ProbeResult) -> List[str]:
             detail = f"({'; '.join(notes)})" if notes else ""
             lines.append(f"  {name:<18} ready      {detail}".rstrip())
         else:
-            lines.append(f"  {name:<18} NOT READY  {verdict.summary()}")
+            lines.append(f"  {name:<18} {verdict.state_text:<10} {verdict.summary()}")
     return lines
 
 

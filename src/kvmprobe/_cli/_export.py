@@ -1,8 +1,8 @@
 """``kvmprobe export --format nfd|prometheus``: this host's KVM facts for a fleet's own tooling.
 
-The command gathers what the renderers in :mod:`kvmprobe.export` need (the probe, the
-diagnosis's verdict and nested setting, each built-in VMM's readiness) and prints the text or
-replaces ``-o FILE`` atomically.
+``kvmprobe.export.gather`` learns what the renderers in :mod:`kvmprobe.export` need (the probe,
+the diagnosis's verdict and nested setting, each built-in VMM's readiness); the command prints
+the text or replaces ``-o FILE`` atomically.
 
 A live host whose KVM cannot be used is still exported: ``kvm.usable=false`` /
 ``kvm_usable 0``, with the reason (``kvm.unavailable=permission-denied``), every VMM not
@@ -19,22 +19,13 @@ import re
 import sys
 from datetime import datetime, timedelta, timezone
 
-from .._value import replace
-from ..device import device_path
-from ..diagnosis import Status, diagnose
-from ..errors import KvmUnavailable
-from ..export import CPU_LABELS, DEFAULT_PREFIX, Unavailable, check_prefix, nfd_features, prometheus_text, select_caps
-from ..host import read_host_facts
-from ..probing import ProbeResult
-from ..profiles import check_vmm, vmm_names
+from ..export import CPU_LABELS, DEFAULT_PREFIX, Gathered, check_prefix, nfd_features, prometheus_text, select_caps
+from ..export import gather as gather_host
 from . import _common
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from dataclasses import dataclass
-    from typing import Any, Dict, Optional
-else:
-    from .._value import dataclass
+    from typing import Any, Optional
 
 _DURATION = re.compile(r"(\d+)([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -135,14 +126,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.format == "nfd":
             text = nfd_features(
-                host.result, usable=host.usable, nested=host.nested, vmm_ready=host.vmm_ready,
-                unavailable=host.unavailable, prefix=prefix, caps=caps, expiry_time=expiry, cc_ready=host.cc_ready,
+                host.result, usable=host.usable, nested=host.nested, vmm_ready=host.vmm,
+                unavailable=host.unavailable, prefix=prefix, caps=caps, expiry_time=expiry, cc_ready=host.confidential,
                 cpu=args.cpu,
             )
         else:
             text = prometheus_text(
-                host.result, usable=host.usable, nested=host.nested, vmm_ready=host.vmm_ready,
-                unavailable=host.unavailable, caps=caps, cc_ready=host.cc_ready, cc_blocking=host.cc_blocking,
+                host.result, usable=host.usable, nested=host.nested, vmm_ready=host.vmm,
+                unavailable=host.unavailable, caps=caps, cc_ready=host.confidential, cc_blocking=host.cc_blocking,
                 cpu=args.cpu,
             )
     except ValueError as err:  # a feature file over NFD's size limit
@@ -155,71 +146,12 @@ def run(args: argparse.Namespace) -> int:
     return _common.EXIT_OK
 
 
-@dataclass(frozen=True)
-class Gathered:
-    """What the renderers need about one host, and why it is not usable when it is not."""
-
-    result: Optional[ProbeResult]
-    live: bool
-    usable: bool
-    nested: Optional[bool]
-    vmm_ready: Dict[str, bool]
-    unavailable: Unavailable
-    why: str
-    cc_ready: Optional[Dict[str, bool]] = None
-    cc_blocking: Optional[Dict[str, str]] = None
-
-
 def gather(args: argparse.Namespace) -> Gathered:
-    """Probe (or load the recorded host), diagnose, and check every built-in VMM.
-
-    Live, the probe also creates a VM (``probe(vm=True)``): that is the decisive test of a
-    usable KVM, and the device is opened once; then the micro-guest checks run (``kvm.run``,
-    ``kvm_run_*``; well under a second). When the device cannot be used at all, the
-    error is the reason and the host facts that need no device still count (nested).
-    """
-    live = getattr(args, "snapshot", None) is None
-    try:
-        result = _common.load_result(args, vm=live, cpu=live and getattr(args, "cpu", "all") != "none")  # its CPU class, features
-    except KvmUnavailable as err:
-        if not live:
-            raise
-        facts = read_host_facts(device=device_path(getattr(args, "device", None)))
-        names = vmm_names(facts.machine)
-        return Gathered(
-            None, live=True, usable=False, nested=facts.nested_enabled,
-            vmm_ready={name: False for name in names}, unavailable=err, why=str(err),
-        )
-    if live and _common.backend_of(args) is None:
-        result = _with_run(result)
-    diagnosis = diagnose(result)
-    failed = next((c for c in diagnosis.checks if c.decisive and c.status is Status.FAIL), None)
-    unavailable: Unavailable = None
-    if not diagnosis.usable:
-        unavailable = failed.id if failed is not None else "not-usable"
-    ready = {
-        name: diagnosis.usable and check_vmm(name, result, arch=result.arch).ready
-        for name in vmm_names(result.arch)
-    }
-    cc = diagnosis.confidential  # x86 hosts whose KVM is usable: from the answers in hand
-    return Gathered(
-        result, live=live, usable=diagnosis.usable, nested=diagnosis.facts.nested_enabled,
-        vmm_ready=ready, unavailable=unavailable, why=diagnosis.summary,
-        cc_ready=None if cc is None else {v.kind: v.ready for v in cc.verdicts},
-        cc_blocking=None if cc is None else {v.kind: v.blocking for v in cc.verdicts if v.blocking},
-    )
-
-
-def _with_run(result: ProbeResult) -> ProbeResult:
-    """``result`` with the micro-guest checks; without them where no guest can be built or run."""
-
-    from ..errors import GuestError
-    from ..guest import run_checks
-
-    try:
-        return replace(result, run=run_checks(device=result.device))
-    except (GuestError, KvmUnavailable):  # another architecture; a device that stopped answering
-        return result
+    """The host the arguments name (``--snapshot``, or this one probed now), as the export sees it."""
+    if getattr(args, "snapshot", None) is not None:
+        return gather_host(_common.load_result(args))
+    cpu = getattr(args, "cpu", "all") != "none"  # its CPU class, features
+    return gather_host(device=getattr(args, "device", None), backend=_common.backend_of(args), cpu=cpu)
 
 
 def _emit(text: str, output: Optional[str]) -> None:

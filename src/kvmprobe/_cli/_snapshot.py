@@ -8,7 +8,6 @@ from ..caps import Cap
 from ..presets import load_preset, preset_names
 from ..probing import ProbeResult
 from ..snapshot import document_for, load_snapshot, write_snapshot
-from .._value import replace
 from . import _common
 
 TYPE_CHECKING = False
@@ -90,12 +89,13 @@ def run(args: argparse.Namespace) -> int:
 def with_run(args: argparse.Namespace, result: ProbeResult) -> ProbeResult:
     """``result`` with the micro-guest checks run on its (live) device."""
 
-    from ..guest import run_checks
+    from ..guest import with_run as attach_run
 
     if getattr(args, "snapshot", None) is not None:
         raise _common.UsageError("--run runs guests on this host; a recorded host (--snapshot) keeps what it recorded "
                                  "(hint: leave out --run, or leave out --snapshot to run on this host)")
-    return replace(result, run=run_checks(device=result.device, backend=_common.backend_of(args)))
+    attached: ProbeResult = attach_run(result, backend=_common.backend_of(args))
+    return attached
 
 
 def describe(result: ProbeResult) -> str:
