@@ -81,15 +81,35 @@ def python_examples(text: str) -> List[Tuple[str, str]]:
 
 
 def scratch(where: Path) -> Dict[str, str]:
-    """Make ``where`` a reader's directory; return the environment to run commands in."""
+    """Make ``where`` a reader's directory; return the environment to run commands in.
+
+    ``examples/``, ``benches/`` and ``scripts/`` are the repository's; ``python``, ``python3``
+    and ``kvmprobe`` are this interpreter and its kvmprobe, ``python2.7`` and ``python3.6`` the
+    old Pythons where there are some; ``$HOME`` is a scratch home whose ``.local/bin`` is on
+    PATH (what a page installs stays there); no kvmprobe variable of the caller's leaks in, and
+    man pages render 80 columns wide to standard output."""
+    from _packaging import interpreter
+
     for tree in ("examples", "benches", "scripts"):
         (where / tree).symlink_to(ROOT / tree)
     bin_dir = where / "bin"
     bin_dir.mkdir()
-    python = bin_dir / "python"  # a script, not a symlink: a venv is found from the interpreter's own path
-    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
-    python.chmod(0o755)
-    return {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
+    home = where / "home"
+    (home / ".local" / "bin").mkdir(parents=True)
+    commands = {"python": sys.executable, "python3": sys.executable, "kvmprobe": f"{sys.executable} -m kvmprobe"}
+    for version in ("2.7", "3.6"):
+        found = interpreter(version)
+        if found is not None:
+            commands[f"python{version}"] = found
+    for name, target in commands.items():
+        script = bin_dir / name  # a script, not a symlink: a venv is found from the interpreter's own path
+        script.write_text(f'#!/bin/sh\nexec {target} "$@"\n')
+        script.chmod(0o755)
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("KVMPROBE_BACKEND", "KVMPROBE_DEVICE", "MANPATH", "XDG_DATA_HOME")}  # fmt: skip
+    env.update(HOME=str(home), PATH=f"{bin_dir}:{home / '.local' / 'bin'}:{os.environ.get('PATH', '')}",
+               PYTHONUNBUFFERED="1", NO_COLOR="1", MANWIDTH="80", LANG="C.UTF-8", MANPAGER="cat", PAGER="cat")
+    return env
 
 
 def run_console(command: str, where: Path, env: Dict[str, str], timeout: float = 300) -> List[str]:

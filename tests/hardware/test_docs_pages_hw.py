@@ -11,11 +11,10 @@ own (``test_docs_<page>*.py``) is held by that test, which knows where its page 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator, List, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -34,13 +33,6 @@ def _name(page: Path) -> str:
     return page.relative_to(ROOT).as_posix()
 
 
-def _clean_env(where: Path) -> dict:  # type: ignore[type-arg]
-    env = _docs.scratch(where)
-    for key in ("KVMPROBE_DEVICE", "KVMPROBE_BACKEND"):
-        env.pop(key, None)
-    return env
-
-
 def test_the_readme_and_the_new_pages_are_held_here() -> None:
     names = {_name(page) for page in PAGES}
     assert {"README.md", "docs/cli.md", "docs/python.md", "docs/testing.md", "docs/security.md"} <= names
@@ -49,7 +41,7 @@ def test_the_readme_and_the_new_pages_are_held_here() -> None:
 @pytest.mark.parametrize("page", PAGES, ids=_name)
 def test_every_block_prints_what_the_page_shows(page: Path, tmp_path: Path) -> None:
     text = page.read_text(encoding="utf-8")
-    compared, skip = _docs.run_blocks(text, tmp_path, _clean_env(tmp_path))
+    compared, skip = _docs.run_blocks(text, tmp_path, _docs.scratch(tmp_path))
     if skip is not None:
         pytest.skip(f"{_name(page)}: {compared} blocks and commands compared; the ones of this machine not: {skip}")
     assert compared == sum(1 for block in _docs.blocks(text) if block.kind == "python") + len(_docs.console_steps(text))
@@ -69,23 +61,19 @@ BLOCKS = _python_blocks()
 
 
 @pytest.fixture(scope="module")
-def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[Path, Dict[str, str]]]:
     """A reader's directory with ``host.json``, a snapshot of this host, which blocks may read."""
     where = tmp_path_factory.mktemp("docs-python")
-    env = _clean_env(where)
+    env = _docs.scratch(where)
     made = subprocess.run([sys.executable, "-m", "kvmprobe", "snapshot", "--vm", "-o", "host.json"], cwd=where,
                           capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
     assert made.returncode == 0, made.stderr
-    yield where
+    yield where, env
 
 
 @pytest.mark.parametrize("page, index, block", BLOCKS, ids=[f"{page}#{index}" for page, index, _ in BLOCKS])
-def test_every_python_block_runs(page: str, index: int, block: str, scratch: Path) -> None:
-    env = {**_clean_env_no_scratch(), "NO_COLOR": "1"}
-    done = subprocess.run([sys.executable, "-c", block], cwd=scratch, capture_output=True, text=True, timeout=300,
+def test_every_python_block_runs(page: str, index: int, block: str, scratch: Tuple[Path, Dict[str, str]]) -> None:
+    where, env = scratch
+    done = subprocess.run([sys.executable, "-c", block], cwd=where, capture_output=True, text=True, timeout=300,
                           env=env)  # fmt: skip
     assert done.returncode == 0, f"{page}, python block {index} failed:\n{done.stderr[-3000:]}"
-
-
-def _clean_env_no_scratch() -> dict:  # type: ignore[type-arg]
-    return {key: value for key, value in os.environ.items() if key not in ("KVMPROBE_DEVICE", "KVMPROBE_BACKEND")}
