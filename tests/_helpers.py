@@ -63,7 +63,7 @@ def kvmprobe_as_nobody(*args: str, device: str = "/dev/kvm", timeout: float = 12
     env = {"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin", "NO_COLOR": "1"}
     check = subprocess.run([*drop, "-c", "import kvmprobe._cli"], capture_output=True, text=True, timeout=60, env=env)
     if check.returncode != 0:
-        pytest.skip(f"the source tree is not readable by uid {NOBODY}: {check.stderr.strip()[-200:]}")
+        pytest.skip(f"the source tree is not readable by uid {NOBODY} (kvmprobe does not import as that user)")
     return subprocess.run([*drop, "-m", "kvmprobe", *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 

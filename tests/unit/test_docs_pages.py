@@ -48,3 +48,21 @@ def test_cli_md_has_every_command_and_its_options() -> None:
     assert set(_COMMANDS) - set(sections) == set()
     missing = {command: [flag for flag in _options(command) if flag not in sections[command]] for command in _COMMANDS}
     assert {command: flags for command, flags in missing.items() if flags} == {}
+
+
+def _anchors(page: Path) -> set:  # type: ignore[type-arg]
+    """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces to hyphens."""
+    headings = re.findall(r"^#+ (.*)$", page.read_text(encoding="utf-8"), re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def test_every_relative_link_finds_its_file_and_heading() -> None:
+    broken = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target, anchor in re.findall(r"\]\(([^):#\s]*)(?:#([\w-]+))?\)", page.read_text(encoding="utf-8")):
+            if target.startswith(("http", "mailto")):
+                continue
+            linked = (page.parent / target).resolve() if target else page
+            if not linked.exists() or (anchor and linked.suffix == ".md" and anchor not in _anchors(linked)):
+                broken.append(f"{page.name}: {target}#{anchor}")
+    assert broken == []
