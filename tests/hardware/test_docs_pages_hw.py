@@ -50,7 +50,7 @@ def test_every_block_prints_what_the_page_shows(page: Path, tmp_path: Path) -> N
 # --- every python block of every page runs (those of pages with their own test too) ----------
 
 def _python_blocks() -> List[Tuple[str, int, str]]:
-    found = []
+    found: List[Tuple[str, int, str]] = []
     for page in ALL_PAGES:
         python = [block for block in _docs.blocks(page.read_text(encoding="utf-8")) if block.kind == "python"]
         found.extend((_name(page), index, block.body) for index, block in enumerate(python))

@@ -3,6 +3,7 @@ has a section for every command with every one of its options, as the parser def
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 from typing import Dict, List
@@ -37,8 +38,9 @@ def _sections() -> Dict[str, str]:
 def _options(command: str) -> List[str]:
     parser = build_parser([command])
     sub = next(action for action in parser._actions if action.dest == "command")
-    options = []
-    for action in sub.choices[command]._actions:  # type: ignore[attr-defined]
+    choices: Dict[str, argparse.ArgumentParser] = sub.choices  # type: ignore[assignment]
+    options: List[str] = []
+    for action in choices[command]._actions:
         options.extend(flag for flag in action.option_strings if flag.startswith("--") and flag != "--help")
     return options
 
