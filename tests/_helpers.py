@@ -55,7 +55,7 @@ def kvmprobe_as_nobody(*args: str, device: str = "/dev/kvm", timeout: float = 12
     setpriv = shutil.which("setpriv")
     python = "/usr/bin/python3"
     if setpriv is None or not os.access(python, os.X_OK):
-        pytest.skip(f"needs setpriv (util-linux) and {python}, an interpreter uid {NOBODY} can execute")
+        pytest.skip(f"needs setpriv (util-linux) and the system python3, an interpreter uid {NOBODY} can execute")
     mode = os.stat(device).st_mode
     if mode & stat.S_IROTH and mode & stat.S_IWOTH:
         pytest.skip(f"{device} is world read-write here: every user may open it")

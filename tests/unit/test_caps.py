@@ -129,7 +129,7 @@ def _header_caps(path: str) -> Dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^#define\s+(KVM_CAP_\w+)\s+(\d+)\s*$", text, re.M)}
 
 
-@pytest.mark.skipif(not os.path.exists(KVM_H), reason=f"{KVM_H} is not installed (linux-libc-dev)")
+@pytest.mark.skipif(not os.path.exists(KVM_H), reason="<linux/kvm.h> is not installed (linux-libc-dev)")
 def test_numbers_equal_the_system_kvm_header() -> None:
     header = _header_caps(KVM_H)
     assert len(header) > 100, "the header parse found too little"
