@@ -339,7 +339,7 @@ class ProfileError(KvmProbeError, ValueError):
         self.key = key
         super().__init__(
             _located(message, path, key),
-            hint=hint or "see 'Custom profiles' in README.md for the file format",
+            hint=hint or "see 'Your own VMM: a profile file' in docs/profiles.md for the file format",
             path=path,
         )
 

@@ -294,7 +294,7 @@ def test_real_device_syscalls_on_kvm_fds_are_only_the_three_ioctls_and_close(tmp
         pytest.skip("strace is not installed (apt-get install strace)")
     probe_run = _strace(["--version"], tmp_path / "probe.log")
     if probe_run.returncode != 0:
-        pytest.skip(f"strace cannot trace here (ptrace not permitted?): {probe_run.stderr.strip()[:200]}")
+        pytest.skip("strace cannot trace here (ptrace not permitted?)")
     problems: List[str] = []
     for argv, vms, guests in _STRACE_FORMS:
         log = tmp_path / "trace.log"

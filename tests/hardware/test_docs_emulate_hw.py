@@ -1,4 +1,4 @@
-"""Every command in docs/emulate.md (and README's emulate example) runs, and prints what the page shows.
+"""Every command in docs/emulate.md runs, and prints what the page shows.
 
 The ``console`` blocks are run line by line (``$ COMMAND`` then its output, stdout and stderr
 together as a terminal shows them) in a scratch directory where ``examples/`` is the
@@ -17,8 +17,6 @@ from typing import List
 
 import pytest
 
-from _docs import console_steps
-
 from kvmprobe.emulate import supervisor_available
 
 import _docs
@@ -30,7 +28,7 @@ PAGE = ROOT / "docs" / "emulate.md"
 
 
 def normal(lines: List[str]) -> List[str]:
-    return _docs.normal(lines, [(r"(\d+ runs), \d+ s\b", r"\1, T s"), (r"/\S*/strace\b", "strace")])
+    return _docs.normal(lines, [(r"/\S*/strace\b", "strace")])  # strace's path differs between hosts
 
 
 def needs_the_development_setup() -> None:
@@ -51,9 +49,7 @@ def test_every_console_command_prints_what_the_page_shows(tmp_path: Path) -> Non
     scratch = tmp_path
     env = _docs.scratch(scratch)
     steps = _docs.console_steps(PAGE.read_text())
-    readme = [step for step in _docs.console_steps((ROOT / "README.md").read_text()) if " kvmprobe emulate " in step[0]]
-    assert len(steps) >= 8 and len(readme) == 1
-    steps += readme
+    assert len(steps) >= 8
     for command, shown in steps:
         assert normal(_docs.run_console(command, scratch, env)) == normal(shown), command
 

@@ -1,9 +1,9 @@
 """Every command in docs/packaging.md runs, and prints what the page shows.
 
 The ``console`` blocks run line by line (``$ COMMAND``, then its output: stdout and stderr
-together, as a terminal shows them) with bash, in a scratch directory where ``scripts/`` is the
-repository's, ``python3`` is this interpreter and ``$HOME`` is a scratch home whose
-``.local/bin`` is on PATH. Loosened: the archive's file count and size (they grow with the
+together, as a terminal shows them) with bash, in ``tests/_docs.py``'s scratch directory
+(``scripts/`` is the repository's, ``python3`` this interpreter, ``$HOME`` a scratch home whose
+``.local/bin`` is on PATH). Loosened: the archive's file count and size (they grow with the
 package) and the kernel release (it differs between machines of this kind). What depends on
 the host (``doctor``, ``dump``, ``has`` on the live device; an old Python) must print the same as
 the installed kvmprobe here; where this host is not the recorded one, the page cannot be
@@ -12,14 +12,14 @@ compared and the test says so as a skip once the rest has passed.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional
 
 import pytest
 
+import _docs
 from _docs import console_steps
 from _helpers import measured_as_placeholders
 from _packaging import ROOT, interpreter, run
@@ -30,34 +30,15 @@ PAGE = ROOT / "docs" / "packaging.md"
 HOST_DEPENDENT = re.compile(r"kvmprobe\.pyz (doctor|dump|has)\b|^python3\.6 ")
 
 
+# What differs from the recording besides _docs.VARIES: the archive's file count and size (they grow
+# with the package), the kernel release (it differs between machines of this kind), and groff's
+# justification (it spreads spaces differently as the page grows: the words count).
+LOOSE = [(r"\b\d+ files, \d+ KiB\b", "N files, N KiB"), (r"\b\d+\.\d+\.\d+-[\w.+-]*\w", "RELEASE"),
+         (r"(?<=\S)  +(?=\S)", " ")]
+
+
 def normal(lines: List[str]) -> List[str]:
-    out = []
-    for line in lines:
-        line = re.sub(r"\b\d+ files, \d+ KiB\b", "N files, N KiB", line)
-        line = re.sub(r"\b\d+\.\d+\.\d+-[\w.+-]*\w", "RELEASE", line)
-        # groff justifies by spreading spaces, differently as the page grows: the words count.
-        line = re.sub(r"(?<=\S)  +(?=\S)", " ", line)
-        out.append(line.rstrip())
-    return out
-
-
-def scratch_setup(tmp_path: Path) -> Dict[str, str]:
-    (tmp_path / "scripts").symlink_to(ROOT / "scripts")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    home = tmp_path / "home"
-    (home / ".local" / "bin").mkdir(parents=True)
-    wrappers = {"python3": sys.executable, "python3.6": interpreter("3.6")}
-    for name, target in wrappers.items():
-        if target is not None:
-            script = bin_dir / name  # a script, not a symlink: a venv is found from the interpreter's path
-            script.write_text(f'#!/bin/sh\nexec {target} "$@"\n')
-            script.chmod(0o755)
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("KVMPROBE_BACKEND", "KVMPROBE_DEVICE", "MANPATH", "XDG_DATA_HOME")}
-    env.update(HOME=str(home), NO_COLOR="1", MANWIDTH="80", LANG="C.UTF-8", MANPAGER="cat", PAGER="cat",
-               PATH=f"{bin_dir}:{home / '.local' / 'bin'}:{os.environ.get('PATH', '')}")
-    return env
+    return _docs.normal(lines, LOOSE)
 
 
 def test_every_console_command_prints_what_the_page_shows(tmp_path: Path) -> None:
@@ -65,7 +46,7 @@ def test_every_console_command_prints_what_the_page_shows(tmp_path: Path) -> Non
 
     steps = console_steps(PAGE.read_text())
     assert len(steps) >= 12
-    env = scratch_setup(tmp_path)
+    env = _docs.scratch(tmp_path)
     differs: List[str] = []
     for command, shown in steps:
         done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, stdout=subprocess.PIPE,

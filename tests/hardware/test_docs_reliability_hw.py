@@ -1,9 +1,8 @@
 """Every command in docs/reliability.md runs, and prints what the page shows.
 
 The ``console`` blocks are run line by line (``$ COMMAND`` then its output, stdout and stderr
-together as a terminal shows them, ``bash -c`` in a fresh scratch directory, ``python`` being
-this interpreter). The running kernel's release stands for the one the page shows. The
-``doctor --as-user nobody`` step shows this machine's nodes (``/dev/kvm`` and ``/dev/net/tun``
+together as a terminal shows them) in ``tests/_docs.py``'s scratch directory. The running
+kernel's release stands for the one the page shows. The ``doctor --as-user nobody`` step shows this machine's nodes (``/dev/kvm`` and ``/dev/net/tun``
 ``crw------- root:root``, run as root); on a machine whose nodes differ it is run but not
 compared, with the reason printed.
 """
@@ -11,14 +10,13 @@ compared, with the reason printed.
 from __future__ import annotations
 
 import os
+import re
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from _docs import console_steps
+import _docs
 
 pytestmark = pytest.mark.kvm
 
@@ -42,24 +40,14 @@ def nodes_as_on_the_page() -> str:
 
 
 def test_every_console_command_prints_what_the_page_shows(tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    python = bin_dir / "python"  # a script, not a symlink: a venv is found from the interpreter's own path
-    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
-    python.chmod(0o755)
-    work = tmp_path / "work"
-    work.mkdir()
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1", "NO_COLOR": "1",
-           "PYTHONPATH": str(ROOT / "src")}  # fmt: skip
-    env.pop("KVMPROBE_DEVICE", None)
-    steps = console_steps(PAGE.read_text())
+    env = _docs.scratch(tmp_path)
+    steps = _docs.console_steps(PAGE.read_text())
     assert len(steps) >= 9
     differs = nodes_as_on_the_page()
+    release = [(re.escape(os.uname().release), PAGE_RELEASE)]
     for command, shown in steps:
-        done = subprocess.run(["bash", "-c", command], cwd=work, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, timeout=300)  # fmt: skip
+        got = _docs.run_console(command, tmp_path, env)
         if "--as-user" in command and differs:
             print(f"not compared: {command!r}: {differs}")
             continue
-        got = [line.replace(os.uname().release, PAGE_RELEASE).rstrip() for line in done.stdout.splitlines()]
-        assert got == [line.rstrip() for line in shown], command
+        assert _docs.normal(got, release) == _docs.normal(shown), command

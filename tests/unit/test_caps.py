@@ -129,7 +129,7 @@ def _header_caps(path: str) -> Dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^#define\s+(KVM_CAP_\w+)\s+(\d+)\s*$", text, re.M)}
 
 
-@pytest.mark.skipif(not os.path.exists(KVM_H), reason=f"{KVM_H} is not installed (linux-libc-dev)")
+@pytest.mark.skipif(not os.path.exists(KVM_H), reason="<linux/kvm.h> is not installed (linux-libc-dev)")
 def test_numbers_equal_the_system_kvm_header() -> None:
     header = _header_caps(KVM_H)
     assert len(header) > 100, "the header parse found too little"
@@ -145,7 +145,7 @@ def test_table_matches_the_reference_tsv_when_available() -> None:
     here = os.path.dirname(os.path.abspath(__file__))
     tsv = os.path.normpath(os.path.join(here, "..", "..", "..", "shared", "reference", "kvm-caps.tsv"))
     if not os.path.exists(tsv):
-        pytest.skip(f"reference table not present at {tsv}")
+        pytest.skip("the gathered reference table (kvm-caps.tsv, beside the repository) is not on this machine")
     with open(tsv, encoding="utf-8") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     in_rs = [cap for cap in Cap if cap.in_cap_rs and cap.rust_name not in NEWER_THAN_THE_TSV]

@@ -63,7 +63,8 @@ LAYERS: Dict[str, int] = {
     "_profile_file": 3, "_host_reader": 3, "_remedies": 3, "_supervisor": 3,
     # 3: number collisions (named from the bit-mask tables); the confidential verdicts (value types)
     "_collisions": 3, "_cc_verdict": 3,
-    # 3: running programs: the VMM version queries (the supervised command is _supervisor's)
+    # 3: the VMM version queries of check --installed (programs are also run by _supervisor, for
+    # emulate and learn, and children forked by _forked, for the micro-guest)
     "_installed": 3,
     # 3: the device, the one place errno becomes an error; the raw CPU record and its reader
     "device": 3, "_cpu_record": 3,

@@ -369,7 +369,7 @@ _REFERENCE_KIND = {"required": "required", "implicit": "implicitly_required", "u
                    "conditional": "conditionally_required", "optional": "optional"}
 
 
-@pytest.mark.skipif(not REFERENCE.exists(), reason=f"the reference data {REFERENCE} is not on this machine")
+@pytest.mark.skipif(not REFERENCE.exists(), reason=f"the gathered reference data ({REFERENCE.name}) is not on this machine")
 def test_newest_profiles_match_the_reference_data_but_for_the_corrections() -> None:
     reference = json.loads(REFERENCE.read_text())
     checked = 0

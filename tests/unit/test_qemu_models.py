@@ -41,7 +41,7 @@ RESEARCH = Path(os.environ.get("KVMPROBE_RESEARCH", "/work/research"))
 def test_the_module_is_what_the_generator_writes_from_qemus_source(tmp_path: Path) -> None:
     newest, old = RESEARCH / "qemu-cpu-models.json", RESEARCH / "qemu-cpu-models-7.2.json"
     if not newest.exists() or not old.exists():
-        pytest.skip(f"the extraction of QEMU's target/i386/cpu.c is not here ({RESEARCH}; set KVMPROBE_RESEARCH)")
+        pytest.skip(f"the extraction of QEMU's target/i386/cpu.c ({newest.name}) is not here; set KVMPROBE_RESEARCH")
     target = tmp_path / "_qemu_models.py"
     run_script("build_qemu_models.py", str(newest), str(old), "-o", str(target))
     assert target.read_text() == (ROOT / "src" / "kvmprobe" / "_qemu_models.py").read_text()
