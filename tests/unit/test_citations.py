@@ -33,5 +33,7 @@ def test_no_citation_of_a_note_outside_the_repository() -> None:
         for line in path.read_text(encoding="utf-8").splitlines():
             for found in loose.finditer(line):
                 before = line[: found.start()]
+                if path.suffix == ".md" and before.endswith(("](", "[")) and not found.group().startswith("research/"):
+                    continue  # a docs page linking docs/confidential.md, the page beside it
                 assert before.endswith("docs/research/") or before.endswith("docs/") or "docs/src/deployment/" in line \
                     or path.name == "confidential.md", f"{path.name}: {line.strip()}"
