@@ -15,8 +15,6 @@ from .._value import replace
 from ..probing import ProbeResult
 from ..profiles import (
     CAVEAT,
-    CHECK_SCHEMA,
-    CHECK_SCHEMA_VERSION,
     Profile,
     Readiness,
     builtin_profile,
@@ -35,10 +33,6 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
     from ..confidential import ConfidentialReadiness
-
-#: The ``check --json`` document's schema (built by ``profiles.check_document``).
-SCHEMA = CHECK_SCHEMA
-SCHEMA_VERSION = CHECK_SCHEMA_VERSION
 
 # Suffixes of --guest-memory sizes.
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
