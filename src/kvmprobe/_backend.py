@@ -169,6 +169,19 @@ class ForwardingBackend:
         >>> with KvmDevice.open("/dev/kvm", backend=counting) as kvm:
         ...     kvm.check_extension_raw(1), counting.opens, counting.name
         (1, 1, 'fake')
+
+        Every call reaches ``inner`` (the fd is the fake's; 0xAE00 is KVM_GET_API_VERSION, 0xAE03
+        KVM_CHECK_EXTENSION, and a fake answers ENOTTY to a structure it does not know):
+
+        >>> fd = counting.open("/dev/kvm")
+        >>> counting.ioctl(fd, 0xAE00), counting.check_many(fd, 0xAE03, [1, 2])
+        (12, ([1, 0], [0, 0]))
+        >>> try:
+        ...     counting.ioctl_buffer(fd, 0xC008AE05, bytearray(8))
+        ... except OSError as error:
+        ...     error.errno == 25  # ENOTTY
+        True
+        >>> counting.close(fd)
     """
 
     __slots__ = ("inner", "name")  # a subclass without __slots__ gets __dict__ and __weakref__

@@ -1,14 +1,14 @@
 """VMM readiness: can Firecracker, Cloud Hypervisor, QEMU, crosvm, ... run on this host, and if not, why?
 
-Imports ``_vmm_requirements`` (the built-in profiles, as data), ``_vmm_versions`` (release numbers),
-``_profile`` and ``_readiness`` (the value types), ``_profile_file`` (the file loader),
-``_host_reader`` (a live host's KVM backend), ``probing``, ``caps``, ``_release`` and ``errors``. A
-:class:`Profile` lists what a VMM needs from KVM, for one range of its releases; :func:`check_vmm`
-holds a host's answers (a :class:`~kvmprobe.ProbeResult`, live or recorded) against it and returns a
-:class:`Readiness` that says what is missing, which Linux release first had it, and which kernel the
-host runs. ``check_vmm("qemu", version="7.2")`` (or ``"qemu@7.2"``) checks a release; no version
-means the newest. :func:`load_profile` reads a VMM's own requirements from a small JSON or TOML
-file.
+Imports ``_vmm_requirements`` (the built-in profiles, as data), ``_vmm_versions`` (release
+numbers), ``_profile`` and ``_readiness`` (the value types), ``_profile_file`` (the file
+loader), ``probing``, ``caps``, ``_release``, ``_value``, ``errors`` and (to find installed VMMs)
+``_installed``. A :class:`Profile` lists what a VMM
+needs from KVM, for one range of its releases; :func:`check_vmm` holds a host's answers (a
+:class:`~kvmprobe.ProbeResult`, live or recorded) against it and returns a :class:`Readiness`
+that says what is missing, which Linux release first had it, and which kernel the host runs.
+``check_vmm("qemu", version="7.2")`` (or ``"qemu@7.2"``) checks a release; no version means the
+newest. :func:`load_profile` reads a VMM's own requirements from a small JSON or TOML file.
 
 The first-release data is the ``Cap`` table's ``since``. Vendor kernels backport many
 capabilities (RHEL 7's "3.10" and RHEL 8's "4.18" carry features of much later releases), so
@@ -44,7 +44,7 @@ from .probing import ProbeResult
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "BackendConstraint",
@@ -61,6 +61,7 @@ __all__ = [
     "check_document",
     "check_state",
     "check_vmm",
+    "installed_profiles",
     "load_profile",
     "resolve_vmm",
     "resolve_vmm_spec",
@@ -469,6 +470,39 @@ def _incompatible(profile: Profile, req: Requirement, host: ProbeResult) -> List
     if answer <= 0:
         return []
     return [f"{req.cap.c_name} answers {answer}{where}, and {profile.display_name} fails with it: {req.text}"]
+
+
+def installed_profiles(
+    arch: str, find: Optional[Callable[[str], Sequence[Any]]] = None
+) -> List[Tuple[Optional[Profile], Dict[str, Any]]]:
+    """Each VMM installed here (found by ``find``, default ``_installed.find_installed``, which
+    runs each binary's version query with a time limit): its built-in profile for the release it
+    reported (``None``: it cannot be judged), and what to say about it (``vmm``, ``binary``,
+    ``output``, ``version``, ``range``: the release range used, ``problem``: why none).
+
+    Example:
+        >>> from kvmprobe._installed import Installed
+        >>> found = installed_profiles("x86_64", lambda arch: [Installed("qemu", "/usr/bin/qemu", "QEMU 7.2.22", "7.2.22")])
+        >>> found[0][0].versions, found[0][1]["range"]
+        ('7.2.0 to 7.x', '7.2.0 to 7.x')
+    """
+    if find is None:
+        from ._installed import find_installed  # runs programs: imported only when asked
+
+        find = find_installed
+    found: List[Tuple[Optional[Profile], Dict[str, Any]]] = []
+    for item in find(arch):
+        doc: Dict[str, Any] = {"vmm": item.vmm, "binary": item.path, "output": item.output,
+                               "version": item.version, "range": None, "problem": item.problem or None}  # fmt: skip
+        profile: Optional[Profile] = None
+        if item.version is not None:
+            try:
+                profile = builtin_profile(item.vmm, arch, item.version)
+                doc["range"] = profile.versions
+            except UnknownVmm as err:  # UnknownRelease: a release no profile covers
+                doc["problem"] = f"{err.message} ({err.hint})"
+        found.append((profile, doc))
+    return found
 
 
 # --- The check document ------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 
 from kvmprobe import Cap
 from kvmprobe._installed import OUTPUT_LIMIT, Installed, find_installed, version_of
-from kvmprobe.profiles import check_document
+from kvmprobe.profiles import check_document, installed_profiles
 
 # What each binary prints for its version query (the first line is what counts).
 OUTPUTS: Dict[str, str] = {
@@ -188,7 +188,7 @@ def test_check_installed_judges_what_it_can_and_says_why_not_for_the_rest() -> N
                       "this is not how Cloud Hypervisor reports its release"),
         ]
 
-    found = _check._installed("x86_64", finder)
+    found = installed_profiles("x86_64", finder)
     assert [(p.version if p else None, item["range"]) for p, item in found] == [
         ("7.2.22", "7.2.0 to 7.x"), (None, None), (None, None)]  # fmt: skip
     assert found[1][1]["problem"].startswith("no QEMU release 11.0.0 in kvmprobe's profiles for x86_64")

@@ -15,14 +15,13 @@ from .._value import replace
 from ..probing import ProbeResult
 from ..profiles import (
     CAVEAT,
-    CHECK_SCHEMA,
-    CHECK_SCHEMA_VERSION,
     Profile,
     Readiness,
     builtin_profile,
     check_document,
     check_state,
     check_vmm,
+    installed_profiles,
     load_profile,
     resolve_vmm_spec,
     vmm_names,
@@ -35,10 +34,6 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
     from ..confidential import ConfidentialReadiness
-
-#: The ``check --json`` document's schema (built by ``profiles.check_document``).
-SCHEMA = CHECK_SCHEMA
-SCHEMA_VERSION = CHECK_SCHEMA_VERSION
 
 # Suffixes of --guest-memory sizes.
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -122,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     files = [load_profile(path) for path in args.profile]
     result = _common.load_result(args)
     named = [builtin_profile(vmm, result.arch, version) for vmm, version in specs]
-    installed = _installed(result.arch) if args.installed else []
+    installed = installed_profiles(result.arch) if args.installed else []
     targets: List[Profile] = named
     if args.all:
         targets += [builtin_profile(name, result.arch) for name in vmm_names(result.arch)
@@ -188,33 +183,6 @@ def parse_size(text: str) -> int:
     if match is None:
         raise _common.UsageError(f"--guest-memory {text!r} is no size; give bytes or a number with K, M, G or T (4G)")
     return int(match.group(1)) * _UNITS[match.group(2)]
-
-
-def _installed(
-    arch: str, find: Optional[Callable[[str], Sequence[Any]]] = None
-) -> List[Tuple[Optional[Profile], Dict[str, Any]]]:
-    """Each VMM found here (by ``find``, default ``_installed.find_installed``): its profile for
-    the release it reported (``None``: not judged), and what to say about it (binary, output,
-    version, the release range used, or why none)."""
-    from ..errors import UnknownVmm
-
-    if find is None:
-        from .._installed import find_installed  # runs programs: imported only for --installed
-
-        find = find_installed
-    found: List[Tuple[Optional[Profile], Dict[str, Any]]] = []
-    for item in find(arch):
-        doc: Dict[str, Any] = {"vmm": item.vmm, "binary": item.path, "output": item.output,
-                               "version": item.version, "range": None, "problem": item.problem or None}
-        profile: Optional[Profile] = None
-        if item.version is not None:
-            try:
-                profile = builtin_profile(item.vmm, arch, item.version)
-                doc["range"] = profile.versions
-            except UnknownVmm as err:  # UnknownRelease: a release no profile covers
-                doc["problem"] = f"{err.message} ({err.hint})"
-        found.append((profile, doc))
-    return found
 
 
 def render(
