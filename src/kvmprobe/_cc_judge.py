@@ -1,7 +1,7 @@
 """The confidential-VM checks: read every layer of a host, and name the one that blocks each kind.
 
 Imports ``probing``, ``host``, ``_cc_probe`` (the live gathering), ``_cc_verdict``, ``_cc_facts``,
-``_cc_data``, ``_bitmasks``, ``_collisions``, ``_kvm_backends``, ``_release``, ``caps`` and ``errors`` (and
+``_cc_data``, ``_bitmasks``, ``_collisions``, ``_kvm_backends``, ``_host_reader``, ``_backend``, ``_release``, ``caps`` and ``errors`` (and
 ``_cpuid`` where a CPUID leaf is shown). Public through ``kvmprobe.confidential``.
 
 The kernel's own answer decides: ``KVM_CAP_VM_TYPES`` (Linux 6.8, the mask of VM types

@@ -1,8 +1,8 @@
 """The doctor's checks: what the kernel answered, and the judge that turns it into checks.
 
-Imports ``_remedies``, ``host``, ``probing``, ``device``, ``_device_errors`` (the remedy sentences it
+Imports ``_remedies``, ``_check_model``, ``_host_checks``, ``_access``, ``host``, ``probing``, ``device``, ``_device_errors`` (the remedy sentences it
 shares with the device), ``_backend``, ``_backend_select``, ``_ioctl``, ``_release``, ``caps`` and
-``errors``; ``guest`` where a micro-guest runs and ``_run_verdict`` to judge what it found. :func:`ask_kernel` asks the live device (or
+``errors``; ``guest`` and ``_guest_report`` where a micro-guest runs and ``_run_verdict`` to judge what it found. :func:`ask_kernel` asks the live device (or
 :func:`recorded_answers` reads a probe result), and :class:`Judge` builds one :class:`Check` per
 id in :data:`CHECK_IDS` from those answers and the host facts. ``diagnosis`` turns the checks
 into a verdict. The remedy sentences live in ``_remedies``.

@@ -1,6 +1,6 @@
 """What KVM (and the host CPU) answered about the CPU, raw: the record, its reader and its JSON.
 
-Imports ``_kvm_structs``, ``errors`` and, where used, ``_cpuid`` and its tables, ``_cpuid_insn``
+Imports ``_kvm_structs``, ``_validate``, ``errors`` and, where used, ``_cpuid``, ``_cpuid_table``, ``_cpuid_insn``
 and ``_host_files`` (reading a snapshot's CPU section loads no feature table).
 A :class:`CpuRecord` keeps the numbers exactly as the kernel gave them (so a newer kvmprobe can
 decode an old recording), plus the host's own CPUID and ``/proc/cpuinfo`` flags for the

@@ -2,8 +2,8 @@
 its nested parameter, the CPU flags, the hypervisor below, the firmware's VT setting, the nodes
 VMMs open (vhost-net, vhost-vsock, tun).
 
-Imports ``_check_model``, ``_host_facts``, ``_kvm_backends``, ``_remedies``, ``_access``, ``_arch`` and
-``_release``.
+Imports ``_check_model``, ``_host_facts``, ``_kvm_backends``, ``_remedies``, ``_access`` and
+``_arch``.
 :class:`HostChecks` is a part of ``_checks.Judge`` (which sets the facts, the account judged and
 whether the device works); these checks only explain, never decide the verdict.
 """

@@ -1,6 +1,6 @@
 """The remedy sentences: what to do about what the checks find, computed from the host facts.
 
-Imports ``_host_facts``, ``_kvm_backends``, ``_access`` and ``_arch``. Each function takes the
+Imports ``_host_facts``, ``_kvm_backends``, ``_device_errors``, ``_access`` and ``_arch``. Each function takes the
 :class:`~kvmprobe.HostFacts` of the host (and what failed) and returns one imperative sentence
 (or a summary and a sentence), true for that kind of host: a container, a kernel without
 modules, a virtual machine, PVM. They are what gets edited and reviewed most; the checks

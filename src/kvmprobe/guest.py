@@ -1,7 +1,7 @@
 """Prove that ``KVM_RUN`` works: run x86 code in a micro-guest, under a watchdog, and measure it.
 
-Imports ``device``, ``_vcpu``, ``_forked``, ``_guest_code``, ``_guest_report``, ``_kvm_exits``,
-``_arch``, ``_ioctl`` and ``errors`` (``_cpuid`` and ``_kvm_structs`` where CPUID rows are read).
+Imports ``device``, ``_vcpu``, ``_forked``, ``_guest_code``, ``_guest_report``, ``_backend``,
+``_arch`` and ``errors`` (``_cpuid`` and ``_kvm_structs`` where CPUID rows are read).
 :func:`run_guest` creates a VM with one memory slot
 (``KVM_SET_USER_MEMORY_REGION`` over an anonymous mapping), one vCPU with its ``kvm_run``
 mapped and KVM's supported CPUID set, puts the vCPU in real, protected or long mode (with page

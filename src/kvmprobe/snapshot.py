@@ -1,7 +1,7 @@
 """Recorded hosts: write a probe result as a JSON document, and read one back strictly.
 
 Imports ``probing``, ``host``, ``_host_reader``, ``_snapshot_rows``, ``_validate``, ``_cpu_record``,
-``_cpu_decode``, ``_guest_report``, ``_cc_facts``, ``_cc_probe``, ``_backend``, ``caps``,
+``_cpu_decode``, ``_guest_report``, ``_cc_facts``, ``_cc_probe``, ``_backend``, ``_arch``, ``caps``,
 ``errors``, ``atomic`` and ``_version``. A snapshot is the JSON document ``python -m kvmprobe
 snapshot`` (and ``python -m kvmprobe --json``) writes: the schema name and version, who wrote it and
 when, the device, API version and kernel, one row per capability (the system-fd value, the VM-fd
