@@ -231,7 +231,9 @@ def _vmm(spec: str, purpose: str, source_view: CpuView, dest: ProbeResult) -> Tu
     readiness = check_vmm(spec, dest, arch=dest.arch)
     reasons: List[Reason] = []
     notes: List[str] = []
-    if not readiness.ready:
+    if readiness.state == "unknown":
+        notes.append(f"on DEST, {readiness.summary()}")
+    elif not readiness.ready:
         reasons.append(Reason("vmm", readiness.display_name, (), readiness.summary(), readiness.profile.source))
     about = _ABOUT[purpose]
     for req in readiness.profile.of_kind("conditional", "optional"):

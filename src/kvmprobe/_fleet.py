@@ -107,7 +107,9 @@ class FleetClass(NamedTuple):
 
 
 class FleetSummary(NamedTuple):
-    """What ``kvmprobe fleet`` reports. ``readiness``: ``(vmm, ready hosts)`` per built-in VMM.
+    """What ``kvmprobe fleet`` reports. ``readiness``: ``(vmm, ready hosts)`` per built-in VMM;
+    ``unknown``: ``(vmm, hosts where nothing recorded says no but something needed was not recorded)``,
+    counted apart because cannot tell is not no.
 
     Example:
         >>> from kvmprobe.compat import fleet
@@ -123,6 +125,7 @@ class FleetSummary(NamedTuple):
     classes: Tuple[FleetClass, ...]
     baseline: Baseline
     readiness: Tuple[Tuple[str, int], ...]
+    unknown: Tuple[Tuple[str, int], ...] = ()
 
     def to_dict(self) -> Dict[str, Any]:
         """The ``kvmprobe fleet --json`` document (``schema`` ``kvmprobe-fleet``, version 1)."""
@@ -135,7 +138,8 @@ class FleetSummary(NamedTuple):
             "classes": [c._asdict() for c in self.classes],
             "baseline": {key: base[key] for key in ("vendors", "models", "features", "lost", "xsave", "feature_msrs",
                                                     "tsc_khz", "alone")},
-            "readiness": [{"vmm": vmm, "ready": ready, "hosts": self.hosts} for vmm, ready in self.readiness],
+            "readiness": [{"vmm": vmm, "ready": ready, "unknown": dict(self.unknown).get(vmm, 0), "hosts": self.hosts}
+                          for vmm, ready in self.readiness],
         }  # fmt: skip
 
 
@@ -186,7 +190,8 @@ def summarize(hosts: Iterable[HostLike]) -> FleetSummary:
     builder = BaselineBuilder()
     classes = _Classes()
     ready: Dict[str, int] = {}
-    seen: Dict[Tuple[Any, ...], Tuple[bool, ...]] = {}
+    unknown: Dict[str, int] = {}
+    seen: Dict[Tuple[Any, ...], Tuple[str, ...]] = {}
     names: List[str] = []
     results: Dict[str, ProbeResult] = {}
 
@@ -205,14 +210,16 @@ def summarize(hosts: Iterable[HostLike]) -> FleetSummary:
         signature = _signature(result)
         verdicts = seen.get(signature)
         if verdicts is None:
-            verdicts = tuple(check_vmm(name, result, arch=arch).ready for name in names)
+            verdicts = tuple(check_vmm(name, result, arch=arch).state for name in names)
             seen[signature] = verdicts
-        for name, ok in zip(names, verdicts):
-            ready[name] = ready.get(name, 0) + ok
+        for name, state in zip(names, verdicts):
+            ready[name] = ready.get(name, 0) + (state == "ready")
+            unknown[name] = unknown.get(name, 0) + (state == "unknown")
     return FleetSummary(
         hosts=builder.hosts,
         arch=arch,
         classes=classes.result(),
         baseline=builder.result(),
         readiness=tuple((name, ready.get(name, 0)) for name in names),
+        unknown=tuple((name, unknown.get(name, 0)) for name in names),
     )

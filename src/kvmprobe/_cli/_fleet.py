@@ -62,6 +62,8 @@ def render(summary: Any) -> str:
     out += render_alone(base)
     out += ["", "Readiness (the hosts each VMM can run on, newest release profiled):"]
     name_width = max(len(name) for name, _ in summary.readiness)
+    unknown = dict(summary.unknown)
     for name, ready in summary.readiness:
-        out.append(f"  {name:<{name_width}}  {ready} of {summary.hosts}")
+        tell = f" ({unknown[name]} cannot tell: not recorded)" if unknown.get(name) else ""
+        out.append(f"  {name:<{name_width}}  {ready} of {summary.hosts}{tell}")
     return "\n".join(out) + "\n"
