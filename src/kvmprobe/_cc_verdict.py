@@ -253,5 +253,6 @@ def kind_named(name: str) -> Kind:
         import difflib  # only on this error path
 
         close = difflib.get_close_matches(name.strip().lower(), list(KINDS), n=3, cutoff=0.5)
-        raise UnknownVmm(name, close, known=list(KINDS), hint="" if close else "the kinds are: " + ", ".join(KINDS))
+        raise UnknownVmm(name, close, known=list(KINDS), hint="" if close else "the kinds are: " + ", ".join(KINDS),
+                         what="confidential-VM kind")
     return _BY_ID[found]

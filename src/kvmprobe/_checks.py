@@ -285,6 +285,7 @@ class Judge(HostChecks):
         self.facts = facts
         self.facts_known = facts_known
         self.answers = answers
+        self.recorded = answers.how == "recorded"
         self.path = path
         self.as_other = who is not None
         self.who: Optional[Who] = who if who is not None else (

@@ -34,6 +34,7 @@ class HostChecks:
     who_text: str
     as_other: bool
     acls: Mapping[str, Optional[Tuple[AclEntry, ...]]]
+    recorded: bool  # the facts are a recording's: a remedy would be for that host, not this one
 
     def explain(self, status: Status) -> Status:
         # An explanation never overrules a working device: what would be a FAIL is a WARN then.
@@ -161,6 +162,8 @@ class HostChecks:
         number = MSR_FEATURE_CONTROL if intel else MSR_VM_CR
         if facts.msr_vt is None:
             why = facts.msr_error or "not read"
+            if self.recorded:  # the remedy is for the recorded host, not this one
+                return Check("firmware-vt", Status.SKIP, f"MSR {msr} ({number:#x}) not recorded: {why}")
             return Check(
                 "firmware-vt",
                 Status.SKIP,

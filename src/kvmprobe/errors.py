@@ -345,7 +345,8 @@ class ProfileError(KvmProbeError, ValueError):
 
 
 class UnknownVmm(KvmProbeError, LookupError):
-    """No built-in VMM profile has this name (or none exists for that architecture).
+    """No built-in VMM profile has this name (or none exists for that architecture); ``what``
+    names what was looked for when it is not a VMM (a confidential-VM kind, either).
 
     ``known`` lists the names there are; ``suggestions`` the close ones.
 
@@ -363,6 +364,7 @@ class UnknownVmm(KvmProbeError, LookupError):
         known: list[str] | None = None,
         arch: str | None = None,
         hint: str = "",
+        what: str = "built-in VMM profile",
     ) -> None:
         self.name = name
         self.suggestions = list(suggestions or [])
@@ -374,7 +376,7 @@ class UnknownVmm(KvmProbeError, LookupError):
             else:
                 hint = "known: " + ", ".join(self.known) + "; or describe it in a file for --profile"
         where = f" for {arch}" if arch else ""
-        super().__init__(f"no built-in VMM profile {name!r}{where}", hint=hint)
+        super().__init__(f"no {what} {name!r}{where}", hint=hint)
 
 
 class UnknownRelease(UnknownVmm):

@@ -240,3 +240,15 @@ def test_the_centos7_story_on_the_rhel_7_9_preset(capsys: pytest.CaptureFixture[
 def test_installed_and_snapshot_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["check", "--installed", "--snapshot", "preset:rhel-7.9"], capsys)
     assert code == 2 and "leave out --snapshot" in err
+
+
+def test_a_misspelt_confidential_kind_is_not_called_a_vmm_profile(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["check", "sevv"], capsys)
+    assert code == 2 and out == ""
+    assert "no VMM profile or confidential-VM kind 'sevv'" in err and "did you mean sev" in err
+
+
+def test_doctor_on_a_recording_gives_no_remedy_for_this_machine(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["doctor", "--snapshot", "preset:rhel-7.9"], capsys)
+    line = next(line for line in out.splitlines() if "firmware-vt" in line)
+    assert "not recorded" in line and "modprobe" not in line, line

@@ -170,7 +170,8 @@ def _split_names(words: List[str]) -> Tuple[List[Tuple[str, Optional[str]]], Lis
 
             close = difflib.get_close_matches(word.strip().lower(), list(KINDS), n=2, cutoff=0.6)
             if close and type(err) is UnknownVmm:
-                raise UnknownVmm(word, close + err.suggestions, known=err.known + list(KINDS)) from None
+                raise UnknownVmm(word, close + err.suggestions, known=err.known + list(KINDS),
+                                 what="VMM profile or confidential-VM kind") from None
             raise
     return list(dict.fromkeys(specs)), list(dict.fromkeys(kinds))
 
