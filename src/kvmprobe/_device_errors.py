@@ -1,6 +1,6 @@
 """What an errno from opening the KVM device or from one of its ioctls means, as a kvmprobe error.
 
-Imports ``errors``, ``_access`` and ``_host_files``: the other room of ``device``, which raises what
+Imports ``errors``, ``_arch``, ``_access`` and ``_host_files``: the other room of ``device``, which raises what
 these functions make (it stays the one place errno values become kvmprobe errors; these only
 word them, with the fix for this host: the owner and mode of the node, who may open it, the
 container it runs in). The remedy for a permission error is ``doctor``'s, from ``_access``.
@@ -12,6 +12,7 @@ import errno
 import os
 import stat
 
+from ._arch import is_x86
 from .errors import KvmBusy, KvmIoctlError, KvmNotFound, KvmPermissionDenied, KvmUnavailable, NotAKvmDevice, describe_errno
 
 TYPE_CHECKING = False
@@ -138,6 +139,22 @@ def other_node_hint(path: str, *, live: bool = False) -> str:
     return NOT_THE_DEVICE_HINT
 
 
+def missing_kvm_hint(machine: str) -> str:
+    """What to do when there is no KVM device, for this machine's architecture.
+
+    Example:
+        >>> missing_kvm_hint("aarch64").startswith("on aarch64 KVM is part of the kernel")
+        True
+        >>> "kvm_intel" in missing_kvm_hint("x86_64"), "kvm_intel" in missing_kvm_hint("s390x")
+        (True, False)
+    """
+    where = "; in a VM enable nested virtualization; in a container pass --device /dev/kvm; " \
+        "'python -m kvmprobe doctor' says which"
+    if is_x86(machine):
+        return "load the KVM module (modprobe kvm_intel, kvm_amd or kvm_pvm) and enable VT-x/AMD-V in the firmware" + where
+    return f"on {machine} KVM is part of the kernel: boot a kernel built with CONFIG_KVM=y" + where
+
+
 def _live_number(path: str) -> Optional[Tuple[int, int]]:
     try:
         st = os.stat(path)
@@ -171,9 +188,7 @@ def open_failure(path: str, code: int, *, live: bool = True) -> KvmUnavailable:
         else:
             what = f"{path} has no driver behind it ({describe_errno(code)}): it is not the KVM device"
         if meant or (code == errno.ENOENT and not (live and os.path.exists(KVM_PATH)) and not path.endswith("/")):
-            hint = ("load the KVM module (modprobe kvm_intel, kvm_amd or kvm_pvm) and enable VT-x/AMD-V in the "
-                    "firmware; in a VM enable nested virtualization; in a container pass --device /dev/kvm; "
-                    "'python -m kvmprobe doctor' says which")
+            hint = missing_kvm_hint(os.uname().machine)
         else:  # a typo, a trailing '/', another device: the path is the mistake
             hint = other_node_hint(path, live=live)
         return KvmNotFound(what, hint=hint, path=path, errno=code)
