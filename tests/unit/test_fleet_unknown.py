@@ -4,14 +4,17 @@ note, not as a reason the guest cannot move."""
 
 from __future__ import annotations
 
+from typing import Dict, Tuple, Union
+
+from kvmprobe import ProbeResult
 from kvmprobe.caps import Cap
 from kvmprobe.compat import compare, fleet
 from kvmprobe.testing import fake_cpu_record, fake_probe_result
 
 
-def _hosts():  # type: ignore[no-untyped-def]
-    every = {cap: 1 for cap in Cap}
-    less = {cap: 1 for cap in Cap if cap is not Cap.IMMEDIATE_EXIT}
+def _hosts() -> Tuple[ProbeResult, ProbeResult, ProbeResult]:
+    every: Dict[Union[Cap, int, str], int] = {cap: 1 for cap in Cap}
+    less: Dict[Union[Cap, int, str], int] = {cap: 1 for cap in Cap if cap is not Cap.IMMEDIATE_EXIT}
     cpu = fake_cpu_record(["sse2"])
     full = fake_probe_result(every, source="full", cpu=cpu)
     unrecorded = fake_probe_result(less, source="unrecorded", cpu=cpu, not_recorded=["IMMEDIATE_EXIT"])
