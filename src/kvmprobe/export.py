@@ -372,7 +372,12 @@ def nfd_features(
     if result is None:
         where = "no device"
     else:
-        where = f"no device: {result.source}" if result.synthesized else f"{result.device} ({result.source})"
+        if result.synthesized or result.derivation is not None:  # made up, or derived from a kernel's source
+            where = f"no device: {result.source}"
+        elif result.source == "live":
+            where = f"{result.device} (live)"
+        else:  # a recording: the device was the recorded host's, not this one's
+            where = f"{result.source}, recorded from that host's {result.device}"
     lines = [f"# kvmprobe {__version__} feature file for NFD's local source (features.d), from {where}"]
     if expiry_time is not None:
         lines.append(f"# +expiry-time={_expiry_text(expiry_time)}")
@@ -599,7 +604,7 @@ def prometheus_text(
         info = {
             "kernel": result.kernel,
             "arch": result.arch,
-            "device": result.device,
+            "device": "" if result.synthesized or result.derivation is not None else result.device,  # none was asked
             "source": result.source,
             "backend": result.backend,
             "version": __version__,

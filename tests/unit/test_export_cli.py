@@ -187,3 +187,15 @@ def test_as_a_process_without_a_device() -> None:
     )
     assert proc.returncode == 3 and "kvm_usable 0" in proc.stdout
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_a_host_derived_from_source_names_no_device_in_either_format(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", "--format", "nfd", "--snapshot", "preset:rhel-7.9"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header.endswith("from no device: preset:rhel-7.9 (derived from source)"), header
+    assert main(["export", "--format", "prometheus", "--snapshot", "preset:rhel-7.9"]) == 0
+    info = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("kvm_probe_info{"))
+    assert 'device=""' in info and 'source="preset:rhel-7.9 (derived from source)"' in info, info
+    assert main(["export", "--format", "nfd", "--snapshot", "preset:pvm-6.18"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header.endswith("from preset:pvm-6.18, recorded from that host's /dev/kvm"), header
