@@ -17,7 +17,7 @@ from ._access import AclEntry, Who, may_open
 from ._backend import Backend, ForwardingBackend
 from ._backend_select import select_backend
 from ._check_model import Check, Status
-from ._device_errors import NOT_MAINLINE_HINT, policy_hint
+from ._device_errors import DOCTOR_HINT, KERNEL_LOG_HINT, NOT_MAINLINE_HINT, policy_hint
 from ._host_checks import HostChecks
 from ._ioctl import KVM_API_VERSION, KvmIoctls
 from ._release import format_version, parse_release
@@ -263,6 +263,11 @@ def _unanswered(answers: Answers, result: ProbeResult) -> Optional[Answers]:
 # --- the checks -----------------------------------------------------------------------------
 
 
+def _own(hint: str) -> str:
+    """An error's hint as the doctor gives it: never "run the doctor" from inside the doctor."""
+    return KERNEL_LOG_HINT if hint == DOCTOR_HINT else hint
+
+
 class Judge(HostChecks):
     """Builds every check from the facts and the answers.
 
@@ -450,7 +455,7 @@ class Judge(HostChecks):
         if not answers.opened:
             return Check("api-version", Status.SKIP, "needs an open device", decisive=True)
         if answers.api_error is not None:
-            return Check("api-version", Status.FAIL, answers.api_error.message, answers.api_error.hint, decisive=True)
+            return Check("api-version", Status.FAIL, answers.api_error.message, _own(answers.api_error.hint), decisive=True)
         return Check("api-version", Status.PASS, f"KVM API version {answers.api_version}", decisive=True)
 
     def create_vm(self) -> Check:
@@ -462,7 +467,7 @@ class Judge(HostChecks):
             return Check("create-vm", Status.PASS, f"KVM_CREATE_VM works{how}", decisive=True)
         err = answers.vm_error
         if err is not None:
-            return Check("create-vm", Status.FAIL, err.message, err.hint, decisive=True)
+            return Check("create-vm", Status.FAIL, err.message, _own(err.hint), decisive=True)
         return Check("create-vm", Status.SKIP, answers.vm_skip or "not asked", decisive=True)
 
     def run(self) -> Check:
@@ -472,7 +477,7 @@ class Judge(HostChecks):
         if report is None:
             if answers.run_error is not None:
                 err = answers.run_error
-                return Check("run", Status.FAIL, f"no guest could be run: {err.message}", err.hint, decisive=True)
+                return Check("run", Status.FAIL, f"no guest could be run: {err.message}", _own(err.hint), decisive=True)
             if not self.works or (answers.how == "live" and not answers.vm_created):
                 return Check("run", Status.SKIP, "not run: needs a VM (create-vm)", decisive=True)
             return Check("run", Status.SKIP, answers.run_skip or "not run", decisive=True)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from typing import Optional, Tuple
 
 __all__ = [
-    "KVM_PATH", "NOT_MAINLINE_HINT", "NOT_THE_DEVICE_HINT", "ioctl_error", "is_kvm_node", "open_error", "other_node_hint",
+    "DOCTOR_HINT", "KERNEL_LOG_HINT", "KVM_PATH", "NOT_MAINLINE_HINT", "NOT_THE_DEVICE_HINT", "ioctl_error", "is_kvm_node", "open_error", "other_node_hint",
     "permission_hint", "policy_hint",
 ]
 
@@ -33,6 +33,10 @@ KVM_NUMBER = (10, 232)
 # once: here, the lowest room both import (``device`` may not import ``_remedies``, its floor).
 #: A device that answers another KVM API version than 12.
 NOT_MAINLINE_HINT = "this kernel's KVM is not the mainline interface; use a mainline KVM kernel"
+#: A KVM ioctl failing with no errno-specific remedy: the doctor looks at the whole host.
+DOCTOR_HINT = "run 'python -m kvmprobe doctor' for a diagnosis of this host"
+#: What the doctor itself says of such a failure (it is already the diagnosis).
+KERNEL_LOG_HINT = "the kernel log ('dmesg | tail') may say why KVM refused it"
 #: A path that is no KVM device (a directory, or a node that answers ENOTTY).
 NOT_THE_DEVICE_HINT = "point kvmprobe at the KVM device (--device /dev/kvm or KVMPROBE_DEVICE)"
 
@@ -274,7 +278,7 @@ def ioctl_error(path: str, name: str, err: OSError) -> KvmUnavailable:
         )
     return KvmIoctlError(
         f"{name} failed on {path}: {describe_errno(code)}",
-        hint="run 'python -m kvmprobe doctor' for a diagnosis of this host",
+        hint=DOCTOR_HINT,
         path=path,
         errno=code,
     )

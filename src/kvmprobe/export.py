@@ -604,7 +604,7 @@ def prometheus_text(
         info = {
             "kernel": result.kernel,
             "arch": result.arch,
-            "device": "" if result.synthesized or result.derivation is not None else result.device,  # none was asked
+            "device": "" if result.derivation is not None else result.device,  # derived from source: none was asked
             "source": result.source,
             "backend": result.backend,
             "version": __version__,

@@ -446,3 +446,18 @@ def test_recorded_host_with_another_api_version_is_not_usable() -> None:
     api = report.check("api-version")
     assert api.status is Status.FAIL and "API version 11" in api.summary and api.remedy
     assert report.verdict is Verdict.NOT_USABLE
+
+
+def test_the_doctor_never_tells_to_run_the_doctor() -> None:
+    import errno
+
+    from kvmprobe import diagnose
+    from kvmprobe.testing import FakeBackend
+
+    for failing in ("KVM_CREATE_VM", "KVM_GET_API_VERSION"):
+        for code in (errno.ENOMEM, errno.EIO):
+            found = diagnose(backend=FakeBackend({}, fail={failing: code}), run=False)
+            for check in found.checks:
+                assert "kvmprobe doctor" not in check.remedy, (failing, code, check)
+    created = diagnose(backend=FakeBackend({}, fail={"KVM_CREATE_VM": errno.ENOMEM}), run=False)
+    assert next(c for c in created.checks if c.id == "create-vm").remedy.startswith("the kernel log")
