@@ -504,8 +504,8 @@ def _read_kmsg() -> List[str]:
 def read_confidential_files(root: str = "/") -> ConfidentialFacts:
     """The confidential-VM facts that files under ``root`` tell (no ioctl is issued).
 
-    CPUID 0x8000001F (on this host through ``_cpuid_insn``: the instruction, else
-    ``/dev/cpu/0/cpuid``; under another root its ``dev/cpu/0/cpuid`` file; the leaf is read only
+    CPUID 0x8000001F (on this host ``/dev/cpu/0/cpuid``, else the instruction through
+    ``_cpuid_insn``; under another root its ``dev/cpu/0/cpuid`` file; the leaf is read only
     when the CPU's highest extended leaf reaches it), the kernel command line, the
     misc cgroup's ``misc.capacity``, this process's memlock limit and CAP_IPC_LOCK, and the
     kernel-log lines about SEV and TDX (``/dev/kmsg``; under a fake root a text file there). A
@@ -524,7 +524,10 @@ def read_confidential_files(root: str = "/") -> ConfidentialFacts:
     from ._cc_data import CPUID_LEAF, LOG_KEEP
 
     reader = _Reader(root)
-    if reader.real:  # this host: the CPUID instruction (no root needed), else the cpuid driver
+    top, _ = reader.pread(_CPUID_DEVICE, 16, 0x80000000) if reader.real else (None, None)
+    if reader.real and (top is None or len(top) != 16):
+        # This host without the cpuid driver's file (no driver, not root): the CPUID instruction,
+        # which needs neither. The file comes first because reading it loads no ctypes.
         from ._cpuid_insn import open_host_cpuid
 
         with open_host_cpuid() as (function, source):
@@ -532,7 +535,7 @@ def read_confidential_files(root: str = "/") -> ConfidentialFacts:
                 cpuid, note = None, source
             else:
                 cpuid, note = _confidential_leaf(lambda leaf: (_packed(function(leaf, 0)), None), CPUID_LEAF)
-    else:  # a tree that looks like another host: its cpuid file, as the driver lays it out
+    else:  # the cpuid driver's file, or a tree that looks like another host: its file, laid out alike
         cpuid, note = _confidential_leaf(lambda leaf: reader.pread(_CPUID_DEVICE, 16, leaf), CPUID_LEAF)
     capacity, misc_path = _misc_capacity(reader)
     log, log_note = _kernel_log(reader, LOG_KEEP)
