@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from typing import Optional, Tuple
 
 __all__ = [
-    "DOCTOR_HINT", "KERNEL_LOG_HINT", "KVM_PATH", "NOT_MAINLINE_HINT", "NOT_THE_DEVICE_HINT", "ioctl_error", "is_kvm_node", "open_error", "other_node_hint",
+    "DOCTOR_HINT", "KERNEL_LOG_HINT", "KVM_PATH", "NOT_MAINLINE_HINT", "NOT_THE_DEVICE_HINT", "built_in_kvm_hint", "ioctl_error", "is_kvm_node", "open_error", "other_node_hint",
     "permission_hint", "policy_hint",
 ]
 
@@ -156,7 +156,17 @@ def missing_kvm_hint(machine: str) -> str:
         "'python -m kvmprobe doctor' says which"
     if is_x86(machine):
         return "load the KVM module (modprobe kvm_intel, kvm_amd or kvm_pvm) and enable VT-x/AMD-V in the firmware" + where
-    return f"on {machine} KVM is part of the kernel: boot a kernel built with CONFIG_KVM=y" + where
+    return built_in_kvm_hint(machine) + where
+
+
+def built_in_kvm_hint(machine: str) -> str:
+    """Where KVM is no module (every architecture but x86): the kernel must carry it.
+
+    Example:
+        >>> built_in_kvm_hint("s390x")
+        'on s390x KVM is part of the kernel: boot a kernel with CONFIG_KVM=y'
+    """
+    return f"on {machine} KVM is part of the kernel: boot a kernel with CONFIG_KVM=y"
 
 
 def _live_number(path: str) -> Optional[Tuple[int, int]]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from . import _access
 from ._access import AclEntry, Node, Who
 from ._arch import is_x86 as _is_x86_machine
-from ._device_errors import is_kvm_node, other_node_hint
+from ._device_errors import built_in_kvm_hint, is_kvm_node, other_node_hint
 from ._host_facts import DeviceNode, HostFacts
 from ._kvm_backends import BACKENDS, PVM
 
@@ -59,9 +59,8 @@ def module_remedy(facts: HostFacts) -> str:
     if not is_x86(facts) and facts.machine:
         if facts.machine.startswith("s390") and "sie" not in facts.cpu_flags:
             return "this s390 system lacks the SIE facility: KVM needs an LPAR or z/VM guest with SIE"
-        return (
-            f"on {facts.machine} KVM is part of the kernel: boot a kernel with CONFIG_KVM=y (on arm64 entered "
-            "at EL2, i.e. not as a guest without nested support) and look at 'dmesg | grep -i kvm'"
+        return built_in_kvm_hint(facts.machine) + (
+            " (on arm64 entered at EL2, i.e. not as a guest without nested support) and look at 'dmesg | grep -i kvm'"
         )
     module = vendor_module(facts)
     no_modules = facts.proc_modules is False
