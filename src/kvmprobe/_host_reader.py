@@ -524,8 +524,8 @@ def read_confidential_files(root: str = "/") -> ConfidentialFacts:
     from ._cc_data import CPUID_LEAF, LOG_KEEP
 
     reader = _Reader(root)
-    top, _ = reader.pread(_CPUID_DEVICE, 16, 0x80000000) if reader.real else (None, None)
-    if reader.real and (top is None or len(top) != 16):
+    top = reader.pread(_CPUID_DEVICE, 16, 0x80000000)  # the highest extended leaf, asked once
+    if reader.real and (top[0] is None or len(top[0]) != 16):
         # This host without the cpuid driver's file (no driver, not root): the CPUID instruction,
         # which needs neither. The file comes first because reading it loads no ctypes.
         from ._cpuid_insn import open_host_cpuid
@@ -536,7 +536,8 @@ def read_confidential_files(root: str = "/") -> ConfidentialFacts:
             else:
                 cpuid, note = _confidential_leaf(lambda leaf: (_packed(function(leaf, 0)), None), CPUID_LEAF)
     else:  # the cpuid driver's file, or a tree that looks like another host: its file, laid out alike
-        cpuid, note = _confidential_leaf(lambda leaf: reader.pread(_CPUID_DEVICE, 16, leaf), CPUID_LEAF)
+        cpuid, note = _confidential_leaf(
+            lambda leaf: top if leaf == 0x80000000 else reader.pread(_CPUID_DEVICE, 16, leaf), CPUID_LEAF)
     capacity, misc_path = _misc_capacity(reader)
     log, log_note = _kernel_log(reader, LOG_KEEP)
     return ConfidentialFacts(

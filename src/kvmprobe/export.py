@@ -371,13 +371,12 @@ def nfd_features(
     )
     if result is None:
         where = "no device"
-    else:
-        if result.synthesized or result.derivation is not None:  # made up, or derived from a kernel's source
-            where = f"no device: {result.source}"
-        elif result.source == "live":
-            where = f"{result.device} (live)"
-        else:  # a recording: the device was the recorded host's, not this one's
-            where = f"{result.source}, recorded from that host's {result.device}"
+    elif result.synthesized or result.derivation is not None:  # made up, or derived from a kernel's source
+        where = f"no device: {result.source}"
+    elif result.source == "live":
+        where = f"{result.device} (live)"
+    else:  # a recording: the device was the recorded host's, not this one's
+        where = f"{result.source}, recorded from that host's {result.device}"
     lines = [f"# kvmprobe {__version__} feature file for NFD's local source (features.d), from {where}"]
     if expiry_time is not None:
         lines.append(f"# +expiry-time={_expiry_text(expiry_time)}")
